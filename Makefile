@@ -1,0 +1,29 @@
+# Two entry points, each self-contained on a fresh machine with python3 and make:
+#   make demo   -> executes notebooks/quickstart.ipynb through a Jupyter kernel, writes build/quickstart.html
+#   make test   -> runs the whole test suite
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test,demo]"
+	$(PY) -m ipykernel install --user --name nbautodiff --display-name "nbautodiff (venv)" >/dev/null
+	touch $(STAMP)
+
+demo: $(STAMP)
+	mkdir -p build
+	$(PY) -m nbautodiff.kernels.notebook_runner notebooks/quickstart.ipynb build/quickstart.html
+
+test: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+bench: $(STAMP)
+	$(PY) benchmarks/reverse_mode.py
+
+clean:
+	rm -rf $(VENV) build
