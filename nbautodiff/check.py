@@ -1,0 +1,303 @@
+"""Gradient checks: an AD gradient against central finite differences.
+
+``check_grad(fun, *args, argnums=0)`` evaluates the gradient of ``fun`` at ``args`` (by default
+``nbautodiff.grad``) and compares every component of every differentiated argument with central
+differences ``(f(x + h e_i) - f(x - h e_i)) / 2h`` over a sweep of step sizes.
+
+Choosing the step does not look at the AD value, so a wrong gradient cannot pick the step that
+happens to agree with it. For each step the error of the difference quotient is estimated as
+
+* truncation: how much the quotient moves between the step and its neighbours in the sweep;
+* rounding: ``eps * max(|f(x+h)|, |f(x-h)|) / h``;
+
+and the step with the smallest estimate is used. The relative error of a component is
+``|AD - FD| / max(|AD|, |FD|, floor * scale)`` where ``scale`` is the largest gradient component
+(AD or FD) of the whole check: components far below the largest one are judged on an absolute
+scale, since finite differences cannot resolve them relatively.
+
+Rendering (HTML, text, matplotlib) lives in :mod:`nbautodiff.report`.
+"""
+from __future__ import annotations
+
+import inspect
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+#: Relative steps of the default sweep, largest first: 1e-1 down to 1e-12 by half decades.
+DEFAULT_STEPS = np.logspace(-1, -12, 23)
+#: Default tolerance on the relative error, by the least precise float type involved.
+DEFAULT_RTOL = {np.dtype(np.float64): 1e-5, np.dtype(np.float32): 1e-2}
+#: Default floor of the relative error's denominator, as a fraction of the largest component.
+DEFAULT_FLOOR = 1e-3
+
+
+@dataclass(frozen=True)
+class ComponentCheck:
+    """One component of one differentiated argument.
+
+    ``label`` reads like code (``x[2, 0]``, or ``a`` for a scalar); ``index`` is the NumPy index
+    (``()`` for a scalar). ``fd_sweep[k]`` is the difference quotient at ``steps[k]`` (relative
+    steps of the check; NaN where the step vanished in the argument's precision) and ``errors[k]``
+    its relative error against ``ad``. ``step`` is the relative step chosen for ``fd``.
+    """
+
+    label: str
+    argnum: int
+    index: tuple
+    ad: float
+    fd: float
+    step: float
+    rel_error: float
+    ok: bool
+    fd_sweep: np.ndarray = field(repr=False)
+    errors: np.ndarray = field(repr=False)
+
+
+@dataclass(frozen=True)
+class GradientCheck:
+    """The result of :func:`check_grad`.
+
+    ``ok`` is true when every component's relative error is at most ``rtol`` (and finite);
+    ``rows`` holds one :class:`ComponentCheck` per component, in argument then C order.
+    Displays as an HTML table in notebooks and as text elsewhere; ``plot()`` draws the error
+    against the step size.
+    """
+
+    function: str
+    argnames: tuple
+    argnums: tuple
+    value: float
+    steps: np.ndarray = field(repr=False)
+    rows: tuple = field(repr=False)
+    rtol: float
+    floor: float
+    scale: float
+    skipped: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return all(row.ok for row in self.rows)
+
+    @property
+    def max_rel_error(self) -> float:
+        return max((row.rel_error for row in self.rows), default=0.0)
+
+    @property
+    def failures(self) -> list:
+        """The components whose relative error exceeds ``rtol`` (or is not finite)."""
+        return [row for row in self.rows if not row.ok]
+
+    def worst(self, n: int) -> list:
+        """The ``n`` components with the largest relative errors, worst first."""
+        return sorted(self.rows, key=lambda row: _sort_key(row.rel_error), reverse=True)[:n]
+
+    def plot(self, max_curves: int = 10):
+        """A matplotlib ``Figure``: relative error against step size, log-log."""
+        from .report import check_figure
+        return check_figure(self, max_curves=max_curves)
+
+    def _repr_html_(self) -> str:
+        from .report import check_html
+        return check_html(self)
+
+    def _repr_pretty_(self, printer, cycle) -> None:
+        printer.text(str(self))
+
+    def __str__(self) -> str:
+        from .report import check_text
+        return check_text(self)
+
+
+def check_grad(fun: Callable, *args, argnums=0, gradient: Callable | None = None,
+               steps: Sequence[float] | None = None, rtol: float | None = None,
+               floor: float = DEFAULT_FLOOR, max_components: int | None = None,
+               seed: int = 0) -> GradientCheck:
+    """Check the gradient of the scalar-valued ``fun`` at ``args`` against central differences.
+
+    ``argnums`` (an int or a tuple of ints) selects the arguments to differentiate: Python
+    floats/ints or float64/float32 arrays of any rank. ``gradient`` is the gradient function
+    to check, called as ``gradient(*args)`` with the conventions of ``nbautodiff.grad``
+    (default: ``nbautodiff.grad(fun, argnums)``). ``steps`` are relative steps (a component
+    ``x_i`` moves by ``step * max(1, |x_i|)``). ``rtol`` defaults to 1e-5, or 1e-2 when a
+    float32 array is involved. ``max_components`` checks a random sample (drawn with ``seed``)
+    of that many components instead of all of them. The arguments are never modified: each
+    evaluation gets fresh copies of the arrays.
+    """
+    argnums_tuple = _normalize_argnums(argnums, len(args))
+    names = _argument_names(fun, len(args))
+    for k in argnums_tuple:
+        _require_differentiable(args[k], names[k])
+    if gradient is None:
+        from .api import grad
+        gradient = grad(fun, argnums=argnums)
+    grads = gradient(*_copies(args))
+    if not isinstance(argnums, tuple):
+        grads = (grads,)
+    grads = _match_shapes(grads, args, argnums_tuple, names)
+
+    eps = float(np.finfo(_least_precise(args, argnums_tuple)).eps)
+    if rtol is None:
+        rtol = DEFAULT_RTOL[np.dtype(np.float32) if eps > 1e-10 else np.dtype(np.float64)]
+    steps = np.sort(np.asarray(DEFAULT_STEPS if steps is None else steps, dtype=float))[::-1]
+    value = _evaluate(fun, _copies(args))
+
+    components = [(k, index) for k in argnums_tuple for index in np.ndindex(np.shape(args[k]))]
+    skipped = 0
+    if max_components is not None and len(components) > max_components:
+        chosen = np.random.default_rng(seed).choice(len(components), max_components, replace=False)
+        skipped = len(components) - max_components
+        components = [components[i] for i in sorted(chosen)]
+
+    sweeps = []
+    for k, index in components:
+        fd_sweep, noise = _sweep(fun, args, k, index, steps, eps)
+        best = _best_step(fd_sweep, noise)
+        ad = float(grads[argnums_tuple.index(k)][index])
+        sweeps.append((k, index, ad, fd_sweep, best))
+
+    magnitudes = [abs(ad) for _, _, ad, _, _ in sweeps]
+    magnitudes += [abs(s[b]) for *_, s, b in sweeps if b is not None]
+    scale = max((m for m in magnitudes if math.isfinite(m)), default=0.0)
+    floor_abs = floor * scale
+    rows = []
+    for k, index, ad, fd_sweep, best in sweeps:
+        fd = float(fd_sweep[best]) if best is not None else math.nan
+        errors = np.array([_rel_error(ad, f, floor_abs) for f in fd_sweep])
+        rel = _rel_error(ad, fd, floor_abs)
+        rows.append(ComponentCheck(
+            label=_label(names[k], index), argnum=k, index=index, ad=ad, fd=fd,
+            step=float(steps[best]) if best is not None else math.nan, rel_error=rel,
+            ok=bool(rel <= rtol), fd_sweep=fd_sweep, errors=errors))
+    return GradientCheck(
+        function=getattr(fun, "__name__", repr(fun)), argnames=tuple(names),
+        argnums=argnums_tuple, value=value, steps=steps, rows=tuple(rows), rtol=float(rtol),
+        floor=floor_abs, scale=scale, skipped=skipped)
+
+
+def _sweep(fun, args, k, index, steps, eps):
+    """Difference quotients of ``fun`` along component ``index`` of ``args[k]``, one per step,
+    with the rounding noise of each quotient."""
+    x0 = float(np.asarray(args[k])[index])
+    fd = np.full(len(steps), np.nan)
+    noise = np.full(len(steps), np.inf)
+    for j, step in enumerate(steps):
+        h = step * max(1.0, abs(x0))
+        plus, x_plus = _perturbed(args, k, index, x0 + h)
+        minus, x_minus = _perturbed(args, k, index, x0 - h)
+        width = x_plus - x_minus          # the step actually taken, after rounding to the dtype
+        if width == 0.0:
+            continue
+        f_plus, f_minus = _evaluate(fun, plus), _evaluate(fun, minus)
+        fd[j] = (f_plus - f_minus) / width
+        noise[j] = eps * max(abs(f_plus), abs(f_minus)) / width
+    return fd, noise
+
+
+def _best_step(fd_sweep: np.ndarray, noise: np.ndarray):
+    """Index of the step with the smallest estimated error, or None when no quotient is finite.
+
+    The estimate adds the rounding noise to the largest change of the quotient towards its
+    neighbouring steps (a proxy for the truncation error); ties go to the larger step.
+    """
+    n = len(fd_sweep)
+    estimates = np.full(n, np.inf)
+    for j in range(n):
+        if not math.isfinite(fd_sweep[j]):
+            continue
+        neighbours = [fd_sweep[i] for i in (j - 1, j + 1) if 0 <= i < n and math.isfinite(fd_sweep[i])]
+        change = max((abs(fd_sweep[j] - f) for f in neighbours), default=0.0)
+        estimates[j] = change + noise[j]
+    if not np.isfinite(estimates).any():
+        return None
+    return int(np.argmin(estimates))
+
+
+def _rel_error(ad: float, fd: float, floor_abs: float) -> float:
+    if not (math.isfinite(ad) and math.isfinite(fd)):
+        return math.inf
+    diff = abs(ad - fd)
+    if diff == 0.0:
+        return 0.0
+    return diff / max(abs(ad), abs(fd), floor_abs)
+
+
+def _perturbed(args, k, index, x):
+    """Fresh copies of ``args`` with component ``index`` of ``args[k]`` set to ``x``; also the
+    value actually stored (rounded to the argument's dtype)."""
+    copies = _copies(args)
+    if np.ndim(args[k]) == 0 and not isinstance(args[k], np.ndarray):
+        copies[k] = type(args[k])(x) if isinstance(args[k], np.floating) else float(x)
+        return copies, float(copies[k])
+    copies[k][index] = x
+    return copies, float(copies[k][index])
+
+
+def _copies(args) -> list:
+    return [a.copy() if isinstance(a, np.ndarray) else a for a in args]
+
+
+def _evaluate(fun, args) -> float:
+    result = fun(*args)
+    if np.ndim(result) != 0:
+        raise TypeError(f"check_grad needs a scalar-valued function; "
+                        f"{getattr(fun, '__name__', fun)!s} returned shape {np.shape(result)}")
+    return float(result)
+
+
+def _normalize_argnums(argnums, nargs: int) -> tuple:
+    items = argnums if isinstance(argnums, tuple) else (argnums,)
+    result = []
+    for k in items:
+        if not isinstance(k, (int, np.integer)) or not -nargs <= k < nargs:
+            raise ValueError(f"argnums={argnums!r} does not select among {nargs} arguments")
+        result.append(int(k) % nargs)
+    return tuple(result)
+
+
+def _argument_names(fun, nargs: int) -> list:
+    try:
+        params = list(inspect.signature(getattr(fun, "py_func", fun)).parameters.values())
+    except (TypeError, ValueError):
+        params = []
+    names = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return [names[k] if k < len(names) else f"args[{k}]" for k in range(nargs)]
+
+
+def _require_differentiable(arg, name: str) -> None:
+    if isinstance(arg, np.ndarray):
+        if arg.dtype not in (np.float64, np.float32):
+            raise TypeError(f"argument '{name}' to differentiate must be a float64 or float32 "
+                            f"array, not {arg.dtype}")
+    elif isinstance(arg, bool) or not isinstance(arg, (int, float, np.integer, np.floating)):
+        raise TypeError(f"argument '{name}' to differentiate must be a float, an int or a float "
+                        f"array, not {type(arg).__name__}")
+
+
+def _least_precise(args, argnums) -> np.dtype:
+    if any(np.asarray(args[k]).dtype == np.float32 for k in argnums):
+        return np.dtype(np.float32)
+    return np.dtype(np.float64)
+
+
+def _match_shapes(grads, args, argnums, names) -> list:
+    if len(grads) != len(argnums):
+        raise ValueError(f"the gradient returned {len(grads)} items for {len(argnums)} arguments")
+    result = []
+    for g, k in zip(grads, argnums):
+        g = np.asarray(g, dtype=float)
+        if g.shape != np.shape(args[k]):
+            raise ValueError(f"the gradient for argument '{names[k]}' has shape {g.shape}, "
+                             f"the argument has shape {np.shape(args[k])}")
+        result.append(g)
+    return result
+
+
+def _label(name: str, index: tuple) -> str:
+    return f"{name}[{', '.join(map(str, index))}]" if index else name
+
+
+def _sort_key(value: float) -> float:
+    return math.inf if math.isnan(value) else value
