@@ -177,6 +177,35 @@ def check_grad(fun: Callable, *args, argnums=0, gradient: Callable | None = None
         floor=floor_abs, scale=scale, skipped=skipped)
 
 
+def gradient_of_reverse(rev: Callable, activities: Sequence) -> tuple:
+    """Turn ``rev = nbautodiff.reverse(fun, *activities, ret="Active")`` into a gradient function
+    for :func:`check_grad`; return ``(gradient, argnums)``.
+
+    ``argnums`` are the arguments with an adjoint (``Active``, ``Duplicated``,
+    ``DuplicatedOnly``); ``gradient(*args)`` calls ``rev`` with zeroed shadows and seed 1.0 and
+    returns their adjoints as a tuple, in argument order.
+    """
+    from .activities import Active, as_activity, has_shadow
+
+    activities = [as_activity(a) for a in activities]
+    argnums = tuple(k for k, a in enumerate(activities) if a is Active or has_shadow(a))
+    n_active = sum(a is Active for a in activities)
+
+    def gradient(*args):
+        call, shadows = [], {}
+        for k, (arg, activity) in enumerate(zip(args, activities)):
+            call.append(arg)
+            if has_shadow(activity):
+                shadows[k] = np.zeros_like(arg)
+                call.append(shadows[k])
+        out = rev(*call, 1.0)
+        items = out if isinstance(out, tuple) else (out,)
+        active = iter(items[len(items) - n_active:])
+        return tuple(shadows[k] if k in shadows else next(active) for k in argnums)
+
+    return gradient, argnums
+
+
 def _sweep(fun, args, k, index, steps, eps):
     """Difference quotients of ``fun`` along component ``index`` of ``args[k]``, one per step,
     with the rounding noise of each quotient."""

@@ -1,0 +1,244 @@
+"""The ``%%autodiff`` cell magic: run a cell, then push derivatives of its functions.
+
+Naming rule: the derivative of ``f`` is named ``{name}_{kind}`` with ``name`` the function's
+name and ``kind`` ``grad`` (``nbautodiff.grad``, the default) or ``rev`` (``nbautodiff.reverse``,
+when ``--activities`` are given): ``f_grad``, ``f_rev``. ``--name`` replaces the template.
+"""
+from __future__ import annotations
+
+import inspect
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+
+from .. import api
+from ..activities import REVERSE_ARGUMENT, REVERSE_RETURN, Active, as_activity
+from ..check import check_grad, gradient_of_reverse
+from ..errors import AutodiffError
+from .cell import run_cell_body
+from .output import AutodiffResult, CellAutodiffError, Derived
+
+DEFAULT_TEMPLATE = "{name}_{kind}"
+
+
+@magics_class
+class AutodiffMagics(Magics):
+    """``%%autodiff``, registered by ``%load_ext nbautodiff``."""
+
+    @magic_arguments()
+    @argument("-h", "--help", action="store_true", help="show this help and do nothing else")
+    @argument("-f", "--func", nargs="+", metavar="NAME",
+              help="functions to differentiate (names, space or comma separated; default: "
+                   "every function the cell defines at top level)")
+    @argument("-w", "--wrt", nargs="+", metavar="ARG",
+              help="arguments to differentiate, by name (default: the first argument)")
+    @argument("-m", "--mode", choices=("reverse", "forward"), default="reverse",
+              help="AD mode (default: reverse)")
+    @argument("-a", "--activities", nargs="+", metavar="ACTIVITY",
+              help="Rust-style activity of each argument, in order, among Const, Active, "
+                   "Duplicated, DuplicatedOnly: derives {name}_rev = nbautodiff.reverse(f, ...) "
+                   "instead of {name}_grad")
+    @argument("-r", "--ret", default="Active", metavar="ACTIVITY",
+              help="activity of the return value with --activities: Active (default), "
+                   "Const or DuplicatedOnly")
+    @argument("-n", "--name", default=DEFAULT_TEMPLATE, metavar="TEMPLATE",
+              help="name of each derivative, a str.format template with {name} (the "
+                   "function's name) and {kind} (grad or rev); default: {name}_{kind}")
+    @argument("-s", "--show", action="store_true",
+              help="display the generated derivative source")
+    @argument("-c", "--check", nargs="+", metavar="EXPR",
+              help="example arguments, a Python expression evaluated in the user namespace "
+                   "(a tuple, or one value for a single argument): display a gradient check "
+                   "against central differences, as a table and a plot")
+    @argument("--force", action="store_true",
+              help="derive and compile again, bypassing any cached artifact")
+    @no_var_expand
+    @line_cell_magic
+    def autodiff(self, line, cell=None):
+        """Run the cell, then derive its functions and push the derivatives into the namespace.
+
+        The derivative of function f is named f_grad (nbautodiff.grad(f, argnums) for the
+        arguments given by --wrt, the first by default) or, with --activities, f_rev
+        (nbautodiff.reverse(f, *activities, ret=--ret)). Errors name the line of the cell,
+        counting the %%autodiff line as line 1. As a line magic, %autodiff derives functions
+        defined earlier, named with --func.
+
+        Example::
+
+            %%autodiff --wrt p --check (p0, t, y) --show
+            def loss(p, t, y):
+                ...
+        """
+        args = parse_argstring(self.autodiff, line)
+        if args.help:
+            from IPython.display import Pretty
+            return Pretty(self.autodiff.parser.format_help())
+        if args.mode == "forward":
+            raise UsageError("%%autodiff --mode forward arrives with issue 4 (forward mode); "
+                             "use --mode reverse for now")
+        functions = _split(args.func)
+        wrt = _split(args.wrt)
+        activities, ret = _parse_activities(args)
+        if activities is not None and wrt:
+            raise UsageError("--wrt and --activities exclude each other: activities already say "
+                             "which arguments are differentiated")
+
+        if cell is None and not functions:
+            raise UsageError("%autodiff (one %) derives functions defined earlier: name them "
+                             "with --func, or use %%autodiff on a cell")
+        run = run_cell_body(self.shell, "autodiff", line, cell) if cell is not None else None
+        names = functions or list(run.functions)
+        if not names:
+            raise UsageError("the cell defines no function at top level; "
+                             "define one or choose one with --func")
+        cell_filename = run.filename if run is not None else None
+        if activities is not None and len(names) > 1:
+            raise UsageError(f"--activities describe one function's arguments but {len(names)} "
+                             f"are selected ({', '.join(names)}); choose one with --func")
+        kind = "grad" if activities is None else "rev"
+        targets = {_derived_name(args.name, fname, kind, len(names)): self._function(fname)
+                   for fname in names}
+        if len(targets) < len(names):
+            raise UsageError(f"--name {args.name!r} gives several functions the same name")
+
+        example = None
+        if args.check is not None:
+            example = self.shell.ev(" ".join(args.check))
+            example = example if isinstance(example, tuple) else (example,)
+
+        result = AutodiffResult()
+        for dname, fun in targets.items():
+            with _short_errors(dname, cell_filename, fun):
+                derived, summary, gradient, argnums = _derive(fun, wrt, activities, ret, args.force)
+                self.shell.user_ns[dname] = derived
+                derived.source  # builds the derivative now, so errors show when the cell runs
+                check = None
+                if example is not None:
+                    if gradient is None:
+                        raise UsageError("--check needs a scalar result and an argument that is "
+                                         "Active or Duplicated")
+                    check = check_grad(fun, *example, argnums=argnums, gradient=gradient)
+            result.derived.append(Derived(dname, derived, summary, check, args.show))
+        return result
+
+    def _function(self, name: str):
+        try:
+            fun = self.shell.user_ns[name]
+        except KeyError:
+            raise UsageError(f"--func {name}: no such name in the namespace") from None
+        if not callable(fun):
+            raise UsageError(f"--func {name}: {type(fun).__name__} is not a function")
+        return fun
+
+
+class _short_errors:
+    """Turn an AutodiffError into a :class:`CellAutodiffError` (a short message with the line
+    of the cell, no traceback)."""
+
+    def __init__(self, derived_name: str, cell_filename: str, fun):
+        self.args = (derived_name, cell_filename, _code_filename(fun))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, tb):
+        if isinstance(error, AutodiffError) and not isinstance(error, CellAutodiffError):
+            raise CellAutodiffError(error, *self.args) from None
+        return False
+
+
+def _derive(fun, wrt, activities, ret, force: bool):
+    """Derive ``fun``; return ``(derived, summary, gradient, argnums)`` where ``gradient`` is
+    the function ``--check`` compares for ``argnums`` (None if there is nothing to check)."""
+    if activities is None:
+        argnums = _argnums(fun, wrt)
+        derived = _call(api.grad, fun, argnums=argnums, force=force)
+        return derived, f"gradient of {fun.__name__} w.r.t. {_describe(fun, argnums)}", \
+            derived, argnums
+    _require_arity(fun, activities)
+    derived = _call(api.reverse, fun, *activities, ret=ret, force=force)
+    summary = (f"reverse derivative of {fun.__name__}({', '.join(map(repr, activities))}) "
+               f"-> {ret!r}")
+    gradient, argnums = gradient_of_reverse(derived, activities)
+    if ret is not Active or not argnums:
+        gradient = None
+    return derived, summary, gradient, argnums
+
+
+def _call(api_function, fun, *activities, force: bool, **options):
+    """Call ``api_function``, passing ``force`` on when it accepts it (the artifact cache)."""
+    if force and "force" in inspect.signature(api_function).parameters:
+        options["force"] = True
+    return api_function(fun, *activities, **options)
+
+
+def _parse_activities(args):
+    if args.activities is None:
+        return None, None
+    try:
+        activities = [as_activity(a) for a in _split(args.activities)]
+        ret = as_activity(args.ret)
+    except AutodiffError as error:
+        raise UsageError(str(error)) from None
+    for a in activities:
+        if a not in REVERSE_ARGUMENT:
+            raise UsageError(f"activity {a!r} is not one of reverse mode's "
+                             f"{', '.join(map(repr, REVERSE_ARGUMENT))}")
+    if ret not in REVERSE_RETURN:
+        raise UsageError(f"--ret {ret!r} is not one of {', '.join(map(repr, REVERSE_RETURN))}")
+    return activities, ret
+
+
+def _parameters(fun) -> list:
+    return list(inspect.signature(getattr(fun, "py_func", fun)).parameters)
+
+
+def _argnums(fun, wrt: list):
+    params = _parameters(fun)
+    if not wrt:
+        if not params:
+            raise UsageError(f"{fun.__name__} takes no argument: nothing to differentiate")
+        return 0
+    missing = [w for w in wrt if w not in params]
+    if missing:
+        raise UsageError(f"--wrt {', '.join(missing)}: not an argument of "
+                         f"{fun.__name__}({', '.join(params)})")
+    argnums = tuple(params.index(w) for w in wrt)
+    return argnums[0] if len(argnums) == 1 else argnums
+
+
+def _require_arity(fun, activities) -> None:
+    params = _parameters(fun)
+    if len(params) != len(activities):
+        raise UsageError(f"{len(activities)} activities for {fun.__name__}({', '.join(params)}), "
+                         f"which takes {len(params)} arguments")
+
+
+def _describe(fun, argnums) -> str:
+    params = _parameters(fun)
+    items = argnums if isinstance(argnums, tuple) else (argnums,)
+    return ", ".join(params[k] for k in items)
+
+
+def _derived_name(template: str, fname: str, kind: str, count: int) -> str:
+    try:
+        name = template.format(name=fname, kind=kind)
+    except (KeyError, IndexError, ValueError) as error:
+        raise UsageError(f"--name {template!r}: not a template with {{name}} and {{kind}} "
+                         f"({error})") from None
+    if not name.isidentifier():
+        raise UsageError(f"--name {template!r} gives {name!r}, not a Python name")
+    if count > 1 and "{name}" not in template:
+        raise UsageError(f"--name {template!r} has no {{name}}, but {count} functions are derived")
+    return name
+
+
+def _split(values) -> list:
+    """Option values given space and/or comma separated, as one flat list."""
+    return [item for value in values or () for item in value.split(",") if item]
+
+
+def _code_filename(fun):
+    code = getattr(getattr(fun, "py_func", fun), "__code__", None)
+    return code.co_filename if code is not None else None

@@ -1,0 +1,138 @@
+"""What the magics show: the cell's result, highlighted generated source, short errors.
+
+Each object renders as HTML in notebooks and as text in terminals.
+"""
+from __future__ import annotations
+
+import html
+import linecache
+from dataclasses import dataclass, field
+
+from ..errors import AutodiffError
+from ..report import figure_png
+
+
+@dataclass(frozen=True)
+class Derived:
+    """One derived function pushed into the user namespace: ``name`` is its name there,
+    ``function`` it, ``summary`` a short description (``gradient of loss w.r.t. p``)."""
+
+    name: str
+    function: object
+    summary: str
+    check: object = None
+    show_source: bool = False
+
+
+@dataclass
+class AutodiffResult:
+    """The value of a ``%%autodiff`` cell: the derived functions, each with its gradient check
+    (when ``--check`` was given) and generated source (when ``--show`` was given).
+
+    In IPython it displays as a sequence of outputs (see :meth:`outputs`): the list of derived
+    names, then per function the check's HTML table, its plot as a PNG, and the source.
+    """
+
+    derived: list = field(default_factory=list)
+
+    @property
+    def names(self) -> dict:
+        """Derived name -> derived function."""
+        return {d.name: d.function for d in self.derived}
+
+    @property
+    def checks(self) -> dict:
+        """Derived name -> :class:`nbautodiff.check.GradientCheck`, for the checked ones."""
+        return {d.name: d.check for d in self.derived if d.check is not None}
+
+    def outputs(self) -> list:
+        """The display objects of this result, in display order."""
+        from IPython.display import Image
+
+        items = [_Summary(self.derived)]
+        for d in self.derived:
+            if d.check is not None:
+                items.append(d.check)
+                items.append(Image(data=figure_png(d.check.plot()), format="png"))
+            if d.show_source:
+                items.append(HighlightedSource(d.name, d.function.source))
+        return items
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+        display(*self.outputs())
+
+    def __repr__(self) -> str:
+        return _Summary(self.derived).text()
+
+
+@dataclass(frozen=True)
+class _Summary:
+    derived: list
+
+    def text(self) -> str:
+        return "\n".join(f"{d.name}: {d.summary}" for d in self.derived)
+
+    def _repr_html_(self) -> str:
+        items = "".join(f"<li><code>{html.escape(d.name)}</code>: {html.escape(d.summary)}</li>"
+                        for d in self.derived)
+        return f'<ul class="nbautodiff-derived">{items}</ul>'
+
+    def _repr_pretty_(self, printer, cycle) -> None:
+        printer.text(self.text())
+
+
+@dataclass(frozen=True)
+class HighlightedSource:
+    """Generated Python source, highlighted with pygments (inline styles, so the HTML stays
+    highlighted once exported)."""
+
+    name: str
+    source: str
+
+    def _repr_html_(self) -> str:
+        from pygments import highlight
+        from pygments.formatters import HtmlFormatter
+        from pygments.lexers import PythonLexer
+
+        code = highlight(self.source, PythonLexer(), HtmlFormatter(noclasses=True))
+        return (f"<details open><summary>generated source of <code>{html.escape(self.name)}"
+                f"</code></summary>{code}</details>")
+
+    def _repr_pretty_(self, printer, cycle) -> None:
+        printer.text(f"# generated source of {self.name}\n{self.source}")
+
+
+class CellAutodiffError(AutodiffError):
+    """An :class:`AutodiffError` raised while deriving a cell's functions, shown in IPython as
+    two or three lines (the message and the offending line of the cell), not a traceback.
+
+    ``lineno`` and the other fields are those of the original error; ``cell_filename`` is the
+    name the cell's source is registered under, to say "line N of the cell". An error without a
+    filename is taken to be about ``primal_filename``, the file of the function being derived.
+    """
+
+    def __init__(self, original: AutodiffError, derived_name: str, cell_filename: str,
+                 primal_filename: str | None = None):
+        super().__init__(original.message, construct=original.construct,
+                         lineno=original.lineno, filename=original.filename or primal_filename,
+                         function=original.function)
+        self.derived_name = derived_name
+        self.cell_filename = cell_filename
+
+    def _where(self) -> str:
+        if self.lineno is None:
+            return ""
+        if self.filename == self.cell_filename:
+            return f"line {self.lineno} of the cell"
+        return f"line {self.lineno} of {self.filename or 'its source'}"
+
+    def _render_traceback_(self) -> list:
+        where = ", ".join(p for p in (
+            f"in function '{self.function}'" if self.function else "", self._where()) if p)
+        lines = [f"AutodiffError: cannot derive {self.derived_name}: "
+                 + (f"{where}: " if where else "") + self.message]
+        source = linecache.getline(self.filename, self.lineno) if self.filename and self.lineno else ""
+        if source.strip():
+            lines.append(f"{self.lineno:>6} | {source.rstrip()}")
+        return lines
