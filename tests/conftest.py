@@ -1,0 +1,25 @@
+"""Shared fixtures for the test suite.
+
+The helper modules next to this file (``fd``, ``corpus``, ``corpus_helpers``) are imported by
+plain name; the tests folder is put on ``sys.path`` here so that works whatever pytest's import
+mode is.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+import pytest
+
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+if TESTS_DIR not in sys.path:
+    sys.path.insert(0, TESTS_DIR)
+
+SEED = 20261121
+
+
+@pytest.fixture
+def rng():
+    """A seeded NumPy Generator (fresh for each test, so tests do not depend on their order)."""
+    return np.random.default_rng(SEED)

@@ -1,0 +1,276 @@
+"""Reverse mode on the corpus: ``nad.grad`` / ``nad.value_and_grad`` against central differences.
+
+Every corpus function (tests/corpus.py) is differentiated at random inputs for a couple of seeds
+and compared with Richardson-extrapolated central differences (tests/fd.py), computed in float64
+(float32 inputs are upcast for the reference, the AD result keeps float32 rounding and gets a
+looser tolerance). Derived functions are built once per (function, argnums) and reused across
+seeds and variants, so each is compiled once per argument types.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import nbautodiff as nad
+
+import corpus
+from fd import assert_grad_close, central_diff, copy_args, evaluate, max_abs
+
+SEEDS = (0, 1)
+RTOL64, ATOL64 = 1e-6, 1e-8      # atol is scaled by max(1, |gradient|, |value|)
+RTOL32, ATOL32 = 2e-3, 2e-4
+VALUE_RTOL64, VALUE_RTOL32 = 1e-9, 1e-4
+
+_DERIVED: dict = {}
+
+
+def derived(kind, fun, argnums):
+    """``nad.<kind>(fun, argnums=argnums)``, built once and reused (compiled once per types)."""
+    key = (kind, fun, argnums)
+    if key not in _DERIVED:
+        _DERIVED[key] = getattr(nad, kind)(fun, argnums=argnums)
+    return _DERIVED[key]
+
+
+def as_tuple(grads, argnums):
+    """The gradients as a tuple, checking the single/tuple convention of ``argnums``."""
+    if isinstance(argnums, int):
+        assert not isinstance(grads, tuple), \
+            f"argnums={argnums} (an int) must give a single gradient, got a tuple"
+        return (grads,)
+    assert isinstance(grads, tuple), f"argnums={argnums} (a tuple) must give a tuple, got {type(grads)}"
+    assert len(grads) == len(argnums), f"argnums={argnums}: got {len(grads)} gradients"
+    return grads
+
+
+def check_kind(ad, arg, label):
+    """A float for a scalar argument, an ndarray of the same shape and float kind for an array."""
+    if isinstance(arg, np.ndarray):
+        assert isinstance(ad, np.ndarray), f"{label}: expected an ndarray, got {type(ad).__name__}"
+        assert ad.shape == arg.shape, f"{label}: shape {ad.shape} != argument shape {arg.shape}"
+        assert ad.dtype.kind == "f", f"{label}: dtype {ad.dtype} is not a float dtype"
+    else:
+        assert isinstance(ad, float), f"{label}: expected a float, got {type(ad).__name__}"
+
+
+def assert_unmodified(args, saved, when):
+    for k, (a, b) in enumerate(zip(args, saved)):
+        if isinstance(b, np.ndarray):
+            assert a.dtype == b.dtype, f"{when}: argument {k} changed dtype"
+            assert np.array_equal(a, b), f"{when}: argument {k} was modified in place"
+
+
+def tolerances(case, args):
+    if case.is_float32(args):
+        return RTOL32, ATOL32
+    return RTOL64, ATOL64
+
+
+def compare(case, args, ad, label):
+    """Compare the AD gradients ``ad`` (as given by grad) with central differences."""
+    argnums = case.argnums
+    fd = central_diff(case.fun, args, case.wrt())
+    ads = as_tuple(ad, argnums)
+    rtol, atol = tolerances(case, args)
+    value = evaluate(case.fun, args)
+    scale = max(1.0, max_abs(*fd), abs(value))
+    for k, (a, f) in enumerate(zip(ads, fd)):
+        num = case.wrt()[k]
+        check_kind(a, args[num], f"{label} d/d(arg {num})")
+        assert_grad_close(a, f, rtol=case.rtol or rtol, atol=atol * scale,
+                          label=f"{label} d/d(arg {num}) AD vs FD")
+
+
+@pytest.mark.parametrize("case", corpus.CORPUS, ids=lambda c: c.name)
+def test_grad_matches_central_differences(case):
+    g = derived("grad", case.fun, case.argnums)
+    for seed in SEEDS:
+        args = corpus.args_for(case, seed)
+        saved = copy_args(args)
+        ad = g(*args)
+        assert_unmodified(args, saved, f"{case.name} seed {seed}: grad")
+        compare(case, saved, ad, f"{case.name} seed {seed}")
+
+
+@pytest.mark.parametrize("case", corpus.CORPUS, ids=lambda c: c.name)
+def test_value_and_grad(case):
+    vg = derived("value_and_grad", case.fun, case.argnums)
+    g = derived("grad", case.fun, case.argnums)
+    for seed in SEEDS:
+        args = corpus.args_for(case, seed)
+        saved = copy_args(args)
+        out = vg(*args)
+        assert isinstance(out, tuple) and len(out) == 2, "value_and_grad must return (value, grad)"
+        value, grads = out
+        assert_unmodified(args, saved, f"{case.name} seed {seed}: value_and_grad")
+        expected = evaluate(case.fun, saved)
+        rtol = VALUE_RTOL32 if case.is_float32(saved) else VALUE_RTOL64
+        assert isinstance(value, (float, np.floating)), f"value is a {type(value).__name__}"
+        assert math.isclose(value, expected, rel_tol=rtol, abs_tol=rtol), \
+            f"{case.name} seed {seed}: value {value!r} != primal {expected!r}"
+        # the gradient part is the same as grad's
+        for a, b in zip(as_tuple(grads, case.argnums), as_tuple(g(*saved), case.argnums)):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-300)
+
+
+def test_corpus_size():
+    distinct = {c.python_function for c in corpus.CORPUS}
+    assert len(distinct) >= 90, f"only {len(distinct)} distinct corpus functions"
+
+
+# ---- coverage: every item of issue 2, item 2 is exercised by several functions ---------------
+
+def _profile(case):
+    prof = set(corpus.features(case.fun)) | set(case.tags)
+    args = corpus.args_for(case, 0)
+    for k, a in enumerate(args):
+        if isinstance(a, np.ndarray):
+            prof.add(f"array{a.ndim}d")
+            if a.dtype == np.float32:
+                prof.add("float32")
+        elif isinstance(a, bool):
+            pass
+        elif isinstance(a, int):
+            prof.add("int_arg")
+        elif isinstance(a, float) and k in case.wrt():
+            prof.add("float_arg")
+    return prof
+
+
+REQUIRED = [
+    "float_arg", "int_arg", "array1d", "array2d", "array3d", "float32",
+    "index_read", "index_write", "aug_assign_index", "aug_Add", "aug_Sub", "aug_Mult",
+    "shape", "len", "copy", "np.empty", "np.zeros", "np.ones", "np.empty_like", "np.zeros_like",
+    "reassign", "reassign_loop", "inplace", "writes_input",
+    "range1", "range2", "range3", "range_negative_step", "nested_loop", "data_bounds",
+    "while", "if", "elif", "else", "break", "continue", "early_return", "return_in_loop",
+    "call_same_module", "call_imported", "call_njit", "njit_toplevel",
+    "nondiff", "ternary", "boolop", "not", "tuple_assign", "int_mixed", "**",
+]
+
+
+def test_corpus_covers_every_item():
+    counts = {}
+    for case in corpus.CORPUS:
+        for item in _profile(case):
+            counts.setdefault(item, set()).add(case.python_function)
+    missing = {item: len(counts.get(item, ())) for item in REQUIRED if len(counts.get(item, ())) < 2}
+    assert not missing, f"items covered by fewer than 2 functions: {missing}"
+    spellings = [s for names in corpus.MATH_NAMES.values() for s in names]
+    missing = [s for s in spellings if f"call:{s}" not in counts]
+    assert not missing, f"math/NumPy spellings never used: {missing}"
+    thin = {fn: sum(len(counts.get(f"call:{s}", ())) for s in names)
+            for fn, names in corpus.MATH_NAMES.items()}
+    thin = {fn: n for fn, n in thin.items() if n < 2}
+    assert not thin, f"math functions used by fewer than 2 functions: {thin}"
+
+
+# ---- the reference itself: central differences against closed forms ------------------------
+
+def test_fd_reference_against_closed_forms():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1.5, 1.5, 6)
+    g = central_diff(corpus.rosenbrock, (x,), 0)
+    exact = np.zeros_like(x)
+    exact[:-1] += -400.0 * x[:-1] * (x[1:] - x[:-1] ** 2) - 2.0 * (1.0 - x[:-1])
+    exact[1:] += 200.0 * (x[1:] - x[:-1] ** 2)
+    assert_grad_close(g, exact, rtol=1e-9, atol=1e-9)
+    a, v = rng.uniform(-1, 1, (3, 4)), rng.uniform(-1, 1, 4)
+    ga, gv = central_diff(corpus.matvec_quad, (a, v), (0, 1))
+    y = a @ v
+    assert_grad_close(ga, np.outer(y, v), rtol=1e-9, atol=1e-10)
+    assert_grad_close(gv, a.T @ y, rtol=1e-9, atol=1e-10)
+    # float32 inputs are evaluated in float64
+    g32 = central_diff(corpus.matvec_quad, (a.astype(np.float32), v), 1)
+    a64 = a.astype(np.float32).astype(np.float64)
+    assert_grad_close(g32, a64.T @ (a64 @ v), rtol=1e-9, atol=1e-10)
+    # scalar argument, and a function that writes into its input
+    assert abs(central_diff(corpus.rule_exp, (0.3,), 0) - (math.exp(0.3) + 0.6 * math.exp(-0.09))) < 1e-9
+    x = rng.uniform(-1, 1, 5)
+    before = x.copy()
+    central_diff(corpus.normalize_inplace, (x,), 0)
+    assert np.array_equal(x, before)
+
+
+def test_assert_grad_close_reports_components():
+    with pytest.raises(AssertionError, match=r"d/dx: 1 of 3 component\(s\) differ[\s\S]*index \(1,\)"
+                       r"[\s\S]*AD= 2\.5[\s\S]*FD= 2\.0"):
+        assert_grad_close(np.array([1.0, 2.5, 3.0]), np.array([1.0, 2.0, 3.0]), label="d/dx")
+    with pytest.raises(AssertionError, match="value"):
+        assert_grad_close(1.0, 1.1, rtol=1e-6, atol=0.0)
+    with pytest.raises(AssertionError, match="differ"):
+        assert_grad_close(np.array([np.nan]), np.array([1.0]))
+    with pytest.raises(AssertionError, match="shape"):
+        assert_grad_close(np.zeros(2), np.zeros(3))
+    assert_grad_close(np.array([1.0, 2.0 + 1e-9]), np.array([1.0, 2.0]), rtol=1e-6)
+
+
+# ---- hypothesis: loop bounds, shapes and trip counts drawn at random ------------------------
+
+HYP = settings(max_examples=20, deadline=None, derandomize=True, database=None,
+               suppress_health_check=[HealthCheck.too_slow])
+
+
+@st.composite
+def ranges(draw):
+    n = draw(st.integers(1, 12))
+    step = draw(st.sampled_from([-4, -3, -2, -1, 1, 2, 3, 4]))
+    if step > 0:
+        start = draw(st.integers(0, n))
+        stop = draw(st.integers(0, n))
+    else:
+        start = draw(st.integers(0, n - 1))
+        stop = draw(st.integers(-1, n - 1))
+    return n, start, stop, step
+
+
+@HYP
+@given(r=ranges(), seed=st.integers(0, 2 ** 32 - 1))
+def test_hypothesis_strided_range(r, seed):
+    n, start, stop, step = r
+    x = np.random.default_rng(seed).uniform(-1, 1, n)
+    g = derived("grad", corpus.strided_sum, 0)(x, start, stop, step)
+    exact = np.zeros(n)
+    for i in range(start, stop, step):
+        exact[i] += 2.0 * x[i] * (i + 1) + math.cos(x[i])
+    assert_grad_close(g, exact, rtol=1e-12, atol=1e-14, label=f"range({start}, {stop}, {step})")
+
+
+@HYP
+@given(n=st.integers(1, 6), m=st.integers(1, 6), seed=st.integers(0, 2 ** 32 - 1))
+def test_hypothesis_matvec_shapes(n, m, seed):
+    rng = np.random.default_rng(seed)
+    a, x = rng.uniform(-1, 1, (n, m)), rng.uniform(-1, 1, m)
+    ga, gx = derived("grad", corpus.matvec_quad, (0, 1))(a, x)
+    y = a @ x
+    assert_grad_close(ga, np.outer(y, x), rtol=1e-12, atol=1e-13, label=f"dA, shape {(n, m)}")
+    assert_grad_close(gx, a.T @ y, rtol=1e-12, atol=1e-13, label=f"dx, shape {(n, m)}")
+
+
+@HYP
+@given(deg=st.integers(0, 8), x=st.floats(-1.5, 1.5), seed=st.integers(0, 2 ** 32 - 1))
+def test_hypothesis_horner_degree(deg, x, seed):
+    c = np.random.default_rng(seed).uniform(-1, 1, deg + 1)
+    gc, gx = derived("grad", corpus.horner, (0, 1))(c, x)
+    powers = np.array([x ** k for k in range(deg + 1)])
+    dpoly = sum(k * c[k] * x ** (k - 1) for k in range(1, deg + 1))
+    assert_grad_close(gc, powers, rtol=1e-12, atol=1e-13, label="dc")
+    assert_grad_close(gx, float(dpoly), rtol=1e-10, atol=1e-12, label="dx")
+
+
+@HYP
+@given(n=st.integers(3, 9), steps=st.integers(0, 15), kappa=st.floats(0.05, 0.45),
+       seed=st.integers(0, 2 ** 32 - 1))
+def test_hypothesis_heat_trip_counts(n, steps, kappa, seed):
+    u0 = np.random.default_rng(seed).uniform(-1, 1, n)
+    saved = u0.copy()
+    gu, gk = derived("grad", corpus.heat_explicit, (0, 1))(u0, kappa, steps)
+    assert np.array_equal(u0, saved)
+    fu, fk = central_diff(corpus.heat_explicit, (saved, kappa, steps), (0, 1))
+    scale = max(1.0, max_abs(fu, fk))
+    assert_grad_close(gu, fu, rtol=1e-6, atol=1e-8 * scale, label=f"du0, n={n}, steps={steps}")
+    assert_grad_close(gk, fk, rtol=1e-6, atol=1e-8 * scale, label=f"dkappa, n={n}, steps={steps}")
