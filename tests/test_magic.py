@@ -1,0 +1,182 @@
+"""%%autodiff in an in-process IPython shell: names, gradients, options, rich output, errors.
+
+Gradients are compared with central differences (tests/fd.py) on random inputs.
+"""
+import inspect
+
+import numpy as np
+import pytest
+from IPython.core.error import UsageError
+from IPython.display import Image
+from IPython.testing.globalipapp import get_ipython
+
+import nbautodiff as nad
+from fd import assert_grad_close, central_diff
+from nbautodiff.check import GradientCheck
+from nbautodiff.magics.output import HighlightedSource
+
+CELL = '''import math
+
+def energy(x, k):
+    s = 0.0
+    for i in range(x.shape[0] - 1):
+        d = x[i + 1] - x[i]
+        s += k * d * d + math.cos(x[i])
+    return s
+
+def scaled(a, x):
+    return a * a * x[0] + math.exp(a) * x[-1]
+'''
+
+
+@pytest.fixture(scope="module")
+def ip():
+    shell = get_ipython()
+    shell.run_line_magic("load_ext", "nbautodiff")
+    return shell
+
+
+@pytest.fixture
+def ns(ip, rng):
+    ip.user_ns.update(np=np, x0=rng.normal(size=5), a0=0.8, k0=1.7)
+    return ip.user_ns
+
+
+def test_cell_functions_get_gradients(ip, ns):
+    result = ip.run_cell_magic("autodiff", "", CELL)
+    assert set(result.names) == {"energy_grad", "scaled_grad"}
+    assert ns["energy_grad"] is result.names["energy_grad"]
+    for derived in result.names.values():
+        assert isinstance(derived.source, str) and derived.source
+    assert ns["energy_grad"].primal is ns["energy"]
+    x0, k0, a0 = ns["x0"], ns["k0"], ns["a0"]
+    assert_grad_close(ns["energy_grad"](x0, k0), central_diff(ns["energy"], (x0, k0), 0),
+                      rtol=1e-6, label="energy_grad")
+    assert_grad_close(ns["scaled_grad"](a0, x0), central_diff(ns["scaled"], (a0, x0), 0),
+                      rtol=1e-6, label="scaled_grad")
+
+
+def test_wrt_chooses_arguments_by_name(ip, ns):
+    ip.run_cell_magic("autodiff", "--func energy --wrt x,k", CELL)
+    x0, k0 = ns["x0"], ns["k0"]
+    gx, gk = ns["energy_grad"](x0, k0)
+    fx, fk = central_diff(ns["energy"], (x0, k0), (0, 1))
+    assert_grad_close(gx, fx, rtol=1e-6, label="d/dx")
+    assert_grad_close(gk, fk, rtol=1e-6, label="d/dk")
+
+
+def test_activities_derive_a_rust_style_reverse_function(ip, ns):
+    result = ip.run_cell_magic("autodiff", "-f scaled --activities Active Duplicated", CELL)
+    assert list(result.names) == ["scaled_rev"]
+    a0, x0 = ns["a0"], ns["x0"]
+    dx = np.zeros_like(x0)
+    value, da = ns["scaled_rev"](a0, x0, dx, 1.0)
+    assert value == pytest.approx(ns["scaled"](a0, x0), rel=1e-12)
+    fa, fx = central_diff(ns["scaled"], (a0, x0), (0, 1))
+    assert_grad_close(da, fa, rtol=1e-6, label="adjoint of a")
+    assert_grad_close(dx, fx, rtol=1e-6, label="shadow of x")
+
+
+def test_name_template_is_not_expanded_by_ipython(ip, ns):
+    ns["name"] = "not_this"
+    result = ip.run_cell_magic("autodiff", "-f energy --name d_{name} --force", CELL)
+    assert list(result.names) == ["d_energy"] and "d_energy" in ns
+
+
+def test_line_magic_derives_an_earlier_function(ip, ns):
+    ip.run_cell("def earlier(x):\n    return x[0] * x[1] ** 3\n")
+    result = ip.run_line_magic("autodiff", "-f earlier")
+    x0 = ns["x0"]
+    assert_grad_close(result.names["earlier_grad"](x0), central_diff(ns["earlier"], (x0,), 0),
+                      rtol=1e-6)
+
+
+def test_functions_defined_in_the_cell_have_their_source_and_cell_line_numbers(ip, ns):
+    ip.run_cell_magic("autodiff", "-f energy", CELL)
+    assert "s += k * d * d" in inspect.getsource(ns["energy"])
+    # the %%autodiff line is line 1; "def energy" is the cell body's third line
+    assert ns["energy"].__code__.co_firstlineno == 4
+
+
+def test_help(ip):
+    text = ip.run_cell_magic("autodiff", "--help", "raise RuntimeError('the cell must not run')")
+    assert "--check" in text.data and "{name}_{kind}" in text.data
+    assert "--activities" in ip.run_line_magic("autodiff", "--help").data
+
+
+@pytest.mark.parametrize("line, message", [
+    ("--no-such-option", "unrecognized"),
+    ("--mode forward", "issue 4"),
+    ("--mode sideways", "invalid choice"),
+    ("-f energy --activities Active Shadowed", "unknown activity"),
+    ("-f energy --activities Dual Const", "reverse mode"),
+    ("-f energy --activities Duplicated", "1 activities"),
+    ("--activities Duplicated Const", "choose one with --func"),
+    ("--wrt nope", "not an argument"),
+    ("--name grad_of", "no {name}"),
+    ("--name 1{name}", "not a Python name"),
+    ("-f energy --wrt x --activities Duplicated Const", "exclude each other"),
+    ("-f missing_function", "no such name"),
+])
+def test_bad_options_raise_usage_errors(ip, line, message):
+    with pytest.raises(UsageError, match=message):
+        ip.run_cell_magic("autodiff", line, CELL)
+
+
+def test_cell_without_function(ip):
+    with pytest.raises(UsageError, match="no function"):
+        ip.run_cell_magic("autodiff", "", "y = 1\n")
+
+
+def test_show_displays_highlighted_source(ip, ns):
+    result = ip.run_cell_magic("autodiff", "--func energy --show", CELL)
+    shown = [item for item in result.outputs() if isinstance(item, HighlightedSource)]
+    assert len(shown) == 1 and shown[0].source == ns["energy_grad"].source
+    html = shown[0]._repr_html_()
+    assert "energy_grad" in html and "<span style=" in html
+
+
+def test_check_displays_a_table_and_a_png(ip, ns):
+    result = ip.run_cell_magic("autodiff", "-f energy --check (x0, k0)", CELL)
+    check = result.checks["energy_grad"]
+    assert check.ok, str(check)
+    outputs = result.outputs()
+    tables = [item for item in outputs if isinstance(item, GradientCheck)]
+    images = [item for item in outputs if isinstance(item, Image)]
+    assert len(tables) == 1 and "<table" in tables[0]._repr_html_()
+    assert len(images) == 1 and images[0].data[:4] == b"\x89PNG"
+
+
+def test_check_of_a_reverse_function(ip, ns):
+    result = ip.run_cell_magic("autodiff", "-f scaled -a Active Duplicated --check (a0, x0)", CELL)
+    check = result.checks["scaled_rev"]
+    assert check.ok and [row.label for row in check.rows][:2] == ["a", "x[0]"]
+
+
+UNSUPPORTED = '''def bad(x):
+    s = 0.0
+    try:
+        s = x[0] * 2.0
+    except IndexError:
+        s = 0.0
+    return s
+'''
+
+
+def test_unsupported_construct_names_the_cell_line(ip):
+    with pytest.raises(nad.AutodiffError) as info:
+        ip.run_cell_magic("autodiff", "", UNSUPPORTED)
+    error = info.value
+    assert error.lineno == 4          # "try:" is the body's third line, the cell's fourth
+    rendered = error._render_traceback_()
+    assert len(rendered) <= 3 and "line 4 of the cell" in rendered[0]
+    assert "try" in rendered[-1]
+
+
+def test_unsupported_construct_in_a_cell_shows_a_short_error(ip, capsys):
+    result = ip.run_cell("%%autodiff\n" + UNSUPPORTED)
+    assert isinstance(result.error_in_exec, nad.AutodiffError)
+    shown = capsys.readouterr()
+    text = shown.out + shown.err
+    assert "line 4 of the cell" in text and "Traceback" not in text
+    assert len(text.strip().splitlines()) <= 3

@@ -1,0 +1,45 @@
+"""The quick-start notebook, executed through a real Jupyter kernel (nbclient)."""
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from nbautodiff.magics.run_notebook import execute_notebook, main, write_html
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+
+pytestmark = pytest.mark.notebook
+
+
+@pytest.fixture(scope="module")
+def quickstart():
+    return execute_notebook(NOTEBOOKS / "quickstart.ipynb", timeout=300)
+
+
+def _outputs(notebook):
+    return [out for cell in notebook.cells if cell.cell_type == "code" for out in cell.outputs]
+
+
+def test_quickstart_runs_without_errors(quickstart):
+    assert not [out for out in _outputs(quickstart) if out.output_type == "error"]
+
+
+def test_quickstart_shows_the_gradient_check(quickstart):
+    html = [out.data["text/html"] for out in _outputs(quickstart)
+            if "text/html" in out.get("data", {})]
+    tables = [h for h in html if "<table" in h and "gradient check" in h]
+    assert tables and "gradient check passed" in tables[0]
+    assert any("image/png" in out.get("data", {}) for out in _outputs(quickstart))
+
+
+def test_quickstart_renders_to_html(quickstart, tmp_path):
+    page = write_html(quickstart, tmp_path / "quickstart.html").read_text(encoding="utf-8")
+    assert "data:image/png;base64" in page and "gradient check passed" in page
+
+
+def test_runner_fails_on_a_cell_error(tmp_path, capsys):
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 / 0")])
+    nbformat.write(notebook, tmp_path / "broken.ipynb")
+    assert main([str(tmp_path / "broken.ipynb"), str(tmp_path / "broken.html")]) == 1
+    assert "ZeroDivisionError" in capsys.readouterr().err
+    assert (tmp_path / "broken.html").exists()
