@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	mkdir -p build
-	$(PY) -m nbautodiff.kernels.notebook_runner notebooks/quickstart.ipynb build/quickstart.html
+	$(PY) -m nbautodiff.magics.run_notebook notebooks/quickstart.ipynb build/quickstart.html
 
 test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider tests
