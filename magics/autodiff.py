@@ -104,7 +104,11 @@ class AutodiffMagics(Magics):
 
         example = None
         if args.check is not None:
-            example = self.shell.ev(" ".join(args.check))
+            expression = " ".join(args.check)
+            try:
+                example = self.shell.ev(expression)
+            except Exception as error:
+                raise UsageError(f"--check {expression}: {type(error).__name__}: {error}") from None
             example = example if isinstance(example, tuple) else (example,)
 
         result = AutodiffResult()

@@ -138,9 +138,9 @@ def check_grad(fun: Callable, *args, argnums=0, gradient: Callable | None = None
         grads = (grads,)
     grads = _match_shapes(grads, args, argnums_tuple, names)
 
-    eps = float(np.finfo(_least_precise(args, argnums_tuple)).eps)
-    if rtol is None:
-        rtol = DEFAULT_RTOL[np.dtype(np.float32) if eps > 1e-10 else np.dtype(np.float64)]
+    dtype = _least_precise(args, argnums_tuple)
+    eps = float(np.finfo(dtype).eps)
+    rtol = DEFAULT_RTOL[dtype] if rtol is None else rtol
     steps = np.sort(np.asarray(DEFAULT_STEPS if steps is None else steps, dtype=float))[::-1]
     value = _evaluate(fun, _copies(args))
 

@@ -180,3 +180,8 @@ def test_unsupported_construct_in_a_cell_shows_a_short_error(ip, capsys):
     text = shown.out + shown.err
     assert "line 4 of the cell" in text and "Traceback" not in text
     assert len(text.strip().splitlines()) <= 3
+
+
+def test_check_expression_errors_are_usage_errors(ip, ns):
+    with pytest.raises(UsageError, match="NameError"):
+        ip.run_cell_magic("autodiff", "-f energy --check (undefined_name, 1.0)", CELL)
