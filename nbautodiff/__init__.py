@@ -1,0 +1,35 @@
+"""nbautodiff: compiled automatic differentiation of loop-style numeric Python.
+
+The public API (a contract, see DESIGN.md)::
+
+    import nbautodiff as nad
+    nad.grad(fun, argnums=0)            nad.value_and_grad(fun, argnums=0)
+    nad.vjp(fun, *primals)              nad.reverse(fun, *activities, ret="Active")
+    nad.check_grad(fun, *args, argnums=0)
+    nad.Const, nad.Active, nad.Duplicated, nad.DuplicatedOnly, nad.AutodiffError
+
+In IPython: ``%load_ext nbautodiff`` registers ``%%autodiff``.
+"""
+from .activities import Active, Const, Dual, DualOnly, Duplicated, DuplicatedOnly
+from .errors import AutodiffError
+from .api import grad, reverse, value_and_grad, vjp
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "grad", "value_and_grad", "vjp", "reverse", "check_grad",
+    "Const", "Active", "Duplicated", "DuplicatedOnly", "Dual", "DualOnly",
+    "AutodiffError", "__version__",
+]
+
+
+def check_grad(fun, *args, argnums=0, **options):
+    """Compare ``grad(fun)`` with central differences at ``args``; see :mod:`nbautodiff.check`."""
+    from .check import check_grad as _check_grad
+    return _check_grad(fun, *args, argnums=argnums, **options)
+
+
+def load_ipython_extension(ipython):
+    """``%load_ext nbautodiff``: register the cell magics."""
+    from .magics import load_ipython_extension as _load
+    _load(ipython)

@@ -1,0 +1,390 @@
+"""Activity analysis and what the reverse pass needs, on a normalised function.
+
+Given the variable types and which inputs are active, :func:`analyse` decides
+
+* **activity**: a variable is active when it depends on an active input through differentiable
+  operations (*varied*) and influences a differentiated output (*useful*); only active
+  statements get adjoint code. Arrays are tracked by alias class (``B = A`` makes one class);
+* **needed values**: the primal values that adjoint code reads (operands of non-linear rules,
+  indices, branch conditions, loop bounds, arguments of callees);
+* for each needed value, how the reverse pass gets it back: it is *stable* (assigned once,
+  outside loops), *recomputed* at the start of its block's reversal (a cheap, pure statement
+  whose operands are themselves available), or *restored* from the tape (pushed before each
+  overwrite, popped when that assignment is reversed).
+"""
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field
+
+from . import rules, typeinfer
+
+OUTPUT = "<output>"
+
+
+def names_in(node: ast.AST) -> set[str]:
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+
+
+def atom_name(node: ast.expr) -> str | None:
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def index_names(index: ast.expr) -> set[str]:
+    return names_in(index)
+
+
+def own_reads(statement: ast.stmt) -> set[str]:
+    """Names a statement reads itself (not in the statements nested in it)."""
+    if isinstance(statement, (ast.If, ast.While)):
+        return names_in(statement.test)
+    if isinstance(statement, ast.For):
+        return names_in(statement.iter)
+    if isinstance(statement, ast.Assign):
+        target = statement.targets[0]
+        reads = names_in(statement.value)
+        if isinstance(target, ast.Subscript):
+            reads |= names_in(target)
+        return reads
+    if isinstance(statement, (ast.Expr, ast.Return)) and statement.value is not None:
+        return names_in(statement.value)
+    return set()
+
+
+@dataclass
+class Site:
+    """Where a statement sits: its block, the enclosing blocks and how deep in loops."""
+    block: list
+    blocks: tuple          # enclosing blocks, outermost first (the statement's own block last)
+    loop_depth: int
+
+
+@dataclass
+class Analysis:
+    types: dict
+    alias: dict = field(default_factory=dict)            # array name -> class representative
+    active: set = field(default_factory=set)             # active scalars and array classes
+    needed: set = field(default_factory=set)
+    restored: set = field(default_factory=set)
+    recompute: dict = field(default_factory=dict)        # id(block) -> [statements]
+    recomputed: set = field(default_factory=set)         # ids of recomputed statements
+    written: set = field(default_factory=set)            # array classes written anywhere
+    snapshot_calls: set = field(default_factory=set)     # ids of calls whose arrays are saved
+    sites: dict = field(default_factory=dict)            # id(statement) -> Site
+    assignments: dict = field(default_factory=dict)      # name -> [statements assigning it]
+
+    def rep(self, name: str) -> str:
+        while name in self.alias and self.alias[name] != name:
+            name = self.alias[name]
+        return name
+
+    def is_active(self, name: str | None) -> bool:
+        return name is not None and self.rep(name) in self.active
+
+    def is_array(self, name: str) -> bool:
+        return typeinfer.is_array(self.types.get(name))
+
+    def statement_active(self, statement: ast.stmt) -> bool:
+        return any(self.is_active(t) for t in self._targets_for_activity(statement))
+
+    def _targets_for_activity(self, statement):
+        if isinstance(statement, ast.Assign):
+            target = statement.targets[0]
+            names = [target.id] if isinstance(target, ast.Name) else [target.value.id]
+            call = statement.value
+        elif isinstance(statement, ast.Expr):
+            names, call = [], statement.value
+        else:
+            return []
+        if isinstance(call, ast.Call) and call.nad_kind == "user":
+            names += [atom_name(a) for a in call.args if atom_name(a)]
+        return names
+
+
+def walk_statements(body: list, blocks=(), depth: int = 0):
+    """Yield (statement, Site) for every statement, in program order."""
+    blocks = blocks + (body,)
+    for statement in body:
+        yield statement, Site(body, blocks, depth)
+        if isinstance(statement, ast.If):
+            yield from walk_statements(statement.body, blocks, depth)
+            yield from walk_statements(statement.orelse, blocks, depth)
+        elif isinstance(statement, (ast.For, ast.While)):
+            yield from walk_statements(statement.body, blocks, depth + 1)
+
+
+class _Analyser:
+    def __init__(self, tree: ast.FunctionDef, types: dict, active_inputs: set, result_active: bool,
+                 callee_writes):
+        self.tree = tree
+        self.a = Analysis(types=types)
+        self.active_inputs = active_inputs
+        self.result_active = result_active
+        self.callee_writes = callee_writes          # call node -> set of written arg positions
+        self.params = [arg.arg for arg in tree.args.args]
+
+    def differentiable(self, name: str) -> bool:
+        return name == OUTPUT or typeinfer.is_differentiable(self.a.types.get(name))
+
+    # -- flows -----------------------------------------------------------------------------
+    def flows(self, statement: ast.stmt) -> list[tuple[str, list[str]]]:
+        a = self.a
+        if isinstance(statement, ast.Return):
+            name = atom_name(statement.value) if statement.value is not None else None
+            return [(OUTPUT, [name] if name else [])]
+        if isinstance(statement, ast.Expr):
+            return self.call_flows(statement.value, None)
+        if not isinstance(statement, ast.Assign):
+            return []
+        target, value = statement.targets[0], statement.value
+        if isinstance(target, ast.Subscript):
+            return [(a.rep(target.value.id), [n for n in [atom_name(value)] if n])]
+        t = target.id
+        if isinstance(value, ast.Name):
+            return [(a.rep(t), [a.rep(value.id)])]
+        if isinstance(value, ast.BinOp):
+            rule = rules.OPERATORS.get(type(value.op))
+            operands = [value.left, value.right]
+            return [(t, self.rule_sources(rule, operands))]
+        if isinstance(value, ast.UnaryOp):
+            rule = rules.OPERATORS.get(type(value.op))
+            return [(t, self.rule_sources(rule, [value.operand]))]
+        if isinstance(value, ast.Call):
+            return self.call_flows(value, t)
+        if isinstance(value, ast.Subscript):
+            base = value.value.id
+            return [(t, [a.rep(base)] if a.is_array(base) else [])]
+        return [(t, [])]
+
+    def rule_sources(self, rule, operands) -> list[str]:
+        if rule is None:
+            return []
+        return [atom_name(o) for o, adj in zip(operands, rule.adjoints)
+                if adj is not None and atom_name(o)]
+
+    def call_flows(self, call: ast.Call, target: str | None):
+        a = self.a
+        kind = call.nad_kind
+        if kind == "rule":
+            return [(target, self.rule_sources(call.nad_target, call.args))] if target else []
+        if kind == "copy":
+            return [(a.rep(target), [a.rep(call.func.value.id)])]
+        if kind != "user":
+            return [(target, [])] if target else []
+        sources = [a.rep(n) for n in (atom_name(x) for x in call.args) if n]
+        flows = [(a.rep(target), sources)] if target else []
+        for position in self.callee_writes(call):
+            name = atom_name(call.args[position])
+            if name:
+                flows.append((a.rep(name), sources))
+        return flows
+
+    # -- passes ----------------------------------------------------------------------------
+    def run(self) -> Analysis:
+        a = self.a
+        body = self.tree.body
+        for statement, site in walk_statements(body):
+            a.sites[id(statement)] = site
+            for name in self.assigned_names(statement):
+                a.assignments.setdefault(name, []).append(statement)
+            if isinstance(statement, ast.Assign) and isinstance(statement.targets[0], ast.Name) \
+                    and isinstance(statement.value, ast.Name) and a.is_array(statement.value.id):
+                a.alias[statement.targets[0].id] = a.rep(statement.value.id)
+        for statement, _ in walk_statements(body):
+            if isinstance(statement, ast.Assign) and isinstance(statement.targets[0], ast.Subscript):
+                a.written.add(a.rep(statement.targets[0].value.id))
+            call = getattr(statement, "value", None)
+            if isinstance(call, ast.Call) and call.nad_kind == "user":
+                for position in self.callee_writes(call):
+                    name = atom_name(call.args[position])
+                    if name:
+                        a.written.add(a.rep(name))
+        edges = [flow for statement, _ in walk_statements(body) for flow in self.flows(statement)]
+        edges = [(t, [s for s in sources if self.differentiable(s)]) for t, sources in edges
+                 if self.differentiable(t)]
+        varied = {a.rep(p) for p in self.active_inputs}
+        useful = {OUTPUT} if self.result_active else set()
+        useful |= {a.rep(p) for p in self.active_inputs if a.is_array(p)}
+        changed = True
+        while changed:
+            changed = False
+            for target, sources in edges:
+                if target not in varied and any(s in varied for s in sources):
+                    varied.add(target)
+                    changed = True
+                if target in useful:
+                    for s in sources:
+                        if s not in useful:
+                            useful.add(s)
+                            changed = True
+        a.active = (varied & useful) - {OUTPUT}
+        self.needed_values()
+        return a
+
+    @staticmethod
+    def assigned_names(statement: ast.stmt) -> list[str]:
+        if isinstance(statement, ast.Assign) and isinstance(statement.targets[0], ast.Name):
+            return [statement.targets[0].id]
+        if isinstance(statement, ast.For):
+            return [statement.target.id]
+        return []
+
+    # -- needed values, recomputation and restoration --------------------------------------
+    def needed_values(self) -> None:
+        a = self.a
+        needed: set[str] = set()
+        for statement, _ in walk_statements(self.tree.body):
+            needed |= self.reads_in_reverse(statement)
+        recomputable = self.recomputable_statements()
+        work = list(needed)
+        recomputed: set[int] = set()
+        while work:
+            name = work.pop()
+            assigned = a.assignments.get(name, [])
+            if len(assigned) != 1 or id(assigned[0]) not in recomputable:
+                continue
+            if id(assigned[0]) not in recomputed:
+                recomputed.add(id(assigned[0]))
+                for operand in self.operand_names(assigned[0]) - needed:
+                    needed.add(operand)
+                    work.append(operand)
+        a.recomputed = recomputed
+        for statement, site in walk_statements(self.tree.body):
+            if id(statement) in recomputed:
+                a.recompute.setdefault(id(site.block), []).append(statement)
+        a.needed = needed
+        for name in needed:
+            assigned = a.assignments.get(name, [])
+            if any(id(s) in recomputed for s in assigned):
+                continue
+            in_loop = any(a.sites[id(s)].loop_depth > 0 for s in assigned)
+            count = len(assigned) + (1 if name in self.params else 0)
+            if assigned and (in_loop or count > 1):
+                a.restored.add(name)
+
+    def recomputable_statements(self) -> set[int]:
+        """Statements the reverse pass may re-execute at the start of their block's reversal.
+
+        A candidate is a cheap pure assignment inside a loop, the only assignment of its target,
+        whose target is read only after it in its own block (so within one iteration). The
+        largest set whose members read only values that stay put during the block (assigned
+        outside it, or by an earlier member of the same block) is kept.
+        """
+        a = self.a
+        readers: dict[str, set[int]] = {}
+        for statement, _ in walk_statements(self.tree.body):
+            for name in own_reads(statement):
+                readers.setdefault(name, set()).add(id(statement))
+        candidates = {}
+        for statement, site in walk_statements(self.tree.body):
+            if not (site.loop_depth and self.pure_and_cheap(statement)):
+                continue
+            target = statement.targets[0].id
+            if target in self.params or len(a.assignments.get(target, [])) != 1:
+                continue
+            after = site.block[site.block.index(statement) + 1:]
+            later = {id(inner) for inner, _ in walk_statements(after)}
+            if readers.get(target, set()) <= later:
+                candidates[id(statement)] = (statement, site)
+        changed = True
+        while changed:
+            changed = False
+            for key, (statement, site) in list(candidates.items()):
+                if not self.operands_stay(statement, site, candidates):
+                    del candidates[key]
+                    changed = True
+        return set(candidates)
+
+    def operands_stay(self, statement, site: Site, candidates) -> bool:
+        assigned_in_block = {name for inner, _ in walk_statements(site.block)
+                             for name in self.assigned_names(inner)}
+        earlier = set()
+        for inner in site.block:
+            if inner is statement:
+                break
+            if id(inner) in candidates:
+                earlier.add(inner.targets[0].id)
+        for operand in self.operand_names(statement):
+            if self.a.is_array(operand) or operand in earlier:
+                continue
+            if operand in assigned_in_block:
+                return False
+        return True
+
+    def pure_and_cheap(self, statement: ast.stmt) -> bool:
+        if not (isinstance(statement, ast.Assign) and isinstance(statement.targets[0], ast.Name)):
+            return False
+        if typeinfer.is_array(self.a.types.get(statement.targets[0].id)):
+            return False
+        for node in ast.walk(statement.value):
+            if isinstance(node, ast.Call) and getattr(node, "nad_kind", None) not in ("rule", "zero"):
+                return False
+            if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) \
+                    and self.a.is_array(node.value.id) and self.a.rep(node.value.id) in self.a.written:
+                return False
+        return True
+
+    def reads_in_reverse(self, statement: ast.stmt) -> set[str]:
+        a = self.a
+        reads: set[str] = set()
+        if isinstance(statement, (ast.If, ast.While)):
+            if self.has_active(statement):
+                reads |= names_in(statement.test) if isinstance(statement, ast.If) else set()
+            return reads
+        if isinstance(statement, ast.For):
+            if self.has_active(statement):
+                reads |= names_in(statement.iter) - {"range"}
+            return reads
+        if not a.statement_active(statement):
+            return reads
+        if isinstance(statement, ast.Expr):
+            return {n for n in (atom_name(x) for x in statement.value.args) if n}
+        if not isinstance(statement, ast.Assign):
+            return reads
+        target, value = statement.targets[0], statement.value
+        if isinstance(target, ast.Subscript):
+            return index_names(target.slice)
+        if isinstance(value, ast.Subscript):
+            return index_names(value.slice) if a.is_array(value.value.id) else set()
+        rule, operands = None, []
+        if isinstance(value, ast.BinOp):
+            rule, operands = rules.OPERATORS.get(type(value.op)), [value.left, value.right]
+        elif isinstance(value, ast.UnaryOp):
+            rule, operands = rules.OPERATORS.get(type(value.op)), [value.operand]
+        elif isinstance(value, ast.Call) and value.nad_kind == "rule":
+            rule, operands = value.nad_target, value.args
+        elif isinstance(value, ast.Call) and value.nad_kind == "user":
+            return {n for n in (atom_name(x) for x in value.args) if n}
+        if rule is None:
+            return reads
+        for position, operand in enumerate(operands):
+            if not a.is_active(atom_name(operand)):
+                continue
+            used = rule.names_used(position)
+            if "z" in used:
+                reads.add(target.id)
+            for param, other in zip(rule.params, operands):
+                if param in used and atom_name(other):
+                    reads.add(other.id)
+        return reads
+
+    def has_active(self, statement: ast.stmt) -> bool:
+        for inner, _ in walk_statements(statement.body + getattr(statement, "orelse", [])):
+            if self.a.statement_active(inner) or isinstance(inner, ast.Return):
+                return True
+        return False
+
+    @staticmethod
+    def operand_names(statement: ast.Assign) -> set[str]:
+        value = statement.value
+        names = names_in(value)
+        if isinstance(value, ast.Call):
+            names -= names_in(value.func)
+        return names
+
+
+
+def analyse(tree: ast.FunctionDef, types: dict, active_inputs: set, result_active: bool,
+            callee_writes) -> Analysis:
+    """Activity and reverse-pass needs of ``tree``; see the module docstring."""
+    return _Analyser(tree, types, active_inputs, result_active, callee_writes).run()

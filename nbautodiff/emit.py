@@ -1,0 +1,99 @@
+"""Syntax trees to Python source in real files, and from there to live functions.
+
+Generated code is written to a file (so ``inspect``, tracebacks and numba's on-disk cache work)
+and executed in a namespace of its own. :func:`render` keeps, for every generated line, the line
+of the user's source it came from, so errors in generated code point at the user's line.
+"""
+from __future__ import annotations
+
+import ast
+import copy
+import hashlib
+import linecache
+import os
+import tempfile
+from dataclasses import dataclass, field
+
+INDENT = "    "
+
+
+@dataclass
+class Rendered:
+    text: str
+    user_lines: list[int | None] = field(default_factory=list)   # generated line -> user line
+
+    def user_line(self, generated_line: int) -> int | None:
+        if 1 <= generated_line <= len(self.user_lines):
+            return self.user_lines[generated_line - 1]
+        return None
+
+
+def render(functions: list[ast.FunctionDef], header: str = "") -> Rendered:
+    """Source of ``functions``; one statement per line, with the user's line of each."""
+    lines: list[str] = []
+    origin: list[int | None] = []
+    for line in header.splitlines():
+        lines.append(line)
+        origin.append(None)
+
+    def block(statements: list[ast.stmt], depth: int) -> None:
+        for statement in statements:
+            line = getattr(statement, "lineno", None)
+            pad = INDENT * depth
+            if isinstance(statement, (ast.If, ast.For, ast.While)):
+                head = ast.unparse(_header_only(statement)).splitlines()[0]
+                lines.append(pad + head)
+                origin.append(line)
+                block(statement.body, depth + 1)
+                if statement.orelse:
+                    lines.append(pad + "else:")
+                    origin.append(line)
+                    block(statement.orelse, depth + 1)
+            else:
+                for text in ast.unparse(statement).splitlines():
+                    lines.append(pad + text)
+                    origin.append(line)
+
+    for function in functions:
+        lines.append("")
+        origin.append(None)
+        signature = ast.unparse(_header_only(function)).splitlines()[0]
+        lines.append(signature)
+        origin.append(getattr(function, "lineno", None))
+        if ast.get_docstring(function) is None and getattr(function, "nad_doc", None):
+            lines.append(INDENT + repr(function.nad_doc))
+            origin.append(None)
+        block(function.body, 1)
+    return Rendered("\n".join(lines) + "\n", origin)
+
+
+def _header_only(node):
+    clone = copy.copy(node)
+    clone.body = [ast.Pass()]
+    if hasattr(clone, "orelse"):
+        clone.orelse = []
+    return clone
+
+
+def generated_dir() -> str:
+    """Folder for generated sources (issue #6 replaces this with the content-addressed cache)."""
+    base = os.environ.get("NBAUTODIFF_CACHE_DIR") or os.path.join(tempfile.gettempdir(),
+                                                                   f"nbautodiff-{os.getuid()}")
+    path = os.path.join(base, "generated")
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    return path
+
+
+def load(rendered: Rendered, stem: str, namespace: dict) -> tuple[str, dict]:
+    """Write ``rendered`` to a file named after its content, execute it in ``namespace``."""
+    digest = hashlib.sha256(rendered.text.encode()).hexdigest()[:16]
+    path = os.path.join(generated_dir(), f"{stem}_{digest}.py")
+    if not os.path.exists(path):
+        temporary = f"{path}.{os.getpid()}.tmp"
+        with open(temporary, "w") as handle:
+            handle.write(rendered.text)
+        os.replace(temporary, path)
+    linecache.cache[path] = (len(rendered.text), None, rendered.text.splitlines(True), path)
+    namespace.setdefault("__name__", f"nbautodiff_generated.{stem}")
+    exec(compile(rendered.text, path, "exec"), namespace)
+    return path, namespace

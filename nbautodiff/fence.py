@@ -1,0 +1,155 @@
+"""The fence: refuse what the transforms do not support, before anything else looks at it.
+
+:func:`check` walks a function's tree and raises :class:`UnsupportedConstructError` at the
+first construct outside the supported subset, naming the construct and its line. What is
+supported is listed positively (``_STATEMENTS``, ``_EXPRESSIONS``); everything else is refused,
+so a new Python construct is refused until someone teaches the transforms about it.
+"""
+from __future__ import annotations
+
+import ast
+
+from . import naming
+from .errors import UnsupportedConstructError
+from .source import FunctionSource
+
+_STATEMENTS = (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Expr, ast.If, ast.For, ast.While,
+               ast.Break, ast.Continue, ast.Return, ast.Pass, ast.Raise, ast.Assert)
+_EXPRESSIONS = (ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Compare, ast.Call, ast.Name, ast.Constant,
+                ast.Attribute, ast.Subscript, ast.IfExp, ast.Tuple, ast.keyword,
+                ast.operator, ast.unaryop, ast.boolop, ast.cmpop, ast.expr_context)
+
+_CONSTRUCT_NAMES = {
+    ast.Try: "try/except", ast.With: "with statement", ast.AsyncWith: "async with",
+    ast.ClassDef: "class definition", ast.FunctionDef: "inner function definition",
+    ast.AsyncFunctionDef: "async function", ast.Lambda: "lambda", ast.Global: "global statement",
+    ast.Nonlocal: "nonlocal statement", ast.Yield: "generator (yield)",
+    ast.YieldFrom: "generator (yield from)", ast.Await: "await", ast.AsyncFor: "async for",
+    ast.ListComp: "list comprehension", ast.SetComp: "set comprehension",
+    ast.DictComp: "dict comprehension", ast.GeneratorExp: "generator expression",
+    ast.Dict: "dict", ast.Set: "set", ast.List: "list", ast.JoinedStr: "f-string",
+    ast.Starred: "starred expression", ast.Delete: "del statement",
+    ast.NamedExpr: "assignment expression (:=)", ast.Import: "import inside the function",
+    ast.ImportFrom: "import inside the function", ast.Slice: "slicing",
+    ast.MatMult: "matrix product (@)",
+}
+if hasattr(ast, "Match"):
+    _CONSTRUCT_NAMES[ast.Match] = "match statement"
+if hasattr(ast, "TryStar"):
+    _CONSTRUCT_NAMES[ast.TryStar] = "try/except*"
+
+_LATER = {ast.Slice: " (array slicing arrives with whole-array support, issue #3)",
+          ast.MatMult: " (arrives with whole-array support, issue #3)",
+          ast.FunctionDef: " (arrives with issue #3; define it at module level)",
+          ast.Lambda: " (arrives with issue #3; define a function with def)"}
+
+
+def construct_name(node: ast.AST) -> str:
+    return _CONSTRUCT_NAMES.get(type(node), type(node).__name__)
+
+
+class _Fence(ast.NodeVisitor):
+    def __init__(self, fs: FunctionSource):
+        self.fs = fs
+        self.in_message = False
+
+    def refuse(self, node: ast.AST, construct: str, detail: str = "") -> None:
+        raise self.fs.error(f"{construct} is not supported{detail}", node, construct=construct,
+                            kind=UnsupportedConstructError)
+
+    def generic_visit(self, node: ast.AST) -> None:
+        if isinstance(node, ast.stmt) and not isinstance(node, _STATEMENTS):
+            self.refuse(node, construct_name(node), _LATER.get(type(node), ""))
+        if isinstance(node, (ast.expr, ast.operator, ast.slice if hasattr(ast, "slice") else ())) \
+                and not isinstance(node, _EXPRESSIONS):
+            self.refuse(node, construct_name(node), _LATER.get(type(node), ""))
+        super().generic_visit(node)
+
+    def visit_arguments(self, node: ast.arguments) -> None:
+        if node.vararg or node.kwarg or node.kwonlyargs or node.posonlyargs:
+            self.refuse(node.vararg or node.kwarg or (node.kwonlyargs or node.posonlyargs)[0],
+                        "*args, **kwargs, keyword-only or positional-only parameters")
+        if node.defaults:
+            self.refuse(node.defaults[0], "default argument values")
+        for arg in node.args:
+            self.check_name(arg.arg, arg)
+
+    def visit_BinOp(self, node: ast.BinOp) -> None:
+        if isinstance(node.op, ast.MatMult):
+            self.refuse(node, construct_name(node.op), _LATER[ast.MatMult])
+        self.generic_visit(node)
+
+    def visit_Name(self, node: ast.Name) -> None:
+        self.check_name(node.id, node)
+
+    def check_name(self, name: str, node: ast.AST) -> None:
+        if naming.is_reserved(name):
+            self.refuse(node, f"the name '{name}'", f" (names starting with "
+                        f"'{naming.RESERVED}' are reserved for generated code)")
+
+    def visit_Constant(self, node: ast.Constant) -> None:
+        if isinstance(node.value, (str, bytes)) and not self.in_message:
+            self.refuse(node, "string value", " in differentiated code")
+        if isinstance(node.value, complex):
+            self.refuse(node, "complex number")
+
+    def visit_Raise(self, node: ast.Raise) -> None:
+        self.visit_message(node)
+
+    def visit_Assert(self, node: ast.Assert) -> None:
+        self.visit(node.test)
+        if node.msg is not None:
+            self.visit_message(node.msg)
+
+    def visit_message(self, node: ast.AST) -> None:
+        self.in_message = True
+        try:
+            self.generic_visit(node)
+        finally:
+            self.in_message = False
+
+    def visit_For(self, node: ast.For) -> None:
+        if node.orelse:
+            self.refuse(node.orelse[0], "else clause on a for loop")
+        if not isinstance(node.target, ast.Name):
+            self.refuse(node.target, "for loop with a tuple target", " (loop over range(...))")
+        iterator = node.iter
+        if not (isinstance(iterator, ast.Call) and isinstance(iterator.func, ast.Name)
+                and iterator.func.id == "range" and not iterator.keywords
+                and 1 <= len(iterator.args) <= 3):
+            self.refuse(iterator, f"for loop over '{ast.unparse(iterator)}'",
+                        " (loop over range(...) and index the array)")
+        self.generic_visit(node)
+
+    def visit_While(self, node: ast.While) -> None:
+        if node.orelse:
+            self.refuse(node.orelse[0], "else clause on a while loop")
+        self.generic_visit(node)
+
+    def visit_Expr(self, node: ast.Expr) -> None:
+        if isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+            return                                            # a docstring or a bare string
+        if not isinstance(node.value, ast.Call):
+            self.refuse(node, "expression statement", " that is not a call")
+        self.generic_visit(node)
+
+    def visit_Return(self, node: ast.Return) -> None:
+        if isinstance(node.value, ast.Tuple):
+            self.refuse(node, "returning a tuple", " (several outputs arrive with issue #3)")
+        self.generic_visit(node)
+
+    def visit_Subscript(self, node: ast.Subscript) -> None:
+        index = node.slice
+        parts = index.elts if isinstance(index, ast.Tuple) else [index]
+        for part in parts:
+            if isinstance(part, ast.Slice):
+                self.refuse(part, "slicing", _LATER[ast.Slice])
+        self.generic_visit(node)
+
+
+def check(fs: FunctionSource) -> None:
+    """Raise at the first unsupported construct of ``fs``; return None when all is supported."""
+    fence = _Fence(fs)
+    fence.visit(fs.tree.args)
+    for statement in fs.tree.body:
+        fence.visit(statement)

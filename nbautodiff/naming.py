@@ -1,0 +1,51 @@
+"""Conventions for generated names, in one place.
+
+User code never starts names with ``_nad``: the source fence refuses such names, so generated
+names cannot clash with the user's. Prefixes read as: ``_b_x`` the adjoint of scalar ``x``,
+``_d_x`` the shadow of array ``x``, ``_t3`` a temporary of normalisation.
+"""
+from __future__ import annotations
+
+RESERVED = "_nad"
+
+TEMP = "_nad_t"              # temporaries introduced by normalisation: _nad_t1, _nad_t2...
+ADJOINT = "_nad_b_"           # adjoint of a scalar: _nad_b_x
+SHADOW = "_nad_d_"            # shadow of an array: _nad_d_x
+SEED = "_nad_seed"            # incoming cotangent of the result
+RESULT = "_nad_result"        # the primal result kept for the caller
+RETURN_VALUE = "_nad_retval"  # value of an early return
+RETURN_FLAG = "_nad_returned"
+BREAK_FLAG = "_nad_break"     # + loop number
+CONTINUE_FLAG = "_nad_continue"
+COUNTER = "_nad_count"        # iteration counter of a while loop, + loop number
+CONDITION = "_nad_cond"       # condition of an if/while, + number
+LOOP_START, LOOP_STOP, LOOP_STEP, LOOP_INDEX = "_nad_lo", "_nad_hi", "_nad_step", "_nad_k"
+REVERSE_INDEX = "_nad_r"
+GRAD_TMP = "_nad_g"           # incoming adjoint of the statement being reversed
+CALL_RESULT = "_nad_res"
+FLOAT_TAPE, FLOAT_TOP = "_nad_tf", "_nad_tf_n"
+INT_TAPE, INT_TOP = "_nad_ti", "_nad_ti_n"
+WORK_COPY = "_nad_in_"        # caller's array kept while the function works on a copy
+TAPE_MODULE = "_nad_tape"     # the runtime helpers module as seen by generated code
+
+
+def adjoint(name: str) -> str:
+    return ADJOINT + name
+
+
+def shadow(name: str) -> str:
+    return SHADOW + name
+
+
+def primal_name(function_name: str) -> str:
+    """Name of the compiled, normalised primal of a user function."""
+    return f"{function_name}"
+
+
+def reverse_name(function_name: str, signature_code: str) -> str:
+    """Name of a reverse-mode variant, e.g. ``f__rev_ac_r`` (args active/const, result active)."""
+    return f"{function_name}__rev_{signature_code}"
+
+
+def is_reserved(name: str) -> bool:
+    return name.startswith(RESERVED)

@@ -1,0 +1,438 @@
+"""Normalisation to three-address form, with every call resolved.
+
+The contract of :func:`normalize`: the result is a :class:`Normalized` function whose body
+holds only these statements (every operand an *atom*: a name or a number):
+
+* ``t = atom`` | ``t = a op b`` | ``t = op a`` | ``t = f(atoms)`` | ``t = A[atoms]`` |
+  ``t = A.shape`` (``size``, ``ndim``) | ``t = A.copy()`` | ``t = <condition>``
+* ``A[atoms] = atom``
+* ``if c:`` / ``while c:`` on a name ``c`` (a ``while`` recomputes ``c`` at the end of its body)
+* ``for i in range(lo, hi, step)`` with atoms that the body never assigns
+* ``f(atoms)`` (a call for its effect on arrays), ``return atom`` (last statement only),
+  ``raise``, ``assert``, ``pass``.
+
+Conditions (tests of ``if``/``while``, comparisons, ``and``/``or``/``not``) are not
+differentiable, so they stay whole expressions. Every call is annotated with what it calls
+(``call.nad_kind`` in {"rule", "zero", "constructor", "user", "copy"}, ``call.nad_target``).
+"""
+from __future__ import annotations
+
+import ast
+import copy
+import numbers
+import types
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import naming, rules
+from .controlflow import structure
+from .errors import UnsupportedConstructError
+from .source import MISSING, FunctionSource, dotted_parts, resolve
+
+ATOMS = (ast.Name, ast.Constant)
+
+
+@dataclass(eq=False)
+class Normalized:
+    """A normalised function and what it refers to outside itself."""
+
+    source: FunctionSource
+    tree: ast.FunctionDef
+    callees: dict[str, types.FunctionType] = field(default_factory=dict)   # binding -> function
+    globals: dict[str, object] = field(default_factory=dict)               # name -> value read
+
+
+def _name(id_: str, store: bool = False) -> ast.Name:
+    return ast.Name(id=id_, ctx=ast.Store() if store else ast.Load())
+
+
+def _spelled(spelling: str) -> ast.expr:
+    return ast.parse(spelling, mode="eval").body
+
+
+def is_user_function(obj) -> bool:
+    return isinstance(obj, types.FunctionType) or isinstance(getattr(obj, "py_func", None),
+                                                            types.FunctionType)
+
+
+class _Flattener:
+    def __init__(self, fs: FunctionSource, tree: ast.FunctionDef):
+        self.fs = fs
+        self.result = Normalized(fs, tree)
+        self.temps = 0
+        self.locals = {a.arg for a in tree.args.args}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                self.locals.add(node.id)
+        self.out: list[ast.stmt] = []
+        self.line: ast.AST = tree
+
+    # -- helpers ---------------------------------------------------------------------------
+    def refuse(self, node: ast.AST, construct: str, detail: str = "") -> UnsupportedConstructError:
+        return self.fs.error(f"{construct} is not supported{detail}", node, construct=construct,
+                             kind=UnsupportedConstructError)
+
+    def temp(self) -> str:
+        self.temps += 1
+        name = f"{naming.TEMP}{self.temps}"
+        self.locals.add(name)
+        return name
+
+    def emit(self, statement: ast.stmt) -> None:
+        self.out.append(ast.copy_location(statement, self.line))
+
+    def to_temp(self, value: ast.expr) -> ast.Name:
+        name = self.temp()
+        self.emit(ast.Assign(targets=[_name(name, True)], value=value))
+        return _name(name)
+
+    def nested(self, statements: list[ast.stmt]) -> list[ast.stmt]:
+        saved, self.out = self.out, []
+        for s in statements:
+            self.statement(s)
+        inner, self.out = self.out, saved
+        return inner or [ast.copy_location(ast.Pass(), self.line)]
+
+    # -- statements ------------------------------------------------------------------------
+    def statement(self, node: ast.stmt) -> None:
+        self.line = node
+        method = getattr(self, f"stmt_{type(node).__name__}")
+        method(node)
+
+    def stmt_Assign(self, node: ast.Assign) -> None:
+        if len(node.targets) == 1:
+            self.assign(node.targets[0], node.value)
+            return
+        value = self.atom(node.value)
+        for target in node.targets:
+            self.assign(target, value)
+
+    def stmt_AnnAssign(self, node: ast.AnnAssign) -> None:
+        if node.value is None:
+            return
+        self.assign(node.target, node.value)
+
+    def stmt_AugAssign(self, node: ast.AugAssign) -> None:
+        target = node.target
+        if isinstance(target, ast.Name):
+            self.assign(target, ast.BinOp(left=_name(target.id), op=node.op, right=node.value))
+            return
+        if isinstance(target, ast.Subscript):
+            array, index = self.subscript_parts(target)
+            old = self.to_temp(ast.Subscript(value=array, slice=index, ctx=ast.Load()))
+            new = self.to_temp(ast.BinOp(left=old, op=node.op, right=self.atom(node.value)))
+            self.emit(ast.Assign(targets=[ast.Subscript(value=array, slice=copy.deepcopy(index),
+                                                        ctx=ast.Store())], value=new))
+            return
+        raise self.refuse(target, "augmented assignment to this target")
+
+    def assign(self, target: ast.expr, value: ast.expr) -> None:
+        if isinstance(target, ast.Name):
+            simple = self.simple(value)
+            reads = {n.id for n in ast.walk(simple) if isinstance(n, ast.Name)}
+            if not isinstance(simple, ATOMS) and target.id in reads:
+                simple = self.to_temp(simple)
+            self.emit(ast.Assign(targets=[_name(target.id, True)], value=simple))
+        elif isinstance(target, ast.Subscript):
+            array, index = self.subscript_parts(target)
+            atom = self.atom(value)
+            self.emit(ast.Assign(targets=[ast.Subscript(value=array, slice=index, ctx=ast.Store())],
+                                 value=atom))
+        elif isinstance(target, ast.Tuple):
+            if isinstance(value, ast.Tuple):
+                if len(value.elts) != len(target.elts):
+                    raise self.refuse(target, "tuple assignment of different lengths")
+                parts = [self.atom(v) for v in value.elts]
+                parts = [self.to_temp(p) if isinstance(p, ast.Name) else p for p in parts]
+            else:
+                whole = self.atom(value)
+                parts = [ast.Subscript(value=whole, slice=ast.Constant(i), ctx=ast.Load())
+                         for i in range(len(target.elts))]
+            for element, part in zip(target.elts, parts):
+                self.assign(element, part)
+        else:
+            raise self.refuse(target, "assignment to this target")
+
+    def stmt_Expr(self, node: ast.Expr) -> None:
+        if isinstance(node.value, ast.Constant):
+            return
+        call = self.simple(node.value)
+        if isinstance(call, ast.Call):
+            self.emit(ast.Expr(value=call))
+
+    def stmt_If(self, node: ast.If) -> None:
+        condition = self.condition(node.test)
+        body, orelse = self.nested(node.body), self.nested(node.orelse) if node.orelse else []
+        self.line = node
+        self.emit(ast.If(test=condition, body=body, orelse=orelse))
+
+    def stmt_While(self, node: ast.While) -> None:
+        name = self.temp()
+        self.emit(ast.Assign(targets=[_name(name, True)], value=self.resolve_condition(node.test)))
+        body = self.nested(node.body)
+        body.append(ast.copy_location(ast.Assign(targets=[_name(name, True)],
+                                                 value=self.resolve_condition(node.test)), node))
+        self.line = node
+        self.emit(ast.While(test=_name(name), body=body, orelse=[]))
+
+    def stmt_For(self, node: ast.For) -> None:
+        args = node.iter.args
+        bounds = [ast.Constant(0), args[0], ast.Constant(1)] if len(args) == 1 else \
+            list(args) + [ast.Constant(1)] * (3 - len(args))
+        atoms = []
+        for bound in bounds:
+            atom = self.atom(bound)
+            if isinstance(atom, ast.Name) and not atom.id.startswith(naming.TEMP):
+                atom = self.to_temp(atom)
+            atoms.append(atom)
+        body = self.nested(node.body)
+        self.line = node
+        self.emit(ast.For(target=_name(node.target.id, True),
+                          iter=ast.Call(func=_name("range"), args=atoms, keywords=[]),
+                          body=body, orelse=[]))
+
+    def stmt_Return(self, node: ast.Return) -> None:
+        value = self.atom(node.value) if node.value is not None else None
+        self.emit(ast.Return(value=value))
+
+    def stmt_Pass(self, node: ast.Pass) -> None:
+        pass
+
+    def stmt_Raise(self, node: ast.Raise) -> None:
+        self.emit(node)
+
+    def stmt_Assert(self, node: ast.Assert) -> None:
+        self.emit(ast.Assert(test=self.resolve_condition(node.test), msg=node.msg))
+
+    # -- expressions -----------------------------------------------------------------------
+    def atom(self, node: ast.expr) -> ast.expr:
+        simple = self.simple(node)
+        return simple if isinstance(simple, ATOMS) else self.to_temp(simple)
+
+    def condition(self, node: ast.expr) -> ast.Name:
+        return self.to_temp(self.resolve_condition(node))
+
+    def simple(self, node: ast.expr) -> ast.expr:
+        """``node`` as one three-address right-hand side, emitting what it needs before."""
+        if isinstance(node, ast.Constant):
+            return node
+        if isinstance(node, ast.Name):
+            return self.name_value(node)
+        if isinstance(node, ast.BinOp):
+            return ast.BinOp(left=self.atom(node.left), op=node.op, right=self.atom(node.right))
+        if isinstance(node, ast.UnaryOp):
+            if isinstance(node.op, ast.Not):
+                return self.resolve_condition(node)
+            operand = self.atom(node.operand)
+            if isinstance(operand, ast.Constant) and isinstance(node.op, ast.USub):
+                return ast.Constant(-operand.value)
+            return ast.UnaryOp(op=node.op, operand=operand)
+        if isinstance(node, (ast.BoolOp, ast.Compare)):
+            return self.resolve_condition(node)
+        if isinstance(node, ast.IfExp):
+            return self.if_expression(node)
+        if isinstance(node, ast.Call):
+            return self.call(node)
+        if isinstance(node, ast.Subscript):
+            array, index = self.subscript_parts(node)
+            return ast.Subscript(value=array, slice=index, ctx=ast.Load())
+        if isinstance(node, ast.Attribute):
+            return self.attribute(node)
+        if isinstance(node, ast.Tuple):
+            raise self.refuse(node, "tuple value", " (tuples arrive with issue #3)")
+        raise self.refuse(node, type(node).__name__)
+
+    def name_value(self, node: ast.Name) -> ast.expr:
+        if node.id in self.locals:
+            return _name(node.id)
+        value = resolve(self.fs, node)
+        if value is MISSING:
+            raise self.fs.error(f"name '{node.id}' is not defined", node, construct=node.id)
+        return self.global_value(node, node.id, value)
+
+    def global_value(self, node: ast.expr, name: str, value) -> ast.expr:
+        if isinstance(value, (bool, np.bool_)):
+            return ast.Constant(bool(value))
+        if isinstance(value, numbers.Number) and not isinstance(value, complex):
+            return ast.Constant(value.item() if isinstance(value, np.generic) else value)
+        if isinstance(value, np.ndarray) and name.isidentifier() and "." not in name:
+            self.result.globals[name] = value
+            return _name(name)
+        raise self.refuse(node, f"global value '{name}' of type {type(value).__name__}",
+                          " (pass it as an argument)")
+
+    def attribute(self, node: ast.Attribute) -> ast.expr:
+        base = node.value
+        if isinstance(base, ast.Name) and base.id in self.locals:
+            if node.attr in rules.ARRAY_ATTRIBUTES:
+                return ast.Attribute(value=_name(base.id), attr=node.attr, ctx=ast.Load())
+            raise self.refuse(node, f"attribute '.{node.attr}'")
+        if isinstance(base, ast.Attribute) or isinstance(base, ast.Name):
+            value = resolve(self.fs, node)
+            if value is not MISSING:
+                return self.global_value(node, ast.unparse(node), value)
+        if isinstance(base, ast.Subscript) or isinstance(base, ast.Call):
+            whole = self.atom(base)
+            return self.attribute(ast.copy_location(
+                ast.Attribute(value=whole, attr=node.attr, ctx=ast.Load()), node))
+        raise self.refuse(node, f"attribute '{ast.unparse(node)}'")
+
+    def subscript_parts(self, node: ast.Subscript) -> tuple[ast.Name, ast.expr]:
+        base = node.value
+        if isinstance(base, ast.Name):
+            array = self.name_value(base)
+            if not isinstance(array, ast.Name):
+                raise self.refuse(node, f"indexing the constant '{base.id}'")
+        else:
+            array = self.atom(base)
+        index = node.slice
+        if isinstance(index, ast.Tuple):
+            index = ast.Tuple(elts=[self.atom(e) for e in index.elts], ctx=ast.Load())
+        else:
+            index = self.atom(index)
+        return array, index
+
+    def if_expression(self, node: ast.IfExp) -> ast.Name:
+        condition = self.condition(node.test)
+        result = self.temp()
+        body = self.nested([ast.copy_location(ast.Assign(targets=[_name(result, True)],
+                                                         value=node.body), node)])
+        orelse = self.nested([ast.copy_location(ast.Assign(targets=[_name(result, True)],
+                                                           value=node.orelse), node)])
+        self.emit(ast.If(test=condition, body=body, orelse=orelse))
+        return _name(result)
+
+    def call(self, node: ast.Call) -> ast.expr:
+        func = node.func
+        if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) \
+                and func.value.id in self.locals:
+            if func.attr in rules.ARRAY_METHODS and not node.args and not node.keywords:
+                call = ast.Call(func=ast.Attribute(value=_name(func.value.id), attr=func.attr,
+                                                   ctx=ast.Load()), args=[], keywords=[])
+                call.nad_kind, call.nad_target = "copy", None
+                return call
+            raise self.refuse(node, f"method call '.{func.attr}()'")
+        target = resolve(self.fs, func) if dotted_parts(func) else MISSING
+        label = ast.unparse(func)
+        if target is MISSING:
+            raise self.refuse(node, f"call to '{label}'", " (name not found)")
+        key = id(target)
+        if node.keywords and key not in rules.ARRAY_CONSTRUCTORS:
+            raise self.refuse(node, f"keyword arguments in the call to '{label}'")
+        if key in rules.VARIADIC and len(node.args) > 2:
+            nested = node.args[0]
+            for arg in node.args[1:]:
+                nested = ast.copy_location(ast.Call(func=func, args=[nested, arg], keywords=[]), node)
+            return self.call(nested)
+        if key in rules.CALLS:
+            rule = rules.CALLS[key]
+            if rule.name == "log" and len(node.args) == 2:
+                top = self.atom(ast.Call(func=func, args=[node.args[0]], keywords=[]))
+                bottom = self.atom(ast.Call(func=func, args=[node.args[1]], keywords=[]))
+                return ast.BinOp(left=top, op=ast.Div(), right=bottom)
+            if len(node.args) != len(rule.params):
+                raise self.refuse(node, f"call to '{label}' with {len(node.args)} arguments")
+            return self.annotated(node, rule.spelling, "rule", rule)
+        if key in rules.NON_DIFFERENTIABLE:
+            return self.annotated(node, rules.NON_DIFFERENTIABLE[key], "zero", None)
+        if key in rules.ARRAY_CONSTRUCTORS:
+            return self.annotated(node, rules.ARRAY_CONSTRUCTORS[key], "constructor", None)
+        if is_user_function(target):
+            return self.annotated(node, self.bind_callee(target), "user", target)
+        raise self.refuse(node, f"call to '{label}'",
+                          " (only math/NumPy scalar functions, array constructors and "
+                          "functions with Python source can be called)")
+
+    def annotated(self, node: ast.Call, spelling: str, kind: str, target) -> ast.Call:
+        args = []
+        for arg in node.args:
+            if isinstance(arg, ast.Tuple):
+                args.append(ast.Tuple(elts=[self.atom(e) for e in arg.elts], ctx=ast.Load()))
+            else:
+                args.append(self.atom(arg))
+        keywords = [ast.keyword(arg=k.arg, value=self.keyword_value(k)) for k in node.keywords]
+        call = ast.Call(func=_spelled(spelling), args=args, keywords=keywords)
+        call.nad_kind, call.nad_target = kind, target
+        return call
+
+    def keyword_value(self, keyword: ast.keyword) -> ast.expr:
+        if keyword.arg != "dtype":
+            raise self.refuse(keyword.value, f"keyword argument '{keyword.arg}'")
+        value = resolve(self.fs, keyword.value)
+        spelling = rules.DTYPES.get(id(value))
+        if spelling is None:
+            raise self.refuse(keyword.value, f"dtype '{ast.unparse(keyword.value)}'")
+        return _spelled(spelling)
+
+    def bind_callee(self, target) -> str:
+        from .source import python_function
+        func = python_function(target)
+        for binding, known in self.result.callees.items():
+            if known is func:
+                return binding
+        binding = func.__name__
+        taken = self.locals | set(self.result.globals) | set(self.result.callees) | {"math", "np"}
+        suffix = 1
+        while binding in taken:
+            suffix += 1
+            binding = f"{func.__name__}_{suffix}"
+        self.result.callees[binding] = func
+        return binding
+
+    def resolve_condition(self, node: ast.expr) -> ast.expr:
+        """A copy of a (non-differentiable) condition with its calls and globals resolved."""
+        flattener = self
+
+        class Resolver(ast.NodeTransformer):
+            def visit_Call(self, call: ast.Call) -> ast.expr:
+                saved, flattener.out = flattener.out, []
+                simple = flattener.call(call)
+                if flattener.out:                          # arguments needed statements: inline
+                    flattener.out = saved
+                    call.args = [self.visit(a) for a in call.args]
+                    resolved = flattener.annotated_inline(call)
+                    return resolved
+                flattener.out = saved
+                return simple
+
+            def visit_Name(self, name: ast.Name) -> ast.expr:
+                return flattener.name_value(name)
+
+            def visit_Attribute(self, attr: ast.Attribute) -> ast.expr:
+                if isinstance(attr.value, ast.Name) and attr.value.id in flattener.locals:
+                    return flattener.attribute(attr)
+                value = resolve(flattener.fs, attr)
+                if value is MISSING:
+                    raise flattener.refuse(attr, f"attribute '{ast.unparse(attr)}'")
+                return flattener.global_value(attr, ast.unparse(attr), value)
+
+        return Resolver().visit(copy.deepcopy(node))
+
+    def annotated_inline(self, call: ast.Call) -> ast.Call:
+        """Resolve a call inside a condition without splitting its arguments into statements."""
+        target = resolve(self.fs, call.func)
+        key = id(target)
+        spelling = rules.spelling_of(target)
+        if spelling is None and is_user_function(target):
+            spelling = self.bind_callee(target)
+        if spelling is None:
+            raise self.refuse(call, f"call to '{ast.unparse(call.func)}'")
+        call.func = _spelled(spelling)
+        kind = "user" if is_user_function(target) else ("rule" if key in rules.CALLS else "zero")
+        call.nad_kind, call.nad_target = kind, target
+        return call
+
+
+def normalize(fs: FunctionSource) -> Normalized:
+    """Normalise ``fs`` (already fenced) to three-address form; see the module docstring."""
+    tree = structure(fs.tree)
+    flattener = _Flattener(fs, tree)
+    body = []
+    for statement in tree.body:
+        flattener.statement(statement)
+    body = flattener.out or [ast.Pass()]
+    new = ast.FunctionDef(name=fs.name, args=copy.deepcopy(fs.tree.args), body=body,
+                          decorator_list=[], returns=None, type_comment=None, type_params=[])
+    flattener.result.tree = ast.fix_missing_locations(ast.copy_location(new, fs.tree))
+    return flattener.result

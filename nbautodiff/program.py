@@ -1,0 +1,227 @@
+"""Compiled artifacts of user functions: normalised primals and reverse-mode variants.
+
+This module drives the pipeline (source -> fence -> normalise -> types -> analysis ->
+transform -> emit -> numba) and keeps its results in memory, keyed by the function's code and the
+argument types, so every artifact is built once per process:
+
+* :func:`primal` - the normalised function compiled with ``numba.njit``; callees are bound to
+  their own primals. Recursion is refused (the callee graph must be acyclic).
+* :func:`reverse_variant` - ``f__rev_<code>`` for given argument types and activities, with the
+  variants of its callees built on demand for the types and activities at each call site.
+"""
+from __future__ import annotations
+
+import ast
+import math
+import re
+import threading
+from dataclasses import dataclass, field
+
+import numba
+import numpy as np
+from numba import types as nbtypes
+
+from . import analysis as analysis_mod
+from . import emit, fence, naming, reverse_mode, typeinfer
+from .errors import AutodiffError
+from .normalize import Normalized, normalize
+from .source import FunctionSource, function_source, python_function
+from .kernels import tape as tape_module
+
+_lock = threading.RLock()
+_building: list = []
+
+
+@dataclass(eq=False)
+class Primal:
+    """A user function normalised and compiled."""
+    fs: FunctionSource
+    normalized: Normalized
+    rendered: emit.Rendered
+    path: str
+    namespace: dict
+    dispatcher: object
+    writes: set = field(default_factory=set)         # positions of array params it writes
+
+    @property
+    def py_func(self):
+        return self.dispatcher.py_func
+
+
+@dataclass(eq=False)
+class Variant:
+    """A reverse-mode variant compiled for one signature."""
+    name: str
+    source: str
+    path: str
+    dispatcher: object
+    shadows: list[bool]
+    adjoint_positions: list[int]
+    result_type: object
+
+
+_primals: dict = {}
+_variants: dict = {}
+
+
+def _base_namespace() -> dict:
+    return {"math": math, "np": np, naming.TAPE_MODULE: tape_module}
+
+
+def primal(func) -> Primal:
+    """The compiled primal of ``func`` (a function or numba dispatcher)."""
+    func = python_function(func)
+    with _lock:
+        key = (func, func.__code__)
+        if key in _primals:
+            return _primals[key]
+        if func in _building:
+            chain = " -> ".join(f.__name__ for f in _building[_building.index(func):] + [func])
+            fs = function_source(func)
+            raise fs.error(f"recursion is not supported ({chain})", fs.tree, construct="recursion")
+        _building.append(func)
+        try:
+            built = _build_primal(func)
+        finally:
+            _building.pop()
+        _primals[key] = built
+        return built
+
+
+def _build_primal(func) -> Primal:
+    fs = function_source(func)
+    fence.check(fs)
+    normalized = normalize(fs)
+    namespace = _base_namespace()
+    namespace.update(normalized.globals)
+    callee_primals = {}
+    for binding, callee in normalized.callees.items():
+        callee_primals[binding] = primal(callee)
+        namespace[binding] = callee_primals[binding].dispatcher
+    rendered = emit.render([normalized.tree], header=f"# primal of {fs.name}, normalised by nbautodiff\n"
+                                                     "import math\nimport numpy as np")
+    path, namespace = emit.load(rendered, f"{fs.name}_primal", namespace)
+    dispatcher = numba.njit(namespace[fs.name])
+    built = Primal(fs, normalized, rendered, path, namespace, dispatcher)
+    built.writes = _written_params(normalized, callee_primals)
+    return built
+
+
+def _written_params(normalized: Normalized, callee_primals: dict) -> set[int]:
+    """Positions of parameters whose arrays the function writes (directly, via aliases or callees)."""
+    tree = normalized.tree
+    params = [a.arg for a in tree.args.args]
+    origin = {p: p for p in params}
+    written = set()
+    for statement, _ in analysis_mod.walk_statements(tree.body):
+        if isinstance(statement, ast.Assign):
+            target, value = statement.targets[0], statement.value
+            if isinstance(target, ast.Name) and isinstance(value, ast.Name) and value.id in origin:
+                origin[target.id] = origin[value.id]
+            elif isinstance(target, ast.Subscript) and target.value.id in origin:
+                written.add(origin[target.value.id])
+        call = getattr(statement, "value", None)
+        if isinstance(call, ast.Call) and call.nad_kind == "user":
+            callee = callee_primals[ast.unparse(call.func)]
+            for position in callee.writes:
+                arg = call.args[position]
+                if isinstance(arg, ast.Name) and arg.id in origin:
+                    written.add(origin[arg.id])
+    return {params.index(p) for p in written}
+
+
+def types_of(prim: Primal, argtypes: tuple) -> tuple[dict, object]:
+    """Variable types of ``prim`` for ``argtypes``, numba errors turned into located ones."""
+    try:
+        return typeinfer.infer(prim.py_func, argtypes)
+    except typeinfer.TypingError as exc:
+        raise _located(prim, exc) from None
+
+
+def _located(prim: Primal, exc: Exception) -> AutodiffError:
+    text = str(exc)
+    line = None
+    for match in re.finditer(r'File "([^"]+)", line (\d+)', text):
+        if match.group(1).endswith(prim.path.rsplit("/", 1)[-1]):
+            line = prim.rendered.user_line(int(match.group(2)))
+    first = next((ln.strip() for ln in text.splitlines() if ln.strip()), text)
+    first = re.sub(r"\x1b\[[0-9;]*m", "", first)
+    return AutodiffError(f"numba cannot compile this code: {first}", construct="numba typing",
+                         lineno=line, filename=prim.fs.filename, function=prim.fs.name)
+
+
+def signature_code(argtypes: tuple, active: list[bool], result_active: bool) -> str:
+    code = "".join("a" if flag else "c" for flag in active)
+    return code + ("_r" if result_active else "")
+
+
+def reverse_variant(func, argtypes: tuple, active: list[bool], result_active: bool,
+                    writeback: bool) -> Variant:
+    """The reverse-mode variant of ``func`` for ``argtypes``; ``active[i]``: argument i is active."""
+    prim = primal(func)
+    key = (prim, tuple(argtypes), tuple(active), result_active, writeback)
+    with _lock:
+        if key in _variants:
+            return _variants[key]
+        built = _build_variant(prim, tuple(argtypes), list(active), result_active, writeback)
+        _variants[key] = built
+        return built
+
+
+def _build_variant(prim: Primal, argtypes: tuple, active: list[bool], result_active: bool,
+                   writeback: bool) -> Variant:
+    fs, normalized = prim.fs, prim.normalized
+    params = [a.arg for a in normalized.tree.args.args]
+    types, result_type = types_of(prim, argtypes)
+    for name, typ in zip(params, argtypes):
+        types[name] = typ
+    for name, flag, typ in zip(params, active, argtypes):
+        if flag and not typeinfer.is_differentiable(typ):
+            raise TypeError(f"argument '{name}' of {fs.name}() has type {typ}, which cannot be "
+                            "differentiated (use a float or a float32/float64 array)")
+    result_active = result_active and typeinfer.is_differentiable(result_type)
+    active_params = {p for p, flag in zip(params, active) if flag}
+
+    def callee_writes(call: ast.Call) -> set[int]:
+        return primal(call.nad_target).writes
+
+    tree = copy_tree(normalized.tree)
+    an = analysis_mod.analyse(tree, types, active_params, result_active, callee_writes)
+    namespace = dict(prim.namespace)
+    name = naming.reverse_name(fs.name, signature_code(argtypes, active, result_active))
+
+    def callee_variant(call: ast.Call, seeded: bool) -> reverse_mode.CalleeVariant:
+        arg_types = tuple(_atom_type(arg, types) for arg in call.args)
+        flags = [isinstance(arg, ast.Name) and an.is_active(arg.id) and
+                 typeinfer.is_differentiable(t) for arg, t in zip(call.args, arg_types)]
+        callee = reverse_variant(call.nad_target, arg_types, flags, seeded, writeback=False)
+        namespace[callee.name] = callee.dispatcher
+        return reverse_mode.CalleeVariant(callee.name, callee.shadows, callee.adjoint_positions)
+
+    tree = reverse_mode.transform(tree, an, fs, active_params=active_params,
+                             result_active=result_active, writeback=writeback, name=name,
+                             callee_variant=callee_variant, callee_writes=callee_writes)
+    tree.nad_doc = (f"Reverse mode of {fs.name}: returns (result, adjoints of active scalar "
+                    f"arguments); active arguments: {', '.join(sorted(active_params)) or 'none'}.")
+    rendered = emit.render([tree], header=f"# reverse mode of {fs.name}, generated by nbautodiff\n"
+                                          "import math\nimport numpy as np")
+    path, namespace = emit.load(rendered, name, namespace)
+    dispatcher = numba.njit(namespace[name])
+    shadows = [flag and typeinfer.is_array(t) for flag, t in zip(active, argtypes)]
+    positions = [i for i, (flag, t) in enumerate(zip(active, argtypes))
+                 if flag and not typeinfer.is_array(t)]
+    return Variant(name, rendered.text, path, dispatcher, shadows, positions, result_type)
+
+
+def copy_tree(tree: ast.FunctionDef) -> ast.FunctionDef:
+    """A deep copy that keeps the annotations normalisation put on calls."""
+    import copy
+    return copy.deepcopy(tree)
+
+
+def _atom_type(node: ast.expr, types: dict):
+    if isinstance(node, ast.Name):
+        return types[node.id]
+    if isinstance(node, ast.Tuple):
+        return nbtypes.UniTuple(nbtypes.int64, len(node.elts))
+    return numba.typeof(node.value)

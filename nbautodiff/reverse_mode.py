@@ -1,0 +1,450 @@
+"""The reverse-mode transform: a normalised function to one that returns its adjoints.
+
+:func:`transform` builds ``f__rev_<code>(args and shadows..., seed)``, which runs the forward
+sweep (the primal, pushing onto the tape the values the analysis says must be restored) and
+then the reverse sweep (adjoint statements in reverse order, loops run backwards, branches
+taken as they were), and returns ``(result, adjoints of active scalar arguments...)``.
+
+Conventions of the generated code: ``_nad_b_x`` is the adjoint of scalar ``x``,
+``_nad_d_A`` the shadow of array ``A``, ``_nad_g`` the adjoint entering the statement being
+reversed. Arrays passed to the function that it writes are copied on entry, so a caller's array
+keeps the contents its own reverse sweep relies on; with ``writeback`` the final contents are
+copied back after the forward sweep, so callers see the primal's effects (Enzyme semantics).
+"""
+from __future__ import annotations
+
+import ast
+import copy
+from dataclasses import dataclass
+
+from . import naming, rules, typeinfer
+from .analysis import Analysis, atom_name, walk_statements
+from .errors import UnsupportedConstructError
+
+
+def _parse(source: str) -> list[ast.stmt]:
+    return ast.parse(source).body
+
+
+def _expr(source: str) -> ast.expr:
+    return ast.parse(source, mode="eval").body
+
+
+def _src(node: ast.AST) -> str:
+    return ast.unparse(node)
+
+
+class _Substitute(ast.NodeTransformer):
+    def __init__(self, mapping: dict[str, ast.expr]):
+        self.mapping = mapping
+
+    def visit_Name(self, node: ast.Name) -> ast.expr:
+        return copy.deepcopy(self.mapping[node.id]) if node.id in self.mapping else node
+
+
+def instantiate(template: ast.expr, mapping: dict[str, ast.expr]) -> ast.expr:
+    """A rule template with its names replaced by the statement's atoms."""
+    return _Substitute(mapping).visit(copy.deepcopy(template))
+
+
+@dataclass
+class CalleeVariant:
+    """How to call a callee's reverse variant from generated code."""
+    binding: str                       # name bound in the generated module
+    shadows: list[bool]                # per argument: followed by a shadow
+    adjoint_positions: list[int]       # argument positions whose adjoints are returned
+
+
+class ReverseTransform:
+    def __init__(self, tree: ast.FunctionDef, analysis: Analysis, fs, *, active_params: set,
+                 result_active: bool, writeback: bool, name: str, callee_variant, callee_writes):
+        self.tree = tree
+        self.a = analysis
+        self.fs = fs
+        self.active_params = active_params
+        self.result_active = result_active
+        self.writeback = writeback
+        self.name = name
+        self.callee_variant = callee_variant      # (call, types) -> CalleeVariant
+        self.callee_writes = callee_writes        # call -> positions written
+        self.params = [arg.arg for arg in tree.args.args]
+        self.counter = 0
+        self.tapes_used: set[str] = set()
+        self.result_node: ast.expr | None = None
+        self.pushed_counters: set[str] = set()
+
+    # -- helpers ---------------------------------------------------------------------------
+    def fresh(self, prefix: str) -> str:
+        self.counter += 1
+        return f"{prefix}{self.counter}"
+
+    def refuse(self, node: ast.AST, construct: str, detail: str) -> UnsupportedConstructError:
+        return self.fs.error(f"{construct} is not supported{detail}", node, construct=construct,
+                             kind=UnsupportedConstructError)
+
+    def type_of(self, name: str):
+        return self.a.types.get(name)
+
+    def active_scalar(self, node: ast.expr | None) -> str | None:
+        name = atom_name(node) if node is not None else None
+        if name and self.a.is_active(name) and not self.a.is_array(name):
+            return name
+        return None
+
+    def tape(self, typ) -> tuple[str, str]:
+        kind = typeinfer.element_kind(typ)
+        self.tapes_used.add(kind)
+        return (naming.FLOAT_TAPE, naming.FLOAT_TOP) if kind == "float" else \
+            (naming.INT_TAPE, naming.INT_TOP)
+
+    def push(self, name: str, checked: bool) -> list[ast.stmt]:
+        tape, top = self.tape(self.type_of(name))
+        value = name if typeinfer.element_kind(self.type_of(name)) == "float" else f"np.int64({name})"
+        if checked:
+            code = f"{tape} = {naming.TAPE_MODULE}.push({tape}, {top}, {value})\n{top} += 1"
+        else:
+            code = f"{tape}[{top}] = {value}\n{top} += 1"
+        return _parse(code)
+
+    def pop(self, name: str) -> list[ast.stmt]:
+        typ = self.type_of(name)
+        tape, top = self.tape(typ)
+        value = f"{tape}[{top}]"
+        if isinstance(typ, typeinfer.nbtypes.Boolean):
+            value = f"{value} != 0"
+        elif typ not in (typeinfer.nbtypes.float64, typeinfer.nbtypes.int64):
+            value = f"np.{typ}({value})"
+        return _parse(f"{top} -= 1\n{name} = {value}")
+
+    def snapshot_arrays(self, call: ast.Call) -> list[str]:
+        """Arrays passed to an active callee whose contents the function changes later."""
+        names = []
+        for arg in call.args:
+            name = atom_name(arg)
+            if name and self.a.is_array(name) and self.a.rep(name) in self.a.written \
+                    and name not in names:
+                names.append(name)
+        return names
+
+    def call_active(self, statement: ast.stmt) -> bool:
+        return self.a.statement_active(statement)
+
+    # -- the function ----------------------------------------------------------------------
+    def build(self) -> ast.FunctionDef:
+        a = self.a
+        written_params = [p for p in self.params if a.is_array(p) and a.rep(p) in a.written]
+        args = []
+        for p in self.params:
+            args.append(naming.WORK_COPY + p if p in written_params else p)
+            if a.is_array(p) and p in self.active_params:
+                args.append(naming.shadow(p))
+        if self.result_active:
+            args.append(naming.SEED)
+        forward = self.forward(self.tree.body, depth=0, reserved=False)
+        backward = self.backward(self.tree.body)
+        prologue = [f"{p} = {naming.WORK_COPY}{p}.copy()" for p in written_params]
+        adjoints = sorted({n for n in a.types if not a.is_array(n) and a.is_active(n)})
+        prologue += [f"{naming.adjoint(n)} = 0.0" for n in adjoints]
+        for name in sorted(a.restored - set(self.params)):
+            prologue.append(f"{name} = {typeinfer.zero_literal(self.type_of(name))}")
+        prologue.append(f"{naming.RESULT} = 0.0")
+        if "float" in self.tapes_used:
+            prologue.append(f"{naming.FLOAT_TAPE} = {naming.TAPE_MODULE}.new_float(64)")
+            prologue.append(f"{naming.FLOAT_TOP} = 0")
+        if "int" in self.tapes_used:
+            prologue.append(f"{naming.INT_TAPE} = {naming.TAPE_MODULE}.new_int(64)")
+            prologue.append(f"{naming.INT_TOP} = 0")
+        middle = []
+        if self.writeback:
+            middle = [f"{naming.TAPE_MODULE}.copy_into({naming.WORK_COPY}{p}, {p})"
+                      for p in written_params]
+        returned = [naming.RESULT] + [naming.adjoint(p) if self.active_scalar(ast.Name(id=p))
+                                      else "0.0" for p in self.params
+                                      if p in self.active_params and not a.is_array(p)]
+        epilogue = [f"return ({', '.join(returned)},)"]
+        body = (_parse("\n".join(prologue)) + forward + _parse("\n".join(middle) or "pass")
+                + backward + _parse("\n".join(epilogue)))
+        for statement in body:
+            ast.copy_location(statement, self.tree)
+        function = ast.FunctionDef(
+            name=self.name, args=ast.arguments(posonlyargs=[], args=[ast.arg(arg=x) for x in args],
+                                               kwonlyargs=[], kw_defaults=[], defaults=[]),
+            body=body, decorator_list=[], returns=None, type_params=[])
+        ast.copy_location(function, self.tree)
+        return ast.fix_missing_locations(function)
+
+    # -- forward sweep ---------------------------------------------------------------------
+    def pushes_per_iteration(self, body: list) -> dict[str, int]:
+        """Unchecked pushes one iteration of ``body`` makes outside its nested loops (max over branches)."""
+        counts = {"float": 0, "int": 0}
+        for statement in body:
+            if isinstance(statement, ast.Assign) and isinstance(statement.targets[0], ast.Name) \
+                    and statement.targets[0].id in self.a.restored:
+                counts[typeinfer.element_kind(self.type_of(statement.targets[0].id))] += 1
+            elif isinstance(statement, ast.If):
+                left = self.pushes_per_iteration(statement.body)
+                right = self.pushes_per_iteration(statement.orelse)
+                for kind in counts:
+                    counts[kind] += max(left[kind], right[kind])
+            elif isinstance(statement, ast.For) and statement.target.id in self.a.restored:
+                counts[typeinfer.element_kind(self.type_of(statement.target.id))] += 1
+        return counts
+
+    def forward(self, body: list, depth: int, reserved: bool) -> list[ast.stmt]:
+        out: list[ast.stmt] = []
+        for statement in body:
+            out.extend(self.forward_statement(statement, depth, reserved))
+        return out or [ast.Pass()]
+
+    def forward_statement(self, s: ast.stmt, depth: int, reserved: bool) -> list[ast.stmt]:
+        a = self.a
+        checked = not reserved
+        if isinstance(s, ast.Assign):
+            out = []
+            target = s.targets[0]
+            if isinstance(target, ast.Name) and target.id in a.restored:
+                out += self.push(target.id, checked)
+            out += self.snapshots(s.value)
+            out.append(s)
+            if isinstance(target, ast.Name) and a.is_array(target.id) and a.is_active(target.id):
+                out += self.new_shadow(s, depth)
+            return out
+        if isinstance(s, ast.Expr):
+            return self.snapshots(s.value) + [s]
+        if isinstance(s, ast.If):
+            return [ast.copy_location(ast.If(test=s.test, body=self.forward(s.body, depth, reserved),
+                                             orelse=self.forward(s.orelse, depth, reserved)
+                                             if s.orelse else []), s)]
+        if isinstance(s, ast.For):
+            out = self.push(s.target.id, True) if s.target.id in a.restored else []
+            counts = self.pushes_per_iteration(s.body)
+            lo, hi, step = (_src(x) for x in s.iter.args)
+            for kind, count in counts.items():
+                if count:
+                    tape, top = (naming.FLOAT_TAPE, naming.FLOAT_TOP) if kind == "float" else \
+                        (naming.INT_TAPE, naming.INT_TOP)
+                    self.tapes_used.add(kind)
+                    out += _parse(f"{tape} = {naming.TAPE_MODULE}.reserve({tape}, {top}, "
+                                  f"{naming.TAPE_MODULE}.trip_count({lo}, {hi}, {step}) * {count})")
+            loop = ast.For(target=s.target, iter=s.iter,
+                           body=self.forward(s.body, depth + 1, True), orelse=[])
+            return out + [ast.copy_location(loop, s)]
+        if isinstance(s, ast.While):
+            if not self.has_reverse_work(s):
+                return [s]
+            counter = self.counter_name(s)
+            body = _parse(f"{counter} += 1") + self.forward(s.body, depth + 1, False)
+            out = _parse(f"{counter} = 0") + [ast.copy_location(
+                ast.While(test=s.test, body=body, orelse=[]), s)]
+            if depth > 0:
+                self.pushed_counters.add(counter)
+                self.a.types.setdefault(counter, typeinfer.nbtypes.int64)
+                out += self.push(counter, True)
+            return out
+        if isinstance(s, ast.Return):
+            if s.value is not None:
+                self.result_node = s.value
+                return _parse(f"{naming.RESULT} = {_src(s.value)}")
+            return []
+        return [s]
+
+    def counter_name(self, s: ast.While) -> str:
+        if not hasattr(s, "nad_counter"):
+            s.nad_counter = self.fresh(naming.COUNTER)
+        return s.nad_counter
+
+    def snapshots(self, value: ast.expr) -> list[ast.stmt]:
+        if not (isinstance(value, ast.Call) and value.nad_kind == "user"):
+            return []
+        call_statement = ast.Expr(value=value)
+        if not self.call_needs_reverse(value):
+            return []
+        out = []
+        for name in self.snapshot_arrays(value):
+            tape, top = self.tape(self.type_of(name))
+            out += _parse(f"{tape} = {naming.TAPE_MODULE}.push_array({tape}, {top}, {name})\n"
+                          f"{top} += {name}.size")
+        del call_statement
+        return out
+
+    def call_needs_reverse(self, call: ast.Call) -> bool:
+        names = [atom_name(x) for x in call.args]
+        target = getattr(call, "nad_assigned_to", None)
+        return any(self.a.is_active(n) for n in names if n) or self.a.is_active(target)
+
+    def new_shadow(self, s: ast.Assign, depth: int) -> list[ast.stmt]:
+        name = s.targets[0].id
+        if depth > 0 or len(self.a.assignments.get(name, [])) > 1:
+            raise self.refuse(s, f"assigning the differentiated array '{name}' inside a loop "
+                              "or more than once", "; allocate it once before the loop and "
+                              "write its elements")
+        value = s.value
+        if isinstance(value, ast.Name):
+            return _parse(f"{naming.shadow(name)} = {naming.shadow(value.id)}")
+        return _parse(f"{naming.shadow(name)} = np.zeros_like({name})")
+
+    def has_reverse_work(self, s: ast.stmt) -> bool:
+        for inner, _ in walk_statements(s.body + getattr(s, "orelse", [])):
+            if self.a.statement_active(inner):
+                return True
+            if isinstance(inner, ast.Assign) and isinstance(inner.targets[0], ast.Name) \
+                    and inner.targets[0].id in self.a.restored:
+                return True
+            if isinstance(inner, ast.For) and inner.target.id in self.a.restored:
+                return True
+        return False
+
+    # -- reverse sweep ---------------------------------------------------------------------
+    def backward(self, body: list) -> list[ast.stmt]:
+        out = [copy.deepcopy(s) for s in self.a.recompute.get(id(body), [])]
+        for statement in reversed(body):
+            out.extend(self.backward_statement(statement))
+        return out
+
+    def backward_statement(self, s: ast.stmt) -> list[ast.stmt]:
+        a = self.a
+        if isinstance(s, ast.Assign):
+            target = s.targets[0]
+            out = self.adjoint_of_assign(s) if a.statement_active(s) else []
+            out = self.reverse_call_snapshots(s.value) + out if out else \
+                self.reverse_call_snapshots(s.value)
+            if isinstance(target, ast.Name) and target.id in a.restored:
+                out += self.pop(target.id)
+            return out
+        if isinstance(s, ast.Expr):
+            if isinstance(s.value, ast.Call) and s.value.nad_kind == "user" \
+                    and self.call_needs_reverse(s.value):
+                return self.reverse_call_snapshots(s.value) + self.reverse_call(s.value, None)
+            return []
+        if isinstance(s, ast.If):
+            if not self.has_reverse_work(s):
+                return []
+            body = self.backward(s.body) or [ast.Pass()]
+            orelse = self.backward(s.orelse) if s.orelse else []
+            return [ast.copy_location(ast.If(test=s.test, body=body or [ast.Pass()],
+                                             orelse=orelse), s)]
+        if isinstance(s, ast.For):
+            out = []
+            if self.has_reverse_work(s):
+                lo, hi, step = (_src(x) for x in s.iter.args)
+                trips, r = self.fresh("_nad_trips"), self.fresh(naming.REVERSE_INDEX)
+                out += _parse(f"{trips} = {naming.TAPE_MODULE}.trip_count({lo}, {hi}, {step})")
+                body = _parse(f"{s.target.id} = {lo} + {r} * {step}") + self.backward(s.body)
+                loop = ast.For(target=ast.Name(id=r, ctx=ast.Store()),
+                               iter=_expr(f"range({trips} - 1, -1, -1)"), body=body, orelse=[])
+                out.append(ast.copy_location(loop, s))
+            if s.target.id in a.restored:
+                out += self.pop(s.target.id)
+            return out
+        if isinstance(s, ast.While):
+            if not self.has_reverse_work(s):
+                return []
+            counter = self.counter_name(s)
+            out = self.pop(counter) if counter in self.pushed_counters else []
+            r = self.fresh(naming.REVERSE_INDEX)
+            loop = ast.For(target=ast.Name(id=r, ctx=ast.Store()), iter=_expr(f"range({counter})"),
+                           body=self.backward(s.body) or [ast.Pass()], orelse=[])
+            return out + [ast.copy_location(loop, s)]
+        if isinstance(s, ast.Return):
+            return self.seed_result(s)
+        return []
+
+    def seed_result(self, s: ast.Return) -> list[ast.stmt]:
+        if not self.result_active or s.value is None:
+            return []
+        name = atom_name(s.value)
+        if name is None or not self.a.is_active(name):
+            return []
+        if self.a.is_array(name):
+            return _parse(f"{naming.TAPE_MODULE}.add_into({naming.shadow(name)}, {naming.SEED})")
+        return _parse(f"{naming.adjoint(name)} += {naming.SEED}")
+
+    def reverse_call_snapshots(self, value: ast.expr) -> list[ast.stmt]:
+        if not (isinstance(value, ast.Call) and value.nad_kind == "user"
+                and self.call_needs_reverse(value)):
+            return []
+        out = []
+        for name in reversed(self.snapshot_arrays(value)):
+            tape, top = self.tape(self.type_of(name))
+            out += _parse(f"{top} -= {name}.size\n"
+                          f"{naming.TAPE_MODULE}.pop_array({tape}, {top}, {name})")
+        return out
+
+    def adjoint_of_assign(self, s: ast.Assign) -> list[ast.stmt]:
+        target, value = s.targets[0], s.value
+        g = naming.GRAD_TMP
+        if isinstance(target, ast.Subscript):
+            array, index = target.value.id, _src(target.slice)
+            out = _parse(f"{g} = {naming.shadow(array)}[{index}]\n"
+                         f"{naming.shadow(array)}[{index}] = 0.0")
+            source = self.active_scalar(value)
+            if source:
+                out += _parse(f"{naming.adjoint(source)} += {g}")
+            return out
+        t = target.id
+        if isinstance(value, ast.Call) and value.nad_kind == "user" and not self.a.is_array(t):
+            if not self.a.is_active(t):
+                return self.reverse_call(value, None)
+            return _parse(f"{g} = {naming.adjoint(t)}\n{naming.adjoint(t)} = 0.0") + \
+                self.reverse_call(value, g)
+        if self.a.is_array(t):
+            if isinstance(value, ast.Call) and value.nad_kind == "copy":
+                origin = value.func.value.id
+                return _parse(f"{naming.TAPE_MODULE}.add_into({naming.shadow(origin)}, "
+                              f"{naming.shadow(t)})")
+            if isinstance(value, ast.Call) and value.nad_kind == "user":
+                return self.reverse_call(value, naming.shadow(t) if self.a.is_active(t) else None)
+            return []                                  # alias or constructor: nothing flows
+        out = _parse(f"{g} = {naming.adjoint(t)}\n{naming.adjoint(t)} = 0.0")
+        if isinstance(value, ast.Name):
+            if self.active_scalar(value):
+                out += _parse(f"{naming.adjoint(value.id)} += {g}")
+            return out
+        if isinstance(value, ast.Subscript):
+            base = value.value.id
+            if self.a.is_array(base) and self.a.is_active(base):
+                out += _parse(f"{naming.shadow(base)}[{_src(value.slice)}] += {g}")
+            return out
+        rule, operands = None, []
+        if isinstance(value, ast.BinOp):
+            rule, operands = rules.OPERATORS.get(type(value.op)), [value.left, value.right]
+        elif isinstance(value, ast.UnaryOp):
+            rule, operands = rules.OPERATORS.get(type(value.op)), [value.operand]
+        elif isinstance(value, ast.Call) and value.nad_kind == "rule":
+            rule, operands = value.nad_target, list(value.args)
+        if rule is None:
+            return []
+        mapping = {"g": ast.Name(id=g, ctx=ast.Load()), "z": ast.Name(id=t, ctx=ast.Load())}
+        mapping.update(zip(rule.params, operands))
+        for position, operand in enumerate(operands):
+            source = self.active_scalar(operand)
+            if source is None or rule.adjoints[position] is None:
+                continue
+            contribution = instantiate(rule.adjoints[position], mapping)
+            out += _parse(f"{naming.adjoint(source)} += {_src(contribution)}")
+        return out
+
+    def reverse_call(self, call: ast.Call, seed: str | None) -> list[ast.stmt]:
+        variant = self.callee_variant(call, seed is not None)
+        args = []
+        for arg, has_shadow in zip(call.args, variant.shadows):
+            args.append(_src(arg))
+            if has_shadow:
+                args.append(naming.shadow(arg.id))
+        if seed is not None:
+            args.append(seed)
+        result = self.fresh(naming.CALL_RESULT)
+        out = _parse(f"{result} = {variant.binding}({', '.join(args)})")
+        for k, position in enumerate(variant.adjoint_positions):
+            name = atom_name(call.args[position])
+            out += _parse(f"{naming.adjoint(name)} += {result}[{k + 1}]")
+        return out
+
+
+def transform(tree: ast.FunctionDef, analysis: Analysis, fs, **options) -> ast.FunctionDef:
+    """The reverse-mode function of normalised ``tree``; see the module docstring."""
+    for statement, _ in walk_statements(tree.body):
+        if isinstance(statement, ast.Assign) and isinstance(statement.value, ast.Call) \
+                and isinstance(statement.targets[0], ast.Name):
+            statement.value.nad_assigned_to = statement.targets[0].id
+    return ReverseTransform(tree, analysis, fs, **options).build()

@@ -1,0 +1,216 @@
+"""The one table of derivative rules.
+
+Each reverse rule is a tiny Python function: it receives ``g`` (the adjoint flowing into the
+result), ``z`` (the result) and the operands, and returns one adjoint contribution per operand
+(``None`` where the operand is not differentiable). The transforms never call these functions:
+they read their source and substitute the statement's names, so each rule is also the code that
+ends up in the generated derivative (as in Tangent).
+
+Also here: the functions whose derivative is zero (``NON_DIFFERENTIABLE``), the casts that pass
+the adjoint through, and the array constructors whose results do not depend on their inputs.
+"""
+from __future__ import annotations
+
+import ast
+import builtins
+import inspect
+import math
+import textwrap
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ReverseRule:
+    """Adjoint templates of one primitive: ``adjoints[i]`` is the contribution to operand ``i``."""
+
+    name: str
+    spelling: str                  # how generated code calls the primitive, e.g. "math.sin"
+    params: tuple[str, ...]
+    adjoints: tuple[ast.expr | None, ...]
+
+    def names_used(self, index: int) -> set[str]:
+        """The template names (g, z, operands) read by the adjoint of operand ``index``."""
+        expr = self.adjoints[index]
+        if expr is None:
+            return set()
+        return {n.id for n in ast.walk(expr) if isinstance(n, ast.Name)} & {"g", "z", *self.params}
+
+
+def _template(fn) -> tuple[tuple[str, ...], tuple[ast.expr | None, ...]]:
+    tree = ast.parse(textwrap.dedent(inspect.getsource(fn))).body[0]
+    params = tuple(a.arg for a in tree.args.args)[2:]          # skip g, z
+    returned = tree.body[-1].value
+    elements = returned.elts if isinstance(returned, ast.Tuple) else [returned]
+    adjoints = tuple(None if isinstance(e, ast.Constant) and e.value is None else e for e in elements)
+    assert len(adjoints) == len(params), fn.__name__
+    return params, adjoints
+
+
+OPERATORS: dict[type, ReverseRule] = {}
+CALLS: dict[int, ReverseRule] = {}           # keyed by id() of the primitive callable
+_CALL_OBJECTS: list = []                     # keeps the keyed callables alive
+
+
+def _register(table_key, spelling: str, fn, *, operator: bool = False) -> None:
+    params, adjoints = _template(fn)
+    rule = ReverseRule(fn.__name__, spelling, params, adjoints)
+    if operator:
+        OPERATORS[table_key] = rule
+    else:
+        for obj in table_key:
+            CALLS[id(obj)] = rule
+            _CALL_OBJECTS.append(obj)
+
+
+def operator(op: type):
+    """Register the rule of a Python operator (``ast.Add``...)."""
+    def deco(fn):
+        _register(op, "", fn, operator=True)
+        return fn
+    return deco
+
+
+def primitive(spelling: str, *objects):
+    """Register the rule of callables (``math.sin``, ``np.sin``...), emitted as ``spelling``."""
+    def deco(fn):
+        _register(objects, spelling, fn)
+        return fn
+    return deco
+
+
+# ---- operators -------------------------------------------------------------------------------
+
+@operator(ast.Add)
+def add(g, z, x, y): return g, g
+@operator(ast.Sub)
+def sub(g, z, x, y): return g, -g
+@operator(ast.Mult)
+def mul(g, z, x, y): return g * y, g * x
+@operator(ast.Div)
+def div(g, z, x, y): return g / y, -g * z / y
+@operator(ast.Pow)
+def pow_(g, z, x, y): return g * y * x ** (y - 1), g * z * math.log(x) if x > 0 else 0.0
+@operator(ast.Mod)
+def mod(g, z, x, y): return g, -g * math.floor(x / y)
+@operator(ast.FloorDiv)
+def floordiv(g, z, x, y): return None, None
+@operator(ast.USub)
+def neg(g, z, x): return -g
+@operator(ast.UAdd)
+def pos(g, z, x): return g
+
+# ---- math and NumPy scalar functions ---------------------------------------------------------
+
+@primitive("math.sin", math.sin, np.sin)
+def sin(g, z, x): return g * math.cos(x)
+@primitive("math.cos", math.cos, np.cos)
+def cos(g, z, x): return -g * math.sin(x)
+@primitive("math.tan", math.tan, np.tan)
+def tan(g, z, x): return g * (1.0 + z * z)
+@primitive("math.asin", math.asin, np.arcsin)
+def asin(g, z, x): return g / math.sqrt(1.0 - x * x)
+@primitive("math.acos", math.acos, np.arccos)
+def acos(g, z, x): return -g / math.sqrt(1.0 - x * x)
+@primitive("math.atan", math.atan, np.arctan)
+def atan(g, z, x): return g / (1.0 + x * x)
+@primitive("math.atan2", math.atan2, np.arctan2)
+def atan2(g, z, y, x): return g * x / (x * x + y * y), -g * y / (x * x + y * y)
+@primitive("math.sinh", math.sinh, np.sinh)
+def sinh(g, z, x): return g * math.cosh(x)
+@primitive("math.cosh", math.cosh, np.cosh)
+def cosh(g, z, x): return g * math.sinh(x)
+@primitive("math.tanh", math.tanh, np.tanh)
+def tanh(g, z, x): return g * (1.0 - z * z)
+@primitive("math.asinh", math.asinh, np.arcsinh)
+def asinh(g, z, x): return g / math.sqrt(x * x + 1.0)
+@primitive("math.acosh", math.acosh, np.arccosh)
+def acosh(g, z, x): return g / math.sqrt(x * x - 1.0)
+@primitive("math.atanh", math.atanh, np.arctanh)
+def atanh(g, z, x): return g / (1.0 - x * x)
+@primitive("math.exp", math.exp, np.exp)
+def exp(g, z, x): return g * z
+@primitive("math.expm1", math.expm1, np.expm1)
+def expm1(g, z, x): return g * (z + 1.0)
+@primitive("np.exp2", np.exp2)
+def exp2(g, z, x): return g * z * 0.6931471805599453
+@primitive("math.log", math.log, np.log)
+def log(g, z, x): return g / x
+@primitive("math.log1p", math.log1p, np.log1p)
+def log1p(g, z, x): return g / (1.0 + x)
+@primitive("math.log10", math.log10, np.log10)
+def log10(g, z, x): return g / (x * 2.302585092994046)
+@primitive("math.log2", math.log2, np.log2)
+def log2(g, z, x): return g / (x * 0.6931471805599453)
+@primitive("math.sqrt", math.sqrt, np.sqrt)
+def sqrt(g, z, x): return g * 0.5 / z
+@primitive("np.cbrt", np.cbrt)
+def cbrt(g, z, x): return g / (3.0 * z * z)
+@primitive("np.square", np.square)
+def square(g, z, x): return 2.0 * g * x
+@primitive("math.pow", math.pow, np.power, builtins.pow)
+def power(g, z, x, y): return g * y * x ** (y - 1), g * z * math.log(x) if x > 0 else 0.0
+@primitive("math.hypot", math.hypot, np.hypot)
+def hypot(g, z, x, y): return g * x / z if z > 0 else 0.0, g * y / z if z > 0 else 0.0
+@primitive("math.erf", math.erf)
+def erf(g, z, x): return g * 1.1283791670955126 * math.exp(-x * x)
+@primitive("math.erfc", math.erfc)
+def erfc(g, z, x): return -g * 1.1283791670955126 * math.exp(-x * x)
+@primitive("abs", builtins.abs, np.abs, np.absolute)
+def abs_(g, z, x): return g * np.sign(x)
+@primitive("math.fabs", math.fabs, np.fabs)
+def fabs(g, z, x): return g * np.sign(x)
+@primitive("min", builtins.min, np.minimum, np.fmin)
+def minimum(g, z, x, y): return g if x <= y else 0.0, 0.0 if x <= y else g
+@primitive("max", builtins.max, np.maximum, np.fmax)
+def maximum(g, z, x, y): return g if x >= y else 0.0, 0.0 if x >= y else g
+@primitive("math.copysign", math.copysign, np.copysign)
+def copysign(g, z, x, y): return g * np.sign(x) * math.copysign(1.0, y), None
+@primitive("math.fmod", math.fmod, np.fmod)
+def fmod(g, z, x, y): return g, -g * math.trunc(x / y)
+@primitive("float", builtins.float, np.float64, np.float32, np.double, np.single)
+def to_float(g, z, x): return g
+
+# Variadic min/max are rewritten as nested binary calls by normalisation.
+VARIADIC = {id(builtins.min), id(builtins.max)}
+
+# ---- zero derivative -------------------------------------------------------------------------
+
+NON_DIFFERENTIABLE = {id(f): name for f, name in [
+    (math.floor, "math.floor"), (math.ceil, "math.ceil"), (math.trunc, "math.trunc"),
+    (np.floor, "np.floor"), (np.ceil, "np.ceil"), (np.trunc, "np.trunc"), (np.rint, "np.rint"),
+    (builtins.round, "round"), (builtins.int, "int"), (builtins.bool, "bool"),
+    (builtins.len, "len"), (np.sign, "np.sign"),
+    (math.isnan, "math.isnan"), (math.isinf, "math.isinf"), (math.isfinite, "math.isfinite"),
+    (np.isnan, "np.isnan"), (np.isinf, "np.isinf"), (np.isfinite, "np.isfinite"),
+    (np.int64, "np.int64"), (np.int32, "np.int32"), (np.intp, "np.intp"),
+]}
+
+# Array constructors: the result's values do not depend on the (integer) arguments.
+ARRAY_CONSTRUCTORS = {id(f): name for f, name in [
+    (np.zeros, "np.zeros"), (np.ones, "np.ones"), (np.empty, "np.empty"),
+    (np.zeros_like, "np.zeros_like"), (np.ones_like, "np.ones_like"),
+    (np.empty_like, "np.empty_like"),
+]}
+# Objects the generated code may name in keyword values (dtype=np.float32...).
+DTYPES = {id(f): name for f, name in [
+    (np.float64, "np.float64"), (np.float32, "np.float32"), (np.int64, "np.int64"),
+    (np.int32, "np.int32"), (builtins.float, "np.float64"), (builtins.int, "np.int64"),
+    (np.double, "np.float64"), (np.intp, "np.intp"),
+]}
+CONSTANTS = {"pi": math.pi, "e": math.e, "inf": math.inf, "nan": math.nan, "tau": math.tau}
+# Array methods and attributes with a meaning of their own in the transforms.
+ARRAY_METHODS = {"copy"}
+ARRAY_ATTRIBUTES = {"shape", "size", "ndim"}
+
+
+def spelling_of(obj) -> str | None:
+    """How generated code names a known primitive, constructor or dtype; None if unknown."""
+    key = id(obj)
+    if key in CALLS:
+        return CALLS[key].spelling
+    for table in (NON_DIFFERENTIABLE, ARRAY_CONSTRUCTORS, DTYPES):
+        if key in table:
+            return table[key]
+    return None

@@ -1,0 +1,80 @@
+"""Types of a normalised function's variables, from numba's own type inference.
+
+:func:`infer` runs numba's front end and type inference (no code generation) on the compiled
+primal of a function for given argument types, and returns one type per variable name: numba
+unifies the types of all assignments to a name, which is the type the generated code will see.
+"""
+from __future__ import annotations
+
+from numba import types as nbtypes
+from numba.core import compiler, errors as nberrors, typed_passes
+from numba.core.registry import cpu_target
+
+_refreshed = False
+
+
+def infer(py_func, argtypes: tuple) -> tuple[dict[str, nbtypes.Type], nbtypes.Type]:
+    """(variable name -> numba type, return type) of ``py_func`` for ``argtypes``.
+
+    Raises numba's ``TypingError`` when the function does not type (the caller locates it).
+    """
+    global _refreshed
+    if not _refreshed:
+        cpu_target.typing_context.refresh()
+        cpu_target.target_context.refresh()
+        _refreshed = True
+    ir = compiler.run_frontend(py_func)
+    result = typed_passes.type_inference_stage(cpu_target.typing_context,
+                                               cpu_target.target_context, ir, argtypes, None)
+    names: dict[str, nbtypes.Type] = {}
+    for name, typ in result.typemap.items():
+        if name.startswith("$") or name.startswith("arg."):
+            continue
+        base = name.split(".")[0]
+        names[base] = typ if base not in names else _unify(names[base], typ)
+    return names, result.return_type
+
+
+def _unify(a, b):
+    if a == b:
+        return a
+    unified = cpu_target.typing_context.unify_pairs(a, b)
+    return unified if unified is not None else a
+
+
+def is_float_scalar(typ) -> bool:
+    return isinstance(typ, nbtypes.Float)
+
+
+def is_float_array(typ) -> bool:
+    return isinstance(typ, nbtypes.Array) and isinstance(typ.dtype, nbtypes.Float)
+
+
+def is_array(typ) -> bool:
+    return isinstance(typ, nbtypes.Array)
+
+
+def is_differentiable(typ) -> bool:
+    return is_float_scalar(typ) or is_float_array(typ)
+
+
+def element_kind(typ) -> str:
+    """'float' or 'int': which tape stores values of this (scalar or array element) type."""
+    scalar = typ.dtype if isinstance(typ, nbtypes.Array) else typ
+    return "float" if isinstance(scalar, nbtypes.Float) else "int"
+
+
+def zero_literal(typ) -> str:
+    """Source of a zero of scalar type ``typ``."""
+    if isinstance(typ, nbtypes.Boolean):
+        return "False"
+    if typ == nbtypes.float64:
+        return "0.0"
+    if typ == nbtypes.int64:
+        return "0"
+    if isinstance(typ, (nbtypes.Float, nbtypes.Integer)):
+        return f"np.{typ}(0)"
+    raise TypeError(f"no zero for {typ}")
+
+
+TypingError = nberrors.TypingError
