@@ -71,6 +71,9 @@ class Analysis:
     written: set = field(default_factory=set)            # array classes written anywhere
     snapshot_calls: set = field(default_factory=set)     # ids of calls whose arrays are saved
     sites: dict = field(default_factory=dict)            # id(statement) -> Site
+    stores: list = field(default_factory=list)           # (statement, array class) writes
+    order: dict = field(default_factory=dict)            # id(statement) -> position
+    loop_members: dict = field(default_factory=dict)     # id(loop) -> ids of its statements
     assignments: dict = field(default_factory=dict)      # name -> [statements assigning it]
 
     def rep(self, name: str) -> str:
@@ -80,6 +83,19 @@ class Analysis:
 
     def is_active(self, name: str | None) -> bool:
         return name is not None and self.rep(name) in self.active
+
+    def written_after(self, statement: ast.stmt, name: str) -> bool:
+        """Whether array ``name`` may be written once ``statement`` has run (later in program
+        order, or anywhere in a loop around it)."""
+        cls = self.rep(name)
+        here = self.order[id(statement)]
+        loops = [members for members in self.loop_members.values() if id(statement) in members]
+        for store, stored in self.stores:
+            if stored != cls:
+                continue
+            if self.order[id(store)] > here or any(id(store) in members for members in loops):
+                return True
+        return False
 
     def is_array(self, name: str) -> bool:
         return typeinfer.is_array(self.types.get(name))
@@ -190,15 +206,19 @@ class _Analyser:
             if isinstance(statement, ast.Assign) and isinstance(statement.targets[0], ast.Name) \
                     and isinstance(statement.value, ast.Name) and a.is_array(statement.value.id):
                 a.alias[statement.targets[0].id] = a.rep(statement.value.id)
-        for statement, _ in walk_statements(body):
+        for position, (statement, _) in enumerate(walk_statements(body)):
+            a.order[id(statement)] = position
+            if isinstance(statement, (ast.For, ast.While)):
+                a.loop_members[id(statement)] = {id(s) for s, _ in walk_statements(statement.body)}
             if isinstance(statement, ast.Assign) and isinstance(statement.targets[0], ast.Subscript):
-                a.written.add(a.rep(statement.targets[0].value.id))
+                a.stores.append((statement, a.rep(statement.targets[0].value.id)))
             call = getattr(statement, "value", None)
             if isinstance(call, ast.Call) and call.nad_kind == "user":
-                for position in self.callee_writes(call):
-                    name = atom_name(call.args[position])
+                for index in self.callee_writes(call):
+                    name = atom_name(call.args[index])
                     if name:
-                        a.written.add(a.rep(name))
+                        a.stores.append((statement, a.rep(name)))
+        a.written = {cls for _, cls in a.stores}
         edges = [flow for statement, _ in walk_statements(body) for flow in self.flows(statement)]
         edges = [(t, [s for s in sources if self.differentiable(s)]) for t, sources in edges
                  if self.differentiable(t)]
@@ -320,7 +340,8 @@ class _Analyser:
             if isinstance(node, ast.Call) and getattr(node, "nad_kind", None) not in ("rule", "zero"):
                 return False
             if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) \
-                    and self.a.is_array(node.value.id) and self.a.rep(node.value.id) in self.a.written:
+                    and self.a.is_array(node.value.id) \
+                    and self.a.written_after(statement, node.value.id):
                 return False
         return True
 

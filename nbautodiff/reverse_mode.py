@@ -117,12 +117,13 @@ class ReverseTransform:
         return _parse(f"{top} -= 1\n{name} = {value}")
 
     def snapshot_arrays(self, call: ast.Call) -> list[str]:
-        """Arrays passed to an active callee whose contents the function changes later."""
+        """Arrays passed to an active callee whose contents may change once it has run."""
         names = []
-        for arg in call.args:
+        changed_by_call = self.callee_writes(call)
+        for position, arg in enumerate(call.args):
             name = atom_name(arg)
-            if name and self.a.is_array(name) and self.a.rep(name) in self.a.written \
-                    and name not in names:
+            if name and self.a.is_array(name) and name not in names and (
+                    position in changed_by_call or self.a.written_after(call.nad_statement, name)):
                 names.append(name)
         return names
 
@@ -174,6 +175,16 @@ class ReverseTransform:
         return ast.fix_missing_locations(function)
 
     # -- forward sweep ---------------------------------------------------------------------
+    @staticmethod
+    def is_leaf_loop(loop: ast.For) -> bool:
+        """A loop with no loops or calls inside: its pushes can be reserved once, at entry."""
+        for inner, _ in walk_statements(loop.body):
+            if isinstance(inner, (ast.For, ast.While)):
+                return False
+            if isinstance(getattr(inner, "value", None), ast.Call) and inner.value.nad_kind == "user":
+                return False
+        return True
+
     def pushes_per_iteration(self, body: list) -> dict[str, int]:
         """Unchecked pushes one iteration of ``body`` makes outside its nested loops (max over branches)."""
         counts = {"float": 0, "int": 0}
@@ -217,17 +228,19 @@ class ReverseTransform:
                                              if s.orelse else []), s)]
         if isinstance(s, ast.For):
             out = self.push(s.target.id, True) if s.target.id in a.restored else []
-            counts = self.pushes_per_iteration(s.body)
-            lo, hi, step = (_src(x) for x in s.iter.args)
-            for kind, count in counts.items():
-                if count:
-                    tape, top = (naming.FLOAT_TAPE, naming.FLOAT_TOP) if kind == "float" else \
-                        (naming.INT_TAPE, naming.INT_TOP)
-                    self.tapes_used.add(kind)
-                    out += _parse(f"{tape} = {naming.TAPE_MODULE}.reserve({tape}, {top}, "
-                                  f"{naming.TAPE_MODULE}.trip_count({lo}, {hi}, {step}) * {count})")
+            leaf = self.is_leaf_loop(s)
+            if leaf:
+                lo, hi, step = (_src(x) for x in s.iter.args)
+                for kind, count in self.pushes_per_iteration(s.body).items():
+                    if count:
+                        tape, top = (naming.FLOAT_TAPE, naming.FLOAT_TOP) if kind == "float" \
+                            else (naming.INT_TAPE, naming.INT_TOP)
+                        self.tapes_used.add(kind)
+                        out += _parse(f"{tape} = {naming.TAPE_MODULE}.reserve({tape}, {top}, "
+                                      f"{naming.TAPE_MODULE}.trip_count({lo}, {hi}, {step}) "
+                                      f"* {count})")
             loop = ast.For(target=s.target, iter=s.iter,
-                           body=self.forward(s.body, depth + 1, True), orelse=[])
+                           body=self.forward(s.body, depth + 1, leaf), orelse=[])
             return out + [ast.copy_location(loop, s)]
         if isinstance(s, ast.While):
             if not self.has_reverse_work(s):
@@ -413,7 +426,7 @@ class ReverseTransform:
         elif isinstance(value, ast.Call) and value.nad_kind == "rule":
             rule, operands = value.nad_target, list(value.args)
         if rule is None:
-            return []
+            return out
         mapping = {"g": ast.Name(id=g, ctx=ast.Load()), "z": ast.Name(id=t, ctx=ast.Load())}
         mapping.update(zip(rule.params, operands))
         for position, operand in enumerate(operands):
@@ -444,7 +457,10 @@ class ReverseTransform:
 def transform(tree: ast.FunctionDef, analysis: Analysis, fs, **options) -> ast.FunctionDef:
     """The reverse-mode function of normalised ``tree``; see the module docstring."""
     for statement, _ in walk_statements(tree.body):
-        if isinstance(statement, ast.Assign) and isinstance(statement.value, ast.Call) \
+        call = getattr(statement, "value", None)
+        if isinstance(call, ast.Call):
+            call.nad_statement = statement
+        if isinstance(statement, ast.Assign) and isinstance(call, ast.Call) \
                 and isinstance(statement.targets[0], ast.Name):
-            statement.value.nad_assigned_to = statement.targets[0].id
+            call.nad_assigned_to = statement.targets[0].id
     return ReverseTransform(tree, analysis, fs, **options).build()
