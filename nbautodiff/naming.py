@@ -25,6 +25,7 @@ GRAD_TMP = "_nad_g"           # incoming adjoint of the statement being reversed
 CALL_RESULT = "_nad_res"
 FLOAT_TAPE, FLOAT_TOP = "_nad_tf", "_nad_tf_n"
 INT_TAPE, INT_TOP = "_nad_ti", "_nad_ti_n"
+REFERENCES = "_nad_refs_"     # stack of the arrays successively bound to a variable
 WORK_COPY = "_nad_in_"        # caller's array kept while the function works on a copy
 TAPE_MODULE = "_nad_tape"     # the runtime helpers module as seen by generated code
 

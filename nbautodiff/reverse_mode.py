@@ -141,11 +141,13 @@ class ReverseTransform:
                 args.append(naming.shadow(p))
         if self.result_active:
             args.append(naming.SEED)
+        self.rebound = self.rebound_arrays()
         forward = self.forward(self.tree.body, depth=0, reserved=False)
         backward = self.backward(self.tree.body)
         prologue = [f"{p} = {naming.WORK_COPY}{p}.copy()" for p in written_params]
         adjoints = sorted({n for n in a.types if not a.is_array(n) and a.is_active(n)})
         prologue += [f"{naming.adjoint(n)} = 0.0" for n in adjoints]
+        prologue += self.reference_prologue()
         for name in sorted(a.restored - set(self.params)):
             prologue.append(f"{name} = {typeinfer.zero_literal(self.type_of(name))}")
         prologue.append(f"{naming.RESULT} = 0.0")
@@ -216,9 +218,11 @@ class ReverseTransform:
             if isinstance(target, ast.Name) and target.id in a.restored:
                 out += self.push(target.id, checked)
             out += self.snapshots(s.value)
+            if isinstance(target, ast.Name) and target.id in self.rebound:
+                out += self.save_references(target.id)
             out.append(s)
             if isinstance(target, ast.Name) and a.is_array(target.id) and a.is_active(target.id):
-                out += self.new_shadow(s, depth)
+                out += self.new_shadow(s)
             return out
         if isinstance(s, ast.Expr):
             return self.snapshots(s.value) + [s]
@@ -285,12 +289,47 @@ class ReverseTransform:
         target = getattr(call, "nad_assigned_to", None)
         return any(self.a.is_active(n) for n in names if n) or self.a.is_active(target)
 
-    def new_shadow(self, s: ast.Assign, depth: int) -> list[ast.stmt]:
+    def rebound_arrays(self) -> set[str]:
+        """Array variables bound to several arrays in turn whose identity the reverse pass needs."""
+        a = self.a
+        rebound = set()
+        for name, assigned in a.assignments.items():
+            if not a.is_array(name) or not (a.is_active(name) or name in a.needed):
+                continue
+            count = len(assigned) + (name in self.params)
+            if count > 1 or any(a.sites[id(s)].loop_depth for s in assigned):
+                rebound.add(name)
+        return rebound
+
+    def references(self, name: str) -> list[tuple[str, str]]:
+        """(variable, stack) pairs holding the successive arrays bound to ``name`` and its shadow."""
+        pairs = [(name, f"{naming.REFERENCES}{name}")]
+        if self.a.is_active(name):
+            pairs.append((naming.shadow(name), f"{naming.REFERENCES}{naming.shadow(name)}"))
+        return pairs
+
+    def save_references(self, name: str) -> list[ast.stmt]:
+        return _parse("\n".join(f"{stack}.append({var})" for var, stack in self.references(name)))
+
+    def load_references(self, name: str) -> list[ast.stmt]:
+        return _parse("\n".join(f"{var} = {stack}.pop()" for var, stack in self.references(name)))
+
+    def reference_prologue(self) -> list[str]:
+        lines = []
+        for name in sorted(self.rebound):
+            typ = self.type_of(name)
+            empty = f"np.empty({(0,) * typ.ndim}, np.{typ.dtype})"
+            if name not in self.params:
+                lines.append(f"{name} = {empty}")
+            if self.a.is_active(name) and not (name in self.params and name in self.active_params):
+                lines.append(f"{naming.shadow(name)} = "
+                             f"{'np.zeros_like(' + name + ')' if name in self.params else empty}")
+            for var, stack in self.references(name):
+                lines += [f"{stack} = [{var}]", f"{stack}.pop()"]
+        return lines
+
+    def new_shadow(self, s: ast.Assign) -> list[ast.stmt]:
         name = s.targets[0].id
-        if depth > 0 or len(self.a.assignments.get(name, [])) > 1:
-            raise self.refuse(s, f"assigning the differentiated array '{name}' inside a loop "
-                              "or more than once", "; allocate it once before the loop and "
-                              "write its elements")
         value = s.value
         if isinstance(value, ast.Name):
             return _parse(f"{naming.shadow(name)} = {naming.shadow(value.id)}")
@@ -301,7 +340,8 @@ class ReverseTransform:
             if self.a.statement_active(inner):
                 return True
             if isinstance(inner, ast.Assign) and isinstance(inner.targets[0], ast.Name) \
-                    and inner.targets[0].id in self.a.restored:
+                    and (inner.targets[0].id in self.a.restored
+                         or inner.targets[0].id in self.rebound):
                 return True
             if isinstance(inner, ast.For) and inner.target.id in self.a.restored:
                 return True
@@ -323,6 +363,8 @@ class ReverseTransform:
                 self.reverse_call_snapshots(s.value)
             if isinstance(target, ast.Name) and target.id in a.restored:
                 out += self.pop(target.id)
+            if isinstance(target, ast.Name) and target.id in self.rebound:
+                out += self.load_references(target.id)
             return out
         if isinstance(s, ast.Expr):
             if isinstance(s.value, ast.Call) and s.value.nad_kind == "user" \
