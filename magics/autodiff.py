@@ -15,7 +15,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from .. import api
 from ..activities import REVERSE_ARGUMENT, REVERSE_RETURN, Active, as_activity
 from ..check import check_grad, gradient_of_reverse
-from ..errors import AutodiffError
+from ..errors import AutodiffError, SourceNotFoundError, UnsupportedConstructError
 from .cell import run_cell_body
 from .output import AutodiffResult, CellAutodiffError, Derived
 
@@ -116,14 +116,14 @@ class AutodiffMagics(Magics):
             with _short_errors(dname, cell_filename, fun):
                 derived, summary, gradient, argnums = _derive(fun, wrt, activities, ret, args.force)
                 self.shell.user_ns[dname] = derived
-                derived.source  # builds the derivative now, so errors show when the cell runs
                 check = None
                 if example is not None:
                     if gradient is None:
                         raise UsageError("--check needs a scalar result and an argument that is "
                                          "Active or Duplicated")
                     check = check_grad(fun, *example, argnums=argnums, gradient=gradient)
-            result.derived.append(Derived(dname, derived, summary, check, args.show))
+                source = _source(derived)
+            result.derived.append(Derived(dname, derived, summary, check, args.show, source))
         return result
 
     def _function(self, name: str):
@@ -150,6 +150,33 @@ class _short_errors:
         if isinstance(error, AutodiffError) and not isinstance(error, CellAutodiffError):
             raise CellAutodiffError(error, *self.args) from None
         return False
+
+
+def _source(derived):
+    """The generated source of ``derived``, or None when it needs a first call.
+
+    Before a first call the engine generates code for argument types guessed from the source;
+    when that fails for lack of types the derivative may still be fine, but an unsupported
+    construct is refused whatever the types, so that error is raised now, when the cell runs.
+    """
+    try:
+        return derived.source
+    except AutodiffError as error:
+        cause = _innermost_autodiff_error(error)
+        if isinstance(cause, (UnsupportedConstructError, SourceNotFoundError)):
+            raise cause from None
+        return None
+
+
+def _innermost_autodiff_error(error: AutodiffError) -> AutodiffError:
+    """The deepest AutodiffError in ``error``'s chain of causes and contexts."""
+    seen = {id(error)}
+    while True:
+        inner = error.__cause__ or error.__context__
+        if not isinstance(inner, AutodiffError) or id(inner) in seen:
+            return error
+        seen.add(id(inner))
+        error = inner
 
 
 def _derive(fun, wrt, activities, ret, force: bool):

@@ -15,13 +15,15 @@ from ..report import figure_png
 @dataclass(frozen=True)
 class Derived:
     """One derived function pushed into the user namespace: ``name`` is its name there,
-    ``function`` it, ``summary`` a short description (``gradient of loss w.r.t. p``)."""
+    ``function`` it, ``summary`` a short description (``gradient of loss w.r.t. p``),
+    ``source`` its generated code (None until a first call when the types cannot be guessed)."""
 
     name: str
     function: object
     summary: str
     check: object = None
     show_source: bool = False
+    source: str | None = None
 
 
 @dataclass
@@ -55,7 +57,7 @@ class AutodiffResult:
                 items.append(d.check)
                 items.append(Image(data=figure_png(d.check.plot()), format="png"))
             if d.show_source:
-                items.append(HighlightedSource(d.name, d.function.source))
+                items.append(HighlightedSource(d.name, d.source))
         return items
 
     def _ipython_display_(self) -> None:
@@ -85,22 +87,29 @@ class _Summary:
 @dataclass(frozen=True)
 class HighlightedSource:
     """Generated Python source, highlighted with pygments (inline styles, so the HTML stays
-    highlighted once exported)."""
+    highlighted once exported). A ``source`` of None says the code is generated at the first
+    call."""
 
     name: str
-    source: str
+    source: str | None
 
     def _repr_html_(self) -> str:
         from pygments import highlight
         from pygments.formatters import HtmlFormatter
         from pygments.lexers import PythonLexer
 
+        title = f"generated source of <code>{html.escape(self.name)}</code>"
+        if self.source is None:
+            return f"<p>{title}: {html.escape(self._pending())}</p>"
         code = highlight(self.source, PythonLexer(), HtmlFormatter(noclasses=True))
-        return (f"<details open><summary>generated source of <code>{html.escape(self.name)}"
-                f"</code></summary>{code}</details>")
+        return f"<details open><summary>{title}</summary>{code}</details>"
 
     def _repr_pretty_(self, printer, cycle) -> None:
-        printer.text(f"# generated source of {self.name}\n{self.source}")
+        printer.text(f"# generated source of {self.name}\n{self.source or '# ' + self._pending()}")
+
+    def _pending(self) -> str:
+        return (f"generated at the first call, for the argument types of that call: call "
+                f"{self.name}(...) once, then read {self.name}.source (or use --check)")
 
 
 class CellAutodiffError(AutodiffError):

@@ -185,3 +185,21 @@ def test_unsupported_construct_in_a_cell_shows_a_short_error(ip, capsys):
 def test_check_expression_errors_are_usage_errors(ip, ns):
     with pytest.raises(UsageError, match="NameError"):
         ip.run_cell_magic("autodiff", "-f energy --check (undefined_name, 1.0)", CELL)
+
+
+HELPER_CELL = '''def shift(p, v):
+    return p[0] + p[1] * v
+
+def fit(p, v):
+    return shift(p, v[0]) ** 2
+'''
+
+
+def test_show_before_a_first_call_when_types_cannot_be_guessed(ip, ns):
+    # fit's source does not say that p is an array: its code is generated at the first call.
+    result = ip.run_cell_magic("autodiff", "-f fit --show", HELPER_CELL)
+    shown = [item for item in result.outputs() if isinstance(item, HighlightedSource)]
+    assert "first call" in shown[0]._repr_html_()
+    p, v = np.array([0.3, -1.2]), np.array([2.0])
+    assert_grad_close(ns["fit_grad"](p, v), central_diff(ns["fit"], (p, v), 0), rtol=1e-6)
+    assert "def " in ns["fit_grad"].source
