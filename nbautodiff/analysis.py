@@ -275,7 +275,7 @@ class _Analyser:
         a.needed = needed
         for name in needed:
             assigned = a.assignments.get(name, [])
-            if any(id(s) in recomputed for s in assigned):
+            if a.is_array(name) or any(id(s) in recomputed for s in assigned):
                 continue
             in_loop = any(a.sites[id(s)].loop_depth > 0 for s in assigned)
             count = len(assigned) + (1 if name in self.params else 0)

@@ -254,15 +254,16 @@ def test_reverse_ret_const_with_active_argument():
 
 
 def test_reverse_matches_grad_on_corpus():
-    case = corpus.case_by_name("rnn_loss")
+    case = corpus.case_by_name("mlp_loss")
     args = corpus.args_for(case, 0)
-    wh, wx, xs, h0 = args
-    df = nad.reverse(corpus.rnn_loss, nad.Duplicated, nad.Duplicated, nad.Const, nad.Duplicated)
-    shadows = [np.zeros_like(wh), np.zeros_like(wx), np.zeros_like(h0)]
-    value = df(wh, shadows[0], wx, shadows[1], xs, h0, shadows[2], 1.0)
-    g = nad.grad(corpus.rnn_loss, argnums=(0, 1, 3))(*args)
-    assert value == pytest.approx(corpus.rnn_loss(*args), rel=1e-12)
-    for s, e, name in zip(shadows, g, ("dwh", "dwx", "dh0")):
+    w1, b1, w2, x, target = args
+    df = nad.reverse(corpus.mlp_loss, nad.Duplicated, nad.Duplicated, nad.Duplicated, nad.Const,
+                     nad.Active)
+    shadows = [np.zeros_like(w1), np.zeros_like(b1), np.zeros_like(w2)]
+    value, dtarget = df(w1, shadows[0], b1, shadows[1], w2, shadows[2], x, target, 1.0)
+    g = nad.grad(corpus.mlp_loss, argnums=(0, 1, 2, 4))(*args)
+    assert value == pytest.approx(corpus.mlp_loss(*args), rel=1e-12)
+    for s, e, name in zip(shadows + [dtarget], g, ("dw1", "db1", "dw2", "dtarget")):
         assert_grad_close(s, e, rtol=1e-12, atol=1e-14, label=name)
 
 

@@ -209,7 +209,7 @@ CASES = [
     (uses_try, (1.5,), r"\btry\b", "try:"),
     (uses_try_finally, (1.5,), r"\btry\b", "try:"),
     (uses_with, (1.5,), r"\bwith\b", "with contextlib"),
-    (uses_yield, (1.5,), r"yield|generator", "yield"),
+    (uses_yield, (1.5,), r"yield|generator", "yield x"),
     (uses_genexpr, (np.ones(3),), r"generator|comprehension", "sum("),
     (uses_listcomp, (np.ones(3),), r"comprehension", "ys = ["),
     (uses_class, (1.5,), r"\bclass\b", "class Box"),
