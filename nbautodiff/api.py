@@ -165,11 +165,14 @@ class ReverseFunction(_Derived):
                                     "Duplicated needs a float32/float64 array")
                 shadow = args[position]
                 position += 1
-                if not isinstance(shadow, np.ndarray) or shadow.shape != value.shape \
-                        or shadow.dtype.kind != "f":
-                    got = shadow.shape if isinstance(shadow, np.ndarray) else type(shadow).__name__
-                    raise ValueError(f"shadow of argument '{name}' of {fname}() must be a float "
-                                     f"array of shape {value.shape}, got {got}")
+                if not _is_float_array(shadow):
+                    got = str(shadow.dtype) if isinstance(shadow, np.ndarray) else \
+                        type(shadow).__name__
+                    raise TypeError(f"shadow of argument '{name}' of {fname}() must be a float "
+                                    f"array, got {got}")
+                if shadow.shape != value.shape:
+                    raise ValueError(f"shadow of argument '{name}' of {fname}() must have shape "
+                                     f"{value.shape}, got {shadow.shape}")
                 shadows.append(shadow)
             else:
                 shadows.append(None)

@@ -25,7 +25,7 @@ from . import analysis as analysis_mod
 from . import emit, fence, naming, reverse_mode, typeinfer
 from .errors import AutodiffError
 from .normalize import Normalized, normalize
-from .source import FunctionSource, function_source, python_function
+from .source import FunctionSource, function_source, python_function, resolve
 from .kernels import tape as tape_module
 
 _lock = threading.RLock()
@@ -77,8 +77,9 @@ def primal(func) -> Primal:
             return _primals[key]
         if func in _building:
             chain = " -> ".join(f.__name__ for f in _building[_building.index(func):] + [func])
-            fs = function_source(func)
-            raise fs.error(f"recursion is not supported ({chain})", fs.tree, construct="recursion")
+            caller = function_source(_building[-1])
+            raise caller.error(f"recursion is not supported ({chain})",
+                               _call_site(caller, func) or caller.tree, construct="recursion")
         _building.append(func)
         try:
             built = _build_primal(func)
@@ -86,6 +87,16 @@ def primal(func) -> Primal:
             _building.pop()
         _primals[key] = built
         return built
+
+
+def _call_site(fs: FunctionSource, callee) -> ast.Call | None:
+    """The first call in ``fs`` to ``callee``."""
+    for node in ast.walk(fs.tree):
+        if isinstance(node, ast.Call):
+            target = resolve(fs, node.func)
+            if target is callee or getattr(target, "py_func", None) is callee:
+                return node
+    return None
 
 
 def _build_primal(func) -> Primal:
