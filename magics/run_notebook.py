@@ -47,6 +47,12 @@ def execute_notebook(path, timeout: int = 600):
         except CellExecutionError as error:
             error.notebook = notebook
             raise
+        finally:
+            # nbclient leaves a kernel manager it was given running: stop the kernel here.
+            if client.kc is not None:
+                client.kc.stop_channels()
+            if manager.has_kernel:
+                manager.shutdown_kernel()
     return notebook
 
 
