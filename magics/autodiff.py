@@ -7,6 +7,8 @@ when ``--activities`` are given): ``f_grad``, ``f_rev``. ``--name`` replaces the
 from __future__ import annotations
 
 import inspect
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
@@ -74,47 +76,15 @@ class AutodiffMagics(Magics):
         if args.help:
             from IPython.display import Pretty
             return Pretty(self.autodiff.parser.format_help())
-        if args.mode == "forward":
-            raise UsageError("%%autodiff --mode forward arrives with issue 4 (forward mode); "
-                             "use --mode reverse for now")
-        functions = _split(args.func)
-        wrt = _split(args.wrt)
-        activities, ret = _parse_activities(args)
-        if activities is not None and wrt:
-            raise UsageError("--wrt and --activities exclude each other: activities already say "
-                             "which arguments are differentiated")
-
-        if cell is None and not functions:
-            raise UsageError("%autodiff (one %) derives functions defined earlier: name them "
-                             "with --func, or use %%autodiff on a cell")
+        options = _Options.parse(args, line_magic=cell is None)
         run = run_cell_body(self.shell, "autodiff", line, cell) if cell is not None else None
-        names = functions or list(run.functions)
-        if not names:
-            raise UsageError("the cell defines no function at top level; "
-                             "define one or choose one with --func")
-        cell_filename = run.filename if run is not None else None
-        if activities is not None and len(names) > 1:
-            raise UsageError(f"--activities describe one function's arguments but {len(names)} "
-                             f"are selected ({', '.join(names)}); choose one with --func")
-        kind = "grad" if activities is None else "rev"
-        targets = {_derived_name(args.name, fname, kind, len(names)): self._function(fname)
-                   for fname in names}
-        if len(targets) < len(names):
-            raise UsageError(f"--name {args.name!r} gives several functions the same name")
-
-        example = None
-        if args.check is not None:
-            expression = " ".join(args.check)
-            try:
-                example = self.shell.ev(expression)
-            except Exception as error:
-                raise UsageError(f"--check {expression}: {type(error).__name__}: {error}") from None
-            example = example if isinstance(example, tuple) else (example,)
+        targets = self._targets(options, run.functions if run is not None else ())
+        example = self._example(args.check) if args.check is not None else None
 
         result = AutodiffResult()
         for dname, fun in targets.items():
-            with _short_errors(dname, cell_filename, fun):
-                derived, summary, gradient, argnums = _derive(fun, wrt, activities, ret, args.force)
+            with _short_errors(dname, run.filename if run is not None else None, fun):
+                derived, summary, gradient, argnums = _derive(fun, options)
                 self.shell.user_ns[dname] = derived
                 check = None
                 if example is not None:
@@ -126,6 +96,31 @@ class AutodiffMagics(Magics):
             result.derived.append(Derived(dname, derived, summary, check, args.show, source))
         return result
 
+    def _targets(self, options, cell_functions) -> dict:
+        """Derived name -> function to derive, for the functions chosen or defined in the cell."""
+        names = options.functions or list(cell_functions)
+        if not names:
+            raise UsageError("the cell defines no function at top level; "
+                             "define one or choose one with --func")
+        if options.activities is not None and len(names) > 1:
+            raise UsageError(f"--activities describe one function's arguments but {len(names)} "
+                             f"are selected ({', '.join(names)}); choose one with --func")
+        kind = "grad" if options.activities is None else "rev"
+        targets = {_derived_name(options.template, fname, kind, len(names)): self._function(fname)
+                   for fname in names}
+        if len(targets) < len(names):
+            raise UsageError(f"--name {options.template!r} gives several functions the same name")
+        return targets
+
+    def _example(self, words) -> tuple:
+        """The example arguments of ``--check``, evaluated in the user namespace."""
+        expression = " ".join(words)
+        try:
+            example = self.shell.ev(expression)
+        except Exception as error:
+            raise UsageError(f"--check {expression}: {type(error).__name__}: {error}") from None
+        return example if isinstance(example, tuple) else (example,)
+
     def _function(self, name: str):
         try:
             fun = self.shell.user_ns[name]
@@ -136,20 +131,43 @@ class AutodiffMagics(Magics):
         return fun
 
 
-class _short_errors:
-    """Turn an AutodiffError into a :class:`CellAutodiffError` (a short message with the line
-    of the cell, no traceback)."""
+@dataclass(frozen=True)
+class _Options:
+    """The options of one ``%%autodiff`` run that say what to derive, checked."""
 
-    def __init__(self, derived_name: str, cell_filename: str, fun):
-        self.args = (derived_name, cell_filename, _code_filename(fun))
+    functions: list
+    wrt: list
+    activities: list | None
+    ret: object
+    template: str
+    force: bool
 
-    def __enter__(self):
-        return self
+    @classmethod
+    def parse(cls, args, line_magic: bool) -> "_Options":
+        if args.mode == "forward":
+            raise UsageError("%%autodiff --mode forward arrives with issue 4 (forward mode); "
+                             "use --mode reverse for now")
+        functions, wrt = _split(args.func), _split(args.wrt)
+        activities, ret = _parse_activities(args)
+        if activities is not None and wrt:
+            raise UsageError("--wrt and --activities exclude each other: activities already say "
+                             "which arguments are differentiated")
+        if line_magic and not functions:
+            raise UsageError("%autodiff (one %) derives functions defined earlier: name them "
+                             "with --func, or use %%autodiff on a cell")
+        return cls(functions, wrt, activities, ret, args.name, args.force)
 
-    def __exit__(self, kind, error, tb):
-        if isinstance(error, AutodiffError) and not isinstance(error, CellAutodiffError):
-            raise CellAutodiffError(error, *self.args) from None
-        return False
+
+@contextmanager
+def _short_errors(derived_name: str, cell_filename: str | None, fun):
+    """Turn an AutodiffError into a :class:`CellAutodiffError`: a short message with the line
+    of the cell, no traceback."""
+    try:
+        yield
+    except CellAutodiffError:
+        raise
+    except AutodiffError as error:
+        raise CellAutodiffError(error, derived_name, cell_filename, _code_filename(fun)) from None
 
 
 def _source(derived):
@@ -179,16 +197,17 @@ def _innermost_autodiff_error(error: AutodiffError) -> AutodiffError:
         error = inner
 
 
-def _derive(fun, wrt, activities, ret, force: bool):
+def _derive(fun, options: _Options):
     """Derive ``fun``; return ``(derived, summary, gradient, argnums)`` where ``gradient`` is
     the function ``--check`` compares for ``argnums`` (None if there is nothing to check)."""
+    activities, ret = options.activities, options.ret
     if activities is None:
-        argnums = _argnums(fun, wrt)
-        derived = _call(api.grad, fun, argnums=argnums, force=force)
-        return derived, f"gradient of {fun.__name__} w.r.t. {_describe(fun, argnums)}", \
-            derived, argnums
+        argnums = _argnums(fun, options.wrt)
+        derived = _call(api.grad, fun, argnums=argnums, force=options.force)
+        summary = f"gradient of {fun.__name__} w.r.t. {_describe(fun, argnums)}"
+        return derived, summary, derived, argnums
     _require_arity(fun, activities)
-    derived = _call(api.reverse, fun, *activities, ret=ret, force=force)
+    derived = _call(api.reverse, fun, *activities, ret=ret, force=options.force)
     summary = (f"reverse derivative of {fun.__name__}({', '.join(map(repr, activities))}) "
                f"-> {ret!r}")
     gradient, argnums = gradient_of_reverse(derived, activities)
