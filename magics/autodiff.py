@@ -81,9 +81,10 @@ class AutodiffMagics(Magics):
         targets = self._targets(options, run.functions if run is not None else ())
         example = self._example(args.check) if args.check is not None else None
 
+        cell_filename = run.filename if run is not None else None
         result = AutodiffResult()
         for dname, fun in targets.items():
-            with _short_errors(dname, run.filename if run is not None else None, fun):
+            with _short_errors(self.shell, dname, cell_filename, fun):
                 derived, summary, gradient, argnums = _derive(fun, options)
                 self.shell.user_ns[dname] = derived
                 check = None
@@ -159,15 +160,21 @@ class _Options:
 
 
 @contextmanager
-def _short_errors(derived_name: str, cell_filename: str | None, fun):
+def _short_errors(shell, derived_name: str, cell_filename: str | None, fun):
     """Turn an AutodiffError into a :class:`CellAutodiffError`: a short message with the line
-    of the cell, no traceback."""
+    of the cell (or of the earlier cell or file it is about), no traceback."""
+    def file_label(filename: str) -> str:
+        if filename == cell_filename:
+            return "the cell"
+        named = shell.compile.format_code_name(filename)
+        return named[1] if named else filename
+
     try:
         yield
     except CellAutodiffError:
         raise
     except AutodiffError as error:
-        raise CellAutodiffError(error, derived_name, cell_filename, _code_filename(fun)) from None
+        raise CellAutodiffError(error, derived_name, _code_filename(fun), file_label) from None
 
 
 def _source(derived):

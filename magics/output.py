@@ -114,31 +114,27 @@ class HighlightedSource:
 
 class CellAutodiffError(AutodiffError):
     """An :class:`AutodiffError` raised while deriving a cell's functions, shown in IPython as
-    two or three lines (the message and the offending line of the cell), not a traceback.
+    two lines (the message and the offending source line), not a traceback.
 
-    ``lineno`` and the other fields are those of the original error; ``cell_filename`` is the
-    name the cell's source is registered under, to say "line N of the cell". An error without a
-    filename is taken to be about ``primal_filename``, the file of the function being derived.
+    ``lineno`` and the other fields are those of the original error, except that an error
+    without a filename is taken to be about ``primal_filename``, the file of the function being
+    derived. ``file_label`` names a file for the message ("the cell", "In[3]"...).
     """
 
-    def __init__(self, original: AutodiffError, derived_name: str, cell_filename: str,
-                 primal_filename: str | None = None):
+    def __init__(self, original: AutodiffError, derived_name: str,
+                 primal_filename: str | None = None, file_label=None):
         super().__init__(original.message, construct=original.construct,
                          lineno=original.lineno, filename=original.filename or primal_filename,
                          function=original.function)
         self.derived_name = derived_name
-        self.cell_filename = cell_filename
-
-    def _where(self) -> str:
-        if self.lineno is None:
-            return ""
-        if self.filename == self.cell_filename:
-            return f"line {self.lineno} of the cell"
-        return f"line {self.lineno} of {self.filename or 'its source'}"
+        self.where = ""
+        if self.lineno is not None:
+            label = file_label(self.filename) if file_label and self.filename else self.filename
+            self.where = f"line {self.lineno}" + (f" of {label}" if label else "")
 
     def _render_traceback_(self) -> list:
         where = ", ".join(p for p in (
-            f"in function '{self.function}'" if self.function else "", self._where()) if p)
+            f"in function '{self.function}'" if self.function else "", self.where) if p)
         lines = [f"AutodiffError: cannot derive {self.derived_name}: "
                  + (f"{where}: " if where else "") + self.message]
         source = linecache.getline(self.filename, self.lineno) if self.filename and self.lineno else ""

@@ -203,3 +203,14 @@ def test_show_before_a_first_call_when_types_cannot_be_guessed(ip, ns):
     p, v = np.array([0.3, -1.2]), np.array([2.0])
     assert_grad_close(ns["fit_grad"](p, v), central_diff(ns["fit"], (p, v), 0), rtol=1e-6)
     assert "def " in ns["fit_grad"].source
+
+
+def test_unsupported_construct_in_an_earlier_cell_names_that_cell(ip):
+    ip.run_cell("def helper_with_try(v):\n    s = v\n    try:\n        s = v * v\n"
+                "    except ValueError:\n        pass\n    return s\n", store_history=True)
+    with pytest.raises(nad.AutodiffError) as info:
+        ip.run_cell_magic("autodiff", "",
+                          "def uses_helper(x):\n    return helper_with_try(x[0])\n")
+    error = info.value
+    assert error.lineno == 3 and error.function == "helper_with_try"
+    assert "line 3 of In[" in error._render_traceback_()[0]
