@@ -34,6 +34,23 @@ def index_names(index: ast.expr) -> set[str]:
     return names_in(index)
 
 
+def own_read_nodes(statement: ast.stmt) -> list[str]:
+    """Every name a statement reads itself, once per occurrence."""
+    if isinstance(statement, (ast.If, ast.While)):
+        nodes = [statement.test]
+    elif isinstance(statement, ast.For):
+        nodes = [statement.iter]
+    elif isinstance(statement, ast.Assign):
+        nodes = [statement.value] + ([statement.targets[0]]
+                                     if isinstance(statement.targets[0], ast.Subscript) else [])
+    elif isinstance(statement, (ast.Expr, ast.Return)) and statement.value is not None:
+        nodes = [statement.value]
+    else:
+        nodes = []
+    return [n.id for node in nodes for n in ast.walk(node)
+            if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)]
+
+
 def own_reads(statement: ast.stmt) -> set[str]:
     """Names a statement reads itself (not in the statements nested in it)."""
     if isinstance(statement, (ast.If, ast.While)):

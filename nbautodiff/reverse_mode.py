@@ -18,7 +18,7 @@ import copy
 from dataclasses import dataclass
 
 from . import naming, rules, typeinfer
-from .analysis import Analysis, atom_name, walk_statements
+from .analysis import Analysis, atom_name, own_read_nodes, walk_statements
 from .errors import UnsupportedConstructError
 
 
@@ -142,6 +142,7 @@ class ReverseTransform:
         if self.result_active:
             args.append(naming.SEED)
         self.rebound = self.rebound_arrays()
+        self.single_use = self.single_use_temporaries()
         forward = self.forward(self.tree.body, depth=0, reserved=False)
         backward = self.backward(self.tree.body)
         prologue = [f"{p} = {naming.WORK_COPY}{p}.copy()" for p in written_params]
@@ -347,6 +348,35 @@ class ReverseTransform:
                 return True
         return False
 
+    # -- adjoint variables -----------------------------------------------------------------
+    def single_use_temporaries(self) -> set[str]:
+        """Scalars assigned once and read once, in the same block: their adjoint has one
+        contribution, made just before it is consumed, so it is assigned rather than summed and
+        never carried from one iteration to the next."""
+        a = self.a
+        reads: dict[str, list] = {}
+        for statement, site in walk_statements(self.tree.body):
+            for node in own_read_nodes(statement):
+                reads.setdefault(node, []).append(site.block)
+        single = set()
+        for name, assigned in a.assignments.items():
+            if len(assigned) != 1 or name in self.params or a.is_array(name):
+                continue
+            blocks = reads.get(name, [])
+            if len(blocks) == 1 and blocks[0] is a.sites[id(assigned[0])].block:
+                single.add(name)
+        return single
+
+    def accumulate(self, name: str, contribution: str) -> list[ast.stmt]:
+        operator = "=" if name in self.single_use else "+="
+        return _parse(f"{naming.adjoint(name)} {operator} {contribution}")
+
+    def take_adjoint(self, name: str) -> list[ast.stmt]:
+        """``_nad_g`` = the adjoint of ``name``, which its (re)definition then resets."""
+        if name in self.single_use:
+            return _parse(f"{naming.GRAD_TMP} = {naming.adjoint(name)}")
+        return _parse(f"{naming.GRAD_TMP} = {naming.adjoint(name)}\n{naming.adjoint(name)} = 0.0")
+
     # -- reverse sweep ---------------------------------------------------------------------
     def backward(self, body: list) -> list[ast.stmt]:
         out = [copy.deepcopy(s) for s in self.a.recompute.get(id(body), [])]
@@ -412,7 +442,7 @@ class ReverseTransform:
             return []
         if self.a.is_array(name):
             return _parse(f"{naming.TAPE_MODULE}.add_into({naming.shadow(name)}, {naming.SEED})")
-        return _parse(f"{naming.adjoint(name)} += {naming.SEED}")
+        return self.accumulate(name, naming.SEED)
 
     def reverse_call_snapshots(self, value: ast.expr) -> list[ast.stmt]:
         if not (isinstance(value, ast.Call) and value.nad_kind == "user"
@@ -434,13 +464,13 @@ class ReverseTransform:
                          f"{naming.shadow(array)}[{index}] = 0.0")
             source = self.active_scalar(value)
             if source:
-                out += _parse(f"{naming.adjoint(source)} += {g}")
+                out += self.accumulate(source, g)
             return out
         t = target.id
         if isinstance(value, ast.Call) and value.nad_kind == "user" and not self.a.is_array(t):
             if not self.a.is_active(t):
                 return self.reverse_call(value, None)
-            return _parse(f"{g} = {naming.adjoint(t)}\n{naming.adjoint(t)} = 0.0") + \
+            return self.take_adjoint(t) + \
                 self.reverse_call(value, g)
         if self.a.is_array(t):
             if isinstance(value, ast.Call) and value.nad_kind == "copy":
@@ -450,10 +480,10 @@ class ReverseTransform:
             if isinstance(value, ast.Call) and value.nad_kind == "user":
                 return self.reverse_call(value, naming.shadow(t) if self.a.is_active(t) else None)
             return []                                  # alias or constructor: nothing flows
-        out = _parse(f"{g} = {naming.adjoint(t)}\n{naming.adjoint(t)} = 0.0")
+        out = self.take_adjoint(t)
         if isinstance(value, ast.Name):
             if self.active_scalar(value):
-                out += _parse(f"{naming.adjoint(value.id)} += {g}")
+                out += self.accumulate(value.id, g)
             return out
         if isinstance(value, ast.Subscript):
             base = value.value.id
@@ -476,7 +506,7 @@ class ReverseTransform:
             if source is None or rule.adjoints[position] is None:
                 continue
             contribution = instantiate(rule.adjoints[position], mapping)
-            out += _parse(f"{naming.adjoint(source)} += {_src(contribution)}")
+            out += self.accumulate(source, _src(contribution))
         return out
 
     def reverse_call(self, call: ast.Call, seed: str | None) -> list[ast.stmt]:
@@ -492,7 +522,7 @@ class ReverseTransform:
         out = _parse(f"{result} = {variant.binding}({', '.join(args)})")
         for k, position in enumerate(variant.adjoint_positions):
             name = atom_name(call.args[position])
-            out += _parse(f"{naming.adjoint(name)} += {result}[{k + 1}]")
+            out += self.accumulate(name, f"{result}[{k + 1}]")
         return out
 
 
