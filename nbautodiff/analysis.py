@@ -34,6 +34,17 @@ def index_names(index: ast.expr) -> set[str]:
     return names_in(index)
 
 
+def rule_of(value: ast.expr):
+    """(derivative rule, operands) of a three-address right-hand side; (None, []) if it has none."""
+    if isinstance(value, ast.BinOp):
+        return rules.OPERATORS.get(type(value.op)), [value.left, value.right]
+    if isinstance(value, ast.UnaryOp):
+        return rules.OPERATORS.get(type(value.op)), [value.operand]
+    if isinstance(value, ast.Call) and value.nad_kind == "rule":
+        return value.nad_target, list(value.args)
+    return None, []
+
+
 def own_read_nodes(statement: ast.stmt) -> list[str]:
     """Every name a statement reads itself, once per occurrence."""
     if isinstance(statement, (ast.If, ast.While)):
@@ -175,13 +186,8 @@ class _Analyser:
         t = target.id
         if isinstance(value, ast.Name):
             return [(a.rep(t), [a.rep(value.id)])]
-        if isinstance(value, ast.BinOp):
-            rule = rules.OPERATORS.get(type(value.op))
-            operands = [value.left, value.right]
-            return [(t, self.rule_sources(rule, operands))]
-        if isinstance(value, ast.UnaryOp):
-            rule = rules.OPERATORS.get(type(value.op))
-            return [(t, self.rule_sources(rule, [value.operand]))]
+        if isinstance(value, (ast.BinOp, ast.UnaryOp)):
+            return [(t, self.rule_sources(*rule_of(value)))]
         if isinstance(value, ast.Call):
             return self.call_flows(value, t)
         if isinstance(value, ast.Subscript):
@@ -384,15 +390,9 @@ class _Analyser:
             return index_names(target.slice)
         if isinstance(value, ast.Subscript):
             return index_names(value.slice) if a.is_array(value.value.id) else set()
-        rule, operands = None, []
-        if isinstance(value, ast.BinOp):
-            rule, operands = rules.OPERATORS.get(type(value.op)), [value.left, value.right]
-        elif isinstance(value, ast.UnaryOp):
-            rule, operands = rules.OPERATORS.get(type(value.op)), [value.operand]
-        elif isinstance(value, ast.Call) and value.nad_kind == "rule":
-            rule, operands = value.nad_target, value.args
-        elif isinstance(value, ast.Call) and value.nad_kind == "user":
+        if isinstance(value, ast.Call) and value.nad_kind == "user":
             return {n for n in (atom_name(x) for x in value.args) if n}
+        rule, operands = rule_of(value)
         if rule is None:
             return reads
         for position, operand in enumerate(operands):

@@ -17,8 +17,8 @@ import ast
 import copy
 from dataclasses import dataclass
 
-from . import naming, rules, typeinfer
-from .analysis import Analysis, atom_name, own_read_nodes, walk_statements
+from . import naming, typeinfer
+from .analysis import Analysis, atom_name, own_read_nodes, rule_of, walk_statements
 from .errors import UnsupportedConstructError
 
 
@@ -490,13 +490,7 @@ class ReverseTransform:
             if self.a.is_array(base) and self.a.is_active(base):
                 out += _parse(f"{naming.shadow(base)}[{_src(value.slice)}] += {g}")
             return out
-        rule, operands = None, []
-        if isinstance(value, ast.BinOp):
-            rule, operands = rules.OPERATORS.get(type(value.op)), [value.left, value.right]
-        elif isinstance(value, ast.UnaryOp):
-            rule, operands = rules.OPERATORS.get(type(value.op)), [value.operand]
-        elif isinstance(value, ast.Call) and value.nad_kind == "rule":
-            rule, operands = value.nad_target, list(value.args)
+        rule, operands = rule_of(value)
         if rule is None:
             return out
         mapping = {"g": ast.Name(id=g, ctx=ast.Load()), "z": ast.Name(id=t, ctx=ast.Load())}
