@@ -2295,6 +2295,117 @@ add(total_variation, lambda r: (np.cumsum(signed(r, 0.1, 0.5, 8)), unif(r, 0.1, 
 
 
 # ============================================================================================
+# 8. trip counts and loop semantics that a reverse pass can get wrong
+# ============================================================================================
+
+def long_while_decay(x, rate):
+    # a data-dependent trip count in the hundreds: anything recorded per iteration must grow
+    s = 0.0
+    v = x
+    while v > 1e-2:
+        v = v * rate
+        s += math.sin(v) * v
+    return s
+
+
+def _decay_args(r):
+    # x = 1e-2 * rate ** -(k + u): about k + u iterations, u far from an integer, x in [1, 2.1]
+    rate = unif(r, 0.975, 0.985)
+    k = math.floor(math.log(100.0 * unif(r, 1.0, 2.0)) / -math.log(rate))
+    return 1e-2 * rate ** -(k + unif(r, 0.3, 0.7)), rate
+
+
+add(long_while_decay, _decay_args, 0, tags={"data_bounds", "float_scalar"})
+
+
+def collatz_weighted(x, n):
+    s = 0.0
+    while n != 1:
+        if n % 2 == 0:
+            n = n // 2
+        else:
+            n = 3 * n + 1
+        s = s * 0.9 + math.sin(x + 1e-3 * n) * x
+    return s
+
+
+add(collatz_weighted, lambda r: (unif(r, -1.0, 1.0), int(r.choice([27, 97, 871]))), 0,
+    tags={"int_scalar", "int_mixed", "data_bounds", "float_scalar"})
+
+
+def ragged_loops(x):
+    s = 0.0
+    for i in range(len(x)):
+        j = 0
+        t = x[i]
+        while j < i * 3 + 1:
+            t = math.sin(t) + 0.5 * t
+            j += 1
+            if t > 5.0:
+                break
+        s += t * t
+    return s
+
+
+add(ragged_loops, lambda r: (unif(r, -1, 1, 6),), tags={"nested", "data_bounds"})
+
+
+def range_bound_reassigned(x):
+    n = len(x)
+    s = 0.0
+    for i in range(n):
+        n = n - 1          # range() was evaluated once: this does not shorten the loop
+        s += x[i] * x[n] * (i + 1)
+    return s + n
+
+
+add(range_bound_reassigned, lambda r: (unif(r, -1, 1, 7),), tags={"reassign_loop", "int_mixed"})
+
+
+def loop_var_after_loop(x):
+    s = 0.0
+    for i in range(len(x) - 2):
+        s += x[i] * x[i + 1]
+    return s * x[i]        # i keeps its last value
+
+
+add(loop_var_after_loop, lambda r: (unif(r, -1, 1, 6),))
+
+
+def nested_search_return(a, thr):
+    for i in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            if a[i, j] > thr:
+                return a[i, j] * thr + i * a[0, 0]
+    return thr * a[0, 0]
+
+
+def _search_args(r, hit):
+    a = unif(r, -1.0, 0.5, (4, 3))
+    if hit:
+        a[2, 1] = 0.9
+    return a, 0.7
+
+
+add(nested_search_return, lambda r: _search_args(r, True), (0, 1),
+    name="nested_search_return[hit]", tags={"return_in_loop", "array2d"})
+add(nested_search_return, lambda r: _search_args(r, False), (0, 1),
+    name="nested_search_return[miss]", tags={"return_in_loop", "array2d"})
+
+
+def accumulate_same_slot(x):
+    acc = np.zeros(3)
+    for i in range(len(x)):
+        acc[i % 3] += x[i] * x[i]
+        acc[(i + 1) % 3] -= 0.5 * x[i]
+        acc[i % 3] *= 0.9
+    return acc[0] * acc[1] + acc[2]
+
+
+add(accumulate_same_slot, lambda r: (unif(r, -1, 1, 8),), tags={"np_alloc", "aug_assign"})
+
+
+# ============================================================================================
 # feature detection for the coverage test
 # ============================================================================================
 
