@@ -16,7 +16,7 @@ from numba import types as nbtypes
 from . import program, typeinfer
 from .activities import (Active, Const, Duplicated, DuplicatedOnly, REVERSE_ARGUMENT,
                          as_activity, has_shadow)
-from .errors import AutodiffError
+from .errors import AutodiffError, SourceNotFoundError, UnsupportedConstructError
 from .source import function_source, python_function
 
 ActiveOnly = "ActiveOnly"
@@ -215,6 +215,8 @@ class ReverseFunction(_Derived):
         try:
             return program.reverse_variant(self._func, argtypes, self._flags(), self.seeded,
                                            writeback=True)
+        except (UnsupportedConstructError, SourceNotFoundError):
+            raise
         except (AutodiffError, TypeError) as exc:
             raise AutodiffError(f"cannot show the source before a first call ({exc}); call the "
                                 "derived function once, then read .source") from None
@@ -280,6 +282,8 @@ class GradFunction(_Derived):
         try:
             return program.reverse_variant(self._func, self._guessed_types(), flags, True,
                                            writeback=True)
+        except (UnsupportedConstructError, SourceNotFoundError):
+            raise
         except (AutodiffError, TypeError) as exc:
             raise AutodiffError(f"cannot show the source before a first call ({exc}); call the "
                                 "derived function once, then read .source") from None

@@ -129,8 +129,10 @@ class _Fence(ast.NodeVisitor):
     def visit_Expr(self, node: ast.Expr) -> None:
         if isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
             return                                            # a docstring or a bare string
+        if type(node.value) in _CONSTRUCT_NAMES:
+            self.refuse(node.value, construct_name(node.value))
         if not isinstance(node.value, ast.Call):
-            self.refuse(node, "expression statement", " that is not a call")
+            self.refuse(node, "expression statement that is not a call")
         self.generic_visit(node)
 
     def visit_Return(self, node: ast.Return) -> None:
