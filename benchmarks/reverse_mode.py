@@ -1,0 +1,435 @@
+"""Reverse mode against the primal: time(nad.grad(f)) / time(numba.njit(f)), side by side.
+
+A script, not a test (``make bench``). For each loop kernel below it
+
+1. compiles the primal with ``numba.njit`` and the gradient with ``nad.grad`` (warm-up calls, so
+   compilation is never timed);
+2. checks the gradient once against central differences of the compiled primal on a few random
+   components, and stops before timing if it is wrong (a benchmark must never time a wrong
+   gradient);
+3. times primal and gradient interleaved (primal, gradient, primal, ...) with
+   ``time.perf_counter`` and keeps the median of each, so a change of machine load hits both;
+4. prints a markdown table with the ratio time(gradient) / time(primal) and the geometric mean of
+   the ratios, against the targets of issue 2 (each ratio <= 4, geometric mean <= 3).
+
+The table, with the date and the machine, replaces the issue-2 section of
+``benchmarks/RESULTS.md`` (between its markers; the rest of the file is kept).
+
+Options: ``--repeats N`` (interleaved rounds, default 21), ``--only NAME[,NAME]``,
+``--no-write`` (print only), ``--results PATH``.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import math
+import os
+import platform
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numba
+import numpy as np
+
+import nbautodiff as nad
+
+TARGET_RATIO = 4.0
+TARGET_GEOMEAN = 3.0
+# A wrong gradient is off by O(1); central differences of sums of 10^6 terms are good to ~1e-5.
+FD_TOLERANCE = 1e-4
+SECTION_BEGIN = "<!-- issue-2 reverse-mode benchmark: begin (written by benchmarks/reverse_mode.py) -->"
+SECTION_END = "<!-- issue-2 reverse-mode benchmark: end -->"
+
+
+# --------------------------------------------------------------------------------------------
+# The kernels: plain loop-style Python, differentiated with respect to their first argument.
+# --------------------------------------------------------------------------------------------
+
+def rosenbrock(x):
+    """Extended Rosenbrock function, sum over i of 100 (x[i+1] - x[i]^2)^2 + (1 - x[i])^2."""
+    s = 0.0
+    for i in range(x.shape[0] - 1):
+        a = x[i + 1] - x[i] * x[i]
+        b = 1.0 - x[i]
+        s += 100.0 * a * a + b * b
+    return s
+
+
+def heat(u0, alpha, steps):
+    """1-D heat equation, explicit Euler, zero Dirichlet ends; loss = sum of squares at the end."""
+    n = u0.shape[0]
+    u = u0.copy()
+    unew = np.empty(n)
+    for t in range(steps):
+        unew[0] = 0.0
+        unew[n - 1] = 0.0
+        for i in range(1, n - 1):
+            unew[i] = u[i] + alpha * (u[i - 1] - 2.0 * u[i] + u[i + 1])
+        for i in range(n):
+            u[i] = unew[i]
+    s = 0.0
+    for i in range(n):
+        s += u[i] * u[i]
+    return s
+
+
+def lennard_jones(pos, eps, sigma):
+    """Lennard-Jones potential energy of n particles (rows of pos), double loop over pairs."""
+    n = pos.shape[0]
+    e = 0.0
+    s2 = sigma * sigma
+    for i in range(n):
+        for j in range(i + 1, n):
+            dx = pos[i, 0] - pos[j, 0]
+            dy = pos[i, 1] - pos[j, 1]
+            dz = pos[i, 2] - pos[j, 2]
+            r2 = dx * dx + dy * dy + dz * dz
+            q = s2 / r2
+            q6 = q * q * q
+            e += 4.0 * eps * (q6 * q6 - q6)
+    return e
+
+
+def gravity(pos, mass, soft):
+    """Softened gravitational potential energy of n bodies, double loop over pairs."""
+    n = pos.shape[0]
+    e = 0.0
+    for i in range(n):
+        for j in range(i + 1, n):
+            dx = pos[i, 0] - pos[j, 0]
+            dy = pos[i, 1] - pos[j, 1]
+            dz = pos[i, 2] - pos[j, 2]
+            r = math.sqrt(dx * dx + dy * dy + dz * dz + soft * soft)
+            e -= mass[i] * mass[j] / r
+    return e
+
+
+def logistic_loss(w, X, y, lam):
+    """L2-regularised logistic-regression loss, written with loops (stable log(1 + exp(t)))."""
+    m = X.shape[0]
+    d = X.shape[1]
+    loss = 0.0
+    for i in range(m):
+        z = 0.0
+        for j in range(d):
+            z += X[i, j] * w[j]
+        t = -y[i] * z
+        if t > 0.0:
+            loss += t + math.log1p(math.exp(-t))
+        else:
+            loss += math.log1p(math.exp(t))
+    r = 0.0
+    for j in range(d):
+        r += w[j] * w[j]
+    return loss / m + 0.5 * lam * r
+
+
+def horner_fit(c, x, y):
+    """Least-squares misfit of a polynomial (coefficients c, Horner's scheme) at many points."""
+    deg = c.shape[0]
+    loss = 0.0
+    for i in range(x.shape[0]):
+        p = c[deg - 1]
+        for k in range(deg - 2, -1, -1):
+            p = p * x[i] + c[k]
+        r = p - y[i]
+        loss += r * r
+    return loss
+
+
+def _jittered_lattice(rng, n, spacing, jitter):
+    """n points of a cubic lattice, each moved a little: no two particles too close."""
+    k = math.ceil(n ** (1.0 / 3.0))
+    grid = np.stack(np.meshgrid(np.arange(k), np.arange(k), np.arange(k), indexing="ij"), -1)
+    points = grid.reshape(-1, 3)[:n].astype(np.float64)
+    return spacing * points + jitter * rng.standard_normal((n, 3))
+
+
+def kernels(rng):
+    """(name, size, function, arguments); the gradient is taken with respect to arguments[0]."""
+    n_rosen, n_heat, t_heat, n_lj, n_grav, m_log, d_log, m_poly, deg_poly = (
+        2_000_000, 2_000, 5_000, 1_500, 1_500, 100_000, 20, 300_000, 16)
+    x_log = rng.standard_normal((m_log, d_log))
+    w_true = rng.standard_normal(d_log)
+    y_log = np.where(x_log @ w_true + 0.5 * rng.standard_normal(m_log) > 0.0, 1.0, -1.0)
+    x_poly = rng.uniform(-1.0, 1.0, m_poly)
+    return [
+        ("rosenbrock", f"n={n_rosen:,}", rosenbrock,
+         (rng.uniform(-2.0, 2.0, n_rosen),)),
+        ("heat 1-D, explicit", f"n={n_heat:,}, T={t_heat:,}", heat,
+         (rng.standard_normal(n_heat), 0.25, t_heat)),
+        ("Lennard-Jones pairs", f"n={n_lj:,} ({n_lj * (n_lj - 1) // 2:,} pairs)", lennard_jones,
+         (_jittered_lattice(rng, n_lj, 1.2, 0.05), 1.0, 1.0)),
+        ("gravity pairs (sqrt)", f"n={n_grav:,} ({n_grav * (n_grav - 1) // 2:,} pairs)", gravity,
+         (rng.standard_normal((n_grav, 3)), rng.uniform(0.5, 1.5, n_grav), 0.1)),
+        ("logistic regression", f"m={m_log:,}, d={d_log}", logistic_loss,
+         (0.3 * rng.standard_normal(d_log), x_log, y_log, 0.1)),
+        ("Horner polynomial fit", f"{m_poly:,} points, degree {deg_poly - 1}", horner_fit,
+         (0.5 * rng.standard_normal(deg_poly), x_poly, np.sin(3.0 * x_poly))),
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# Correctness: AD against central differences of the compiled primal.
+# --------------------------------------------------------------------------------------------
+
+def check_against_fd(primal, gradient, args, rng, components=5):
+    """Largest relative error of ``gradient`` (w.r.t. args[0]) on a few random components.
+
+    Central differences of the compiled primal, each with the best of a few step sizes (the
+    truncation/round-off trade-off depends on the component); the relative error of a component is
+    |ad - fd| / max(|ad|, |fd|, 1e-3 max|ad|), so components that are nearly zero do not count
+    more than they should.
+    """
+    x = np.array(args[0], dtype=np.float64, copy=True)
+    rest = args[1:]
+    flat = x.reshape(-1)
+    g = np.asarray(gradient).reshape(-1)
+    floor = 1e-3 * float(np.max(np.abs(g))) + 1e-300
+    worst = 0.0
+    for k in rng.choice(flat.size, size=min(components, flat.size), replace=False):
+        x0 = flat[k]
+        best = math.inf
+        for rel_step in (1e-3, 1e-4, 1e-5, 1e-6):
+            h = rel_step * max(1.0, abs(x0))
+            flat[k] = x0 + h
+            up = primal(x, *rest)
+            flat[k] = x0 - h
+            down = primal(x, *rest)
+            flat[k] = x0
+            fd = (up - down) / (2.0 * h)
+            best = min(best, abs(g[k] - fd) / max(abs(g[k]), abs(fd), floor))
+        worst = max(worst, best)
+    return worst
+
+
+# --------------------------------------------------------------------------------------------
+# Timing
+# --------------------------------------------------------------------------------------------
+
+def _reverse_kernel_call(gradient, args):
+    """The compiled reverse variant alone (no API overhead), or None if it cannot be reached.
+
+    Diagnostic only: reads the derived function's latest variant (an internal of the API), calls
+    it with a preallocated shadow that is zeroed outside the timed region.
+    """
+    try:
+        variant = gradient._variant
+        call, shadows = [], []
+        for value, has in zip(args, variant.shadows):
+            call.append(value)
+            if has:
+                shadow = np.zeros_like(value)
+                shadows.append(shadow)
+                call.append(shadow)
+        call.append(1.0)
+        dispatcher = variant.dispatcher
+        dispatcher(*call)
+    except Exception:  # noqa: BLE001 - diagnostics only; the benchmark does not depend on it
+        return None
+
+    def reset():
+        for shadow in shadows:
+            shadow.fill(0.0)
+
+    return (lambda: dispatcher(*call)), reset
+
+
+def time_side_by_side(callables, repeats):
+    """Medians of each callable, timed in interleaved rounds (a, b, c, a, b, c, ...).
+
+    Each entry is ``fn`` or ``(fn, reset)``; ``reset`` runs before each timed call, untimed.
+    Returns (wall, cpu): median ``time.perf_counter`` seconds and median ``time.thread_time``
+    seconds (CPU time of this thread: on a shared machine, time lost to other processes is not
+    counted in it).
+    """
+    entries = [c if isinstance(c, tuple) else (c, None) for c in callables]
+    wall = [[] for _ in entries]
+    cpu = [[] for _ in entries]
+    for _ in range(repeats):
+        for slot, (fn, reset) in enumerate(entries):
+            if reset is not None:
+                reset()
+            start, start_cpu = time.perf_counter(), time.thread_time()
+            fn()
+            end, end_cpu = time.perf_counter(), time.thread_time()
+            wall[slot].append(end - start)
+            cpu[slot].append(end_cpu - start_cpu)
+    return [statistics.median(s) for s in wall], [statistics.median(s) for s in cpu]
+
+
+def run_kernel(name, size, fun, args, repeats, rng):
+    primal = numba.njit(fun)
+    gradient = nad.grad(fun)
+
+    start = time.perf_counter()
+    primal(*args)
+    compile_primal = time.perf_counter() - start
+    start = time.perf_counter()
+    g = gradient(*args)
+    compile_grad = time.perf_counter() - start
+
+    error = check_against_fd(primal, g, args, rng)
+    if not error < FD_TOLERANCE:
+        raise SystemExit(f"{name}: gradient does not match central differences "
+                         f"(max relative error {error:.2e}); not timing a wrong gradient")
+
+    # One more warm-up of each (caches, page faults of first allocations), then the rounds.
+    primal(*args)
+    gradient(*args)
+    timed = [lambda: primal(*args), lambda: gradient(*args)]
+    kernel = _reverse_kernel_call(gradient, args)
+    if kernel is not None:
+        timed.append(kernel)
+    times, cpu = time_side_by_side(timed, repeats)
+    t_primal, t_grad = times[0], times[1]
+    t_kernel = times[2] if kernel is not None else None
+    return {
+        "name": name, "size": size, "primal": t_primal, "grad": t_grad, "kernel": t_kernel,
+        "ratio": t_grad / t_primal, "cpu_ratio": cpu[1] / cpu[0], "error": error,
+        "compile": compile_primal + compile_grad,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Report
+# --------------------------------------------------------------------------------------------
+
+def machine():
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count()
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        load = "n/a"
+    return {"cores": cores, "cpu": cpu, "numba": numba.__version__, "numpy": np.__version__,
+            "python": platform.python_version(), "nbautodiff": nad.__version__, "load": load}
+
+
+def _ms(seconds):
+    return "n/a" if seconds is None else f"{seconds * 1e3:.2f}"
+
+
+def table(rows):
+    lines = [
+        "| kernel | size | primal `njit` (ms) | `nad.grad` (ms) | ratio grad/primal | "
+        "ratio, CPU time | reverse kernel alone / primal | FD max rel err | ratio <= 4 |",
+        "|---|---|--:|--:|--:|--:|--:|--:|:-:|",
+    ]
+    for r in rows:
+        kernel_ratio = "n/a" if r["kernel"] is None else f"{r['kernel'] / r['primal']:.2f}"
+        lines.append(
+            f"| {r['name']} | {r['size']} | {_ms(r['primal'])} | {_ms(r['grad'])} | "
+            f"**{r['ratio']:.2f}** | {r['cpu_ratio']:.2f} | {kernel_ratio} | {r['error']:.1e} | "
+            f"{'yes' if r['ratio'] <= TARGET_RATIO else 'NO'} |")
+    geo = geomean([r["ratio"] for r in rows])
+    geo_cpu = geomean([r["cpu_ratio"] for r in rows])
+    kernels_ = [r["kernel"] / r["primal"] for r in rows if r["kernel"] is not None]
+    geo_kernel = f"{geomean(kernels_):.2f}" if len(kernels_) == len(rows) else "n/a"
+    lines.append(f"| **geometric mean** | | | | **{geo:.2f}** | {geo_cpu:.2f} | {geo_kernel} | | "
+                 f"{'yes' if geo <= TARGET_GEOMEAN else 'NO'} (target <= 3) |")
+    return "\n".join(lines), geo
+
+
+def geomean(values):
+    return math.exp(sum(math.log(v) for v in values) / len(values))
+
+
+def section(rows, text, geo, info, repeats, today):
+    misses = [r["name"] for r in rows if r["ratio"] > TARGET_RATIO]
+    verdict = ("all ratios <= 4" if not misses else f"ratio > 4: {', '.join(misses)}") + \
+        (f"; geometric mean {geo:.2f} " + ("<= 3" if geo <= TARGET_GEOMEAN else "> 3"))
+    return "\n".join([
+        SECTION_BEGIN,
+        "## Issue 2: reverse mode, time(`nad.grad(f)`) / time(`numba.njit(f)`)",
+        "",
+        f"Run of {today} by `make bench` (`benchmarks/reverse_mode.py`): {info['cores']} cores "
+        f"(`nproc`), {info['cpu']}; numba {info['numba']}, NumPy {info['numpy']}, "
+        f"Python {info['python']}, nbautodiff {info['nbautodiff']}; load average at start "
+        f"{info['load']}.",
+        "",
+        f"Median of {repeats} interleaved rounds (primal, gradient, kernel alone, primal, ...) "
+        "after warm-up; compilation not timed. `nad.grad` is the public call as a user makes it "
+        "(argument checks, shadow allocation, the compiled reverse pass); \"reverse kernel "
+        "alone\" calls the compiled reverse variant directly with a preallocated shadow "
+        "(diagnostic: the difference is per-call Python overhead). \"Ratio, CPU time\" is the "
+        "same ratio from `time.thread_time` (CPU time of the benchmark thread), which does not "
+        "count time lost to other processes when the machine is shared. Each gradient is checked "
+        "once against central differences on 5 random components before it is timed.",
+        "",
+        text,
+        "",
+        f"Targets of issue 2: each ratio <= 4, geometric mean <= 3. This run: {verdict}.",
+        SECTION_END,
+    ])
+
+
+def write_results(path: Path, block: str):
+    old = path.read_text() if path.exists() else "# Benchmark results\n"
+    pattern = re.compile(re.escape(SECTION_BEGIN) + r".*?" + re.escape(SECTION_END), re.S)
+    if pattern.search(old):
+        new = pattern.sub(lambda _: block, old, count=1)
+    else:
+        new = old.rstrip("\n") + "\n\n" + block + "\n"
+    path.write_text(new)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=21, help="interleaved timing rounds")
+    parser.add_argument("--only", default="", help="comma-separated substrings of kernel names")
+    parser.add_argument("--no-write", action="store_true", help="do not update RESULTS.md")
+    parser.add_argument("--results", default=str(Path(__file__).with_name("RESULTS.md")))
+    opts = parser.parse_args(argv)
+
+    wall = time.perf_counter()
+    rng = np.random.default_rng(20261121)
+    every = kernels(rng)
+    selected = [k for k in every
+                if not opts.only or any(s.strip().lower() in k[0].lower()
+                                        for s in opts.only.split(","))]
+    if not selected:
+        parser.error(f"no kernel matches --only {opts.only!r}")
+    info = machine()
+    print(f"nbautodiff reverse mode vs numba.njit primal: {info['cores']} cores, {info['cpu']}, "
+          f"numba {info['numba']}, NumPy {info['numpy']}; load average {info['load']}", flush=True)
+    rows = []
+    for name, size, fun, args in selected:
+        row = run_kernel(name, size, fun, args, opts.repeats, rng)
+        rows.append(row)
+        print(f"  {name:24s} {size:28s} primal {_ms(row['primal']):>7s} ms  grad "
+              f"{_ms(row['grad']):>7s} ms  ratio {row['ratio']:5.2f} (CPU time {row['cpu_ratio']:.2f}; kernel alone "
+              f"{_ms(row['kernel'])} ms; FD max rel err {row['error']:.1e}; compile "
+              f"{row['compile']:.1f} s)", flush=True)
+    text, geo = table(rows)
+    print()
+    print(text)
+    print()
+    print(f"geometric mean of ratios: {geo:.2f} (target <= {TARGET_GEOMEAN:g}); "
+          f"ratios above {TARGET_RATIO:g}: "
+          f"{', '.join(r['name'] for r in rows if r['ratio'] > TARGET_RATIO) or 'none'}")
+    today = datetime.date.today().isoformat()
+    if not opts.no_write and len(rows) == len(every):
+        write_results(Path(opts.results), section(rows, text, geo, info, opts.repeats, today))
+        print(f"wrote the issue-2 section of {opts.results}")
+    elif not opts.no_write:
+        print("(a subset was run: RESULTS.md left as it is)")
+    print(f"total {time.perf_counter() - wall:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
