@@ -159,7 +159,7 @@ def kernels(rng):
     return [
         ("rosenbrock", f"n={n_rosen:,}", rosenbrock,
          (rng.uniform(-2.0, 2.0, n_rosen),)),
-        ("heat 1-D, explicit", f"n={n_heat:,}, T={t_heat:,}", heat,
+        ("heat 1-D (explicit)", f"n={n_heat:,}, T={t_heat:,}", heat,
          (rng.standard_normal(n_heat), 0.25, t_heat)),
         ("Lennard-Jones pairs", f"n={n_lj:,} ({n_lj * (n_lj - 1) // 2:,} pairs)", lennard_jones,
          (_jittered_lattice(rng, n_lj, 1.2, 0.05), 1.0, 1.0)),
@@ -262,20 +262,28 @@ def time_side_by_side(callables, repeats):
 
 
 def run_kernel(name, size, fun, args, repeats, rng):
+    """Check, then time one kernel; a row with ``failure`` set when it cannot be timed."""
     primal = numba.njit(fun)
     gradient = nad.grad(fun)
+    row = {"name": name, "size": size, "failure": None}
 
     start = time.perf_counter()
     primal(*args)
     compile_primal = time.perf_counter() - start
     start = time.perf_counter()
-    g = gradient(*args)
+    try:
+        g = gradient(*args)
+    except Exception as exc:  # noqa: BLE001 - reported in the table, the other kernels still run
+        row["failure"] = f"nad.grad raised {type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
+        return row
     compile_grad = time.perf_counter() - start
 
     error = check_against_fd(primal, g, args, rng)
+    row["error"] = error
     if not error < FD_TOLERANCE:
-        raise SystemExit(f"{name}: gradient does not match central differences "
-                         f"(max relative error {error:.2e}); not timing a wrong gradient")
+        row["failure"] = (f"WRONG GRADIENT: max relative error {error:.1e} against central "
+                          "differences; not timed")
+        return row
 
     # One more warm-up of each (caches, page faults of first allocations), then the rounds.
     primal(*args)
@@ -287,11 +295,9 @@ def run_kernel(name, size, fun, args, repeats, rng):
     times, cpu = time_side_by_side(timed, repeats)
     t_primal, t_grad = times[0], times[1]
     t_kernel = times[2] if kernel is not None else None
-    return {
-        "name": name, "size": size, "primal": t_primal, "grad": t_grad, "kernel": t_kernel,
-        "ratio": t_grad / t_primal, "cpu_ratio": cpu[1] / cpu[0], "error": error,
-        "compile": compile_primal + compile_grad,
-    }
+    row.update(primal=t_primal, grad=t_grad, kernel=t_kernel, ratio=t_grad / t_primal,
+               cpu_ratio=cpu[1] / cpu[0], compile=compile_primal + compile_grad)
+    return row
 
 
 # --------------------------------------------------------------------------------------------
@@ -330,11 +336,17 @@ def table(rows):
         "|---|---|--:|--:|--:|--:|--:|--:|:-:|",
     ]
     for r in rows:
+        if r["failure"]:
+            lines.append(f"| {r['name']} | {r['size']} | | | **{r['failure']}** | | | | NO |")
+            continue
         kernel_ratio = "n/a" if r["kernel"] is None else f"{r['kernel'] / r['primal']:.2f}"
         lines.append(
             f"| {r['name']} | {r['size']} | {_ms(r['primal'])} | {_ms(r['grad'])} | "
             f"**{r['ratio']:.2f}** | {r['cpu_ratio']:.2f} | {kernel_ratio} | {r['error']:.1e} | "
             f"{'yes' if r['ratio'] <= TARGET_RATIO else 'NO'} |")
+    rows = [r for r in rows if not r["failure"]]
+    if not rows:
+        return "\n".join(lines), math.inf
     geo = geomean([r["ratio"] for r in rows])
     geo_cpu = geomean([r["cpu_ratio"] for r in rows])
     kernels_ = [r["kernel"] / r["primal"] for r in rows if r["kernel"] is not None]
@@ -349,8 +361,8 @@ def geomean(values):
 
 
 def section(rows, text, geo, info, repeats, today):
-    misses = [r["name"] for r in rows if r["ratio"] > TARGET_RATIO]
-    verdict = ("all ratios <= 4" if not misses else f"ratio > 4: {', '.join(misses)}") + \
+    misses = [r["name"] for r in rows if r["failure"] or r["ratio"] > TARGET_RATIO]
+    verdict = ("all ratios <= 4" if not misses else f"ratio > 4 or failed: {', '.join(misses)}") + \
         (f"; geometric mean {geo:.2f} " + ("<= 3" if geo <= TARGET_GEOMEAN else "> 3"))
     return "\n".join([
         SECTION_BEGIN,
@@ -410,6 +422,9 @@ def main(argv=None):
     for name, size, fun, args in selected:
         row = run_kernel(name, size, fun, args, opts.repeats, rng)
         rows.append(row)
+        if row["failure"]:
+            print(f"  {name:24s} {size:28s} {row['failure']}", flush=True)
+            continue
         print(f"  {name:24s} {size:28s} primal {_ms(row['primal']):>7s} ms  grad "
               f"{_ms(row['grad']):>7s} ms  ratio {row['ratio']:5.2f} (CPU time {row['cpu_ratio']:.2f}; kernel alone "
               f"{_ms(row['kernel'])} ms; FD max rel err {row['error']:.1e}; compile "
@@ -420,7 +435,10 @@ def main(argv=None):
     print()
     print(f"geometric mean of ratios: {geo:.2f} (target <= {TARGET_GEOMEAN:g}); "
           f"ratios above {TARGET_RATIO:g}: "
-          f"{', '.join(r['name'] for r in rows if r['ratio'] > TARGET_RATIO) or 'none'}")
+          f"{', '.join(r['name'] for r in rows if not r['failure'] and r['ratio'] > TARGET_RATIO) or 'none'}")
+    failures = [r["name"] for r in rows if r["failure"]]
+    if failures:
+        print(f"FAILED (not timed): {', '.join(failures)}")
     today = datetime.date.today().isoformat()
     if not opts.no_write and len(rows) == len(every):
         write_results(Path(opts.results), section(rows, text, geo, info, opts.repeats, today))
@@ -428,7 +446,7 @@ def main(argv=None):
     elif not opts.no_write:
         print("(a subset was run: RESULTS.md left as it is)")
     print(f"total {time.perf_counter() - wall:.1f} s")
-    return 0
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":
