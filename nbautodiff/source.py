@@ -91,7 +91,7 @@ def function_source(obj) -> FunctionSource:
         for name, cell in zip(func.__code__.co_freevars, func.__closure__):
             closure[name] = cell.cell_contents
     fs = FunctionSource(func=func, tree=tree, filename=filename, closure=closure)
-    _cache[func] = (func, fs)
+    _cache[func] = (func.__code__, fs)
     return fs
 
 
