@@ -347,7 +347,12 @@ class _Flattener:
     def annotated(self, node: ast.Call, spelling: str, kind: str, target) -> ast.Call:
         args = []
         for arg in node.args:
-            if isinstance(arg, ast.Tuple):
+            is_local = isinstance(arg, ast.Name) and arg.id in self.locals
+            dtype = rules.DTYPES.get(id(resolve(self.fs, arg))) if kind == "constructor" \
+                and dotted_parts(arg) and not is_local else None
+            if dtype is not None:
+                args.append(_spelled(dtype))
+            elif isinstance(arg, ast.Tuple):
                 args.append(ast.Tuple(elts=[self.atom(e) for e in arg.elts], ctx=ast.Load()))
             else:
                 args.append(self.atom(arg))
