@@ -2406,6 +2406,188 @@ add(accumulate_same_slot, lambda r: (unif(r, -1, 1, 8),), tags={"np_alloc", "aug
 
 
 # ============================================================================================
+# 9. everyday Python idioms around the required items
+# ============================================================================================
+
+GRAVITY = 9.81
+N_SUBSTEPS = 40
+
+
+def projectile_height(v, angle, drag):
+    # module-level constants and math.pi
+    dt = 1.0 / N_SUBSTEPS
+    vx = v * math.cos(angle * math.pi / 180.0)
+    vy = v * math.sin(angle * math.pi / 180.0)
+    y = 0.0
+    ymax = 0.0
+    for k in range(N_SUBSTEPS):
+        vx -= drag * vx * dt
+        vy -= (GRAVITY + drag * vy) * dt
+        y += vy * dt
+        ymax = max(ymax, y)
+    return ymax + 0.1 * vx
+
+
+add(projectile_height, lambda r: (unif(r, 12.0, 15.0), unif(r, 50.0, 70.0), unif(r, 0.05, 0.2)),
+    (0, 1, 2), tags={"float_scalar"})
+
+
+def neg_base_powers(x):
+    s = 0.0
+    for i in range(len(x)):
+        v = x[i]
+        s += v ** 2 + v ** 3 + v ** 3.0 + np.power(v, 2) + math.pow(v, 2.0) + v ** -2
+    return s
+
+
+add(neg_base_powers, lambda r: (unif(r, -2.0, -0.5, 6),))
+
+
+def clamped_stencil(x):
+    n = len(x)
+    s = 0.0
+    for i in range(n):
+        left = x[max(i - 1, 0)]
+        right = x[min(i + 1, n - 1)]
+        s += (left - 2.0 * x[i] + right) ** 2
+    return s + x[-1] * x[0] + x[-2]
+
+
+add(clamped_stencil, lambda r: (unif(r, -1, 1, 7),), tags={"int_mixed"})
+
+
+def chained_compare_window(x, lo, hi):
+    s = 0.0
+    for i in range(len(x)):
+        inside = lo < x[i] < hi
+        if inside:
+            s += (x[i] - lo) * (hi - x[i])
+        elif x[i] >= hi:
+            s += 0.5 * x[i]
+    return s
+
+
+def _window_args(r):
+    lo, hi = -0.5, 0.6
+    x = r.choice([-0.9, 0.0, 1.0], 10) + unif(r, -0.25, 0.25, 10)
+    return x, lo, hi
+
+
+add(chained_compare_window, _window_args, (0, 1, 2))
+
+
+def param_reassigned(x, c):
+    x = x.copy()
+    c *= 2.0
+    for i in range(len(x)):
+        x[i] = x[i] * c
+    c += x[0]
+    s = 0.0
+    for i in range(len(x)):
+        s += x[i] * x[i] * c
+    return s
+
+
+add(param_reassigned, lambda r: (unif(r, -1, 1, 5), unif(r, 0.5, 1.5)), (0, 1),
+    tags={"copy", "reassign", "aug_assign"})
+
+
+def alloc_with_dtype(a):
+    n, m = a.shape
+    rows = np.zeros(n, dtype=np.float64)
+    cols = np.empty((m,), np.float64)
+    grid = np.ones((n, m))
+    for j in range(m):
+        cols[j] = 0.0
+    for i in range(n):
+        for j in range(m):
+            grid[i, j] += a[i, j] ** 2
+            rows[i] += grid[i, j]
+            cols[j] += a[i, j] * rows[i]
+    s = 0.0
+    for j in range(m):
+        s += cols[j]
+    return s
+
+
+add(alloc_with_dtype, lambda r: (unif(r, -1, 1, (3, 4)),), tags={"np_alloc", "array2d"})
+
+
+def ignores_an_argument(x, y, z):
+    # y never reaches the result; z only through a comparison
+    s = 0.0
+    for i in range(len(x)):
+        s += x[i] * x[i]
+    t = y * 2.0
+    if z > 0.0:
+        s = s * 2.0
+    return s
+
+
+add(ignores_an_argument, lambda r: (unif(r, -1, 1, 4), unif(r, -1, 1), unif(r, 0.2, 1.0)),
+    (0, 1, 2), tags={"nondiff"})
+
+
+def bool_flags(x):
+    s = 0.0
+    for i in range(len(x)):
+        positive = x[i] > 0.0
+        big = abs(x[i]) > 1.0
+        if positive and not big:
+            s += x[i] ** 3
+        elif big:
+            s += 2.0 * x[i]
+        else:
+            s -= x[i] * x[i]
+    return s
+
+
+add(bool_flags, lambda r: (r.choice([-1.5, -0.5, 0.5, 1.5], 10) + unif(r, -0.3, 0.3, 10),))
+
+
+def constant_branch_return(x):
+    if x > 5.0:
+        return 5.0
+    if x < -5.0:
+        return 0
+    return x * math.exp(-x)
+
+
+add(constant_branch_return, lambda r: (unif(r, 5.5, 7.0),), name="constant_branch_return[cap]",
+    tags={"float_scalar"})
+add(constant_branch_return, lambda r: (unif(r, -7.0, -5.5),), name="constant_branch_return[zero]",
+    tags={"float_scalar"})
+add(constant_branch_return, lambda r: (unif(r, -2.0, 2.0),), name="constant_branch_return[smooth]",
+    tags={"float_scalar"})
+
+
+def float_int_conversions(x, n):
+    h = 1.0 / float(n)
+    s = 0.0
+    for i in range(n):
+        k = int(x * 3.0) + i
+        s += math.sin(x * float(i) * h) + k * 0.0 + float(k % 2) * x
+    return s
+
+
+add(float_int_conversions, lambda r: (off_integer(r, 0, 3) / 3.0, 10), 0,
+    tags={"int_mixed", "nondiff"})
+
+
+def calls_helper_writes_input(x, y):
+    # a callee writes into the caller's input array y
+    ch.axpy_inplace(0.5, x, y)
+    s = 0.0
+    for i in range(len(y)):
+        s += y[i] * y[i] + x[i]
+    return s
+
+
+add(calls_helper_writes_input, lambda r: (unif(r, -1, 1, 5), unif(r, -1, 1, 5)), (0, 1),
+    tags={"call_imported", "writes_input", "inplace"})
+
+
+# ============================================================================================
 # feature detection for the coverage test
 # ============================================================================================
 

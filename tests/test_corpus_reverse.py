@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 import nbautodiff as nad
@@ -274,3 +274,98 @@ def test_hypothesis_heat_trip_counts(n, steps, kappa, seed):
     scale = max(1.0, max_abs(fu, fk))
     assert_grad_close(gu, fu, rtol=1e-6, atol=1e-8 * scale, label=f"du0, n={n}, steps={steps}")
     assert_grad_close(gk, fk, rtol=1e-6, atol=1e-8 * scale, label=f"dkappa, n={n}, steps={steps}")
+
+
+# ---- hypothesis: random loop programs written to a module file -------------------------------
+
+_UNARY = [  # bounded, smooth everywhere: the output stays in [-2, 2]
+    "math.sin({})", "np.cos({})", "math.tanh({})", "np.arctan({})", "math.erf({})",
+    "math.exp(-({0}) * ({0}))", "({0}) / (1.0 + ({0}) * ({0}))",
+    "math.log(1.0 + ({0}) * ({0})) - 1.0", "math.sqrt(1.0 + ({0}) * ({0})) - 1.5",
+    "helper({0}, 0.5)",
+]
+_BINARY = ["({} + {})", "({} - {})", "({} * {})", "(0.5 * {} + 0.25 * {})"]
+
+
+@st.composite
+def expressions(draw, leaves, depth):
+    if depth == 0 or draw(st.integers(0, 3)) == 0:
+        leaf = draw(st.sampled_from(leaves + ["0.7", "-1.3"]))
+        return leaf
+    if draw(st.booleans()):
+        return draw(st.sampled_from(_UNARY)).format(draw(expressions(leaves, depth - 1)))
+    op = draw(st.sampled_from(_BINARY))
+    return op.format(draw(expressions(leaves, depth - 1)), draw(expressions(leaves, depth - 1)))
+
+
+_FORMS = [  # statement templates inside `for i in range(n)`; {t} a scalar, {e} an expression
+    ["{t} = {e}"], ["{t} += {e}"], ["{t} -= {e}"], ["{t} *= 0.9"],
+    ["w[i] = {e}"], ["w[n - 1 - i] += {e}"], ["w[i] *= 0.5"],
+    ["if i % 2 == 0:", "    {t} = {e}"],
+    ["if i < n // 2:", "    {t} = {e}", "else:", "    {t} += {e2}"],
+    ["if i == 1:", "    continue"],
+    ["if i == 3:", "    break"],
+    ["for j in range(i):", "    {t} += 0.5 * {e}"],
+    ["if i % 3 == 1:", "    k = k * 0.5 + 0.25"],
+    ["m = 0", "while m < i:", "    {t} += 0.3 * {e}", "    m += 1"],
+]
+
+
+@st.composite
+def loop_programs(draw):
+    """A random loop over an array with scalar and array state, branches on the loop index,
+    break/continue and an inner loop; every expression is smooth and bounded."""
+    names = ["a", "b", "c"]
+    body = []
+    for _ in range(draw(st.integers(1, 5))):
+        form = draw(st.sampled_from(_FORMS))
+        inner = "for j" in form[0]
+        leaves = names + ["x[i]", "y", "x[n - 1 - i]", "w[i]", "w[n - 1 - i]", "k"] + (["x[j]", "w[j]"] if inner else [])
+        def expr():
+            return draw(st.sampled_from(_UNARY)).format(draw(expressions(leaves, 3)))
+        target = draw(st.sampled_from(names))
+        for line in form:
+            body.append("        " + line.format(t=target, e=expr() if "{e}" in line else "",
+                                                 e2=expr() if "{e2}" in line else ""))
+    lines = ["def prog(x, y):", "    n = len(x)", "    w = np.zeros(n)", "    a = y", "    b = x[0]",
+             "    c = 0.5", "    k = 1.0", "    for i in range(n):", *body, "        x2 = a * b",
+             "    s = 0.0", "    for i in range(n):", "        s += w[i] * (i + 1)",
+             "    return a + b * c + 0.1 * s"]
+    return "\n".join(lines) + "\n"
+
+
+_PROG_DIR = None
+_PROG_COUNT = [0]
+
+
+def _load_program(text):
+    import importlib.util
+    import tempfile
+    global _PROG_DIR
+    if _PROG_DIR is None:
+        _PROG_DIR = tempfile.mkdtemp(prefix="nad_progs_")
+    _PROG_COUNT[0] += 1
+    name = f"nad_random_prog_{_PROG_COUNT[0]}"
+    path = f"{_PROG_DIR}/{name}.py"
+    with open(path, "w") as fh:
+        fh.write("import math\nimport numpy as np\n\n\n"
+                 "def helper(u, v):\n    return math.sin(u) * v + 0.5 * u\n\n\n" + text)
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.prog
+
+
+@settings(max_examples=25, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow],
+          phases=[Phase.explicit, Phase.generate])     # no shrinking: each example compiles
+@given(text=loop_programs(), n=st.integers(1, 5), seed=st.integers(0, 2 ** 32 - 1))
+def test_hypothesis_random_loop_programs(text, n, seed):
+    prog = _load_program(text)
+    rng = np.random.default_rng(seed)
+    x, y = rng.uniform(-1, 1, n), float(rng.uniform(-1, 1))
+    gx, gy = nad.grad(prog, argnums=(0, 1))(x, y)
+    fx, fy = central_diff(prog, (x, y), (0, 1))
+    scale = max(1.0, max_abs(fx, fy), abs(prog(x, y)))
+    assert_grad_close(gx, fx, rtol=1e-6, atol=1e-8 * scale, label=f"dx of\n{text}")
+    assert_grad_close(gy, fy, rtol=1e-6, atol=1e-8 * scale, label=f"dy of\n{text}")
