@@ -2405,6 +2405,35 @@ def accumulate_same_slot(x):
 add(accumulate_same_slot, lambda r: (unif(r, -1, 1, 8),), tags={"np_alloc", "aug_assign"})
 
 
+def sgd_step_decay(x0, steps):
+    # unrolled optimisation with a step-decay learning-rate schedule (lr itself is inactive)
+    x = x0
+    lr = 0.2
+    for k in range(steps):
+        if k % 4 == 3:
+            lr = lr * 0.5
+        g = 2.0 * (x - 1.0) + 0.4 * x ** 3
+        x = x - lr * g
+    return (x - 1.0) ** 2 + x
+
+
+add(sgd_step_decay, lambda r: (unif(r, -1.0, 2.0), 10), tags={"float_scalar", "reassign_loop"})
+
+
+def triangular_schedule(x):
+    # an inactive weight advanced by an inner loop whose trip count grows with i
+    s = 0.0
+    w = 0.0
+    for i in range(len(x)):
+        for j in range(i):
+            w += 0.1
+        s += math.sin(x[i] * w) + x[i]
+    return s
+
+
+add(triangular_schedule, lambda r: (unif(r, -1, 1, 6),), tags={"nested", "data_bounds"})
+
+
 # ============================================================================================
 # 9. everyday Python idioms around the required items
 # ============================================================================================
