@@ -417,3 +417,42 @@ def test_different_ranks_and_sizes():
         t = np.random.default_rng(sum(shape)).uniform(-1, 1, shape)
         ref = central_diff(corpus.tensor3_sum, (t,), 0)
         assert_grad_close(g(t), ref, rtol=1e-6, atol=1e-9, label=f"shape {shape}")
+
+
+# ---- memory layout and aliasing --------------------------------------------------------------
+
+def two_arrays(a, b):
+    s = 0.0
+    for i in range(len(a)):
+        s += a[i] * b[i] * b[i]
+    return s
+
+
+def test_non_contiguous_inputs():
+    rng = np.random.default_rng(8)
+    a = rng.uniform(-1, 1, (5, 4))
+    x = rng.uniform(-1, 1, 10)
+    at, xs = a.T, x[::2]                        # a transposed (F-order) and a strided view
+    ga, gx = nad.grad(corpus.matvec_quad, argnums=(0, 1))(at, xs)
+    ra, rx = central_diff(corpus.matvec_quad, (at, xs), (0, 1))
+    assert ga.shape == at.shape and gx.shape == xs.shape
+    assert_grad_close(ga, ra, rtol=1e-6, atol=1e-9, label="dA (transposed input)")
+    assert_grad_close(gx, rx, rtol=1e-6, atol=1e-9, label="dx (strided input)")
+    # a function that writes into its input, given a view: the base array must not change
+    y = rng.uniform(-1, 1, 12)
+    before = y.copy()
+    g = nad.grad(corpus.normalize_inplace)(y[1::2])
+    assert np.array_equal(y, before), "a view of the input was written through"
+    assert_grad_close(g, central_diff(corpus.normalize_inplace, (before[1::2].copy(),), 0),
+                      rtol=1e-6, atol=1e-9, label="d normalize_inplace (view)")
+
+
+def test_same_array_for_two_arguments():
+    z = np.array([0.5, -1.0, 2.0])
+    ga, gb = nad.grad(two_arrays, argnums=(0, 1))(z, z)
+    assert_grad_close(ga, z * z, rtol=1e-14, atol=0, label="d/da")
+    assert_grad_close(gb, 2 * z * z, rtol=1e-14, atol=0, label="d/db")
+    # one shadow for both: both adjoints are added into it
+    dz = np.zeros(3)
+    nad.reverse(two_arrays, nad.Duplicated, nad.Duplicated)(z, dz, z, dz, 1.0)
+    assert_grad_close(dz, 3 * z * z, rtol=1e-14, atol=0, label="shared shadow")
