@@ -407,8 +407,12 @@ class _Analyser:
         return reads
 
     def has_active(self, statement: ast.stmt) -> bool:
+        """Whether the reverse pass may replay ``statement``'s control flow: it holds active
+        code, or assignments that the tape may have to undo (decided later, so any counts)."""
         for inner, _ in walk_statements(statement.body + getattr(statement, "orelse", [])):
-            if self.a.statement_active(inner) or isinstance(inner, ast.Return):
+            if self.a.statement_active(inner) or isinstance(inner, (ast.Return, ast.For)):
+                return True
+            if isinstance(inner, ast.Assign) and isinstance(inner.targets[0], ast.Name):
                 return True
         return False
 
