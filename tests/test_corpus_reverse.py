@@ -308,6 +308,8 @@ _FORMS = [  # statement templates inside `for i in range(n)`; {t} a scalar, {e} 
     ["for j in range(i):", "    {t} += 0.5 * {e}"],
     ["if i % 3 == 1:", "    k = k * 0.5 + 0.25"],
     ["m = 0", "while m < i:", "    {t} += 0.3 * {e}", "    m += 1"],
+    ["if i == 2:", "    return a * c + {e}"],
+    ["{t} = window(x, w, i) * {e}"],
 ]
 
 
@@ -349,7 +351,10 @@ def _load_program(text):
     path = f"{_PROG_DIR}/{name}.py"
     with open(path, "w") as fh:
         fh.write("import math\nimport numpy as np\n\n\n"
-                 "def helper(u, v):\n    return math.sin(u) * v + 0.5 * u\n\n\n" + text)
+                 "def helper(u, v):\n    return math.sin(u) * v + 0.5 * u\n\n\n"
+                 "def window(x, w, i):\n    s = 0.0\n    for j in range(max(i - 1, 0), min(i + 2, len(x))):\n"
+                 "        s += x[j] * 0.3 + w[j] * 0.2\n        w[j] += 0.1 * x[j]\n    return math.tanh(s)\n\n\n"
+                 + text)
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
