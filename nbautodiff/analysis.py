@@ -97,7 +97,6 @@ class Analysis:
     recompute: dict = field(default_factory=dict)        # id(block) -> [statements]
     recomputed: set = field(default_factory=set)         # ids of recomputed statements
     written: set = field(default_factory=set)            # array classes written anywhere
-    snapshot_calls: set = field(default_factory=set)     # ids of calls whose arrays are saved
     sites: dict = field(default_factory=dict)            # id(statement) -> Site
     stores: list = field(default_factory=list)           # (statement, array class) writes
     order: dict = field(default_factory=dict)            # id(statement) -> position

@@ -19,7 +19,6 @@ from .activities import (Active, Const, Duplicated, DuplicatedOnly, REVERSE_ARGU
 from .errors import AutodiffError, SourceNotFoundError, UnsupportedConstructError
 from .source import function_source, python_function
 
-ActiveOnly = "ActiveOnly"
 _RETURNS = {"Active": (True, True), "ActiveOnly": (True, False), "Const": (False, True),
             "DuplicatedOnly": (False, False)}
 
@@ -85,8 +84,20 @@ class _Derived:
             self._variant = self._guess_variant()
         return self._variant.source
 
-    def _guess_variant(self) -> program.Variant:
+    def _activity_signature(self) -> tuple[list[bool], bool]:
+        """(active flag per argument, whether the result is seeded) of this derivative."""
         raise NotImplementedError
+
+    def _guess_variant(self) -> program.Variant:
+        flags, seeded = self._activity_signature()
+        try:
+            return program.reverse_variant(self._func, self._guessed_types(), flags, seeded,
+                                           writeback=True)
+        except (UnsupportedConstructError, SourceNotFoundError):
+            raise
+        except (AutodiffError, TypeError) as exc:
+            raise AutodiffError(f"cannot show the source before a first call ({exc}); call the "
+                                "derived function once, then read .source") from None
 
     def _guessed_types(self) -> tuple:
         """Argument types read off the source: arrays by their indexing rank, loop bounds as ints."""
@@ -210,16 +221,8 @@ class ReverseFunction(_Derived):
             return None
         return items[0] if len(items) == 1 else tuple(items)
 
-    def _guess_variant(self) -> program.Variant:
-        argtypes = self._guessed_types()
-        try:
-            return program.reverse_variant(self._func, argtypes, self._flags(), self.seeded,
-                                           writeback=True)
-        except (UnsupportedConstructError, SourceNotFoundError):
-            raise
-        except (AutodiffError, TypeError) as exc:
-            raise AutodiffError(f"cannot show the source before a first call ({exc}); call the "
-                                "derived function once, then read .source") from None
+    def _activity_signature(self) -> tuple[list[bool], bool]:
+        return self._flags(), self.seeded
 
 
 def reverse(fun, *activities, ret="Active") -> ReverseFunction:
@@ -277,16 +280,8 @@ class GradFunction(_Derived):
             else grads[self.argnums[0]]
         return (value, gradient) if self.with_value else gradient
 
-    def _guess_variant(self) -> program.Variant:
-        flags = [i in self.argnums for i in range(len(self.parameters))]
-        try:
-            return program.reverse_variant(self._func, self._guessed_types(), flags, True,
-                                           writeback=True)
-        except (UnsupportedConstructError, SourceNotFoundError):
-            raise
-        except (AutodiffError, TypeError) as exc:
-            raise AutodiffError(f"cannot show the source before a first call ({exc}); call the "
-                                "derived function once, then read .source") from None
+    def _activity_signature(self) -> tuple[list[bool], bool]:
+        return [i in self.argnums for i in range(len(self.parameters))], True
 
 
 def grad(fun, argnums=0) -> GradFunction:

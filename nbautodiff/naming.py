@@ -18,8 +18,7 @@ RETURN_FLAG = "_nad_returned"
 BREAK_FLAG = "_nad_break"     # + loop number
 CONTINUE_FLAG = "_nad_continue"
 COUNTER = "_nad_count"        # iteration counter of a while loop, + loop number
-CONDITION = "_nad_cond"       # condition of an if/while, + number
-LOOP_START, LOOP_STOP, LOOP_STEP, LOOP_INDEX = "_nad_lo", "_nad_hi", "_nad_step", "_nad_k"
+LOOP_STOP, LOOP_STEP, LOOP_INDEX = "_nad_hi", "_nad_step", "_nad_k"
 REVERSE_INDEX = "_nad_r"
 GRAD_TMP = "_nad_g"           # incoming adjoint of the statement being reversed
 CALL_RESULT = "_nad_res"
@@ -36,11 +35,6 @@ def adjoint(name: str) -> str:
 
 def shadow(name: str) -> str:
     return SHADOW + name
-
-
-def primal_name(function_name: str) -> str:
-    """Name of the compiled, normalised primal of a user function."""
-    return f"{function_name}"
 
 
 def reverse_name(function_name: str, signature_code: str) -> str:

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 from . import naming, typeinfer
 from .analysis import Analysis, atom_name, own_read_nodes, rule_of, walk_statements
-from .errors import UnsupportedConstructError
 
 
 def _parse(source: str) -> list[ast.stmt]:
@@ -78,10 +77,6 @@ class ReverseTransform:
         self.counter += 1
         return f"{prefix}{self.counter}"
 
-    def refuse(self, node: ast.AST, construct: str, detail: str) -> UnsupportedConstructError:
-        return self.fs.error(f"{construct} is not supported{detail}", node, construct=construct,
-                             kind=UnsupportedConstructError)
-
     def type_of(self, name: str):
         return self.a.types.get(name)
 
@@ -126,9 +121,6 @@ class ReverseTransform:
                     position in changed_by_call or self.a.written_after(call.nad_statement, name)):
                 names.append(name)
         return names
-
-    def call_active(self, statement: ast.stmt) -> bool:
-        return self.a.statement_active(statement)
 
     # -- the function ----------------------------------------------------------------------
     def build(self) -> ast.FunctionDef:
@@ -274,7 +266,6 @@ class ReverseTransform:
     def snapshots(self, value: ast.expr) -> list[ast.stmt]:
         if not (isinstance(value, ast.Call) and value.nad_kind == "user"):
             return []
-        call_statement = ast.Expr(value=value)
         if not self.call_needs_reverse(value):
             return []
         out = []
@@ -282,7 +273,6 @@ class ReverseTransform:
             tape, top = self.tape(self.type_of(name))
             out += _parse(f"{tape} = {naming.TAPE_MODULE}.push_array({tape}, {top}, {name})\n"
                           f"{top} += {name}.size")
-        del call_statement
         return out
 
     def call_needs_reverse(self, call: ast.Call) -> bool:
