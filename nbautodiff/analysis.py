@@ -275,8 +275,11 @@ class _Analyser:
     def needed_values(self) -> None:
         a = self.a
         needed: set[str] = set()
+        readers: dict[str, list] = {}                # name -> statements whose reversal reads it
         for statement, _ in walk_statements(self.tree.body):
-            needed |= self.reads_in_reverse(statement)
+            for name in self.reads_in_reverse(statement):
+                needed.add(name)
+                readers.setdefault(name, []).append(statement)
         recomputable = self.recomputable_statements()
         work = list(needed)
         recomputed: set[int] = set()
@@ -287,9 +290,11 @@ class _Analyser:
                 continue
             if id(assigned[0]) not in recomputed:
                 recomputed.add(id(assigned[0]))
-                for operand in self.operand_names(assigned[0]) - needed:
-                    needed.add(operand)
-                    work.append(operand)
+                for operand in self.operand_names(assigned[0]):
+                    readers.setdefault(operand, []).append(assigned[0])
+                    if operand not in needed:
+                        needed.add(operand)
+                        work.append(operand)
         a.recomputed = recomputed
         for statement, site in walk_statements(self.tree.body):
             if id(statement) in recomputed:
@@ -299,10 +304,16 @@ class _Analyser:
             assigned = a.assignments.get(name, [])
             if a.is_array(name) or any(id(s) in recomputed for s in assigned):
                 continue
+            if all(isinstance(s, ast.For) for s in assigned) and name not in self.params \
+                    and all(self.inside_any(reader, assigned) for reader in readers[name]):
+                continue                   # the reversed loops set it; nothing else reads it
             in_loop = any(a.sites[id(s)].loop_depth > 0 for s in assigned)
             count = len(assigned) + (1 if name in self.params else 0)
             if assigned and (in_loop or count > 1):
                 a.restored.add(name)
+
+    def inside_any(self, statement: ast.stmt, loops: list) -> bool:
+        return any(id(statement) in self.a.loop_members[id(loop)] for loop in loops)
 
     def recomputable_statements(self) -> set[int]:
         """Statements the reverse pass may re-execute at the start of their block's reversal.

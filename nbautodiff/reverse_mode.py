@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 from . import naming, typeinfer
 from .analysis import Analysis, atom_name, own_read_nodes, rule_of, walk_statements
+from .loop_order import (accumulation_groups, accumulation_key, accumulator_updates,
+                         any_order_loops, iteration_local_scalars, loop_assigned_names)
 
 
 def _parse(source: str) -> list[ast.stmt]:
@@ -135,10 +137,13 @@ class ReverseTransform:
             args.append(naming.SEED)
         self.rebound = self.rebound_arrays()
         self.single_use = self.single_use_temporaries()
+        self.updates = accumulator_updates(self.tree, a)
+        self.any_order = any_order_loops(self.tree, a, self.updates)
         forward = self.forward(self.tree.body, depth=0, reserved=False)
+        adjoints = sorted({n for n in a.types if not a.is_array(n) and a.is_active(n)})
+        self.zero = set(adjoints)
         backward = self.backward(self.tree.body)
         prologue = [f"{p} = {naming.WORK_COPY}{p}.copy()" for p in written_params]
-        adjoints = sorted({n for n in a.types if not a.is_array(n) and a.is_active(n)})
         prologue += [f"{naming.adjoint(n)} = 0.0" for n in adjoints]
         prologue += self.reference_prologue()
         for name in sorted(a.restored - set(self.params)):
@@ -358,14 +363,32 @@ class ReverseTransform:
         return single
 
     def accumulate(self, name: str, contribution: str) -> list[ast.stmt]:
-        operator = "=" if name in self.single_use else "+="
+        """Add ``contribution`` to the adjoint of ``name`` (assign it where that adjoint is
+        known to be zero)."""
+        operator = "=" if name in self.single_use or name in self.zero else "+="
+        self.zero.discard(name)
         return _parse(f"{naming.adjoint(name)} {operator} {contribution}")
 
     def take_adjoint(self, name: str) -> list[ast.stmt]:
         """``_nad_g`` = the adjoint of ``name``, which its (re)definition then resets."""
         if name in self.single_use:
             return _parse(f"{naming.GRAD_TMP} = {naming.adjoint(name)}")
+        self.zero.add(name)
         return _parse(f"{naming.GRAD_TMP} = {naming.adjoint(name)}\n{naming.adjoint(name)} = 0.0")
+
+    def loop_body_backward(self, loop: ast.stmt) -> list[ast.stmt]:
+        """The reversed body of ``loop``, tracking which adjoints are known to be zero: at the
+        start of each reversed iteration, those untouched by the loop and those local to one
+        iteration; after the loop, those zero both before it and after an iteration."""
+        before = set(self.zero)
+        touched = {name for inner, _ in walk_statements(loop.body) for name in own_read_nodes(inner)}
+        touched |= {inner.targets[0].id for inner, _ in walk_statements(loop.body)
+                    if isinstance(inner, ast.Assign) and isinstance(inner.targets[0], ast.Name)}
+        self.zero = (before - touched) | iteration_local_scalars(self.tree, self.a, loop,
+                                                                 self.updates)
+        body = self.backward(loop.body) or [ast.Pass()]
+        self.zero &= before
+        return body
 
     # -- reverse sweep ---------------------------------------------------------------------
     def backward(self, body: list) -> list[ast.stmt]:
@@ -394,17 +417,22 @@ class ReverseTransform:
         if isinstance(s, ast.If):
             if not self.has_reverse_work(s):
                 return []
+            before = set(self.zero)
             body = self.backward(s.body) or [ast.Pass()]
+            after_body, self.zero = self.zero, before
             orelse = self.backward(s.orelse) if s.orelse else []
+            self.zero &= after_body
             return [ast.copy_location(ast.If(test=s.test, body=body or [ast.Pass()],
                                              orelse=orelse), s)]
         if isinstance(s, ast.For):
             out = []
-            if self.has_reverse_work(s):
+            if self.has_reverse_work(s) and id(s) in self.any_order:
+                out += self.reverse_in_order(s)
+            elif self.has_reverse_work(s):
                 lo, hi, step = (_src(x) for x in s.iter.args)
                 trips, r = self.fresh("_nad_trips"), self.fresh(naming.REVERSE_INDEX)
                 out += _parse(f"{trips} = {naming.TAPE_MODULE}.trip_count({lo}, {hi}, {step})")
-                body = _parse(f"{s.target.id} = {lo} + {r} * {step}") + self.backward(s.body)
+                body = _parse(f"{s.target.id} = {lo} + {r} * {step}") + self.loop_body_backward(s)
                 loop = ast.For(target=ast.Name(id=r, ctx=ast.Store()),
                                iter=_expr(f"range({trips} - 1, -1, -1)"), body=body, orelse=[])
                 out.append(ast.copy_location(loop, s))
@@ -418,11 +446,36 @@ class ReverseTransform:
             out = self.pop(counter) if counter in self.pushed_counters else []
             r = self.fresh(naming.REVERSE_INDEX)
             loop = ast.For(target=ast.Name(id=r, ctx=ast.Store()), iter=_expr(f"range({counter})"),
-                           body=self.backward(s.body) or [ast.Pass()], orelse=[])
+                           body=self.loop_body_backward(s), orelse=[])
             return out + [ast.copy_location(loop, s)]
         if isinstance(s, ast.Return):
             return self.seed_result(s)
         return []
+
+    def reverse_in_order(self, s: ast.For) -> list[ast.stmt]:
+        """The reversal of a loop of ``any_order_loops``, iterations in their original order,
+        with accumulations into the same shadow element summed in locals first."""
+        body = self.loop_body_backward(s)
+        invariant, repeated = accumulation_groups(body, loop_assigned_names(s))
+        local = {key: self.fresh("_nad_acc") for key in sorted(invariant | repeated)}
+        new_body, started = [], set()
+        for statement in body:
+            key = accumulation_key(statement)
+            if key not in local:
+                new_body.append(statement)
+                continue
+            operator = "+=" if key in invariant or key in started else "="
+            started.add(key)
+            new_body += _parse(f"{local[key]} {operator} {_src(statement.value)}")
+        new_body += _parse("\n".join(f"{array}[{index}] += {local[(array, index)]}"
+                                      for array, index in sorted(repeated)) or "pass")
+        loop = ast.copy_location(ast.For(target=s.target, iter=s.iter, body=new_body,
+                                         orelse=[]), s)
+        before = _parse("\n".join(f"{local[key]} = 0.0" for key in sorted(invariant)) or "pass")
+        after = _parse("\n".join(f"if {local[(array, index)]} != 0.0:\n"
+                                  f"    {array}[{index}] += {local[(array, index)]}"
+                                  for array, index in sorted(invariant)) or "pass")
+        return before + [loop] + after
 
     def seed_result(self, s: ast.Return) -> list[ast.stmt]:
         if not self.result_active or s.value is None:
@@ -470,6 +523,9 @@ class ReverseTransform:
             if isinstance(value, ast.Call) and value.nad_kind == "user":
                 return self.reverse_call(value, naming.shadow(t) if self.a.is_active(t) else None)
             return []                                  # alias or constructor: nothing flows
+        role = self.updates.get(id(s))
+        if role and role[0] == "store":                     # v = w after w = v ± t
+            return self.accumulate(value.id, naming.adjoint(t))
         out = self.take_adjoint(t)
         if isinstance(value, ast.Name):
             if self.active_scalar(value):
@@ -489,6 +545,8 @@ class ReverseTransform:
             source = self.active_scalar(operand)
             if source is None or rule.adjoints[position] is None:
                 continue
+            if role and source == role[1]:
+                continue                                    # the accumulator's adjoint stays
             contribution = instantiate(rule.adjoints[position], mapping)
             out += self.accumulate(source, _src(contribution))
         return out

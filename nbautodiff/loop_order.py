@@ -1,0 +1,236 @@
+"""Which loops the reverse sweep may run in their original order, and how to accumulate there.
+
+A reversed loop normally runs its iterations backwards, because each iteration may pop values
+the next one pushed and may pass adjoints to the iteration before it. When a loop's reversal
+does neither, its iterations only *add* into adjoints that no other iteration reads, so any
+order gives the same sums (up to floating-point reassociation). Running such a loop forwards
+lets the compiler vectorise it like the primal, and lets the transform add into local
+accumulators (:func:`accumulation_groups`) instead of storing into the same shadow element
+several times per iteration.
+
+:func:`any_order_loops` decides it, conservatively, on the normalised function. A loop
+qualifies when, in the loop and every statement nested in it:
+
+* nothing is popped from the tape (no restored variable or loop counter, no ``while``, no call
+  of a user function, no array variable bound to a new array);
+* every active scalar that the loop assigns is either local to one iteration (of the loop or of
+  a loop nested in it: assigned at the top of that loop's body before any read, and read nowhere
+  else) or an accumulator (``s = s + t`` / ``s = s - t`` and read by nothing else in the loop),
+  whose adjoint the reversal leaves unchanged;
+* an active array is either only read (its shadow is only added into) or only stored, and every
+  store indexes it with the loop variable at the same position (iterations store to distinct
+  elements, so each takes its own adjoint back).
+"""
+from __future__ import annotations
+
+import ast
+
+from .analysis import Analysis, atom_name, names_in, own_reads, walk_statements
+
+
+def any_order_loops(tree: ast.FunctionDef, a: Analysis, updates: dict) -> set[int]:
+    """ids of the ``for`` loops whose reversal may run in any order; see the module docstring.
+    ``updates`` is :func:`accumulator_updates` of the function."""
+    return {id(s) for s, _ in walk_statements(tree.body)
+            if isinstance(s, ast.For) and _Check(tree, a, s, updates).holds()}
+
+
+def iteration_local_scalars(tree: ast.FunctionDef, a: Analysis, loop: ast.stmt,
+                            updates: dict) -> set[str]:
+    """Active scalars assigned in ``loop`` that are local to one of its iterations: their
+    adjoints are zero whenever the reversal of an iteration starts or ends."""
+    check = _Check(tree, a, loop, updates)
+    return {s.targets[0].id for s, _ in check.members
+            if isinstance(s, ast.Assign) and isinstance(s.targets[0], ast.Name)
+            and a.is_active(s.targets[0].id) and not a.is_array(s.targets[0].id)
+            and check.iteration_local(s.targets[0].id)}
+
+
+def accumulator_updates(tree: ast.FunctionDef, a: Analysis) -> dict[int, tuple[str, str]]:
+    """The pairs ``w = v + t`` (or ``t + v``, ``v - t``) then ``v = w`` of active scalars ``v``,
+    with ``w`` read by nothing else: what normalisation makes of ``v += t`` and ``v -= t``.
+
+    Maps id(statement) to ``("update", v)`` for the first and ``("store", v)`` for the second.
+    Their reversal leaves the adjoint of ``v`` as it was (it passes it to ``t``), so the transform
+    emits it without taking and resetting that adjoint, and a loop that only accumulates into
+    ``v`` carries no adjoint from one iteration to the next.
+    """
+    readers: dict[str, int] = {}
+    for s, _ in walk_statements(tree.body):
+        for name in own_reads(s):
+            readers[name] = readers.get(name, 0) + 1
+    roles = {}
+    for s, site in walk_statements(tree.body):
+        if not (isinstance(s, ast.Assign) and isinstance(s.targets[0], ast.Name)
+                and isinstance(s.value, ast.Name)):
+            continue
+        v, w = s.targets[0].id, s.value.id
+        defs = a.assignments.get(w, [])
+        if not a.is_active(v) or a.is_array(v) or len(defs) != 1 or readers.get(w) != 1:
+            continue
+        position = site.block.index(s)
+        update = defs[0]
+        if position == 0 or site.block[position - 1] is not update:
+            continue
+        value = update.value
+        if isinstance(value, ast.BinOp) and (
+                (isinstance(value.op, ast.Add)
+                 and (atom_name(value.left) == v) != (atom_name(value.right) == v))
+                or (isinstance(value.op, ast.Sub) and atom_name(value.left) == v
+                    and atom_name(value.right) != v)):
+            roles[id(update)] = ("update", v)
+            roles[id(s)] = ("store", v)
+    return roles
+
+
+def loop_assigned_names(loop: ast.For) -> set[str]:
+    """Names assigned anywhere in ``loop``, its own variable included."""
+    names = {loop.target.id}
+    for s, _ in walk_statements(loop.body):
+        if isinstance(s, ast.Assign) and isinstance(s.targets[0], ast.Name):
+            names.add(s.targets[0].id)
+        elif isinstance(s, ast.For):
+            names.add(s.target.id)
+    return names
+
+
+class _Check:
+    def __init__(self, tree: ast.FunctionDef, a: Analysis, loop: ast.stmt, updates: dict):
+        self.tree, self.a, self.loop, self.updates = tree, a, loop, updates
+        self.members = list(walk_statements(loop.body))
+
+    def holds(self) -> bool:
+        return self.nothing_popped() and self.scalars_commute() and self.arrays_commute()
+
+    def nothing_popped(self) -> bool:
+        a = self.a
+        inner_loops = [s for s, _ in self.members if isinstance(s, ast.For)]
+        loop_targets = {self.loop.target.id} | {s.target.id for s in inner_loops}
+        if len(loop_targets) != len(inner_loops) + 1:
+            return False
+        for s, _ in self.members:
+            if isinstance(s, (ast.While, ast.Return)):
+                return False
+            if isinstance(s, ast.For) and s.target.id in a.restored:
+                return False
+            call = getattr(s, "value", None)
+            if isinstance(call, ast.Call) and call.nad_kind == "user":
+                return False
+            if isinstance(s, ast.Assign) and isinstance(s.targets[0], ast.Name):
+                name = s.targets[0].id
+                if name in a.restored or a.is_array(name) or name in loop_targets:
+                    return False
+        return True
+
+    # -- scalars -----------------------------------------------------------------------------
+    def scalars_commute(self) -> bool:
+        a = self.a
+        assigned = {s.targets[0].id for s, _ in self.members
+                    if isinstance(s, ast.Assign) and isinstance(s.targets[0], ast.Name)}
+        for name in assigned:
+            if not a.is_active(name) or a.is_array(name):
+                continue
+            if not (self.iteration_local(name) or self.accumulator(name)):
+                return False
+        return True
+
+    def statements_touching(self, name: str) -> list[ast.stmt]:
+        return [s for s, _ in walk_statements(self.tree.body)
+                if name in own_reads(s) or (isinstance(s, ast.Assign)
+                                            and isinstance(s.targets[0], ast.Name)
+                                            and s.targets[0].id == name)]
+
+    def iteration_local(self, name: str) -> bool:
+        """Assigned at the top of some loop's body (this loop or one inside it) before any read,
+        and neither read nor assigned outside that loop."""
+        touching = self.statements_touching(name)
+        loops = [self.loop] + [s for s, _ in self.members if isinstance(s, (ast.For, ast.While))]
+        for loop in loops:
+            inside = self.a.loop_members[id(loop)]
+            if not all(id(s) in inside for s in touching):
+                continue
+            first = [s for s in loop.body if isinstance(s, ast.Assign)
+                     and isinstance(s.targets[0], ast.Name) and s.targets[0].id == name]
+            readers = [s for s in touching if name in own_reads(s)]
+            if first and all(self.a.order[id(r)] > self.a.order[id(first[0])] for r in readers):
+                return True
+        return False
+
+    def accumulator(self, name: str) -> bool:
+        """Every assignment of ``name`` in the loop stores an update ``name = name ± t`` (see
+        :func:`accumulator_updates`), and nothing else in the loop reads it."""
+        roles = self.updates
+        for s, _ in self.members:
+            assigns = isinstance(s, ast.Assign) and isinstance(s.targets[0], ast.Name) \
+                and s.targets[0].id == name
+            if assigns and roles.get(id(s)) != ("store", name):
+                return False
+            if name in own_reads(s) and roles.get(id(s)) != ("update", name):
+                return False
+        return True
+
+    # -- arrays ------------------------------------------------------------------------------
+    def arrays_commute(self) -> bool:
+        a = self.a
+        stored: dict[str, set] = {}
+        read: set[str] = set()
+        for s, _ in self.members:
+            if not (isinstance(s, ast.Assign) and a.statement_active(s)):
+                continue
+            target, value = s.targets[0], s.value
+            if isinstance(target, ast.Subscript):
+                stored.setdefault(a.rep(target.value.id), set()).add(
+                    self.loop_variable_position(target.slice))
+            elif isinstance(value, ast.Subscript) and a.is_array(value.value.id) \
+                    and a.is_active(value.value.id):
+                read.add(a.rep(value.value.id))
+        for cls, positions in stored.items():
+            if cls in read or len(positions) != 1 or None in positions:
+                return False
+        return not stored or self.loop_variable_never_negative()
+
+    def loop_variable_never_negative(self) -> bool:
+        """Whether the loop variable stays >= 0, so that no two iterations index the same
+        element (``A[-1]`` is ``A[n - 1]``)."""
+        start, stop, step = (x.value if isinstance(x, ast.Constant) else None
+                             for x in self.loop.iter.args)
+        if not isinstance(step, int):
+            return False
+        return (step > 0 and isinstance(start, int) and start >= 0) or \
+            (step < 0 and isinstance(stop, int) and stop >= -1)
+
+    def loop_variable_position(self, index: ast.expr) -> int | None:
+        """Position of this loop's variable in a store's index, or None if it is not there."""
+        elements = index.elts if isinstance(index, ast.Tuple) else [index]
+        for position, element in enumerate(elements):
+            if atom_name(element) == self.loop.target.id:
+                return position
+        return None
+
+
+def accumulation_groups(body: list[ast.stmt], loop_assigned: set[str]):
+    """The shadow accumulations ``d_A[index] += value`` at the top level of a reversed loop body.
+
+    Returns ``(invariant, repeated)``: keys ``(array, index source)`` of the accumulations whose
+    index does not change in the loop (summed in a local across the whole loop), and of those
+    made more than once per iteration at the same index (summed in a local per iteration).
+    Only valid in a loop of :func:`any_order_loops`, where shadows added into are never read.
+    """
+    counts: dict[tuple[str, str], int] = {}
+    invariant = set()
+    for s in body:
+        key = accumulation_key(s)
+        if key is None:
+            continue
+        counts[key] = counts.get(key, 0) + 1
+        if not names_in(s.target.slice) & loop_assigned:
+            invariant.add(key)
+    repeated = {key for key, count in counts.items() if count > 1} - invariant
+    return invariant, repeated
+
+
+def accumulation_key(s: ast.stmt) -> tuple[str, str] | None:
+    if isinstance(s, ast.AugAssign) and isinstance(s.op, ast.Add) \
+            and isinstance(s.target, ast.Subscript) and isinstance(s.target.value, ast.Name):
+        return s.target.value.id, ast.unparse(s.target.slice)
+    return None
