@@ -35,6 +35,63 @@ def any_order_loops(tree: ast.FunctionDef, a: Analysis, updates: dict) -> set[in
             if isinstance(s, ast.For) and _Check(tree, a, s, updates).holds()}
 
 
+def fused_loops(tree: ast.FunctionDef, a: Analysis, any_order: set[int]) -> set[int]:
+    """ids of top-level loops whose forward sweep can run inside their reversal, one iteration
+    then its adjoint, instead of as a separate pass over the data.
+
+    Such a loop is in ``any_order`` with every loop nested in it; each of its bodies is straight
+    code ending in at most one nested loop; it stores into no array and its variable is not
+    taped; nothing after it reads what it assigns (except the final ``return``) or changes what
+    it reads. Then the reversal, which comes after every later statement's, finds the adjoints
+    of its accumulators already final (they come from the ``return`` only), and running the
+    primal work of an iteration just before its adjoint gives every value the adjoint reads.
+    """
+    fused = set()
+    body = tree.body
+    for position, loop in enumerate(body):
+        if not (isinstance(loop, ast.For) and _nested_chain_in(loop, any_order)):
+            continue
+        members = [m for m, _ in walk_statements(loop.body)]
+        if loop.target.id in a.restored or any(
+                isinstance(m, ast.Assign) and isinstance(m.targets[0], ast.Subscript)
+                for m in members):
+            continue
+        assigned = loop_assigned_names(loop)
+        read = set().union(own_reads(loop), *(own_reads(m) for m in members))
+        later = [m for m, _ in walk_statements(body[position + 1:])]
+        final = body[-1] if isinstance(body[-1], ast.Return) else None
+        if any(m is not final and own_reads(m) & assigned for m in later):
+            continue
+        if any(isinstance(m, (ast.Assign, ast.For)) and _assigned_name(m) in assigned | read
+               for m in later):
+            continue
+        if any(a.is_array(name) and a.written_after(loop, name) for name in read):
+            continue
+        fused.add(id(loop))
+    return fused
+
+
+def _nested_chain_in(loop: ast.For, any_order: set[int]) -> bool:
+    """Whether ``loop`` and its nested loops are all in ``any_order`` and each body holds at
+    most one loop, as its last statement."""
+    while True:
+        if id(loop) not in any_order:
+            return False
+        inner = [m for m, _ in walk_statements(loop.body) if isinstance(m, (ast.For, ast.While))]
+        if not inner:
+            return True
+        if not isinstance(loop.body[-1], ast.For) or inner[0] is not loop.body[-1]:
+            return False
+        loop = loop.body[-1]
+
+
+def _assigned_name(statement: ast.stmt) -> str | None:
+    if isinstance(statement, ast.For):
+        return statement.target.id
+    target = statement.targets[0]
+    return target.id if isinstance(target, ast.Name) else None
+
+
 def iteration_local_scalars(tree: ast.FunctionDef, a: Analysis, loop: ast.stmt,
                             updates: dict) -> set[str]:
     """Active scalars assigned in ``loop`` that are local to one of its iterations: their

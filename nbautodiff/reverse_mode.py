@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from . import naming, typeinfer
 from .analysis import Analysis, atom_name, own_read_nodes, rule_of, walk_statements
 from .loop_order import (accumulation_groups, accumulation_key, accumulator_updates,
-                         any_order_loops, iteration_local_scalars, loop_assigned_names)
+                         any_order_loops, fused_loops, iteration_local_scalars,
+                         loop_assigned_names)
 
 
 def _parse(source: str) -> list[ast.stmt]:
@@ -139,6 +140,7 @@ class ReverseTransform:
         self.single_use = self.single_use_temporaries()
         self.updates = accumulator_updates(self.tree, a)
         self.any_order = any_order_loops(self.tree, a, self.updates)
+        self.fused = fused_loops(self.tree, a, self.any_order)
         forward = self.forward(self.tree.body, depth=0, reserved=False)
         adjoints = sorted({n for n in a.types if not a.is_array(n) and a.is_active(n)})
         self.zero = set(adjoints)
@@ -229,6 +231,8 @@ class ReverseTransform:
                                              orelse=self.forward(s.orelse, depth, reserved)
                                              if s.orelse else []), s)]
         if isinstance(s, ast.For):
+            if id(s) in self.fused and self.has_reverse_work(s):
+                return []                              # runs inside its reversal
             out = self.push(s.target.id, True) if s.target.id in a.restored else []
             leaf = self.is_leaf_loop(s)
             if leaf:
@@ -376,17 +380,18 @@ class ReverseTransform:
         self.zero.add(name)
         return _parse(f"{naming.GRAD_TMP} = {naming.adjoint(name)}\n{naming.adjoint(name)} = 0.0")
 
-    def loop_body_backward(self, loop: ast.stmt) -> list[ast.stmt]:
-        """The reversed body of ``loop``, tracking which adjoints are known to be zero: at the
-        start of each reversed iteration, those untouched by the loop and those local to one
-        iteration; after the loop, those zero both before it and after an iteration."""
+    def loop_body_backward(self, loop: ast.stmt, statements: list | None = None,
+                           after: ast.stmt | None = None) -> list[ast.stmt]:
+        """The reversed body of ``loop`` (or of its ``statements``, reversed ``after`` the
+        nested loop ``after``), tracking which adjoints are known to be zero: at the start of
+        each reversed iteration, those untouched by the loop and those local to one iteration;
+        after the loop, those zero both before it and after an iteration."""
         before = set(self.zero)
-        touched = {name for inner, _ in walk_statements(loop.body) for name in own_read_nodes(inner)}
-        touched |= {inner.targets[0].id for inner, _ in walk_statements(loop.body)
-                    if isinstance(inner, ast.Assign) and isinstance(inner.targets[0], ast.Name)}
-        self.zero = (before - touched) | iteration_local_scalars(self.tree, self.a, loop,
-                                                                 self.updates)
-        body = self.backward(loop.body) or [ast.Pass()]
+        self.zero = (before - _touched(loop)) | iteration_local_scalars(self.tree, self.a, loop,
+                                                                        self.updates)
+        if after is not None:
+            self.zero -= _touched(after)
+        body = self.backward(loop.body if statements is None else statements) or [ast.Pass()]
         self.zero &= before
         return body
 
@@ -426,7 +431,12 @@ class ReverseTransform:
                                              orelse=orelse), s)]
         if isinstance(s, ast.For):
             out = []
-            if self.has_reverse_work(s) and id(s) in self.any_order:
+            if self.has_reverse_work(s) and id(s) in self.fused:
+                out += self.reverse_in_order(s, fused=True)
+                if self.result_node is not None and atom_name(self.result_node) \
+                        in loop_assigned_names(s):
+                    out += _parse(f"{naming.RESULT} = {_src(self.result_node)}")
+            elif self.has_reverse_work(s) and id(s) in self.any_order:
                 out += self.reverse_in_order(s)
             elif self.has_reverse_work(s):
                 lo, hi, step = (_src(x) for x in s.iter.args)
@@ -452,10 +462,20 @@ class ReverseTransform:
             return self.seed_result(s)
         return []
 
-    def reverse_in_order(self, s: ast.For) -> list[ast.stmt]:
+    def reverse_in_order(self, s: ast.For, fused: bool = False) -> list[ast.stmt]:
         """The reversal of a loop of ``any_order_loops``, iterations in their original order,
-        with accumulations into the same shadow element summed in locals first."""
-        body = self.loop_body_backward(s)
+        with accumulations into the same shadow element summed in locals first. ``fused``
+        (a loop of ``fused_loops``): each iteration runs its primal statements first, the
+        nested loop fused in turn."""
+        if fused:
+            nested = s.body[-1] if isinstance(s.body[-1], ast.For) else None
+            straight = s.body[:-1] if nested else s.body
+            body = self.forward(straight, depth=1, reserved=True) if straight else []
+            if nested is not None:
+                body += self.reverse_in_order(nested, fused=True)
+            body += self.loop_body_backward(s, straight, after=nested)
+        else:
+            body = self.loop_body_backward(s)
         invariant, repeated = accumulation_groups(body, loop_assigned_names(s))
         local = {key: self.fresh("_nad_acc") for key in sorted(invariant | repeated)}
         new_body, started = [], set()
@@ -566,6 +586,13 @@ class ReverseTransform:
             name = atom_name(call.args[position])
             out += self.accumulate(name, f"{result}[{k + 1}]")
         return out
+
+
+def _touched(loop: ast.stmt) -> set[str]:
+    """Names read or assigned anywhere in ``loop``'s body."""
+    touched = {name for inner, _ in walk_statements(loop.body) for name in own_read_nodes(inner)}
+    return touched | {inner.targets[0].id for inner, _ in walk_statements(loop.body)
+                      if isinstance(inner, ast.Assign) and isinstance(inner.targets[0], ast.Name)}
 
 
 def transform(tree: ast.FunctionDef, analysis: Analysis, fs, **options) -> ast.FunctionDef:
