@@ -110,3 +110,4 @@ def copy_into(target, source):
     """``target[...] = source`` for arrays of any rank and equal shape."""
     for t, s in zip(np.nditer(target), np.nditer(source)):
         t[...] = s.item()
+

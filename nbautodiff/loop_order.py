@@ -45,11 +45,17 @@ def fused_loops(tree: ast.FunctionDef, a: Analysis, any_order: set[int]) -> set[
     it reads. Then the reversal, which comes after every later statement's, finds the adjoints
     of its accumulators already final (they come from the ``return`` only), and running the
     primal work of an iteration just before its adjoint gives every value the adjoint reads.
+
+    Fusion only pays where the innermost reversed loop is itself a reduction (it adds into an
+    adjoint that does not change with its iterations), so that it does not vectorise anyway;
+    otherwise a vectorised adjoint loop beside the primal's beats one fused scalar loop.
     """
     fused = set()
     body = tree.body
+    updates = accumulator_updates(tree, a)
     for position, loop in enumerate(body):
-        if not (isinstance(loop, ast.For) and _nested_chain_in(loop, any_order)):
+        if not (isinstance(loop, ast.For) and _nested_chain_in(loop, any_order)
+                and _reduces_in_reverse(_innermost(loop), a, updates)):
             continue
         members = [m for m, _ in walk_statements(loop.body)]
         if loop.target.id in a.restored or any(
@@ -69,6 +75,32 @@ def fused_loops(tree: ast.FunctionDef, a: Analysis, any_order: set[int]) -> set[
             continue
         fused.add(id(loop))
     return fused
+
+
+def _innermost(loop: ast.For) -> ast.For:
+    while isinstance(loop.body[-1], ast.For):
+        loop = loop.body[-1]
+    return loop
+
+
+def _reduces_in_reverse(loop: ast.For, a: Analysis, updates: dict) -> bool:
+    """Whether the reversal of ``loop`` adds into an adjoint that stays the same across its
+    iterations: that of an active scalar assigned outside it (not an accumulator), or a shadow
+    element whose index does not depend on the loop."""
+    assigned = loop_assigned_names(loop)
+    for s, _ in walk_statements(loop.body):
+        if not (isinstance(s, ast.Assign) and a.statement_active(s)):
+            continue
+        value = s.value
+        if isinstance(value, ast.Subscript) and a.is_array(value.value.id) \
+                and not names_in(value.slice) & assigned:
+            return True
+        if id(s) in updates:
+            continue
+        if any(a.is_active(name) and not a.is_array(name) and name not in assigned
+               for name in own_reads(s)):
+            return True
+    return False
 
 
 def _nested_chain_in(loop: ast.For, any_order: set[int]) -> bool:
@@ -291,3 +323,59 @@ def accumulation_key(s: ast.stmt) -> tuple[str, str] | None:
             and isinstance(s.target, ast.Subscript) and isinstance(s.target.value, ast.Name):
         return s.target.value.id, ast.unparse(s.target.slice)
     return None
+
+
+def stencil_offsets(loop: ast.For, body: list[ast.stmt], a: Analysis) -> dict:
+    """The shadow accumulations of a reversed loop body (step 1) that form stencils.
+
+    Accumulations into one shadow whose index elements do not change in the loop except one,
+    ``i + c`` for a loop variable ``i`` and integer constants ``c``, form a stencil when there
+    are two or more offsets ``c``. Returns ``{(shadow, index element sources, position of the
+    varying element): [(position in body, c), ...]}``, one entry per offset.
+    """
+    step = loop.iter.args[2]
+    if not (isinstance(step, ast.Constant) and step.value == 1):
+        return {}
+    assigned = loop_assigned_names(loop)
+    groups: dict[tuple, list] = {}
+    for position, s in enumerate(body):
+        key = accumulation_key(s)
+        if key is None:
+            continue
+        elements = s.target.slice.elts if isinstance(s.target.slice, ast.Tuple) \
+            else [s.target.slice]
+        varying = [k for k, e in enumerate(elements) if names_in(e) & assigned]
+        if len(varying) != 1:
+            continue
+        offset = _offset_of(elements[varying[0]], loop.target.id, a)
+        sources = [ast.unparse(e) for e in elements]
+        sources[varying[0]] = None
+        groups.setdefault((key[0], tuple(sources), varying[0]), []).append((position, offset))
+    return {key: accumulations for key, accumulations in groups.items()
+            if len({offset for _, offset in accumulations}) == len(accumulations) > 1
+            and all(offset is not None for _, offset in accumulations)}
+
+
+def _offset_of(element: ast.expr, variable: str, a: Analysis) -> int | None:
+    """``c`` when ``element`` is the loop variable plus the integer constant ``c``."""
+    name = atom_name(element)
+    if name == variable:
+        return 0
+    defs = a.assignments.get(name, []) if name else []
+    if len(defs) != 1 or not isinstance(defs[0].value, ast.BinOp):
+        return None
+    value = defs[0].value
+    left, right = value.left, value.right
+    if isinstance(value.op, ast.Add):
+        if atom_name(left) == variable and isinstance(right, ast.Constant):
+            return _int(right.value)
+        if atom_name(right) == variable and isinstance(left, ast.Constant):
+            return _int(left.value)
+    if isinstance(value.op, ast.Sub) and atom_name(left) == variable \
+            and isinstance(right, ast.Constant) and _int(right.value) is not None:
+        return -right.value
+    return None
+
+
+def _int(value) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

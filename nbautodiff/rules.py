@@ -89,7 +89,7 @@ def sub(g, z, x, y): return g, -g
 @operator(ast.Mult)
 def mul(g, z, x, y): return g * y, g * x
 @operator(ast.Div)
-def div(g, z, x, y): return g / y, -g * z / y
+def div(g, z, x, y): return g / y, -g * (z / y)
 @operator(ast.Pow)
 def pow_(g, z, x, y): return g * y * x ** (y - 1), g * z * math.log(x) if x > 0 else 0.0
 @operator(ast.Mod)
