@@ -147,6 +147,9 @@ class ReverseTransform:
         backward = self.backward(self.tree.body)
         prologue = [f"{p} = {naming.WORK_COPY}{p}.copy()" for p in written_params]
         prologue += [f"{naming.adjoint(n)} = 0.0" for n in adjoints]
+        prologue += [f"{naming.shadow(p)} = np.zeros_like({p})" for p in self.params
+                     if a.is_array(p) and a.is_active(p) and p not in self.active_params
+                     and p not in self.rebound]
         prologue += self.reference_prologue()
         for name in sorted(a.restored - set(self.params)):
             prologue.append(f"{name} = {typeinfer.zero_literal(self.type_of(name))}")
