@@ -110,4 +110,3 @@ def copy_into(target, source):
     """``target[...] = source`` for arrays of any rank and equal shape."""
     for t, s in zip(np.nditer(target), np.nditer(source)):
         t[...] = s.item()
-

@@ -62,6 +62,15 @@ def own_read_nodes(statement: ast.stmt) -> list[str]:
             if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)]
 
 
+def assigned_names(statement: ast.stmt) -> list[str]:
+    """The variable a statement binds itself (an assignment's name, a loop's variable)."""
+    if isinstance(statement, ast.Assign) and isinstance(statement.targets[0], ast.Name):
+        return [statement.targets[0].id]
+    if isinstance(statement, ast.For):
+        return [statement.target.id]
+    return []
+
+
 def own_reads(statement: ast.stmt) -> set[str]:
     """Names a statement reads itself (not in the statements nested in it)."""
     if isinstance(statement, (ast.If, ast.While)):
@@ -223,7 +232,7 @@ class _Analyser:
         body = self.tree.body
         for statement, site in walk_statements(body):
             a.sites[id(statement)] = site
-            for name in self.assigned_names(statement):
+            for name in assigned_names(statement):
                 a.assignments.setdefault(name, []).append(statement)
             if isinstance(statement, ast.Assign) and isinstance(statement.targets[0], ast.Name) \
                     and isinstance(statement.value, ast.Name) and a.is_array(statement.value.id):
@@ -262,14 +271,6 @@ class _Analyser:
         a.active = (varied & useful) - {OUTPUT}
         self.needed_values()
         return a
-
-    @staticmethod
-    def assigned_names(statement: ast.stmt) -> list[str]:
-        if isinstance(statement, ast.Assign) and isinstance(statement.targets[0], ast.Name):
-            return [statement.targets[0].id]
-        if isinstance(statement, ast.For):
-            return [statement.target.id]
-        return []
 
     # -- needed values, recomputation and restoration --------------------------------------
     def needed_values(self) -> None:
@@ -350,7 +351,7 @@ class _Analyser:
 
     def operands_stay(self, statement, site: Site, candidates) -> bool:
         assigned_in_block = {name for inner, _ in walk_statements(site.block)
-                             for name in self.assigned_names(inner)}
+                             for name in assigned_names(inner)}
         earlier = set()
         for inner in site.block:
             if inner is statement:

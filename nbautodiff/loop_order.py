@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import ast
 
-from .analysis import Analysis, atom_name, names_in, own_reads, walk_statements
+from .analysis import Analysis, assigned_names, atom_name, names_in, own_reads, walk_statements
 
 
 def any_order_loops(tree: ast.FunctionDef, a: Analysis, updates: dict) -> set[int]:
@@ -35,7 +35,8 @@ def any_order_loops(tree: ast.FunctionDef, a: Analysis, updates: dict) -> set[in
             if isinstance(s, ast.For) and _Check(tree, a, s, updates).holds()}
 
 
-def fused_loops(tree: ast.FunctionDef, a: Analysis, any_order: set[int]) -> set[int]:
+def fused_loops(tree: ast.FunctionDef, a: Analysis, any_order: set[int],
+                updates: dict) -> set[int]:
     """ids of top-level loops whose forward sweep can run inside their reversal, one iteration
     then its adjoint, instead of as a separate pass over the data.
 
@@ -49,10 +50,10 @@ def fused_loops(tree: ast.FunctionDef, a: Analysis, any_order: set[int]) -> set[
     Fusion only pays where the innermost reversed loop is itself a reduction (it adds into an
     adjoint that does not change with its iterations), so that it does not vectorise anyway;
     otherwise a vectorised adjoint loop beside the primal's beats one fused scalar loop.
+    ``updates`` is :func:`accumulator_updates` of the function.
     """
     fused = set()
     body = tree.body
-    updates = accumulator_updates(tree, a)
     for position, loop in enumerate(body):
         if not (isinstance(loop, ast.For) and _nested_chain_in(loop, any_order)
                 and _reduces_in_reverse(_innermost(loop), a, updates)):
@@ -68,8 +69,7 @@ def fused_loops(tree: ast.FunctionDef, a: Analysis, any_order: set[int]) -> set[
         final = body[-1] if isinstance(body[-1], ast.Return) else None
         if any(m is not final and own_reads(m) & assigned for m in later):
             continue
-        if any(isinstance(m, (ast.Assign, ast.For)) and _assigned_name(m) in assigned | read
-               for m in later):
+        if any(set(assigned_names(m)) & (assigned | read) for m in later):
             continue
         if any(a.is_array(name) and a.written_after(loop, name) for name in read):
             continue
@@ -115,13 +115,6 @@ def _nested_chain_in(loop: ast.For, any_order: set[int]) -> bool:
         if not isinstance(loop.body[-1], ast.For) or inner[0] is not loop.body[-1]:
             return False
         loop = loop.body[-1]
-
-
-def _assigned_name(statement: ast.stmt) -> str | None:
-    if isinstance(statement, ast.For):
-        return statement.target.id
-    target = statement.targets[0]
-    return target.id if isinstance(target, ast.Name) else None
 
 
 def iteration_local_scalars(tree: ast.FunctionDef, a: Analysis, loop: ast.stmt,
@@ -174,13 +167,8 @@ def accumulator_updates(tree: ast.FunctionDef, a: Analysis) -> dict[int, tuple[s
 
 def loop_assigned_names(loop: ast.For) -> set[str]:
     """Names assigned anywhere in ``loop``, its own variable included."""
-    names = {loop.target.id}
-    for s, _ in walk_statements(loop.body):
-        if isinstance(s, ast.Assign) and isinstance(s.targets[0], ast.Name):
-            names.add(s.targets[0].id)
-        elif isinstance(s, ast.For):
-            names.add(s.target.id)
-    return names
+    return {loop.target.id} | {name for s, _ in walk_statements(loop.body)
+                               for name in assigned_names(s)}
 
 
 class _Check:
@@ -225,9 +213,7 @@ class _Check:
 
     def statements_touching(self, name: str) -> list[ast.stmt]:
         return [s for s, _ in walk_statements(self.tree.body)
-                if name in own_reads(s) or (isinstance(s, ast.Assign)
-                                            and isinstance(s.targets[0], ast.Name)
-                                            and s.targets[0].id == name)]
+                if name in own_reads(s) or name in assigned_names(s)]
 
     def iteration_local(self, name: str) -> bool:
         """Assigned at the top of some loop's body (this loop or one inside it) before any read,

@@ -20,6 +20,7 @@ CONTINUE_FLAG = "_nad_continue"
 COUNTER = "_nad_count"        # iteration counter of a while loop, + loop number
 LOOP_STOP, LOOP_STEP, LOOP_INDEX = "_nad_hi", "_nad_step", "_nad_k"
 REVERSE_INDEX = "_nad_r"
+ACCUMULATOR = "_nad_acc"      # local sum of the adjoint additions into one shadow element
 GRAD_TMP = "_nad_g"           # incoming adjoint of the statement being reversed
 CALL_RESULT = "_nad_res"
 FLOAT_TAPE, FLOAT_TOP = "_nad_tf", "_nad_tf_n"

@@ -18,7 +18,8 @@ import copy
 from dataclasses import dataclass
 
 from . import naming, typeinfer
-from .analysis import Analysis, atom_name, names_in, own_read_nodes, rule_of, walk_statements
+from .analysis import (Analysis, assigned_names, atom_name, names_in, own_read_nodes, rule_of,
+                       walk_statements)
 from .loop_order import (accumulation_groups, accumulation_key, accumulator_updates,
                          any_order_loops, fused_loops, iteration_local_scalars,
                          loop_assigned_names, stencil_offsets)
@@ -140,7 +141,7 @@ class ReverseTransform:
         self.single_use = self.single_use_temporaries()
         self.updates = accumulator_updates(self.tree, a)
         self.any_order = any_order_loops(self.tree, a, self.updates)
-        self.fused = fused_loops(self.tree, a, self.any_order)
+        self.fused = fused_loops(self.tree, a, self.any_order, self.updates)
         forward = self.forward(self.tree.body, depth=0, reserved=False)
         adjoints = sorted({n for n in a.types if not a.is_array(n) and a.is_active(n)})
         self.zero = set(adjoints)
@@ -434,14 +435,16 @@ class ReverseTransform:
                                              orelse=orelse), s)]
         if isinstance(s, ast.For):
             out = []
-            if self.has_reverse_work(s) and id(s) in self.fused:
+            if not self.has_reverse_work(s):
+                pass
+            elif id(s) in self.fused:
                 out += self.reverse_in_order(s, fused=True)
                 if self.result_node is not None and atom_name(self.result_node) \
                         in loop_assigned_names(s):
                     out += _parse(f"{naming.RESULT} = {_src(self.result_node)}")
-            elif self.has_reverse_work(s) and id(s) in self.any_order:
+            elif id(s) in self.any_order:
                 out += self.reverse_in_order(s)
-            elif self.has_reverse_work(s):
+            else:
                 lo, hi, step = (_src(x) for x in s.iter.args)
                 trips, r = self.fresh("_nad_trips"), self.fresh(naming.REVERSE_INDEX)
                 out += _parse(f"{trips} = {naming.TAPE_MODULE}.trip_count({lo}, {hi}, {step})")
@@ -480,7 +483,7 @@ class ReverseTransform:
         else:
             body = self.loop_body_backward(s)
         invariant, repeated = accumulation_groups(body, loop_assigned_names(s))
-        local = {key: self.fresh("_nad_acc") for key in sorted(invariant | repeated)}
+        local = {key: self.fresh(naming.ACCUMULATOR) for key in sorted(invariant | repeated)}
         new_body, started = [], set()
         for statement in body:
             key = accumulation_key(statement)
@@ -664,11 +667,11 @@ def _stencil_plan(loop: ast.For, body: list[ast.stmt], stencils: dict):
             continue
         if isinstance(s, ast.Assign) and isinstance(s.targets[0], ast.Name):
             name = s.targets[0].id
-            if name in local or name == naming.GRAD_TMP or name.startswith("_nad_acc"):
+            if name in local or name == naming.GRAD_TMP or name.startswith(naming.ACCUMULATOR):
                 continue
             return None
         if isinstance(s, ast.AugAssign) and isinstance(s.target, ast.Name) \
-                and s.target.id.startswith("_nad_acc"):
+                and s.target.id.startswith(naming.ACCUMULATOR):
             continue
         if isinstance(s, ast.Assign) and isinstance(s.targets[0], ast.Subscript) \
                 and isinstance(s.value, ast.Constant) and s.value.value == 0.0 \
@@ -689,9 +692,8 @@ def _plus(expression: str, constant: int) -> str:
 
 def _touched(loop: ast.stmt) -> set[str]:
     """Names read or assigned anywhere in ``loop``'s body."""
-    touched = {name for inner, _ in walk_statements(loop.body) for name in own_read_nodes(inner)}
-    return touched | {inner.targets[0].id for inner, _ in walk_statements(loop.body)
-                      if isinstance(inner, ast.Assign) and isinstance(inner.targets[0], ast.Name)}
+    return {name for inner, _ in walk_statements(loop.body)
+            for name in own_read_nodes(inner) + assigned_names(inner)}
 
 
 def transform(tree: ast.FunctionDef, analysis: Analysis, fs, **options) -> ast.FunctionDef:
