@@ -84,15 +84,16 @@ class _Derived:
             self._variant = self._guess_variant()
         return self._variant.source
 
-    def _activity_signature(self) -> tuple[list[bool], bool]:
-        """(active flag per argument, whether the result is seeded) of this derivative."""
+    def _activity_signature(self) -> tuple[list[bool], bool, bool]:
+        """(active flag per argument, whether the result is seeded, whether the primal value is
+        returned) of this derivative."""
         raise NotImplementedError
 
     def _guess_variant(self) -> program.Variant:
-        flags, seeded = self._activity_signature()
+        flags, seeded, keep_value = self._activity_signature()
         try:
             return program.reverse_variant(self._func, self._guessed_types(), flags, seeded,
-                                           writeback=True)
+                                           writeback=True, keep_value=keep_value)
         except (UnsupportedConstructError, SourceNotFoundError):
             raise
         except (AutodiffError, TypeError) as exc:
@@ -197,7 +198,7 @@ class ReverseFunction(_Derived):
     def _variant_for(self, primals) -> program.Variant:
         argtypes = tuple(_typeof(v) for v in primals)
         variant = program.reverse_variant(self._func, argtypes, self._flags(), self.seeded,
-                                          writeback=True)
+                                          writeback=True, keep_value=self.returns_primal)
         if self.seeded and not typeinfer.is_differentiable(variant.result_type):
             raise TypeError(f"{self._func.__name__}() returns {variant.result_type}; ret=Active "
                             "needs a float (or float array) result: use ret='Const'")
@@ -221,8 +222,8 @@ class ReverseFunction(_Derived):
             return None
         return items[0] if len(items) == 1 else tuple(items)
 
-    def _activity_signature(self) -> tuple[list[bool], bool]:
-        return self._flags(), self.seeded
+    def _activity_signature(self) -> tuple[list[bool], bool, bool]:
+        return self._flags(), self.seeded, self.returns_primal
 
 
 def reverse(fun, *activities, ret="Active") -> ReverseFunction:
@@ -264,7 +265,8 @@ class GradFunction(_Derived):
                                 f"'{names[i]}' of type {type(value).__name__}"
                                 f"{' ' + str(value.dtype) if isinstance(value, np.ndarray) else ''}"
                                 ": pass a float or a float array")
-        derived = ReverseFunction(self._func, activities, "Active")
+        derived = ReverseFunction(self._func, activities,
+                                  "Active" if self.with_value else "ActiveOnly")
         prim = program.primal(self._func)
         primals = [v.copy() if i in prim.writes and isinstance(v, np.ndarray) else v
                    for i, v in enumerate(primals)]
@@ -273,6 +275,8 @@ class GradFunction(_Derived):
         out = derived._run(primals, shadows, 1.0)
         self._variant = derived._variant
         out = out if isinstance(out, tuple) else (out,)
+        if not self.with_value:
+            out = (None,) + out
         value, scalars = out[0], iter(out[1:])
         grads = {i: (shadows[i] if activities[i] is Duplicated else next(scalars))
                  for i in sorted(self.argnums)}
@@ -280,8 +284,8 @@ class GradFunction(_Derived):
             else grads[self.argnums[0]]
         return (value, gradient) if self.with_value else gradient
 
-    def _activity_signature(self) -> tuple[list[bool], bool]:
-        return [i in self.argnums for i in range(len(self.parameters))], True
+    def _activity_signature(self) -> tuple[list[bool], bool, bool]:
+        return [i in self.argnums for i in range(len(self.parameters))], True, self.with_value
 
 
 def grad(fun, argnums=0) -> GradFunction:
@@ -304,7 +308,7 @@ def vjp(fun, *primals):
     checked = ReverseFunction(func, [Const] * len(function_source(func).parameters))._arguments(primals)
     activities = [Duplicated if _is_float_array(v) else
                   Active if isinstance(v, (float, np.floating)) else Const for v in checked]
-    derived = ReverseFunction(func, activities, "Active")
+    derived = ReverseFunction(func, activities, "ActiveOnly")
     prim = program.primal(func)
     copies = [v.copy() if isinstance(v, np.ndarray) and i in prim.writes else v
               for i, v in enumerate(checked)]
@@ -322,8 +326,7 @@ def vjp(fun, *primals):
         shadows = [np.zeros_like(v) if a is Duplicated else None
                    for v, a in zip(inputs, activities)]
         result = derived._run(inputs, shadows, cotangent)
-        result = result if isinstance(result, tuple) else (result,)
-        scalars = iter(result[1:])
+        scalars = iter(result if isinstance(result, tuple) else (result,))
         return tuple(shadows[i] if a is Duplicated else next(scalars) if a is Active else None
                      for i, a in enumerate(activities))
 

@@ -161,26 +161,31 @@ def _located(prim: Primal, exc: Exception) -> AutodiffError:
                          lineno=line, filename=prim.fs.filename, function=prim.fs.name)
 
 
-def signature_code(argtypes: tuple, active: list[bool], result_active: bool) -> str:
+def signature_code(argtypes: tuple, active: list[bool], result_active: bool,
+                   keep_value: bool = True) -> str:
     code = "".join("a" if flag else "c" for flag in active)
-    return code + ("_r" if result_active else "")
+    return code + ("_r" if result_active else "") + ("" if keep_value else "_adjonly")
 
 
 def reverse_variant(func, argtypes: tuple, active: list[bool], result_active: bool,
-                    writeback: bool) -> Variant:
-    """The reverse-mode variant of ``func`` for ``argtypes``; ``active[i]``: argument i is active."""
+                    writeback: bool, keep_value: bool = True) -> Variant:
+    """The reverse-mode variant of ``func`` for ``argtypes``; ``active[i]``: argument i is active.
+
+    Without ``keep_value`` the variant returns ``None`` in place of the primal result and does
+    not compute it."""
     prim = primal(func)
-    key = (prim, tuple(argtypes), tuple(active), result_active, writeback)
+    key = (prim, tuple(argtypes), tuple(active), result_active, writeback, keep_value)
     with _lock:
         if key in _variants:
             return _variants[key]
-        built = _build_variant(prim, tuple(argtypes), list(active), result_active, writeback)
+        built = _build_variant(prim, tuple(argtypes), list(active), result_active, writeback,
+                               keep_value)
         _variants[key] = built
         return built
 
 
 def _build_variant(prim: Primal, argtypes: tuple, active: list[bool], result_active: bool,
-                   writeback: bool) -> Variant:
+                   writeback: bool, keep_value: bool) -> Variant:
     fs, normalized = prim.fs, prim.normalized
     params = [a.arg for a in normalized.tree.args.args]
     types, result_type = types_of(prim, argtypes)
@@ -199,18 +204,21 @@ def _build_variant(prim: Primal, argtypes: tuple, active: list[bool], result_act
     tree = copy_tree(normalized.tree)
     an = analysis_mod.analyse(tree, types, active_params, result_active, callee_writes)
     namespace = dict(prim.namespace)
-    name = naming.reverse_name(fs.name, signature_code(argtypes, active, result_active))
+    name = naming.reverse_name(fs.name, signature_code(argtypes, active, result_active,
+                                                       keep_value))
 
     def callee_variant(call: ast.Call, seeded: bool) -> reverse_mode.CalleeVariant:
         arg_types = tuple(_atom_type(arg, types) for arg in call.args)
         flags = [isinstance(arg, ast.Name) and an.is_active(arg.id) and
                  typeinfer.is_differentiable(t) for arg, t in zip(call.args, arg_types)]
-        callee = reverse_variant(call.nad_target, arg_types, flags, seeded, writeback=False)
+        callee = reverse_variant(call.nad_target, arg_types, flags, seeded, writeback=False,
+                                 keep_value=False)
         namespace[callee.name] = callee.dispatcher
         return reverse_mode.CalleeVariant(callee.name, callee.shadows, callee.adjoint_positions)
 
     tree = reverse_mode.transform(tree, an, fs, active_params=active_params,
-                             result_active=result_active, writeback=writeback, name=name,
+                             result_active=result_active, writeback=writeback,
+                             keep_value=keep_value, name=name,
                              callee_variant=callee_variant, callee_writes=callee_writes)
     tree.nad_doc = (f"Reverse mode of {fs.name}: returns (result, adjoints of active scalar "
                     f"arguments); active arguments: {', '.join(sorted(active_params)) or 'none'}.")

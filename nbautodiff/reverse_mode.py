@@ -3,7 +3,8 @@
 :func:`transform` builds ``f__rev_<code>(args and shadows..., seed)``, which runs the forward
 sweep (the primal, pushing onto the tape the values the analysis says must be restored) and
 then the reverse sweep (adjoint statements in reverse order, loops run backwards, branches
-taken as they were), and returns ``(result, adjoints of active scalar arguments...)``.
+taken as they were), and returns ``(result, adjoints of active scalar arguments...)``; without
+``keep_value`` the result is ``None`` and nothing computes it (see :mod:`.deadcode`).
 
 Conventions of the generated code: ``_nad_b_x`` is the adjoint of scalar ``x``,
 ``_nad_d_A`` the shadow of array ``A``, ``_nad_g`` the adjoint entering the statement being
@@ -18,6 +19,7 @@ import copy
 from dataclasses import dataclass
 
 from . import naming, typeinfer
+from .deadcode import remove_dead_assignments
 from .analysis import (Analysis, assigned_names, atom_name, names_in, own_read_nodes, rule_of,
                        walk_statements)
 from .loop_order import (accumulation_groups, accumulation_key, accumulator_updates,
@@ -60,13 +62,15 @@ class CalleeVariant:
 
 class ReverseTransform:
     def __init__(self, tree: ast.FunctionDef, analysis: Analysis, fs, *, active_params: set,
-                 result_active: bool, writeback: bool, name: str, callee_variant, callee_writes):
+                 result_active: bool, writeback: bool, keep_value: bool, name: str,
+                 callee_variant, callee_writes):
         self.tree = tree
         self.a = analysis
         self.fs = fs
         self.active_params = active_params
         self.result_active = result_active
         self.writeback = writeback
+        self.keep_value = keep_value
         self.name = name
         self.callee_variant = callee_variant      # (call, types) -> CalleeVariant
         self.callee_writes = callee_writes        # call -> positions written
@@ -165,9 +169,9 @@ class ReverseTransform:
         if self.writeback:
             middle = [f"{naming.TAPE_MODULE}.copy_into({naming.WORK_COPY}{p}, {p})"
                       for p in written_params]
-        returned = [naming.RESULT] + [naming.adjoint(p) if self.active_scalar(ast.Name(id=p))
-                                      else "0.0" for p in self.params
-                                      if p in self.active_params and not a.is_array(p)]
+        returned = [naming.RESULT if self.keep_value else "None"]
+        returned += [naming.adjoint(p) if self.active_scalar(ast.Name(id=p)) else "0.0"
+                     for p in self.params if p in self.active_params and not a.is_array(p)]
         epilogue = [f"return ({', '.join(returned)},)"]
         body = (_parse("\n".join(prologue)) + forward + _parse("\n".join(middle) or "pass")
                 + backward + _parse("\n".join(epilogue)))
@@ -178,7 +182,7 @@ class ReverseTransform:
                                                kwonlyargs=[], kw_defaults=[], defaults=[]),
             body=body, decorator_list=[], returns=None, type_params=[])
         ast.copy_location(function, self.tree)
-        return ast.fix_missing_locations(function)
+        return ast.fix_missing_locations(remove_dead_assignments(function))
 
     # -- forward sweep ---------------------------------------------------------------------
     @staticmethod
