@@ -142,11 +142,34 @@ def _written_params(normalized: Normalized, callee_primals: dict) -> set[int]:
 
 
 def types_of(prim: Primal, argtypes: tuple) -> tuple[dict, object]:
-    """Variable types of ``prim`` for ``argtypes``, numba errors turned into located ones."""
+    """Variable types of ``prim`` for ``argtypes``, numba errors turned into located ones.
+
+    A float ``range`` bound is a TypeError, as in Python (numba would truncate it)."""
     try:
-        return typeinfer.infer(prim.py_func, argtypes)
+        types, result_type = typeinfer.infer(prim.py_func, argtypes)
     except typeinfer.TypingError as exc:
         raise _located(prim, exc) from None
+    _check_range_bounds(prim, types)
+    return types, result_type
+
+
+def _check_range_bounds(prim: Primal, types: dict) -> None:
+    bounds_by_line = {loop.lineno: loop.iter for loop, _ in
+                      analysis_mod.walk_statements(prim.fs.tree.body)
+                      if isinstance(loop, ast.For) and isinstance(loop.iter, ast.Call)}
+    for loop, _ in analysis_mod.walk_statements(prim.normalized.tree.body):
+        if not (isinstance(loop, ast.For) and isinstance(loop.iter, ast.Call)):
+            continue
+        for bound in loop.iter.args:
+            if isinstance(bound, ast.Name) and isinstance(types.get(bound.id), nbtypes.Float):
+                original = bounds_by_line.get(loop.lineno, loop.iter)
+                culprits = [n.id for n in ast.walk(original) if isinstance(n, ast.Name)
+                            and isinstance(types.get(n.id), nbtypes.Float)
+                            and n.id in prim.fs.parameters]
+                which = f"argument '{culprits[0]}' is a float" if culprits else "it has a float"
+                raise TypeError(f"{prim.fs.name}(): range() bounds must be integers, but "
+                                f"in '{ast.unparse(original)}' (line {loop.lineno}) {which}; "
+                                "pass an int (or convert with int(...))")
 
 
 def _located(prim: Primal, exc: Exception) -> AutodiffError:

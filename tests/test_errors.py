@@ -373,6 +373,13 @@ def test_shadow_dtype_int():
                                                            3, 1.0)
 
 
+def test_float_loop_bound_is_a_type_error_naming_the_argument():
+    with pytest.raises(TypeError, match=r"'count' is a float"):
+        nad.grad(area)(2.0, 3.0)
+    with pytest.raises(TypeError, match=r"'n' is a float"):
+        nad.reverse(total_mass, nad.Duplicated, nad.Const)(np.ones(3), np.zeros(3), 3.0, 1.0)
+
+
 def test_missing_argument_is_named():
     with pytest.raises(TypeError, match=r"\bcount\b"):
         nad.grad(area)(2.0)
