@@ -28,6 +28,7 @@ INT_TAPE, INT_TOP = "_nad_ti", "_nad_ti_n"
 REFERENCES = "_nad_refs_"     # stack of the arrays successively bound to a variable
 WORK_COPY = "_nad_in_"        # caller's array kept while the function works on a copy
 TAPE_MODULE = "_nad_tape"     # the runtime helpers module as seen by generated code
+ARRAY_MODULE = "_nad_arrays"  # nbautodiff.kernels.arrays as seen by generated code
 
 
 def adjoint(name: str) -> str:

@@ -22,10 +22,11 @@ import numpy as np
 from numba import types as nbtypes
 
 from . import analysis as analysis_mod
-from . import emit, fence, naming, reverse_mode, typeinfer
+from . import arrayfence, emit, fence, naming, reverse_mode, typeinfer
 from .errors import AutodiffError
 from .normalize import Normalized, normalize
 from .source import FunctionSource, function_source, python_function, resolve
+from .kernels import arrays as array_module
 from .kernels import tape as tape_module
 
 _lock = threading.RLock()
@@ -65,7 +66,8 @@ _variants: dict = {}
 
 
 def _base_namespace() -> dict:
-    return {"math": math, "np": np, naming.TAPE_MODULE: tape_module}
+    return {"math": math, "np": np, naming.TAPE_MODULE: tape_module,
+            naming.ARRAY_MODULE: array_module}
 
 
 def primal(func) -> Primal:
@@ -218,6 +220,7 @@ def _build_variant(prim: Primal, argtypes: tuple, active: list[bool], result_act
         if flag and not typeinfer.is_differentiable(typ):
             raise TypeError(f"argument '{name}' of {fs.name}() has type {typ}, which cannot be "
                             "differentiated (use a float or a float32/float64 array)")
+    arrayfence.check(normalized, types)
     result_active = result_active and typeinfer.is_differentiable(result_type)
     active_params = {p for p, flag in zip(params, active) if flag}
 
