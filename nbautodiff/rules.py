@@ -192,7 +192,8 @@ NON_DIFFERENTIABLE = {id(f): name for f, name in [
 ARRAY_CONSTRUCTORS = {id(f): name for f, name in [
     (np.zeros, "np.zeros"), (np.ones, "np.ones"), (np.empty, "np.empty"),
     (np.zeros_like, "np.zeros_like"), (np.ones_like, "np.ones_like"),
-    (np.empty_like, "np.empty_like"),
+    (np.empty_like, "np.empty_like"), (np.arange, "np.arange"), (np.eye, "np.eye"),
+    (np.identity, "np.identity"),
 ]}
 # Objects the generated code may name in keyword values (dtype=np.float32...).
 DTYPES = {id(f): name for f, name in [
