@@ -22,7 +22,7 @@ import numpy as np
 from numba import types as nbtypes
 
 from . import analysis as analysis_mod
-from . import arrayfence, emit, fence, naming, reverse_mode, typeinfer
+from . import arrayfence, emit, fence, lifting, naming, reverse_mode, typeinfer
 from .errors import AutodiffError
 from .normalize import Normalized, normalize
 from .source import FunctionSource, function_source, python_function, resolve
@@ -102,7 +102,7 @@ def _call_site(fs: FunctionSource, callee) -> ast.Call | None:
 
 
 def _build_primal(func) -> Primal:
-    fs = function_source(func)
+    fs = lifting.lift(function_source(func))
     fence.check(fs)
     normalized = normalize(fs)
     namespace = _base_namespace()
