@@ -20,8 +20,8 @@ Refused with a located :class:`UnsupportedConstructError`: an inner function use
 calling it (returned, stored, passed as an argument), a lambda that is not bound to a name,
 ``nonlocal`` (assigning a variable of the enclosing function: closure over changing state), an
 inner function defined twice or whose name is rebound, decorators, recursion among inner
-functions, and a call from which a variable the callee reads is hidden by a local of the same
-name.
+functions, a call of an inner function written before its definition, and a call from which a
+variable the callee reads is hidden by a local of the same name.
 """
 from __future__ import annotations
 
@@ -225,7 +225,11 @@ class _Lifter:
             elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
                     and node.func.id in self.inner and node.func.id not in hidden:
                 callees.add(id(node.func))
-                self.pass_captured(node, self.inner[node.func.id], hidden)
+                inner = self.inner[node.func.id]
+                if scope is self.tree and _position(node) < _end(inner.statement):
+                    raise self.refuse(node, f"call to {inner.kind}", f"{inner.label} is called "
+                                      f"before its definition (line {inner.statement.lineno})")
+                self.pass_captured(node, inner, hidden)
             elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) \
                     and node.id in self.inner and node.id not in hidden \
                     and id(node) not in callees:
@@ -290,6 +294,14 @@ class _Lifter:
         func.__qualname__ = f"{self.fs.func.__qualname__}.<locals>.{inner.name}"
         func.__module__ = self.fs.func.__module__
         return func
+
+
+def _position(node: ast.AST) -> tuple[int, int]:
+    return node.lineno, node.col_offset
+
+
+def _end(node: ast.AST) -> tuple[int, int]:
+    return node.end_lineno, node.end_col_offset
 
 
 def _without(statements: list[ast.stmt], removed: set[int], like: ast.AST) -> list[ast.stmt]:

@@ -4,6 +4,7 @@ Gradients are compared with central differences (tests/fd.py) on random inputs.
 """
 import inspect
 
+import IPython
 import numpy as np
 import pytest
 from IPython.core.error import UsageError
@@ -31,7 +32,7 @@ def scaled(a, x):
 
 @pytest.fixture(scope="module")
 def ip():
-    shell = get_ipython()
+    shell = get_ipython() or IPython.get_ipython()     # started here, or by another test module
     shell.run_line_magic("load_ext", "nbautodiff")
     return shell
 
