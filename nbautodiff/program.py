@@ -239,8 +239,12 @@ def _build_variant(prim: Primal, argtypes: tuple, active: list[bool], result_act
                  typeinfer.is_differentiable(t) for arg, t in zip(call.args, arg_types)]
         callee = reverse_variant(call.nad_target, arg_types, flags, seeded, writeback=False,
                                  keep_value=False)
-        namespace[callee.name] = callee.dispatcher
-        return reverse_mode.CalleeVariant(callee.name, callee.shadows, callee.adjoint_positions)
+        binding, suffix = callee.name, 1
+        while binding == name or namespace.get(binding, callee.dispatcher) is not callee.dispatcher:
+            suffix += 1                    # two callees with one __name__, or the caller's own
+            binding = f"{callee.name}_{suffix}"
+        namespace[binding] = callee.dispatcher
+        return reverse_mode.CalleeVariant(binding, callee.shadows, callee.adjoint_positions)
 
     tree = reverse_mode.transform(tree, an, fs, active_params=active_params,
                              result_active=result_active, writeback=writeback,

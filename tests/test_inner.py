@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from IPython.testing.globalipapp import get_ipython
 
+import corpus_helpers as ch
 import nbautodiff as nad
 from fd import assert_grad_close, central_diff, copy_args, evaluate
 
@@ -157,6 +158,31 @@ def inner_called_with_enclosing_result(x):
     return norm2(y) / (1.0 + norm2(x))
 
 
+def named_like_enclosing(x):
+    def named_like_enclosing(t):
+        return t * t * t
+    return named_like_enclosing(x) + x
+
+
+def named_like_imported_helper(x):
+    # two different callees whose __name__ is 'softplus': each keeps its own variant
+    def softplus(t):
+        return t * t
+    return softplus(x) + ch.softplus(x)
+
+
+def sq_norm(x):
+    s = 0.0
+    for i in range(len(x)):
+        s += 3.0 * x[i] ** 4
+    return s
+
+
+def module_function_named_like_imported(x):
+    # the same, between a function of this module and one of corpus_helpers
+    return sq_norm(x) + ch.sq_norm(x)
+
+
 def _vec(rng, n=5, lo=-1.0, hi=1.0):
     return rng.uniform(lo, hi, n)
 
@@ -180,6 +206,9 @@ CASES = [
     (lambda_on_a_scalar_argument, lambda r: (float(r.uniform(0.2, 1)), float(r.uniform(0.5, 2))),
      (0, 1)),
     (inner_called_with_enclosing_result, lambda r: (_vec(r),), 0),
+    (named_like_enclosing, lambda r: (float(r.uniform(-2, 2)),), 0),
+    (named_like_imported_helper, lambda r: (float(r.uniform(-2, 2)),), 0),
+    (module_function_named_like_imported, lambda r: (_vec(r),), 0),
 ]
 
 
