@@ -249,7 +249,8 @@ class _Lifter:
         if plain and not any(isinstance(a, ast.Starred) for a in call.args) \
                 and given != len(args.args):
             raise self.refuse(call, f"call to {inner.kind}",
-                              f"{inner.label} takes {len(args.args)} arguments, {given} given")
+                              f"{inner.label} takes {len(args.args)} argument"
+                              f"{'' if len(args.args) == 1 else 's'}, {given} given")
         shadowed = sorted(set(inner.captured) & hidden)
         if shadowed:
             raise self.refuse(call, f"call to {inner.kind}",

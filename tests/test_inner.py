@@ -299,6 +299,13 @@ def passes_inner(x):
     return apply(g, x)
 
 
+def passed_on_inside_a_lambda(x):
+    def g(t):
+        return t * t
+    h = lambda t: apply(g, t)  # noqa: E731
+    return h(x)
+
+
 def immediately_invoked_lambda(x):
     return (lambda t: t * t)(x) + x
 
@@ -408,6 +415,7 @@ REFUSED = [
     (returns_inner, r"inner function 'g' used as a value", "return g"),
     (stores_inner, r"lambda 'g' used as a value", "h = g"),
     (passes_inner, r"inner function 'g' used as a value", "apply(g, x)"),
+    (passed_on_inside_a_lambda, r"inner function 'g' used as a value", "apply(g, t)"),
     (immediately_invoked_lambda, r"lambda that is not bound to a name", "(lambda t"),
     (lambda_as_argument, r"lambda that is not bound to a name", "apply(lambda"),
     (lambda_to_two_names, r"lambda assigned to anything but one name", "f = g = lambda"),
