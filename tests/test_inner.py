@@ -158,6 +158,15 @@ def inner_called_with_enclosing_result(x):
     return norm2(y) / (1.0 + norm2(x))
 
 
+def whole_array_lambda_and_def(x, w):
+    sq = lambda v: np.sum(v * v)  # noqa: E731
+
+    def lin(v):
+        return np.dot(w, v) + sq(w * v)
+
+    return sq(x) + lin(np.exp(x))
+
+
 def named_like_enclosing(x):
     def named_like_enclosing(t):
         return t * t * t
@@ -206,6 +215,7 @@ CASES = [
     (lambda_on_a_scalar_argument, lambda r: (float(r.uniform(0.2, 1)), float(r.uniform(0.5, 2))),
      (0, 1)),
     (inner_called_with_enclosing_result, lambda r: (_vec(r),), 0),
+    (whole_array_lambda_and_def, lambda r: (_vec(r), _vec(r)), (0, 1)),
     (named_like_enclosing, lambda r: (float(r.uniform(-2, 2)),), 0),
     (named_like_imported_helper, lambda r: (float(r.uniform(-2, 2)),), 0),
     (module_function_named_like_imported, lambda r: (_vec(r),), 0),
