@@ -2872,7 +2872,7 @@ add(arr_callee, lambda r: (unif(r, -1, 1, (3, 3)), unif(r, -1, 1, 3)), (0, 1),
 
 
 # ============================================================================================
-# 10. inner functions and lambdas bound to a name, differentiated like any other callee
+# inner functions and lambdas bound to a name (issue 3), differentiated like any other callee
 # ============================================================================================
 
 def inner_def_reads_constants(x, c):
