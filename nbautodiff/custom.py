@@ -178,16 +178,10 @@ def reverse_variant(wrapper: _Wrapper, argtypes: tuple, active: list[bool], resu
     ``(result or None, adjoints of the active scalar arguments...)``. A
     :class:`NonDifferentiable`, or a call whose result is not seeded, contributes nothing."""
     from .program import Variant
-    func = wrapper.py_func
-    params = wrapper.parameters
+    func, params = wrapper.py_func, wrapper.parameters
     result_type = _result_type(wrapper, argtypes)
     seeded = result_active and typeinfer.is_differentiable(result_type)
-    rule = wrapper.rule if isinstance(wrapper, CustomVJP) else None
-    if isinstance(wrapper, CustomVJP) and rule is None:
-        raise AutodiffError(f"custom_vjp function '{wrapper.__name__}' has no rule: give it one "
-                            f"with @{wrapper.__name__}.defvjp", construct="custom_vjp",
-                            function=wrapper.__name__, filename=func.__code__.co_filename,
-                            lineno=func.__code__.co_firstlineno)
+    rule = _rule_of(wrapper)
     shadows = [flag and typeinfer.is_array(t) for flag, t in zip(active, argtypes)]
     adjoint_positions = [i for i, (flag, t) in enumerate(zip(active, argtypes))
                          if flag and not typeinfer.is_array(t)]
@@ -198,81 +192,92 @@ def reverse_variant(wrapper: _Wrapper, argtypes: tuple, active: list[bool], resu
     taken = set(params) | {"math", "np", naming.TAPE_MODULE}
     primal_binding = _free_name(fname, taken)
     namespace = {naming.TAPE_MODULE: tape_module, primal_binding: primal(wrapper).dispatcher}
-    arguments = []
-    for param, has_shadow in zip(params, shadows):
-        arguments.append(param)
-        if has_shadow:
-            arguments.append(naming.shadow(param))
-    lines = []
+    arguments = [item for param, has_shadow in zip(params, shadows)
+                 for item in ([param, naming.shadow(param)] if has_shadow else [param])]
+    arguments += [naming.SEED] if seeded else []
+    uses_rule = seeded and rule is not None
+    computes_result = keep_value or (uses_rule and _reads_result(rule))
+    lines = [f"{naming.RESULT} = {primal_binding}({', '.join(params)})"] if computes_result else []
     adjoints = {}
-    result = naming.RESULT
-    computes_result = keep_value or (seeded and rule is not None and _reads_result(rule))
-    if computes_result:
-        lines.append(f"{result} = {primal_binding}({', '.join(params)})")
-    if seeded:
-        arguments.append(naming.SEED)
-    if seeded and rule is not None:
-        wrapper._rule_used = True
+    if uses_rule:
         rule_binding = _free_name(_identifier(python_function(rule).__name__, f"{fname}_rule"),
                                   taken | {primal_binding})
         namespace[rule_binding] = rule if hasattr(rule, "py_func") else numba.njit(rule)
         seed_type = result_type if typeinfer.is_array(result_type) else nbtypes.float64
         z_type = result_type if computes_result else nbtypes.float64
-        adjoint_types = _rule_adjoint_types(wrapper, (seed_type, z_type) + tuple(argtypes))
-        rule_result = naming.CALL_RESULT
-        rule_args = [naming.SEED, result if computes_result else "0.0"] + params
-        lines.append(f"{rule_result} = {rule_binding}({', '.join(rule_args)})")
-        single = len(params) == 1 and not isinstance(adjoint_types.returned, nbtypes.BaseTuple)
-        for position, param in enumerate(params):
-            typ = adjoint_types.per_argument[position]
-            if not active[position] or typ == nbtypes.none:
-                continue
-            _check_adjoint_type(wrapper, param, argtypes[position], typ)
-            value = rule_result if single else f"{rule_result}[{position}]"
-            if shadows[position]:
-                lines.append(f"if {value}.shape != {param}.shape:\n"
-                             f"    raise ValueError('custom rule {rule_binding}: the adjoint of "
-                             f"{param} does not have the shape of {param}')")
-                lines.append(f"{naming.TAPE_MODULE}.add_into({naming.shadow(param)}, {value})")
-            else:
-                adjoints[position] = value
-    returned = [result if keep_value else "None"]
+        rule_lines, adjoints = _rule_call(wrapper, rule_binding, argtypes, active,
+                                          (seed_type, z_type), computes_result)
+        lines += rule_lines
+    returned = [naming.RESULT if keep_value else "None"]
     returned += [adjoints.get(position, "0.0") for position in adjoint_positions]
     lines.append(f"return ({', '.join(returned)},)")
     if isinstance(wrapper, NonDifferentiable):
         how = "no derivative (declared non-differentiable)"
     else:
-        how = f"its custom rule {python_function(rule).__name__}" + ("" if seeded else
-                                                                     " (result not seeded)")
+        how = f"its custom rule {python_function(rule).__name__}" + \
+            ("" if seeded else " (result not seeded)")
     text = (f"def {name}({', '.join(arguments)}):\n"
             f"    {repr(f'Reverse mode of {func.__name__} by {how}.')}\n"
             + textwrap.indent("\n".join(lines), "    "))
     rendered = emit.render([ast.parse(text).body[0]],
                            header=f"# reverse mode of {func.__name__} from its declared "
-                                  "derivative, generated by nbautodiff\nimport math\nimport numpy as np")
+                                  "derivative, generated by nbautodiff\nimport math\n"
+                                  "import numpy as np")
     path, namespace = emit.load(rendered, name, namespace)
+    if uses_rule:
+        wrapper._rule_used = True
     return Variant(name, rendered.text, path, numba.njit(namespace[name]), shadows,
                    adjoint_positions, result_type)
 
 
-class _AdjointTypes:
-    def __init__(self, returned, per_argument):
-        self.returned = returned
-        self.per_argument = per_argument
+def _rule_of(wrapper: _Wrapper):
+    """The rule of a :class:`CustomVJP` (refused when it has none); None for the others."""
+    if not isinstance(wrapper, CustomVJP):
+        return None
+    if wrapper.rule is None:
+        func = wrapper.py_func
+        raise AutodiffError(f"custom_vjp function '{wrapper.__name__}' has no rule: give it one "
+                            f"with @{wrapper.__name__}.defvjp", construct="custom_vjp",
+                            function=wrapper.__name__, filename=func.__code__.co_filename,
+                            lineno=func.__code__.co_firstlineno)
+    return wrapper.rule
 
 
-def _rule_adjoint_types(wrapper: CustomVJP, types: tuple) -> _AdjointTypes:
-    """The type of each adjoint the rule returns for argument ``types`` (g, z, args...)."""
+def _rule_call(wrapper: CustomVJP, binding: str, argtypes: tuple, active: list[bool],
+               seed_and_z_types: tuple, passes_z: bool) -> tuple[list[str], dict]:
+    """(lines calling the rule bound to ``binding`` and adding array adjoints into shadows,
+    source of the adjoint of each active scalar argument by position)."""
+    params = wrapper.parameters
+    returned, per_argument = _rule_adjoint_types(wrapper, seed_and_z_types + tuple(argtypes))
+    rule_result = naming.CALL_RESULT
+    rule_args = [naming.SEED, naming.RESULT if passes_z else "0.0"] + params
+    lines = [f"{rule_result} = {binding}({', '.join(rule_args)})"]
+    bare = not isinstance(returned, nbtypes.BaseTuple)
+    adjoints = {}
+    for position, (param, typ) in enumerate(zip(params, per_argument)):
+        if not active[position] or typ == nbtypes.none:
+            continue
+        _check_adjoint_type(wrapper, param, argtypes[position], typ)
+        value = rule_result if bare else f"{rule_result}[{position}]"
+        if typeinfer.is_array(argtypes[position]):
+            lines.append(f"if {value}.shape != {param}.shape:\n"
+                         f"    raise ValueError('custom rule {binding}: the adjoint of "
+                         f"{param} does not have the shape of {param}')")
+            lines.append(f"{naming.TAPE_MODULE}.add_into({naming.shadow(param)}, {value})")
+        else:
+            adjoints[position] = value
+    return lines, adjoints
+
+
+def _rule_adjoint_types(wrapper: CustomVJP, types: tuple) -> tuple:
+    """(return type of the rule for argument ``types`` (g, z, args...), type of each adjoint)."""
     func = python_function(wrapper.rule)
     try:
         _, returned = typeinfer.infer(func, types)
     except numba_errors.NumbaError as exc:
         raise _numba_error(func, exc, f"custom rule '{func.__name__}'") from None
     count = len(wrapper.parameters)
-    if isinstance(returned, nbtypes.BaseTuple):
-        per_argument = list(returned.types)
-    else:
-        per_argument = [returned]
+    per_argument = list(returned.types) if isinstance(returned, nbtypes.BaseTuple) else [returned]
     if len(per_argument) != count:
         got = f"a tuple of {len(per_argument)}" if isinstance(returned, nbtypes.BaseTuple) \
             else "one value"
@@ -280,7 +285,7 @@ def _rule_adjoint_types(wrapper: CustomVJP, types: tuple) -> _AdjointTypes:
                           f"argument{'s' if count != 1 else ''} ({', '.join(wrapper.parameters)}): "
                           "return one adjoint per argument, in order (None where there is none)",
                           line=_return_line(func))
-    return _AdjointTypes(returned, per_argument)
+    return returned, per_argument
 
 
 def _check_adjoint_type(wrapper: CustomVJP, param: str, argtype, adjoint) -> None:

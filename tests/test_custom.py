@@ -343,6 +343,20 @@ def test_missing_rule_and_replaced_rule():
         nad.non_differentiable(wrapped)
 
 
+def test_rule_that_failed_to_compile_can_be_replaced():
+    def halve(x):
+        return 0.5 * x
+
+    def broken(g, z, x):
+        return g * "half"
+
+    wrapped = nad.custom_vjp(halve, broken)
+    with pytest.raises(nad.AutodiffError, match="numba cannot compile the custom rule 'broken'"):
+        nad.grad(wrapped)(1.0)
+    wrapped.defvjp(lambda g, z, x: 0.5 * g)
+    assert nad.grad(wrapped)(1.0) == 0.5
+
+
 # ---- %%autodiff --custom / --nondiff ---------------------------------------------------------
 
 CELL = '''import math
