@@ -16,7 +16,6 @@ import numba
 import numpy as np
 import pytest
 from IPython.core.error import UsageError
-from IPython.testing.globalipapp import get_ipython
 
 import nbautodiff as nad
 from fd import assert_grad_close, central_diff
@@ -380,13 +379,6 @@ def loss(a):
         s += clip(a[i] * m)
     return s
 '''
-
-
-@pytest.fixture(scope="module")
-def ip():
-    shell = get_ipython()
-    shell.run_line_magic("load_ext", "nbautodiff")
-    return shell
 
 
 def test_magic_options_declare_rules_and_constants(ip, rng):
