@@ -153,6 +153,17 @@ def test_rules_in_a_loop_and_a_nested_callee_with_arguments_overwritten(rng):
     assert_grad_close(gt, ft, rtol=1e-6, label="d/dt")
 
 
+def scores_logsumexp(X, w):
+    """Whole-array code around a declared function."""
+    z = np.tanh(X @ w)
+    return logsumexp(z, 0.7) + 0.1 * np.sum(w * w)
+
+
+def test_rule_called_from_whole_array_code(rng):
+    X, w = rng.normal(size=(6, 3)), rng.normal(size=3)
+    assert_grad_close(nad.grad(scores_logsumexp, argnums=1)(X, w), central_diff(scores_logsumexp, (X, w), 1), rtol=1e-7, label="d/dw")
+
+
 def test_rule_with_float32_arrays_and_duplicated_shadows(rng):
     a = rng.normal(size=4).astype(np.float32)
     da = np.ones(4, np.float32)                  # the adjoint is added into the shadow
