@@ -13,11 +13,11 @@ import numba
 import numpy as np
 from numba import types as nbtypes
 
-from . import program, typeinfer
+from . import custom, program, typeinfer
 from .activities import (Active, Const, Duplicated, DuplicatedOnly, REVERSE_ARGUMENT,
                          as_activity, has_shadow)
 from .errors import AutodiffError, SourceNotFoundError, UnsupportedConstructError
-from .source import function_source, python_function
+from .source import function_source
 
 _RETURNS = {"Active": (True, True), "ActiveOnly": (True, False), "Const": (False, True),
             "DuplicatedOnly": (False, False)}
@@ -55,7 +55,7 @@ class _Derived:
 
     def __init__(self, fun):
         self.primal = fun
-        self._func = python_function(fun)
+        self._func = custom.program_target(fun)
         self._fs = function_source(self._func)
         self._variant: program.Variant | None = None
         self.__name__ = f"{self._func.__name__}_{self.kind}"
@@ -304,7 +304,7 @@ def vjp(fun, *primals):
     The adjoint of an argument that cannot be differentiated (an int, an int array) is None.
     The output may be a scalar or an array (then the cotangent is an array of its shape).
     """
-    func = python_function(fun)
+    func = custom.program_target(fun)
     checked = ReverseFunction(func, [Const] * len(function_source(func).parameters))._arguments(primals)
     activities = [Duplicated if _is_float_array(v) else
                   Active if isinstance(v, (float, np.floating)) else Const for v in checked]

@@ -44,5 +44,10 @@ def reverse_name(function_name: str, signature_code: str) -> str:
     return f"{function_name}__rev_{signature_code}"
 
 
+def custom_reverse_name(function_name: str, signature_code: str) -> str:
+    """Name of a reverse variant that calls a declared rule (nbautodiff.custom), ``f__custom_a_r``."""
+    return f"{function_name}__custom_{signature_code}"
+
+
 def is_reserved(name: str) -> bool:
     return name.startswith(RESERVED)

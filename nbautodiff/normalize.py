@@ -13,9 +13,12 @@ holds only these statements (every operand an *atom*: a name or a number):
 
 Conditions (tests of ``if``/``while``, comparisons, ``and``/``or``/``not``) are not
 differentiable, so they stay whole expressions. Every call is annotated with what it calls
-(``call.nad_kind`` in {"rule", "array", "zero", "constructor", "user", "copy"},
+(``call.nad_kind`` in {"rule", "array", "zero", "constructor", "user", "copy", "nondiff"},
 ``call.nad_target``): "array" calls are whole-array primitives (``rules.ARRAY_CALLS``), with
-an ``axis`` operand last where one was given.
+an ``axis`` operand last where one was given. A function with a custom rule
+(:class:`nbautodiff.custom.CustomVJP`) is a "user" call whose target is the wrapper; a
+:class:`nbautodiff.custom.NonDifferentiable` one is "nondiff": its result is a constant for the
+derivative.
 """
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import naming, rules
+from . import custom, naming, rules
 from .controlflow import structure
 from .errors import UnsupportedConstructError
 from .source import MISSING, FunctionSource, dotted_parts, resolve
@@ -41,7 +44,7 @@ class Normalized:
 
     source: FunctionSource
     tree: ast.FunctionDef
-    callees: dict[str, types.FunctionType] = field(default_factory=dict)   # binding -> function
+    callees: dict[str, object] = field(default_factory=dict)   # binding -> function or custom wrapper
     globals: dict[str, object] = field(default_factory=dict)               # name -> value read
     augmented: list[tuple[str, ast.AugAssign]] = field(default_factory=list)  # `x op= ...` on names
 
@@ -357,6 +360,8 @@ class _Flattener:
             return self.annotated(node, rules.NON_DIFFERENTIABLE[key], "zero", None)
         if key in rules.ARRAY_CONSTRUCTORS:
             return self.annotated(node, rules.ARRAY_CONSTRUCTORS[key], "constructor", None)
+        if custom.kind_of(target) == "nondiff":
+            return self.annotated(node, self.bind_callee(target), "nondiff", target)
         if is_user_function(target):
             return self.annotated(node, self.bind_callee(target), "user", target)
         raise self.refuse(node, f"call to '{label}'",
@@ -410,8 +415,7 @@ class _Flattener:
         return _spelled(spelling)
 
     def bind_callee(self, target) -> str:
-        from .source import python_function
-        func = python_function(target)
+        func = custom.program_target(target)
         for binding, known in self.result.callees.items():
             if known is func:
                 return binding

@@ -8,6 +8,9 @@ argument types, so every artifact is built once per process:
   their own primals. Recursion is refused (the callee graph must be acyclic).
 * :func:`reverse_variant` - ``f__rev_<code>`` for given argument types and activities, with the
   variants of its callees built on demand for the types and activities at each call site.
+
+Functions with a declared derivative (wrappers of :mod:`nbautodiff.custom`) get their primal and
+reverse variants from that module.
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ import numpy as np
 from numba import types as nbtypes
 
 from . import analysis as analysis_mod
-from . import arrayfence, emit, fence, lifting, naming, reverse_mode, typeinfer
+from . import arrayfence, custom, emit, fence, lifting, naming, reverse_mode, typeinfer
 from .errors import AutodiffError
 from .normalize import Normalized, normalize
 from .source import FunctionSource, function_source, python_function, resolve
@@ -71,7 +74,10 @@ def _base_namespace() -> dict:
 
 
 def primal(func) -> Primal:
-    """The compiled primal of ``func`` (a function or numba dispatcher)."""
+    """The compiled primal of ``func`` (a function, a numba dispatcher, or a wrapper of
+    :mod:`nbautodiff.custom`, whose primal is its original function)."""
+    if custom.kind_of(func):
+        return custom.primal(func)
     func = python_function(func)
     with _lock:
         key = (func, func.__code__)
@@ -203,8 +209,12 @@ def reverse_variant(func, argtypes: tuple, active: list[bool], result_active: bo
     with _lock:
         if key in _variants:
             return _variants[key]
-        built = _build_variant(prim, tuple(argtypes), list(active), result_active, writeback,
-                               keep_value)
+        if custom.kind_of(func):
+            built = custom.reverse_variant(func, tuple(argtypes), list(active), result_active,
+                                           keep_value)
+        else:
+            built = _build_variant(prim, tuple(argtypes), list(active), result_active, writeback,
+                                   keep_value)
         _variants[key] = built
         return built
 

@@ -2844,6 +2844,19 @@ add(arr_rebound_straight, lambda r: (unif(r, -1, 1, 5), unif(r, -1, 1)), (0, 1),
     tags={"array_expr"})
 
 
+def arr_whole_read_in_storing_loop(x):
+    # a loop that stores y[i] and reads all of y through np.sum: its reversal must run backwards
+    y = x * x
+    s = 0.0
+    for i in range(y.shape[0]):
+        s += np.dot(y, y) * x[i]
+        y[i] = x[i] * 0.5
+    return s
+
+
+add(arr_whole_read_in_storing_loop, lambda r: (unif(r, -1, 1, 4),), tags={"array_expr", "inplace"})
+
+
 def arr_float32(x):
     return np.sum(np.sin(x) * x)
 

@@ -12,10 +12,8 @@ import inspect
 import math
 import re
 
-import IPython
 import numpy as np
 import pytest
-from IPython.testing.globalipapp import get_ipython
 
 import corpus_helpers as ch
 import nbautodiff as nad
@@ -456,14 +454,7 @@ def test_unsupported_construct_inside_an_inner_function_names_its_line():
     assert err.function == "f"
 
 
-# ---- through the %%autodiff magic: the cell's own line numbers --------------------------------
-
-@pytest.fixture(scope="module")
-def ip():
-    shell = get_ipython() or IPython.get_ipython()     # started here, or by another test module
-    shell.run_line_magic("load_ext", "nbautodiff")
-    return shell
-
+# ---- through the %%autodiff magic (the ip fixture: conftest): the cell's own line numbers ----
 
 INNER_CELL = '''import math
 
