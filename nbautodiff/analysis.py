@@ -34,6 +34,18 @@ def index_names(index: ast.expr) -> set[str]:
     return names_in(index)
 
 
+def view_origin(statement: ast.Assign, types: dict) -> str | None:
+    """The array that ``statement`` makes another name for, if it does: ``B = A`` (an alias)
+    or ``B = A[index]`` where ``B`` is an array (a view: a slice, a row)."""
+    target, value = statement.targets[0], statement.value
+    if isinstance(value, ast.Name) and typeinfer.is_array(types.get(value.id)):
+        return value.id
+    if isinstance(value, ast.Subscript) and isinstance(value.value, ast.Name) \
+            and typeinfer.is_array(types.get(target.id)):
+        return value.value.id
+    return None
+
+
 def rule_of(value: ast.expr):
     """(derivative rule, operands) of a three-address right-hand side; (None, []) if it has none."""
     if isinstance(value, ast.BinOp):
@@ -235,9 +247,10 @@ class _Analyser:
             a.sites[id(statement)] = site
             for name in assigned_names(statement):
                 a.assignments.setdefault(name, []).append(statement)
-            if isinstance(statement, ast.Assign) and isinstance(statement.targets[0], ast.Name) \
-                    and isinstance(statement.value, ast.Name) and a.is_array(statement.value.id):
-                a.alias[statement.targets[0].id] = a.rep(statement.value.id)
+            if isinstance(statement, ast.Assign) and isinstance(statement.targets[0], ast.Name):
+                origin = view_origin(statement, a.types)
+                if origin:
+                    a.alias[statement.targets[0].id] = a.rep(origin)
         for position, (statement, _) in enumerate(walk_statements(body)):
             a.order[id(statement)] = position
             if isinstance(statement, (ast.For, ast.While)):

@@ -10,13 +10,9 @@ from __future__ import annotations
 import ast
 
 from . import typeinfer
-from .analysis import walk_statements
+from .analysis import view_origin, walk_statements
 from .errors import UnsupportedConstructError
 from .normalize import Normalized
-
-
-def _index_count(index: ast.expr) -> int:
-    return len(index.elts) if isinstance(index, ast.Tuple) else 1
 
 
 def check(normalized: Normalized, types: dict) -> None:
@@ -32,17 +28,17 @@ def check(normalized: Normalized, types: dict) -> None:
             refuse(node, f"in-place operator on the array '{name}'",
                    f" (write {name} = {name} {_operator_symbol(node)} ... or update it element by "
                    "element)")
+    origins: dict[str, str] = {}
     for statement, _ in walk_statements(normalized.tree.body):
-        if not isinstance(statement, ast.Assign):
+        if not (isinstance(statement, ast.Assign) and isinstance(statement.targets[0], ast.Name)):
             continue
-        target, value = statement.targets[0], statement.value
-        for subscript in (target, value):
-            if not (isinstance(subscript, ast.Subscript) and isinstance(subscript.value, ast.Name)):
-                continue
-            array_type = types.get(subscript.value.id)
-            if typeinfer.is_array(array_type) and _index_count(subscript.slice) < array_type.ndim:
-                refuse(statement, "indexing that gives a sub-array (a row or a plane)",
-                       f" (index '{subscript.value.id}' with all {array_type.ndim} indices)")
+        name = statement.targets[0].id
+        origin = view_origin(statement, types)
+        if origin is None and typeinfer.is_array(types.get(name)):
+            origin = name                                     # a new array
+        if origin is not None and origins.setdefault(name, origin) != origin:
+            refuse(statement, f"binding '{name}' to views or aliases of different arrays",
+                   " (use a new name for each)")
 
 
 def _operator_symbol(node: ast.AugAssign) -> str:

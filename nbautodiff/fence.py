@@ -17,7 +17,7 @@ _STATEMENTS = (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Expr, ast.If, ast.F
                ast.Break, ast.Continue, ast.Return, ast.Pass, ast.Raise, ast.Assert)
 _EXPRESSIONS = (ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Compare, ast.Call, ast.Name, ast.Constant,
                 ast.Attribute, ast.Subscript, ast.IfExp, ast.Tuple, ast.keyword,
-                ast.operator, ast.unaryop, ast.boolop, ast.cmpop, ast.expr_context)
+                ast.Slice, ast.operator, ast.unaryop, ast.boolop, ast.cmpop, ast.expr_context)
 
 _CONSTRUCT_NAMES = {
     ast.Try: "try/except", ast.With: "with statement", ast.AsyncWith: "async with",
@@ -30,15 +30,12 @@ _CONSTRUCT_NAMES = {
     ast.Dict: "dict", ast.Set: "set", ast.List: "list", ast.JoinedStr: "f-string",
     ast.Starred: "starred expression", ast.Delete: "del statement",
     ast.NamedExpr: "assignment expression (:=)", ast.Import: "import inside the function",
-    ast.ImportFrom: "import inside the function", ast.Slice: "slicing",
+    ast.ImportFrom: "import inside the function",
 }
 if hasattr(ast, "Match"):
     _CONSTRUCT_NAMES[ast.Match] = "match statement"
 if hasattr(ast, "TryStar"):
     _CONSTRUCT_NAMES[ast.TryStar] = "try/except*"
-
-_LATER = {ast.Slice: " (array slicing arrives with whole-array support, issue #3)"}
-
 
 def construct_name(node: ast.AST) -> str:
     return _CONSTRUCT_NAMES.get(type(node), type(node).__name__)
@@ -55,10 +52,10 @@ class _Fence(ast.NodeVisitor):
 
     def generic_visit(self, node: ast.AST) -> None:
         if isinstance(node, ast.stmt) and not isinstance(node, _STATEMENTS):
-            self.refuse(node, construct_name(node), _LATER.get(type(node), ""))
+            self.refuse(node, construct_name(node))
         if isinstance(node, (ast.expr, ast.operator, ast.slice if hasattr(ast, "slice") else ())) \
                 and not isinstance(node, _EXPRESSIONS):
-            self.refuse(node, construct_name(node), _LATER.get(type(node), ""))
+            self.refuse(node, construct_name(node))
         super().generic_visit(node)
 
     def visit_arguments(self, node: ast.arguments) -> None:
@@ -129,14 +126,6 @@ class _Fence(ast.NodeVisitor):
     def visit_Return(self, node: ast.Return) -> None:
         if isinstance(node.value, ast.Tuple):
             self.refuse(node, "returning a tuple", " (several outputs arrive with issue #3)")
-        self.generic_visit(node)
-
-    def visit_Subscript(self, node: ast.Subscript) -> None:
-        index = node.slice
-        parts = index.elts if isinstance(index, ast.Tuple) else [index]
-        for part in parts:
-            if isinstance(part, ast.Slice):
-                self.refuse(part, "slicing", _LATER[ast.Slice])
         self.generic_visit(node)
 
 

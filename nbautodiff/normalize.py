@@ -3,7 +3,8 @@
 The contract of :func:`normalize`: the result is a :class:`Normalized` function whose body
 holds only these statements (every operand an *atom*: a name or a number):
 
-* ``t = atom`` | ``t = a op b`` | ``t = op a`` | ``t = f(atoms)`` | ``t = A[atoms]`` |
+* ``t = atom`` | ``t = a op b`` | ``t = op a`` | ``t = f(atoms)`` | ``t = A[atoms]`` (an index
+  element may be a slice ``lo:hi:step`` of atoms; a sub-array is a view of ``A``) |
   ``t = A.shape`` (``size``, ``ndim``) | ``t = A.copy()`` | ``t = <condition>``
 * ``A[atoms] = atom``
 * ``if c:`` / ``while c:`` on a name ``c`` (a ``while`` recomputes ``c`` at the end of its body)
@@ -299,10 +300,17 @@ class _Flattener:
             array = self.atom(base)
         index = node.slice
         if isinstance(index, ast.Tuple):
-            index = ast.Tuple(elts=[self.atom(e) for e in index.elts], ctx=ast.Load())
+            index = ast.Tuple(elts=[self.index_part(e) for e in index.elts], ctx=ast.Load())
         else:
-            index = self.atom(index)
+            index = self.index_part(index)
         return array, index
+
+    def index_part(self, part: ast.expr) -> ast.expr:
+        """An index element as atoms: a slice ``lo:hi:step`` keeps its shape, with atom bounds."""
+        if isinstance(part, ast.Slice):
+            return ast.Slice(*(None if bound is None else self.atom(bound)
+                               for bound in (part.lower, part.upper, part.step)))
+        return self.atom(part)
 
     def if_expression(self, node: ast.IfExp) -> ast.Name:
         condition = self.condition(node.test)

@@ -39,6 +39,11 @@ def _src(node: ast.AST) -> str:
     return ast.unparse(node)
 
 
+def _index_src(index: ast.expr) -> str:
+    """Source of a subscript's index, as written between brackets (slices included)."""
+    return ast.unparse(ast.Subscript(value=ast.Name(id="_"), slice=index))[2:-1]
+
+
 class _Substitute(ast.NodeTransformer):
     def __init__(self, mapping: dict[str, ast.expr]):
         self.mapping = mapping
@@ -386,6 +391,9 @@ class ReverseTransform:
         value = s.value
         if isinstance(value, ast.Name):
             return _parse(f"{naming.shadow(name)} = {naming.shadow(value.id)}")
+        if isinstance(value, ast.Subscript):              # a view: the same view of the shadow
+            return _parse(f"{naming.shadow(name)} = {naming.shadow(value.value.id)}"
+                          f"[{_index_src(value.slice)}]")
         return _parse(f"{naming.shadow(name)} = np.zeros_like({name})")
 
     def has_reverse_work(self, s: ast.stmt) -> bool:
@@ -632,8 +640,19 @@ class ReverseTransform:
     def adjoint_of_assign(self, s: ast.Assign) -> list[ast.stmt]:
         target, value = s.targets[0], s.value
         g = naming.GRAD_TMP
+        if isinstance(target, ast.Subscript) and self.stores_sub_array(target):
+            array, index = target.value.id, _index_src(target.slice)
+            region = f"{naming.shadow(array)}[{index}]"
+            name = atom_name(value)
+            out = []
+            if name and self.a.is_active(name) and self.a.is_array(name):
+                out += _parse(f"{naming.shadow(name)} += "
+                              f"{naming.ARRAY_MODULE}.unbroadcast({region}, {name})")
+            elif self.active_scalar(value):
+                out += self.accumulate(name, f"np.sum({region})")
+            return out + _parse(f"{region} = 0.0")
         if isinstance(target, ast.Subscript):
-            array, index = target.value.id, _src(target.slice)
+            array, index = target.value.id, _index_src(target.slice)
             out = _parse(f"{g} = {naming.shadow(array)}[{index}]\n"
                          f"{naming.shadow(array)}[{index}] = 0.0")
             source = self.active_scalar(value)
@@ -667,9 +686,15 @@ class ReverseTransform:
         if isinstance(value, ast.Subscript):
             base = value.value.id
             if self.a.is_array(base) and self.a.is_active(base):
-                out += _parse(f"{naming.shadow(base)}[{_src(value.slice)}] += {g}")
+                out += _parse(f"{naming.shadow(base)}[{_index_src(value.slice)}] += {g}")
             return out
         return out + self.rule_adjoints(value, t, g, role)
+
+    def stores_sub_array(self, target: ast.Subscript) -> bool:
+        """Whether a store writes several elements (through a slice or a partial index)."""
+        parts = target.slice.elts if isinstance(target.slice, ast.Tuple) else [target.slice]
+        return any(isinstance(p, ast.Slice) for p in parts) or \
+            len(parts) < self.type_of(target.value.id).ndim
 
     def rule_adjoints(self, value: ast.expr, t: str, g: str, role) -> list[ast.stmt]:
         """Contributions of ``t = value`` (a rule's operator or call) to its active operands'
