@@ -649,6 +649,8 @@ class ReverseTransform:
         if self.a.is_array(t):
             if isinstance(value, ast.Call) and value.nad_kind == "copy":
                 origin = value.func.value.id
+                if not self.a.is_active(origin):       # a constant copied into active state
+                    return []
                 return _parse(f"{naming.TAPE_MODULE}.add_into({naming.shadow(origin)}, "
                               f"{naming.shadow(t)})")
             if isinstance(value, ast.Call) and value.nad_kind == "user":
