@@ -204,7 +204,7 @@ class ReverseTransform:
         return True
 
     def pushes_in_own_iteration(self, s: ast.stmt) -> bool:
-        """Whether statement ``s`` pushes on the tape itself (a restored target or loop variable)."""
+        """Whether ``s`` itself pushes on the tape (a restored target or loop variable)."""
         if isinstance(s, ast.For):
             return s.target.id in self.a.restored
         return isinstance(s, ast.Assign) and isinstance(s.targets[0], ast.Name) \
