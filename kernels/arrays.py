@@ -147,6 +147,12 @@ def matmul_right(g, a, b):
     raise NotImplementedError("called from compiled code only")
 
 
+def _blas_layout(matrix) -> bool:
+    """Whether BLAS takes ``matrix`` (or its transpose) as it is: C or Fortran order. Copying
+    the transpose of a C-ordered data matrix to C order would cost several times the product."""
+    return matrix.layout in ("C", "F")
+
+
 @overload(matmul_left)
 def _matmul_left(g, a, b):
     ranks = (a.ndim, b.ndim)
@@ -155,9 +161,13 @@ def _matmul_left(g, a, b):
     if ranks == (2, 1):
         return lambda g, a, b: np.outer(g, b)
     if ranks == (1, 2):
+        if _blas_layout(b):
+            return lambda g, a, b: b @ g
         return lambda g, a, b: np.ascontiguousarray(b) @ g
     if ranks == (2, 2):
-        return lambda g, a, b: g @ np.ascontiguousarray(b.T)
+        if _blas_layout(b):
+            return lambda g, a, b: g @ b.T
+        return lambda g, a, b: g @ np.ascontiguousarray(b).T
     return None
 
 
@@ -167,11 +177,15 @@ def _matmul_right(g, a, b):
     if ranks == (1, 1):
         return lambda g, a, b: g * a
     if ranks == (2, 1):
-        return lambda g, a, b: np.ascontiguousarray(a.T) @ g
+        if _blas_layout(a):
+            return lambda g, a, b: g @ a
+        return lambda g, a, b: g @ np.ascontiguousarray(a)
     if ranks == (1, 2):
         return lambda g, a, b: np.outer(a, g)
     if ranks == (2, 2):
-        return lambda g, a, b: np.ascontiguousarray(a.T) @ g
+        if _blas_layout(a):
+            return lambda g, a, b: a.T @ g
+        return lambda g, a, b: np.ascontiguousarray(a).T @ g
     return None
 
 

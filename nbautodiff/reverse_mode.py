@@ -190,15 +190,30 @@ class ReverseTransform:
         return ast.fix_missing_locations(remove_dead_assignments(function))
 
     # -- forward sweep ---------------------------------------------------------------------
-    @staticmethod
-    def is_leaf_loop(loop: ast.For) -> bool:
-        """A loop with no loops or calls inside: its pushes can be reserved once, at entry."""
-        for inner, _ in walk_statements(loop.body):
-            if isinstance(inner, (ast.For, ast.While)):
+    def reserves_at_entry(self, loop: ast.For) -> bool:
+        """Whether the pushes of ``loop`` can be reserved once, at its entry, and made unchecked.
+
+        Only if every push an iteration makes is one that ``pushes_per_iteration`` counts: the
+        loops nested in it push nothing (no restored value or loop variable, no ``while``
+        counter) and nothing in it saves an array (a call's snapshots, an array operation's
+        operands), since such a push would take room reserved for the counted ones."""
+        for inner, site in walk_statements(loop.body):
+            if isinstance(inner, ast.While):
                 return False
             if isinstance(getattr(inner, "value", None), ast.Call) and inner.value.nad_kind == "user":
                 return False
+            if isinstance(inner, ast.Assign) and any(self.array_rule_snapshots(inner)):
+                return False
+            if site.loop_depth > 0 and self.pushes_in_own_iteration(inner):
+                return False
         return True
+
+    def pushes_in_own_iteration(self, s: ast.stmt) -> bool:
+        """Whether ``s`` itself pushes on the tape (a restored target or loop variable)."""
+        if isinstance(s, ast.For):
+            return s.target.id in self.a.restored
+        return isinstance(s, ast.Assign) and isinstance(s.targets[0], ast.Name) \
+            and s.targets[0].id in self.a.restored
 
     def pushes_per_iteration(self, body: list) -> dict[str, int]:
         """Unchecked pushes one iteration of ``body`` makes outside its nested loops (max over branches)."""
@@ -250,7 +265,7 @@ class ReverseTransform:
             if id(s) in self.fused and self.has_reverse_work(s):
                 return []                              # runs inside its reversal
             out = self.push(s.target.id, True) if s.target.id in a.restored else []
-            leaf = self.is_leaf_loop(s)
+            leaf = self.reserves_at_entry(s)
             if leaf:
                 lo, hi, step = (_src(x) for x in s.iter.args)
                 for kind, count in self.pushes_per_iteration(s.body).items():
@@ -668,6 +683,8 @@ class ReverseTransform:
         if self.a.is_array(t):
             if isinstance(value, ast.Call) and value.nad_kind == "copy":
                 origin = value.func.value.id
+                if not self.a.is_active(origin):       # a constant copied into active state
+                    return []
                 return _parse(f"{naming.TAPE_MODULE}.add_into({naming.shadow(origin)}, "
                               f"{naming.shadow(t)})")
             if isinstance(value, ast.Call) and value.nad_kind == "user":

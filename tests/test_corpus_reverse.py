@@ -8,6 +8,7 @@ seeds and variants, so each is compiled once per argument types.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -115,6 +116,24 @@ def test_value_and_grad(case):
         # the gradient part is the same as grad's
         for a, b in zip(as_tuple(grads, case.argnums), as_tuple(g(*saved), case.argnums)):
             np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-300)
+
+
+def _takes_a_copy(case) -> bool:
+    return "copy" in case.python_function.__code__.co_names
+
+
+@pytest.mark.parametrize("case", [c for c in corpus.CORPUS if _takes_a_copy(c)],
+                         ids=lambda c: c.name)
+def test_grad_of_each_argument_alone_through_a_copy(case):
+    """``state = arg.copy()`` where ``arg`` is not differentiated but ``state`` becomes active
+    (the heat equation w.r.t. its coefficient alone, an RNN w.r.t. its weights alone): the
+    copy's adjoint must not flow into the shadow ``arg`` does not have."""
+    for num in case.wrt():
+        alone = dataclasses.replace(case, argnums=num)
+        g = derived("grad", case.fun, num)
+        args = corpus.args_for(case, 0)
+        saved = copy_args(args)
+        compare(alone, saved, g(*args), f"{case.name} w.r.t. argument {num} alone")
 
 
 def test_corpus_size():
