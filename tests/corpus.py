@@ -2857,6 +2857,69 @@ def arr_whole_read_in_storing_loop(x):
 add(arr_whole_read_in_storing_loop, lambda r: (unif(r, -1, 1, 4),), tags={"array_expr", "inplace"})
 
 
+def slice_differences(x):
+    d = x[1:] - x[:-1]
+    return np.sum(d * d) + np.sum(x[::2] * x[1::2])
+
+
+add(slice_differences, lambda r: (unif(r, -1, 1, 8),), tags={"array_expr", "slicing"})
+
+
+def slice_rows_and_columns(A, v):
+    B = A.copy()
+    B[1] = v * 2.0
+    B[:, 0] = 0.5
+    r = B[2]
+    return np.sum(B * B) + np.dot(r, r) + np.sum(A[::2, 1:] ** 3)
+
+
+add(slice_rows_and_columns, lambda r: (unif(r, -1, 1, (4, 3)), unif(r, -1, 1, 3)), (0, 1),
+    tags={"array_expr", "slicing", "index_write"})
+
+
+def slice_write_through_view(x):
+    y = x.copy()
+    w = y[2:5]
+    w[0] = w[1] * 3.0
+    s = 0.0
+    for i in range(y.shape[0]):
+        s += y[i] * y[i]
+    return s
+
+
+add(slice_write_through_view, lambda r: (unif(r, -1, 1, 6),), tags={"slicing", "inplace"})
+
+
+def slice_row_in_loop(M):
+    s = 0.0
+    for i in range(M.shape[0]):
+        row = M[i]
+        s += np.sum(np.exp(row)) * M[i, 0]
+    return s
+
+
+add(slice_row_in_loop, lambda r: (unif(r, -1, 1, (3, 4)),), tags={"array_expr", "slicing"})
+
+
+def slice_bounds_from_data(x, k):
+    head = x[:k]
+    tail = x[k:]
+    return np.sum(head ** 2) * np.sum(np.sin(tail))
+
+
+add(slice_bounds_from_data, lambda r: (unif(r, -1, 1, 7), 3), tags={"array_expr", "slicing"})
+
+
+def slice_store_scalar_broadcast(x, c):
+    y = x.copy()
+    y[1:4] = c
+    return np.sum(y * x)
+
+
+add(slice_store_scalar_broadcast, lambda r: (unif(r, -1, 1, 6), unif(r, -1, 1)), (0, 1),
+    tags={"slicing", "index_write"})
+
+
 def arr_float32(x):
     return np.sum(np.sin(x) * x)
 

@@ -412,3 +412,28 @@ def test_valid_call_after_type_errors_still_works():
     with pytest.raises(TypeError):
         g("x", 3)
     assert g(2.0, 3) == pytest.approx(3 * 2.0 * math.pi * 2.0, rel=1e-12)
+
+
+def views_of_two_arrays(a, b, flag):
+    v = a[1:]
+    if flag > 0:
+        v = b[1:]
+    return np.sum(v)
+
+
+def test_one_name_bound_to_views_of_different_arrays_is_refused_with_its_line():
+    with pytest.raises(nad.AutodiffError, match=r"views or aliases of different arrays") as info:
+        nad.grad(views_of_two_arrays)(np.ones(3), np.ones(3), 1)
+    assert info.value.lineno == views_of_two_arrays.__code__.co_firstlineno + 3
+
+
+def inplace_array_operator(x):
+    y = x * 1.0
+    y *= 2.0
+    return np.sum(y)
+
+
+def test_in_place_operator_on_an_array_is_refused_with_its_line():
+    with pytest.raises(nad.AutodiffError, match=r"in-place operator on the array 'y'") as info:
+        nad.grad(inplace_array_operator)(np.ones(3))
+    assert info.value.lineno == inplace_array_operator.__code__.co_firstlineno + 2
