@@ -142,14 +142,16 @@ def plan(trips, kind, parameter):
 @_jit
 def float_buffer(length):
     """Room for ``length`` float64 values of checkpointed state (checked against the limit)."""
-    memory.checked(length * 8, 1)
+    if length * 8 >= memory.CHECKED_FROM:
+        memory.checked(length * 8, 1)
     return np.empty(max(length, 1), np.float64)
 
 
 @_jit
 def int_buffer(length):
     """Room for ``length`` int64 values of checkpointed state (checked against the limit)."""
-    memory.checked(length * 8, 1)
+    if length * 8 >= memory.CHECKED_FROM:
+        memory.checked(length * 8, 1)
     return np.empty(max(length, 1), np.int64)
 
 

@@ -5,7 +5,8 @@ it would fail deep inside numba (or push the machine into swap). :func:`check_al
 before every tape growth and checkpoint buffer and raises :class:`TapeMemoryError`, which
 suggests checkpointing, when the allocation would exceed the limit: the environment variable
 ``NBAUTODIFF_MEMORY_LIMIT`` (bytes, or with a binary suffix ``K``, ``M``, ``G``) when set, else the
-memory the operating system reports as available.
+memory the operating system reports as available. Allocations under ``CHECKED_FROM`` bytes
+are not checked: they cannot exhaust a machine, and a check costs a call into Python.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import numba
 from ..errors import AutodiffError
 
 LIMIT_VARIABLE = "NBAUTODIFF_MEMORY_LIMIT"
+CHECKED_FROM = 64 << 20       # smaller allocations are not checked (reading the limit costs ~us)
 _SUFFIXES = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
@@ -77,6 +79,14 @@ def affordable_length(length: int, needed: int, itemsize: int) -> int:
         return length
     check_allocation(needed * itemsize, 0)
     return needed
+
+
+@numba.njit(cache=True)
+def affordable(length, needed, itemsize):
+    """:func:`affordable_length` from compiled code."""
+    with numba.objmode(length="int64"):
+        length = affordable_length(length, needed, itemsize)
+    return length
 
 
 @numba.njit(cache=True)

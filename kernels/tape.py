@@ -28,8 +28,8 @@ def new_int(capacity):
 @numba.njit(cache=True)
 def _grown(tape, top, extra):
     length, needed, itemsize = max(2 * tape.shape[0], top + extra), top + extra, tape.itemsize
-    with numba.objmode(length="int64"):
-        length = memory.affordable_length(length, needed, itemsize)
+    if length * itemsize >= memory.CHECKED_FROM:
+        length = memory.affordable(length, needed, itemsize)
     new = np.empty(length, tape.dtype)
     new[:top] = tape[:top]
     return new

@@ -385,7 +385,9 @@ class CheckpointedLoop:
         start, stop, slot = self.name("a"), self.name("b"), self.name("slot")
         head = _parse(f"{start} = {plan}[{k}, 1]\n{stop} = {plan}[{k}, 2]\n"
                       f"{slot} = {plan}[{k}, 3]")
-        branches = [(runtime.SAVE, self.save(slot)), (runtime.ADVANCE, self.advance())]
+        branches = [(runtime.SAVE, self.save(slot))]
+        if not reverse or self.schedule.kind == runtime.BINOMIAL:   # segments are not advanced
+            branches.append((runtime.ADVANCE, self.advance()))       # in the reverse sweep
         if reverse:
             branches += [(runtime.RESTORE, self.restore(slot)), (runtime.REVERSE, self.reverse())]
         chain = branches[-1][1]

@@ -254,6 +254,43 @@ def two_loops(u0, steps):
     return s
 
 
+def with_continue(u0, steps):
+    """``continue`` in the time loop (a flag after normalisation; the loop keeps its count)."""
+    n = u0.shape[0]
+    u = u0.copy()
+    for t in range(steps):
+        if t % 3 == 1:
+            continue
+        for i in range(n):
+            u[i] = math.sin(u[i]) + 0.1 * t
+    return u[0] * u[n - 1]
+
+
+def stencil_then_map(u0, alpha, steps):
+    """A linear stencil (reversed as gathers: a transposed stencil) then a nonlinear map that
+    needs the tape, in one time loop."""
+    n = u0.shape[0]
+    u = u0.copy()
+    unew = np.zeros(n)
+    for t in range(steps):
+        for i in range(1, n - 1):
+            unew[i] = u[i] + alpha * (u[i - 1] - 2.0 * u[i] + u[i + 1])
+        for i in range(n):
+            u[i] = math.sin(unew[i])
+    s = 0.0
+    for i in range(n):
+        s += u[i] * u[i]
+    return s
+
+
+def in_place(u, steps):
+    """Writes its argument: callers of reverse() see the primal's effect (Enzyme semantics)."""
+    for t in range(steps):
+        for i in range(u.shape[0]):
+            u[i] = u[i] - 0.1 * u[i] ** 3
+    return u[0] + u[1]
+
+
 # -- equal to the plain gradient and to central differences --------------------------------------
 
 @pytest.mark.parametrize("steps", [0, 1, 2, 7, 10])
@@ -284,6 +321,31 @@ def test_scalar_recurrence(rng, steps, checkpoint):
 def test_loop_shapes(rng, fun, extra, steps, checkpoint):
     args = (rng.uniform(-0.9, 0.9, 6), extra, steps)
     check(fun, args, (0, 1), checkpoint)
+
+
+@pytest.mark.parametrize("steps", [0, 1, 2, 7])
+@pytest.mark.parametrize("checkpoint", [True, "binomial"])
+def test_continue_in_the_loop(rng, steps, checkpoint):
+    check(with_continue, (rng.uniform(-1.0, 1.0, 4), steps), 0, checkpoint)
+
+
+@pytest.mark.parametrize("checkpoint", [True, ("binomial", 2)])
+def test_composes_with_transposed_stencils(rng, checkpoint):
+    derived = check(stencil_then_map, (rng.uniform(-1.0, 1.0, 9), 0.2, 6), 0, checkpoint)
+    assert "_nad_j" in derived.source and "_nad_ckpt.plan" in derived.source
+
+
+@pytest.mark.parametrize("checkpoint", [True, "binomial"])
+def test_written_argument_is_written_back(rng, checkpoint):
+    u0 = rng.uniform(-1.0, 1.0, 5)
+    rev = nad.reverse(in_place, nad.Duplicated, nad.Const, checkpoint=checkpoint)
+    u, shadow = u0.copy(), np.zeros(5)
+    value = rev(u, shadow, 7, 1.0)
+    expected = u0.copy()
+    assert value == pytest.approx(in_place(expected, 7), rel=1e-14)
+    np.testing.assert_allclose(u, expected, rtol=1e-14)
+    assert_grad_close(shadow, central_diff(in_place, (u0, 7), 0), rtol=RTOL, atol=ATOL)
+    assert rev.memory.checkpointed
 
 
 @pytest.mark.parametrize("steps", [0, 3, 8])
@@ -361,17 +423,25 @@ def test_memory_of_callees_is_counted(rng):
 
 
 def test_tape_larger_than_the_limit_is_refused_before_allocating(rng, monkeypatch):
-    u0 = rng.uniform(-1.0, 1.0, 100)
-    monkeypatch.setenv("NBAUTODIFF_MEMORY_LIMIT", "64K")
+    u0 = rng.uniform(-1.0, 1.0, 1000)              # a tape of 1000 x 10,000 values (80 MB)
+    monkeypatch.setenv("NBAUTODIFF_MEMORY_LIMIT", "32M")
     with pytest.raises(TapeMemoryError) as caught:
-        nad.grad(heat)(u0, 0.2, 0.3, 200)
+        nad.grad(heat)(u0, 0.2, 0.3, 10_000)
     message = str(caught.value)
-    assert "in function 'heat'" in message and "64.0 KiB" in message
+    assert "in function 'heat'" in message and "32.0 MiB" in message
     assert "checkpoint=True" in message and "nad.checkpointed" in message
     assert isinstance(caught.value, nad.AutodiffError) and isinstance(caught.value, MemoryError)
-    gradient = nad.grad(heat, checkpoint=True)(u0, 0.2, 0.3, 200)   # fits with checkpoints
+    derived = nad.grad(heat, checkpoint=True)     # fits with checkpoints: about 2.5 MB
+    gradient = derived(u0, 0.2, 0.3, 10_000)
+    assert derived.tape_bytes < 4 << 20
+    monkeypatch.setenv("NBAUTODIFF_MEMORY_LIMIT", "2M")
+    with pytest.raises(TapeMemoryError, match="checkpoint buffers"):
+        nad.grad(heat, checkpoint=1)(u0, 0.2, 0.3, 10_000)   # a slot per step: 160 MB
     monkeypatch.delenv("NBAUTODIFF_MEMORY_LIMIT")
-    assert_grad_close(gradient, nad.grad(heat)(u0, 0.2, 0.3, 200), rtol=1e-11, atol=1e-14)
+    small = rng.uniform(-1.0, 1.0, 8)
+    assert_grad_close(nad.grad(heat, checkpoint=True)(small, 0.2, 0.3, 50),
+                      nad.grad(heat)(small, 0.2, 0.3, 50), rtol=1e-11, atol=1e-14)
+    assert np.all(np.isfinite(gradient))
 
 
 # -- refusals -------------------------------------------------------------------------------------
@@ -550,3 +620,50 @@ def test_schedule_costs():
     assert advanced <= 3 * 10_000                    # C(100 + 3, 3) >= T: three runs at most
     advanced, _, _ = simulate(10_000, runtime.BINOMIAL, 140)
     assert advanced <= 2 * 10_000                    # C(140 + 2, 2) >= T: two runs at most
+
+
+# -- %%autodiff --checkpoint ------------------------------------------------------------------------
+
+MAGIC_CELL = '''import math
+import numpy as np
+
+def relax(u0, steps):
+    u = u0.copy()
+    for t in range(steps):
+        for i in range(u.shape[0]):
+            u[i] = u[i] - 0.1 * u[i] ** 3
+    return u[0] + u[1]
+'''
+
+
+@pytest.fixture(scope="module")
+def ip():
+    from IPython.testing.globalipapp import get_ipython
+    shell = get_ipython()
+    shell.run_line_magic("load_ext", "nbautodiff")
+    return shell
+
+
+def test_magic_checkpoint_option_shows_the_memory(ip, rng):
+    ip.user_ns.update(u_example=rng.uniform(-1.0, 1.0, 6))
+    result = ip.run_cell_magic("autodiff", "--checkpoint binomial --check (u_example, 12)",
+                               MAGIC_CELL)
+    derived = result.names["relax_grad"]
+    assert derived.checkpoint == (runtime.BINOMIAL, 0)
+    # lines of a cell count the %%autodiff line as line 1: the time loop is on line 7
+    assert derived.memory.checkpointed == ((7, "binomial, about (6 T)^(1/3) snapshots"),)
+    assert "memory of the check: tape" in repr(result) and "loop at line 7" in repr(result)
+    assert result.checks["relax_grad"].ok
+    u0 = ip.user_ns["u_example"]
+    assert_grad_close(derived(u0, 12), central_diff(ip.user_ns["relax"], (u0, 12), 0),
+                      rtol=RTOL, atol=ATOL)
+    plain = ip.run_cell_magic("autodiff", "--check (u_example, 12)", MAGIC_CELL)
+    assert "no loop checkpointed" in repr(plain)
+
+
+def test_magic_checkpoint_without_value_is_sqrt_and_bad_values_are_usage_errors(ip):
+    from IPython.core.error import UsageError
+    result = ip.run_cell_magic("autodiff", "--checkpoint", MAGIC_CELL)
+    assert result.names["relax_grad"].checkpoint == (runtime.SEGMENTS, 0)
+    with pytest.raises(UsageError, match="--checkpoint"):
+        ip.run_cell_magic("autodiff", "--checkpoint often", MAGIC_CELL)
