@@ -20,8 +20,9 @@ Which loops are checkpointed:
 A loop whose reversal needs no tape is left alone (there is nothing to save). A marker that
 cannot apply is refused with an :class:`AutodiffError` at its line: on a loop nested in another
 loop, on a loop left early by ``break``/``return`` (its trip count is not known at entry), on a
-loop that binds an array variable to another array (checkpoints hold array contents, not
-bindings).
+loop that binds an array variable to a new array (allocated or copied) in one iteration and uses
+it in the next (checkpoints hold the contents and bindings of the loop's arrays; swapping them,
+``u, unew = unew, u``, is supported).
 """
 from __future__ import annotations
 
@@ -215,59 +216,88 @@ def needs_tape(rt, loop: ast.For) -> bool:
 
 
 class LoopState(NamedTuple):
-    """What a checkpoint of a loop holds: arrays (by a name bound to them during the loop) and
-    scalars."""
+    """What a checkpoint of a loop holds: the contents of arrays (by a name bound to them during
+    the loop), the bindings of the array variables the loop rebinds (``bound``: the arrays it
+    swaps), and scalars."""
     arrays: list
+    bound: list
     scalars: list
 
 
 def loop_state(rt, loop: ast.For) -> LoopState:
     """The state a re-run of some of ``loop``'s iterations needs, as it was when they first ran.
 
-    Arrays: those the loop writes, and those it reads that are written after it. Scalars: those
-    the loop assigns that are live at the start of an iteration or restored from the tape (the
-    reverse sweep of the code before the loop reads their values at loop entry), and those it
-    reads that are assigned after it. Refuses (located) a loop that binds an array variable, or
-    that uses an array variable which code after the loop binds to another array untracked.
+    Arrays: those the loop writes, and those it reads that are written after it, except the
+    ones it binds afresh in every iteration before using them; those it rebinds from one
+    iteration to the next (swaps) have their bindings saved too. Scalars: those the loop
+    assigns that are live at the start of an iteration or restored from the tape (the reverse
+    sweep of the code before the loop reads their values at loop entry), and those it reads
+    that are assigned after it. Refuses (located) a loop that carries an array variable bound
+    to a new array (allocated, copied) from one iteration to the next, or that uses an array
+    variable which code after the loop binds to another array untracked.
     """
     a = rt.a
     members = [s for s, _ in walk_statements(loop.body)]
     member_ids = {id(s) for s in members}
     end = max([a.order[id(s)] for s in members] + [a.order[id(loop)]])
+    live = _carried(loop)
+    assigned = {name for s in members for name in assigned_names(s)} - {loop.target.id}
+    bound = sorted(name for name in assigned & live if a.is_array(name))
+    fresh = _fresh_arrays(a, members)
     for s in members:
-        if isinstance(s, ast.Assign) and isinstance(s.targets[0], ast.Name) \
-                and a.is_array(s.targets[0].id):
+        target = s.targets[0].id if isinstance(s, ast.Assign) and \
+            isinstance(s.targets[0], ast.Name) else None
+        if target in bound and target in fresh:
             raise rt.fs.error(
-                f"array variable '{s.targets[0].id}' is bound to another array inside a "
-                "checkpointed loop: checkpoints hold array contents, not bindings (allocate it "
-                "before the loop and write into it, e.g. 'u[i] = unew[i]' instead of "
-                "'u = unew')", s, construct=CONSTRUCT)
+                f"array variable '{target}' is bound to a new array in an iteration of a "
+                "checkpointed loop and used in the next: checkpoints hold the loop's arrays, "
+                "not new ones (allocate it before the loop and write into it, e.g. "
+                f"'{target}[i] = ...'; swapping arrays, 'u, unew = unew, u', is fine)", s,
+                construct=CONSTRUCT)
     later = [(s, site) for s, site in walk_statements(rt.tree.body)
              if a.order[id(s)] > end and id(s) not in member_ids]
     assigned_later = {name for s, _ in later for name in assigned_names(s)}
     written_later = {cls for s, cls in a.stores if a.order[id(s)] > end}
+    written_inside = {cls for s, cls in a.stores if id(s) in member_ids}
     read = set(own_reads(loop)).union(*(own_reads(s) for s in members))
-    arrays, classes = [], set()
+    arrays = []
     for name in sorted(read | {n for s in members for n in _written_arrays(rt, s)}):
-        if not a.is_array(name) or name not in a.types:
+        if not a.is_array(name) or name not in a.types or (name in assigned
+                                                           and name not in bound):
             continue
         if name in assigned_later and name not in rt.rebound:
             raise rt.fs.error(
                 f"array variable '{name}', used in a checkpointed loop, is bound to another "
                 "array after it: the loop's reverse sweep could not find its contents again "
                 "(use another name after the loop)", loop, construct=CONSTRUCT)
-        cls = a.rep(name)
-        written_inside = any(cls == stored for s, stored in a.stores if id(s) in member_ids)
-        if cls not in classes and (written_inside or cls in written_later):
-            classes.add(cls)
+        if a.rep(name) in written_inside | written_later:
             arrays.append(name)
-    assigned = {name for s in members for name in assigned_names(s)} - {loop.target.id}
-    live = _carried(loop)
     scalars = sorted(name for name in (assigned & (live | a.restored)) | (read & assigned_later
                                                                            - assigned)
                      if name in a.types and not a.is_array(name)
                      and _is_scalar(a.types[name]))
-    return LoopState(arrays, scalars)
+    return LoopState(arrays, bound, scalars)
+
+
+def _fresh_arrays(a, members: list) -> set[str]:
+    """Array names bound in ``members`` to a new array (not an alias of a name), or to an alias
+    of such a name."""
+    aliases, fresh = [], set()
+    for s in members:
+        if isinstance(s, ast.Assign) and isinstance(s.targets[0], ast.Name) \
+                and a.is_array(s.targets[0].id):
+            if isinstance(s.value, ast.Name):
+                aliases.append((s.targets[0].id, s.value.id))
+            else:
+                fresh.add(s.targets[0].id)
+    changed = True
+    while changed:
+        changed = False
+        for target, source in aliases:
+            if source in fresh and target not in fresh:
+                fresh.add(target)
+                changed = True
+    return fresh
 
 
 def _is_scalar(typ) -> bool:
@@ -330,11 +360,22 @@ class CheckpointedLoop:
         self.rt, self.loop, self.schedule = rt, loop, schedule
         self.state = loop_state(rt, loop)
         self.base = rt.fresh(naming.CHECKPOINT)
-        self.buffers = {name: f"{self.base}_s_{name}" for name in      # s_: never a control
-                        self.state.arrays + self.state.scalars}         # name (plan, k, a...)
+        self.buffers = {name: f"{self.base}_s_{name}" for name in      # s_, bind_: never a
+                        self.state.arrays + self.state.scalars}         # control name (plan,
+        self.bindings = {name: f"{self.base}_bind_{name}" for name in  # k, a...)
+                         self.bound_names()}
 
     def name(self, part: str) -> str:
         return f"{self.base}_{part}"
+
+    def bound_names(self) -> list[str]:
+        """The rebound array variables and the shadows bound with them."""
+        names = []
+        for name in self.state.bound:
+            names.append(name)
+            if self.rt.a.is_active(name):
+                names.append(naming.shadow(name))
+        return names
 
     @property
     def line(self) -> int:
@@ -360,6 +401,8 @@ class CheckpointedLoop:
             sizes.append(f"{self.buffers[name]}.nbytes")
         if sizes:
             lines.append(f"{naming.CHECKPOINT_BYTES} += {' + '.join(sizes)}")
+        lines += [f"{binding} = [{name} for _ in range({slots})]"
+                  for name, binding in self.bindings.items()]
         rows = ast.For(target=_store(self.name("k")), iter=_expr(f"range({forward})"),
                        body=self.dispatch(reverse=False), orelse=[])
         return _parse("\n".join(lines)) + [ast.copy_location(rows, loop)]
@@ -373,11 +416,18 @@ class CheckpointedLoop:
 
     # -- reverse sweep --------------------------------------------------------------------------
     def backward(self) -> list[ast.stmt]:
-        """The reverse rows of the plan: restores, re-runs, taped segments and their adjoints."""
+        """The reverse rows of the plan: restores, re-runs, taped segments and their adjoints;
+        then the rebound arrays and their shadows are bound as at loop entry (as the plain
+        reversal, which pops their bindings, leaves them)."""
         rows = ast.For(target=_store(self.name("k")),
                        iter=_expr(f"range({self.name('forward')}, {self.name('plan')}.shape[0])"),
                        body=self.dispatch(reverse=True), orelse=[])
-        return [ast.copy_location(rows, self.loop)]
+        out = [ast.copy_location(rows, self.loop)]
+        if self.bindings:
+            entry = "\n".join(f"    {name} = {binding}[0]"
+                               for name, binding in self.bindings.items())
+            out += _parse(f"if {self.name('plan')}.shape[0] > 0:\n{entry}")
+        return out
 
     def dispatch(self, reverse: bool) -> list[ast.stmt]:
         """One row of the plan: ``if action == SAVE: ... elif ...``."""
@@ -396,7 +446,8 @@ class CheckpointedLoop:
         return head + chain
 
     def save(self, slot: str) -> list[ast.stmt]:
-        lines = [f"{self.buffers[name]} = {naming.CHECKPOINT_MODULE}.save_array("
+        lines = [f"{binding}[{slot}] = {name}" for name, binding in self.bindings.items()]
+        lines += [f"{self.buffers[name]} = {naming.CHECKPOINT_MODULE}.save_array("
                  f"{self.buffers[name]}, {slot}, {name})" for name in self.state.arrays]
         lines += [f"{self.buffers[name]}[{slot}] = "
                   f"{typeinfer.to_tape_source(name, self.rt.type_of(name))}"
@@ -404,7 +455,8 @@ class CheckpointedLoop:
         return _parse("\n".join(lines) or "pass")
 
     def restore(self, slot: str) -> list[ast.stmt]:
-        lines = [f"{naming.CHECKPOINT_MODULE}.load_array({self.buffers[name]}, {slot}, {name})"
+        lines = [f"{name} = {binding}[{slot}]" for name, binding in self.bindings.items()]
+        lines += [f"{naming.CHECKPOINT_MODULE}.load_array({self.buffers[name]}, {slot}, {name})"
                  for name in self.state.arrays]
         lines += [f"{name} = "
                   f"{typeinfer.from_tape_source(f'{self.buffers[name]}[{slot}]', self.rt.type_of(name))}"
@@ -438,10 +490,15 @@ class CheckpointedLoop:
 
 
 def _untaped(body: list[ast.stmt]) -> list[ast.stmt]:
-    """``body`` without its tape operations (what the forward sweep of a checkpointed loop
-    runs: the primal, with the shadows that follow array bindings)."""
+    """``body`` without its tape operations and the saving of array bindings (what the forward
+    sweep of a checkpointed loop runs: the primal, with the shadows that follow bindings)."""
     out = []
     for s in body:
+        if isinstance(s, ast.Expr) and isinstance(s.value, ast.Call) \
+                and isinstance(s.value.func, ast.Attribute) and s.value.func.attr == "append" \
+                and isinstance(s.value.func.value, ast.Name) \
+                and s.value.func.value.id.startswith(naming.REFERENCES):
+            continue
         target = s.targets[0] if isinstance(s, ast.Assign) else \
             s.target if isinstance(s, ast.AugAssign) else None
         if isinstance(target, ast.Subscript):
