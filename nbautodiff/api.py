@@ -323,17 +323,18 @@ def value_and_grad(fun, argnums=0, checkpoint=None) -> GradFunction:
     return GradFunction(fun, argnums, with_value=True, checkpoint=checkpoint)
 
 
-def vjp(fun, *primals):
+def vjp(fun, *primals, checkpoint=None):
     """``(fun(*primals), vjp_fn)``; ``vjp_fn(cotangent)`` returns one adjoint per primal.
 
     The adjoint of an argument that cannot be differentiated (an int, an int array) is None.
     The output may be a scalar or an array (then the cotangent is an array of its shape).
+    ``checkpoint``: as for :func:`grad`.
     """
     func = python_function(fun)
     checked = ReverseFunction(func, [Const] * len(function_source(func).parameters))._arguments(primals)
     activities = [Duplicated if _is_float_array(v) else
                   Active if isinstance(v, (float, np.floating)) else Const for v in checked]
-    derived = ReverseFunction(func, activities, "ActiveOnly")
+    derived = ReverseFunction(func, activities, "ActiveOnly", checkpoint)
     prim = program.primal(func)
     copies = [v.copy() if isinstance(v, np.ndarray) and i in prim.writes else v
               for i, v in enumerate(checked)]

@@ -127,7 +127,7 @@ def marker_schedule(fs: FunctionSource, call: ast.Call) -> Schedule:
             raise refuse(f"unknown option '{keyword.arg}' (every=K or snapshots=S)")
         value = keyword.value
         if isinstance(value, ast.Name):
-            value = resolve(fs, value)
+            value = MISSING if value.id in _local_names(fs) else resolve(fs, value)
         elif isinstance(value, ast.Constant):
             value = value.value
         if value is MISSING or not isinstance(value, int) or isinstance(value, bool) \
@@ -140,6 +140,11 @@ def marker_schedule(fs: FunctionSource, call: ast.Call) -> Schedule:
     if "snapshots" in options:
         return Schedule(runtime.BINOMIAL, options["snapshots"])
     return Schedule(runtime.SEGMENTS, options.get("every", 0))
+
+
+def _local_names(fs: FunctionSource) -> set[str]:
+    return set(fs.parameters) | {node.id for node in ast.walk(fs.tree)
+                                 if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store)}
 
 
 def _is_range(node: ast.AST) -> bool:

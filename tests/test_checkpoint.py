@@ -327,6 +327,25 @@ def fresh_each_step(u0, steps):
     return u[0] * u[1]
 
 
+def diffusion_2d(u0, kappa, steps):
+    """A 2-D state (five-point stencil with a nonlinear conductivity), swapped each step."""
+    rows, cols = u0.shape
+    u = u0.copy()
+    unew = u0.copy()
+    for t in range(steps):
+        for i in range(1, rows - 1):
+            for j in range(1, cols - 1):
+                c = kappa * (1.0 + u[i, j] * u[i, j])
+                unew[i, j] = u[i, j] + c * (u[i - 1, j] + u[i + 1, j] + u[i, j - 1]
+                                            + u[i, j + 1] - 4.0 * u[i, j])
+        u, unew = unew, u
+    s = 0.0
+    for i in range(rows):
+        for j in range(cols):
+            s += u[i, j] * u[i, j] * (i + 1)
+    return s
+
+
 def in_place(u, steps):
     """Writes its argument: callers of reverse() see the primal's effect (Enzyme semantics)."""
     for t in range(steps):
@@ -378,6 +397,21 @@ def test_swapped_arrays(rng, steps, checkpoint):
 def test_rotated_arrays_and_arrays_allocated_in_each_step(rng, steps, checkpoint):
     check(rotating, (rng.uniform(-1.0, 1.0, 5), 0.7, steps), (0, 1), checkpoint)
     check(fresh_each_step, (rng.uniform(-1.0, 1.0, 5), steps), 0, checkpoint)
+
+
+@pytest.mark.parametrize("checkpoint", [True, ("binomial", 2)])
+def test_two_dimensional_state(rng, checkpoint):
+    check(diffusion_2d, (rng.uniform(-0.5, 0.5, (5, 4)), 0.1, 6), (0, 1), checkpoint)
+
+
+def test_vjp_takes_the_option(rng):
+    u0 = rng.uniform(-1.0, 1.0, 6)
+    out, pullback = nad.vjp(heat, u0, 0.2, 0.3, 9, checkpoint=True)
+    d_u0, d_alpha, d_beta, _ = pullback(2.0)
+    assert out == pytest.approx(heat(u0, 0.2, 0.3, 9), rel=1e-13)
+    assert_grad_close(d_u0, 2.0 * central_diff(heat, (u0, 0.2, 0.3, 9), 0), rtol=RTOL, atol=ATOL)
+    assert_grad_close(d_beta, 2.0 * central_diff(heat, (u0, 0.2, 0.3, 9), 2), rtol=RTOL,
+                      atol=ATOL)
 
 
 @pytest.mark.parametrize("steps", [0, 1, 2, 7])
@@ -533,6 +567,14 @@ def variable_segment(u0, steps, k):
     return u[0]
 
 
+def local_segment(u0, steps):
+    SNAPSHOTS = steps // 2                           # a local that hides the global constant
+    u = u0.copy()
+    for t in nad.checkpointed(range(steps), every=SNAPSHOTS):
+        u[0] = math.sin(u[0])
+    return u[0]
+
+
 def both_schedules(u0, steps):
     u = u0.copy()
     for t in nad.checkpointed(range(steps), every=2, snapshots=3):
@@ -577,6 +619,7 @@ def rebound_after_tracked(u0, steps):
     (nested_marker, "nad.checkpointed", "nested in another loop"),
     (misplaced_marker, "nad.checkpointed", "outside the header of a for loop"),
     (variable_segment, "nad.checkpointed", "every= must be a positive integer constant"),
+    (local_segment, "nad.checkpointed", "every= must be a positive integer constant"),
     (both_schedules, "nad.checkpointed", "exclude each other"),
     (carried_copy, "u = v", "bound to a new array in an iteration of a checkpointed loop"),
 ])
