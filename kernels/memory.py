@@ -14,15 +14,11 @@ import os
 
 import numba
 
-from ..errors import AutodiffError
+from ..errors import TapeMemoryError
 
 LIMIT_VARIABLE = "NBAUTODIFF_MEMORY_LIMIT"
 CHECKED_FROM = 64 << 20       # smaller allocations are not checked (reading the limit costs ~us)
 _SUFFIXES = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-
-
-class TapeMemoryError(AutodiffError, MemoryError):
-    """A tape or checkpoint buffer would not fit in memory."""
 
 
 def available_bytes() -> int:

@@ -19,8 +19,8 @@ from numba import types as nbtypes
 from . import checkpoint as checkpointing, program, typeinfer
 from .activities import (Active, Const, Duplicated, DuplicatedOnly, REVERSE_ARGUMENT,
                          as_activity, has_shadow)
-from .errors import AutodiffError, SourceNotFoundError, UnsupportedConstructError
-from .kernels.memory import TapeMemoryError
+from .errors import (AutodiffError, SourceNotFoundError, TapeMemoryError,
+                     UnsupportedConstructError)
 from .source import function_source, python_function
 
 _RETURNS = {"Active": (True, True), "ActiveOnly": (True, False), "Const": (False, True),
