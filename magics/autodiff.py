@@ -14,7 +14,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
-from .. import api, checkpoint
+from .. import api, checkpoint, custom
 from ..activities import REVERSE_ARGUMENT, REVERSE_RETURN, Active, as_activity
 from ..check import check_grad, gradient_of_reverse
 from ..errors import AutodiffError, SourceNotFoundError, UnsupportedConstructError
@@ -58,6 +58,16 @@ class AutodiffMagics(Magics):
                    "steps of an N-element state instead of O(N T)): sqrt (the default), a "
                    "segment length K, binomial or binomial:S (S snapshots); the tape and "
                    "checkpoint sizes of the --check call are shown")
+    @argument("--custom", nargs="+", metavar="F=RULE",
+              help="declare RULE the reverse rule of function F (nbautodiff.custom_vjp), used "
+                   "wherever differentiated code calls F: RULE(g, z, *args) receives the adjoint "
+                   "g of F's result, the result z and F's arguments, and returns one adjoint per "
+                   "argument (a tuple for several, None for none). F is replaced in the "
+                   "namespace by the declared function; RULE itself is not derived")
+    @argument("--nondiff", nargs="+", metavar="F",
+              help="declare function F non-differentiable (nbautodiff.non_differentiable): "
+                   "calls to it from differentiated code contribute no derivative, its result "
+                   "is a constant. F is replaced in the namespace and is not derived itself")
     @argument("--force", action="store_true",
               help="derive and compile again, bypassing any cached artifact")
     @no_var_expand
@@ -69,7 +79,8 @@ class AutodiffMagics(Magics):
         arguments given by --wrt, the first by default) or, with --activities, f_rev
         (nbautodiff.reverse(f, *activities, ret=--ret)). Errors name the line of the cell,
         counting the %%autodiff line as line 1. As a line magic, %autodiff derives functions
-        defined earlier, named with --func.
+        defined earlier, named with --func. --custom f=f_vjp and --nondiff g declare
+        derivatives (nbautodiff.custom_vjp, nbautodiff.non_differentiable) before deriving.
 
         Example::
 
@@ -83,7 +94,9 @@ class AutodiffMagics(Magics):
             return Pretty(self.autodiff.parser.format_help())
         options = _Options.parse(args, line_magic=cell is None)
         run = run_cell_body(self.shell, "autodiff", line, cell) if cell is not None else None
-        targets = self._targets(options, run.functions if run is not None else ())
+        not_derived = self._declare(args)
+        cell_functions = [f for f in run.functions if f not in not_derived] if run else ()
+        targets = self._targets(options, cell_functions)
         example = self._example(args.check) if args.check is not None else None
 
         cell_filename = run.filename if run is not None else None
@@ -128,14 +141,40 @@ class AutodiffMagics(Magics):
             raise UsageError(f"--check {expression}: {type(error).__name__}: {error}") from None
         return example if isinstance(example, tuple) else (example,)
 
-    def _function(self, name: str):
+    def _function(self, name: str, option: str = "--func"):
         try:
             fun = self.shell.user_ns[name]
         except KeyError:
-            raise UsageError(f"--func {name}: no such name in the namespace") from None
+            raise UsageError(f"{option} {name}: no such name in the namespace") from None
         if not callable(fun):
-            raise UsageError(f"--func {name}: {type(fun).__name__} is not a function")
+            raise UsageError(f"{option} {name}: {type(fun).__name__} is not a function")
         return fun
+
+    def _declare(self, args) -> set:
+        """Apply ``--custom`` and ``--nondiff``: replace each function named in the namespace by
+        its declared wrapper (made from the original function, so running a cell again
+        declares afresh). Returns the names not to derive by default: rules, and functions
+        declared non-differentiable."""
+        not_derived = set()
+        for item in _split(args.custom):
+            fname, equals, rname = item.partition("=")
+            if not (equals and fname.isidentifier() and rname.isidentifier()):
+                raise UsageError(f"--custom {item}: expected F=RULE, the names of a function "
+                                 "and of its rule")
+            fun, rule = self._function(fname, "--custom"), self._function(rname, "--custom")
+            try:
+                self.shell.user_ns[fname] = custom.custom_vjp(_undeclared(fun), rule)
+            except AutodiffError as error:
+                raise UsageError(f"--custom {item}: {error}") from None
+            not_derived.add(rname)
+        for fname in _split(args.nondiff):
+            fun = self._function(fname, "--nondiff")
+            try:
+                self.shell.user_ns[fname] = custom.non_differentiable(_undeclared(fun))
+            except AutodiffError as error:
+                raise UsageError(f"--nondiff {fname}: {error}") from None
+            not_derived.add(fname)
+        return not_derived
 
 
 @dataclass(frozen=True)
@@ -302,6 +341,11 @@ def _derived_name(template: str, fname: str, kind: str, count: int) -> str:
     if count > 1 and "{name}" not in template:
         raise UsageError(f"--name {template!r} has no {{name}}, but {count} functions are derived")
     return name
+
+
+def _undeclared(fun):
+    """The original function of a function declared by nbautodiff.custom, else ``fun``."""
+    return fun.fun if custom.kind_of(fun) else fun
 
 
 def _split(values) -> list:

@@ -40,7 +40,7 @@ def rule_of(value: ast.expr):
         return rules.OPERATORS.get(type(value.op)), [value.left, value.right]
     if isinstance(value, ast.UnaryOp):
         return rules.OPERATORS.get(type(value.op)), [value.operand]
-    if isinstance(value, ast.Call) and value.nad_kind == "rule":
+    if isinstance(value, ast.Call) and value.nad_kind in ("rule", "array"):
         return value.nad_target, list(value.args)
     return None, []
 
@@ -195,7 +195,7 @@ class _Analyser:
         if isinstance(value, ast.Name):
             return [(a.rep(t), [a.rep(value.id)])]
         if isinstance(value, (ast.BinOp, ast.UnaryOp)):
-            return [(t, self.rule_sources(*rule_of(value)))]
+            return [(a.rep(t), self.rule_sources(*rule_of(value)))]
         if isinstance(value, ast.Call):
             return self.call_flows(value, t)
         if isinstance(value, ast.Subscript):
@@ -206,14 +206,15 @@ class _Analyser:
     def rule_sources(self, rule, operands) -> list[str]:
         if rule is None:
             return []
-        return [atom_name(o) for o, adj in zip(operands, rule.adjoints)
+        return [self.a.rep(atom_name(o)) for o, adj in zip(operands, rule.adjoints)
                 if adj is not None and atom_name(o)]
 
     def call_flows(self, call: ast.Call, target: str | None):
         a = self.a
         kind = call.nad_kind
-        if kind == "rule":
-            return [(target, self.rule_sources(call.nad_target, call.args))] if target else []
+        if kind in ("rule", "array"):
+            return [(a.rep(target), self.rule_sources(call.nad_target, call.args))] \
+                if target else []
         if kind == "copy":
             return [(a.rep(target), [a.rep(call.func.value.id)])]
         if kind != "user":

@@ -16,12 +16,12 @@ import numba
 import numpy as np
 from numba import types as nbtypes
 
-from . import checkpoint as checkpointing, program, typeinfer
+from . import checkpoint as checkpointing, custom, program, typeinfer
 from .activities import (Active, Const, Duplicated, DuplicatedOnly, REVERSE_ARGUMENT,
                          as_activity, has_shadow)
 from .errors import (AutodiffError, SourceNotFoundError, TapeMemoryError,
                      UnsupportedConstructError)
-from .source import function_source, python_function
+from .source import function_source
 
 _RETURNS = {"Active": (True, True), "ActiveOnly": (True, False), "Const": (False, True),
             "DuplicatedOnly": (False, False)}
@@ -59,7 +59,7 @@ class _Derived:
 
     def __init__(self, fun, checkpoint=None):
         self.primal = fun
-        self._func = python_function(fun)
+        self._func = custom.program_target(fun)
         self._fs = function_source(self._func)
         self._variant: program.Variant | None = None
         self.checkpoint = checkpointing.parse_option(checkpoint)
@@ -330,7 +330,7 @@ def vjp(fun, *primals, checkpoint=None):
     The output may be a scalar or an array (then the cotangent is an array of its shape).
     ``checkpoint``: as for :func:`grad`.
     """
-    func = python_function(fun)
+    func = custom.program_target(fun)
     checked = ReverseFunction(func, [Const] * len(function_source(func).parameters))._arguments(primals)
     activities = [Duplicated if _is_float_array(v) else
                   Active if isinstance(v, (float, np.floating)) else Const for v in checked]

@@ -217,6 +217,8 @@ def needs_tape(rt, loop: ast.For) -> bool:
         if isinstance(call, ast.Call) and call.nad_kind == "user" \
                 and rt.call_needs_reverse(call) and rt.snapshot_arrays(call):
             return True
+        if isinstance(s, ast.Assign) and any(rt.array_rule_snapshots(s)):
+            return True
     return False
 
 

@@ -9,8 +9,9 @@ value leaves the function.
 The analysis is flow-insensitive and by name, so it is conservative: a name is needed when a
 statement that must stay reads it (a store into an array, a call that is not known to be pure,
 a ``return``, a test of ``if``/``while``, the bounds of a ``for``), or when an assignment to a
-needed name reads it. Only assignments ``name = pure expression`` (and ``name op= ...``) to
-names that are not needed are removed; a pure expression reads names, attributes, elements and
+needed name reads it. Only assignments ``name = pure expression`` to names that are not
+needed are removed (never ``name op= ...``: on an array it writes in place, into a shadow the
+caller may hold); a pure expression reads names, attributes, elements and
 calls functions of ``math`` and ``numpy`` (not ``numpy.random``), ``len``/``abs``/``min``/
 ``max``/``float``/``int``/``round`` and ``.copy()``. Removing one can only drop an exception the
 value would have raised (a division by zero, an index error) in code whose value is unused.
@@ -48,9 +49,6 @@ def _removable_target(statement: ast.stmt) -> str | None:
     if isinstance(statement, ast.Assign) and len(statement.targets) == 1 \
             and isinstance(statement.targets[0], ast.Name) and _is_pure(statement.value):
         return statement.targets[0].id
-    if isinstance(statement, ast.AugAssign) and isinstance(statement.target, ast.Name) \
-            and _is_pure(statement.value):
-        return statement.target.id
     return None
 
 

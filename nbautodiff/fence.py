@@ -31,7 +31,6 @@ _CONSTRUCT_NAMES = {
     ast.Starred: "starred expression", ast.Delete: "del statement",
     ast.NamedExpr: "assignment expression (:=)", ast.Import: "import inside the function",
     ast.ImportFrom: "import inside the function", ast.Slice: "slicing",
-    ast.MatMult: "matrix product (@)",
 }
 if hasattr(ast, "Match"):
     _CONSTRUCT_NAMES[ast.Match] = "match statement"
@@ -39,7 +38,6 @@ if hasattr(ast, "TryStar"):
     _CONSTRUCT_NAMES[ast.TryStar] = "try/except*"
 
 _LATER = {ast.Slice: " (array slicing arrives with whole-array support, issue #3)",
-          ast.MatMult: " (arrives with whole-array support, issue #3)",
           ast.FunctionDef: " (arrives with issue #3; define it at module level)",
           ast.Lambda: " (arrives with issue #3; define a function with def)"}
 
@@ -73,11 +71,6 @@ class _Fence(ast.NodeVisitor):
             self.refuse(node.defaults[0], "default argument values")
         for arg in node.args:
             self.check_name(arg.arg, arg)
-
-    def visit_BinOp(self, node: ast.BinOp) -> None:
-        if isinstance(node.op, ast.MatMult):
-            self.refuse(node, construct_name(node.op), _LATER[ast.MatMult])
-        self.generic_visit(node)
 
     def visit_Name(self, node: ast.Name) -> None:
         self.check_name(node.id, node)

@@ -259,6 +259,8 @@ class _Check:
             elif isinstance(value, ast.Subscript) and a.is_array(value.value.id) \
                     and a.is_active(value.value.id):
                 read.add(a.rep(value.value.id))
+            else:                                       # whole arrays read by array operations
+                read |= {a.rep(n) for n in names_in(value) if a.is_array(n) and a.is_active(n)}
         for cls, positions in stored.items():
             if cls in read or len(positions) != 1 or None in positions:
                 return False

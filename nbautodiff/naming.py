@@ -32,6 +32,7 @@ CHECKPOINT_MODULE = "_nad_ckpt"  # the runtime of checkpointed loops as seen by 
 CHECKPOINT = "_nad_ck"        # names of a checkpointed loop: _nad_ck3_plan, _nad_ck3_u...
 CHECKPOINT_BYTES = "_nad_ck_bytes"    # bytes of the checkpoint buffers allocated so far
 CALLEE_BYTES = "_nad_callee_bytes"    # largest tape + checkpoint bytes of a callee's call
+ARRAY_MODULE = "_nad_arrays"  # nbautodiff.kernels.arrays as seen by generated code
 
 
 def adjoint(name: str) -> str:
@@ -45,6 +46,11 @@ def shadow(name: str) -> str:
 def reverse_name(function_name: str, signature_code: str) -> str:
     """Name of a reverse-mode variant, e.g. ``f__rev_ac_r`` (args active/const, result active)."""
     return f"{function_name}__rev_{signature_code}"
+
+
+def custom_reverse_name(function_name: str, signature_code: str) -> str:
+    """Name of a reverse variant that calls a declared rule (nbautodiff.custom), ``f__custom_a_r``."""
+    return f"{function_name}__custom_{signature_code}"
 
 
 def is_reserved(name: str) -> bool:

@@ -14,7 +14,12 @@ holds only these statements (every operand an *atom*: a name or a number):
 
 Conditions (tests of ``if``/``while``, comparisons, ``and``/``or``/``not``) are not
 differentiable, so they stay whole expressions. Every call is annotated with what it calls
-(``call.nad_kind`` in {"rule", "zero", "constructor", "user", "copy"}, ``call.nad_target``).
+(``call.nad_kind`` in {"rule", "array", "zero", "constructor", "user", "copy", "nondiff"},
+``call.nad_target``): "array" calls are whole-array primitives (``rules.ARRAY_CALLS``), with
+an ``axis`` operand last where one was given. A function with a custom rule
+(:class:`nbautodiff.custom.CustomVJP`) is a "user" call whose target is the wrapper; a
+:class:`nbautodiff.custom.NonDifferentiable` one is "nondiff": its result is a constant for the
+derivative.
 """
 from __future__ import annotations
 
@@ -26,7 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import checkpoint, naming, rules
+from . import checkpoint, custom, naming, rules
 from .controlflow import structure
 from .errors import UnsupportedConstructError
 from .source import MISSING, FunctionSource, dotted_parts, resolve
@@ -40,8 +45,9 @@ class Normalized:
 
     source: FunctionSource
     tree: ast.FunctionDef
-    callees: dict[str, types.FunctionType] = field(default_factory=dict)   # binding -> function
+    callees: dict[str, object] = field(default_factory=dict)   # binding -> function or custom wrapper
     globals: dict[str, object] = field(default_factory=dict)               # name -> value read
+    augmented: list[tuple[str, ast.AugAssign]] = field(default_factory=list)  # `x op= ...` on names
 
 
 def _name(id_: str, store: bool = False) -> ast.Name:
@@ -117,6 +123,7 @@ class _Flattener:
     def stmt_AugAssign(self, node: ast.AugAssign) -> None:
         target = node.target
         if isinstance(target, ast.Name):
+            self.result.augmented.append((target.id, node))
             self.assign(target, ast.BinOp(left=_name(target.id), op=node.op, right=node.value))
             return
         if isinstance(target, ast.Subscript):
@@ -266,6 +273,10 @@ class _Flattener:
     def attribute(self, node: ast.Attribute) -> ast.expr:
         base = node.value
         if isinstance(base, ast.Name) and base.id in self.locals:
+            if node.attr == "T":
+                return self.array_call(ast.copy_location(ast.Call(func=node, args=[],
+                                                                  keywords=[]), node),
+                                       np.transpose, [base], [], ".T")
             if node.attr in rules.ARRAY_ATTRIBUTES:
                 return ast.Attribute(value=_name(base.id), attr=node.attr, ctx=ast.Load())
             raise self.refuse(node, f"attribute '.{node.attr}'")
@@ -306,8 +317,17 @@ class _Flattener:
 
     def call(self, node: ast.Call) -> ast.expr:
         func = node.func
+        if isinstance(func, ast.Attribute) and not dotted_parts(func.value):
+            func = ast.copy_location(ast.Attribute(value=self.atom(func.value), attr=func.attr,
+                                                   ctx=ast.Load()), func)   # (expr).method()
         if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) \
                 and func.value.id in self.locals:
+            if func.attr in rules.ARRAY_METHOD_FUNCTIONS:
+                function = rules.ARRAY_METHOD_FUNCTIONS[func.attr]
+                args = [func.value] + list(node.args)
+                if func.attr == "reshape" and len(node.args) > 1:
+                    args = [func.value, ast.Tuple(elts=list(node.args), ctx=ast.Load())]
+                return self.array_call(node, function, args, node.keywords, f".{func.attr}()")
             if func.attr in rules.ARRAY_METHODS and not node.args and not node.keywords:
                 call = ast.Call(func=ast.Attribute(value=_name(func.value.id), attr=func.attr,
                                                    ctx=ast.Load()), args=[], keywords=[])
@@ -319,6 +339,8 @@ class _Flattener:
         if target is MISSING:
             raise self.refuse(node, f"call to '{label}'", " (name not found)")
         key = id(target)
+        if (key, False) in rules.ARRAY_CALLS or (key, True) in rules.ARRAY_CALLS:
+            return self.array_call(node, target, list(node.args), node.keywords, label)
         if node.keywords and key not in rules.ARRAY_CONSTRUCTORS:
             raise self.refuse(node, f"keyword arguments in the call to '{label}'")
         if key in rules.VARIADIC and len(node.args) > 2:
@@ -334,16 +356,38 @@ class _Flattener:
                 return ast.BinOp(left=top, op=ast.Div(), right=bottom)
             if len(node.args) != len(rule.params):
                 raise self.refuse(node, f"call to '{label}' with {len(node.args)} arguments")
-            return self.annotated(node, rule.spelling, "rule", rule)
+            return self.annotated(node, rules.numpy_spelling(target) or rule.spelling, "rule", rule)
         if key in rules.NON_DIFFERENTIABLE:
             return self.annotated(node, rules.NON_DIFFERENTIABLE[key], "zero", None)
         if key in rules.ARRAY_CONSTRUCTORS:
             return self.annotated(node, rules.ARRAY_CONSTRUCTORS[key], "constructor", None)
+        if custom.kind_of(target) == "nondiff":
+            return self.annotated(node, self.bind_callee(target), "nondiff", target)
         if is_user_function(target):
             return self.annotated(node, self.bind_callee(target), "user", target)
         raise self.refuse(node, f"call to '{label}'",
                           " (only math/NumPy scalar functions, array constructors and "
                           "functions with Python source can be called)")
+
+    def array_call(self, node: ast.Call, function, args: list, keywords: list,
+                   label: str) -> ast.Call:
+        """A whole-array primitive (``np.sum(x, axis=k)``, ``x.T``...) as an "array" call."""
+        axis = [k for k in keywords if k.arg == "axis"]
+        others = [k.arg for k in keywords if k.arg != "axis"]
+        if others:
+            raise self.refuse(node, f"keyword argument '{others[0]}' in the call to '{label}'")
+        if axis:
+            args = args + [axis[0].value]
+        elif len(args) == 2 and (id(function), True) in rules.ARRAY_CALLS \
+                and (id(function), False) in rules.ARRAY_CALLS:
+            axis = [args[1]]                     # np.sum(x, 1): the axis given by position
+        rule = rules.ARRAY_CALLS.get((id(function), bool(axis)))
+        if rule is None or len(args) != len(rule.params):
+            raise self.refuse(node, f"call to '{label}' with these arguments")
+        call = ast.copy_location(ast.Call(func=_spelled(rule.spelling), args=args, keywords=[]),
+                                 node)
+        resolved = self.annotated(call, rule.spelling, "array", rule)
+        return resolved
 
     def annotated(self, node: ast.Call, spelling: str, kind: str, target) -> ast.Call:
         args = []
@@ -372,8 +416,7 @@ class _Flattener:
         return _spelled(spelling)
 
     def bind_callee(self, target) -> str:
-        from .source import python_function
-        func = python_function(target)
+        func = custom.program_target(target)
         for binding, known in self.result.callees.items():
             if known is func:
                 return binding

@@ -8,6 +8,9 @@ argument types, so every artifact is built once per process:
   their own primals. Recursion is refused (the callee graph must be acyclic).
 * :func:`reverse_variant` - ``f__rev_<code>`` for given argument types and activities, with the
   variants of its callees built on demand for the types and activities at each call site.
+
+Functions with a declared derivative (wrappers of :mod:`nbautodiff.custom`) get their primal and
+reverse variants from that module.
 """
 from __future__ import annotations
 
@@ -22,10 +25,11 @@ import numpy as np
 from numba import types as nbtypes
 
 from . import analysis as analysis_mod
-from . import emit, fence, naming, reverse_mode, typeinfer
+from . import arrayfence, custom, emit, fence, naming, reverse_mode, typeinfer
 from .errors import AutodiffError
 from .normalize import Normalized, normalize
 from .source import FunctionSource, function_source, python_function, resolve
+from .kernels import arrays as array_module
 from .kernels import checkpoint as checkpoint_module, tape as tape_module
 
 _lock = threading.RLock()
@@ -67,11 +71,15 @@ _variants: dict = {}
 
 def _base_namespace() -> dict:
     return {"math": math, "np": np, naming.TAPE_MODULE: tape_module,
+            naming.ARRAY_MODULE: array_module,
             naming.CHECKPOINT_MODULE: checkpoint_module}
 
 
 def primal(func) -> Primal:
-    """The compiled primal of ``func`` (a function or numba dispatcher)."""
+    """The compiled primal of ``func`` (a function, a numba dispatcher, or a wrapper of
+    :mod:`nbautodiff.custom`, whose primal is its original function)."""
+    if custom.kind_of(func):
+        return custom.primal(func)
     func = python_function(func)
     with _lock:
         key = (func, func.__code__)
@@ -206,8 +214,12 @@ def reverse_variant(func, argtypes: tuple, active: list[bool], result_active: bo
     with _lock:
         if key in _variants:
             return _variants[key]
-        built = _build_variant(prim, tuple(argtypes), list(active), result_active, writeback,
-                               keep_value, checkpoint)
+        if custom.kind_of(func):
+            built = custom.reverse_variant(func, tuple(argtypes), list(active), result_active,
+                                           keep_value)
+        else:
+            built = _build_variant(prim, tuple(argtypes), list(active), result_active, writeback,
+                                   keep_value, checkpoint)
         _variants[key] = built
         return built
 
@@ -223,6 +235,7 @@ def _build_variant(prim: Primal, argtypes: tuple, active: list[bool], result_act
         if flag and not typeinfer.is_differentiable(typ):
             raise TypeError(f"argument '{name}' of {fs.name}() has type {typ}, which cannot be "
                             "differentiated (use a float or a float32/float64 array)")
+    arrayfence.check(normalized, types)
     result_active = result_active and typeinfer.is_differentiable(result_type)
     active_params = {p for p, flag in zip(params, active) if flag}
 

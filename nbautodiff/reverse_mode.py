@@ -18,7 +18,7 @@ import ast
 import copy
 from dataclasses import dataclass
 
-from . import checkpoint, naming, typeinfer
+from . import checkpoint, naming, rules, typeinfer
 from .deadcode import remove_dead_assignments
 from .analysis import (Analysis, assigned_names, atom_name, names_in, own_read_nodes, rule_of,
                        walk_statements)
@@ -240,7 +240,10 @@ class ReverseTransform:
             out += self.snapshots(s.value)
             if isinstance(target, ast.Name) and target.id in self.rebound:
                 out += self.save_references(target.id)
+            operands, result = self.array_rule_snapshots(s)
+            out += self.push_arrays(operands)
             out.append(s)
+            out += self.push_arrays(result)
             if isinstance(target, ast.Name) and a.is_array(target.id) and a.is_active(target.id):
                 out += self.new_shadow(s)
             return out
@@ -298,6 +301,48 @@ class ReverseTransform:
             out += _parse(f"{tape} = {naming.TAPE_MODULE}.push_array({tape}, {top}, {name})\n"
                           f"{top} += {name}.size")
         return out
+
+    def push_arrays(self, names: list[str]) -> list[ast.stmt]:
+        out = []
+        for name in names:
+            tape, top = self.tape(self.type_of(name))
+            out += _parse(f"{tape} = {naming.TAPE_MODULE}.push_array({tape}, {top}, {name})\n"
+                          f"{top} += {name}.size")
+        return out
+
+    def pop_arrays(self, names: list[str]) -> list[ast.stmt]:
+        out = []
+        for name in reversed(names):
+            tape, top = self.tape(self.type_of(name))
+            out += _parse(f"{top} -= {name}.size\n"
+                          f"{naming.TAPE_MODULE}.pop_array({tape}, {top}, {name})")
+        return out
+
+    def array_rule_snapshots(self, s: ast.Assign) -> tuple[list[str], list[str]]:
+        """(operand arrays, the result array) that the adjoint of array statement ``s`` reads
+        and that are written in place after ``s``: saved around ``s``, restored before its
+        adjoint runs."""
+        target = s.targets[0]
+        if not (isinstance(target, ast.Name) and self.a.statement_active(s)):
+            return [], []
+        rule, operands = rule_of(s.value)
+        if rule is None or not any(self.a.is_array(n) for n in
+                                   [target.id] + [atom_name(o) for o in operands] if n):
+            return [], []
+        used = set()
+        for position, operand in enumerate(operands):
+            if self.a.is_active(atom_name(operand)):
+                used |= rule.names_used(position)
+        by_param = dict(zip(rule.params, operands))
+        names = []
+        for param in sorted(used - {"g", "z"}):
+            name = atom_name(by_param[param])
+            if name and self.a.is_array(name) and name not in names \
+                    and self.a.written_after(s, name):
+                names.append(name)
+        result = [target.id] if "z" in used and self.a.is_array(target.id) \
+            and self.a.written_after(s, target.id) else []
+        return names, result
 
     def call_needs_reverse(self, call: ast.Call) -> bool:
         names = [atom_name(x) for x in call.args]
@@ -421,7 +466,9 @@ class ReverseTransform:
         a = self.a
         if isinstance(s, ast.Assign):
             target = s.targets[0]
-            out = self.adjoint_of_assign(s) if a.statement_active(s) else []
+            operands, result = self.array_rule_snapshots(s)
+            out = self.pop_arrays(operands + result)
+            out += self.adjoint_of_assign(s) if a.statement_active(s) else []
             out = self.reverse_call_snapshots(s.value) + out if out else \
                 self.reverse_call_snapshots(s.value)
             if isinstance(target, ast.Name) and target.id in a.restored:
@@ -615,6 +662,8 @@ class ReverseTransform:
                               f"{naming.shadow(t)})")
             if isinstance(value, ast.Call) and value.nad_kind == "user":
                 return self.reverse_call(value, naming.shadow(t) if self.a.is_active(t) else None)
+            if rule_of(value)[0] is not None:
+                return self.rule_adjoints(value, t, naming.shadow(t), None)
             return []                                  # alias or constructor: nothing flows
         role = self.updates.get(id(s))
         if role and role[0] == "store":                     # v = w after w = v ± t
@@ -629,19 +678,40 @@ class ReverseTransform:
             if self.a.is_array(base) and self.a.is_active(base):
                 out += _parse(f"{naming.shadow(base)}[{_src(value.slice)}] += {g}")
             return out
+        return out + self.rule_adjoints(value, t, g, role)
+
+    def rule_adjoints(self, value: ast.expr, t: str, g: str, role) -> list[ast.stmt]:
+        """Contributions of ``t = value`` (a rule's operator or call) to its active operands'
+        adjoints, given ``g``, the adjoint of ``t`` (a scalar or, for an array ``t``, its
+        shadow). Array operands receive theirs in their shadows; the contributions of an
+        elementwise operation on arrays are summed down to each operand's shape."""
         rule, operands = rule_of(value)
         if rule is None:
-            return out
+            return []
+        elementwise = self.a.is_array(t) and not (
+            isinstance(value, ast.BinOp) and isinstance(value.op, ast.MatMult)) and (
+            not isinstance(value, ast.Call) or value.nad_kind == "rule"
+            or rule.name in rules.ELEMENTWISE_ARRAY_CALLS)
         mapping = {"g": ast.Name(id=g, ctx=ast.Load()), "z": ast.Name(id=t, ctx=ast.Load())}
         mapping.update(zip(rule.params, operands))
+        out = []
         for position, operand in enumerate(operands):
-            source = self.active_scalar(operand)
-            if source is None or rule.adjoints[position] is None:
+            name = atom_name(operand)
+            template = rule.adjoints[position]
+            if name is None or template is None or not self.a.is_active(name) \
+                    or not typeinfer.is_differentiable(self.type_of(name)):
                 continue
-            if role and source == role[1]:
+            if role and name == role[1]:
                 continue                                    # the accumulator's adjoint stays
-            contribution = instantiate(rule.adjoints[position], mapping)
-            out += self.accumulate(source, _src(contribution))
+            if elementwise:
+                template = rules.array_template(template)
+            contribution = _src(instantiate(template, mapping))
+            if elementwise:
+                contribution = f"{naming.ARRAY_MODULE}.unbroadcast({contribution}, {name})"
+            if self.a.is_array(name):
+                out += _parse(f"{naming.shadow(name)} += {contribution}")
+            else:
+                out += self.accumulate(name, contribution)
         return out
 
     def reverse_call(self, call: ast.Call, seed: str | None) -> list[ast.stmt]:

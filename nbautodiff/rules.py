@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import copy
 import inspect
 import math
 import textwrap
@@ -191,7 +192,8 @@ NON_DIFFERENTIABLE = {id(f): name for f, name in [
 ARRAY_CONSTRUCTORS = {id(f): name for f, name in [
     (np.zeros, "np.zeros"), (np.ones, "np.ones"), (np.empty, "np.empty"),
     (np.zeros_like, "np.zeros_like"), (np.ones_like, "np.ones_like"),
-    (np.empty_like, "np.empty_like"),
+    (np.empty_like, "np.empty_like"), (np.arange, "np.arange"), (np.eye, "np.eye"),
+    (np.identity, "np.identity"),
 ]}
 # Objects the generated code may name in keyword values (dtype=np.float32...).
 DTYPES = {id(f): name for f, name in [
@@ -199,6 +201,112 @@ DTYPES = {id(f): name for f, name in [
     (np.int32, "np.int32"), (builtins.float, "np.float64"), (builtins.int, "np.int64"),
     (np.double, "np.float64"), (np.intp, "np.intp"),
 ]}
+# ---- whole-array primitives -----------------------------------------------------------------
+# Rules over arrays: ``g`` is the adjoint array (or scalar) of the result ``z``; each contribution
+# already has its operand's shape, except for elementwise primitives (``elementwise=True``),
+# whose contributions are summed down to each operand's shape (the adjoint of broadcasting).
+# ``_nad_arrays`` is ``nbautodiff.kernels.arrays``. Elementwise operators and math/NumPy
+# functions applied to arrays reuse the scalar rules above through :func:`array_template`.
+
+ARRAY_CALLS: dict[tuple[int, bool], ReverseRule] = {}   # (id(callable), has axis) -> rule
+ELEMENTWISE_ARRAY_CALLS: set[str] = set()                 # names of elementwise array rules
+
+
+def array_primitive(spelling: str, *objects, axis: bool = False, elementwise: bool = False):
+    """Register the whole-array rule of callables (with an ``axis`` operand when ``axis``)."""
+    def deco(fn):
+        params, adjoints = _template(fn)
+        rule = ReverseRule(fn.__name__, spelling, params, adjoints)
+        for obj in objects:
+            ARRAY_CALLS[(id(obj), axis)] = rule
+            _CALL_OBJECTS.append(obj)
+        if elementwise:
+            ELEMENTWISE_ARRAY_CALLS.add(fn.__name__)
+        return fn
+    return deco
+
+
+@array_primitive("np.sum", np.sum)
+def sum_(g, z, x): return g
+@array_primitive("_nad_arrays.sum_axis", np.sum, axis=True)
+def sum_axis(g, z, x, axis): return _nad_arrays.expand_axis(g, x, axis), None
+@array_primitive("np.mean", np.mean)
+def mean(g, z, x): return g / x.size
+@array_primitive("_nad_arrays.mean_axis", np.mean, axis=True)
+def mean_axis(g, z, x, axis): return _nad_arrays.expand_axis(g, x, axis) / x.shape[axis], None
+@array_primitive("np.prod", np.prod)
+def prod(g, z, x): return _nad_arrays.prod_adjoint(g, x)
+@array_primitive("np.max", np.max, np.amax)
+def max_(g, z, x): return _nad_arrays.extremum_adjoint(g, x, z)
+@array_primitive("np.min", np.min, np.amin)
+def min_(g, z, x): return _nad_arrays.extremum_adjoint(g, x, z)
+@array_primitive("_nad_arrays.max_axis", np.max, np.amax, axis=True)
+def max_axis(g, z, x, axis): return _nad_arrays.extremum_axis_adjoint(g, x, z, axis), None
+@array_primitive("_nad_arrays.min_axis", np.min, np.amin, axis=True)
+def min_axis(g, z, x, axis): return _nad_arrays.extremum_axis_adjoint(g, x, z, axis), None
+@array_primitive("np.dot", np.dot, np.matmul)
+def dot(g, z, a, b): return _nad_arrays.matmul_left(g, a, b), _nad_arrays.matmul_right(g, a, b)
+@array_primitive("np.outer", np.outer)
+def outer(g, z, a, b): return g @ b, a @ g
+@array_primitive("np.transpose", np.transpose)
+def transpose(g, z, x): return np.transpose(g)
+@array_primitive("np.reshape", np.reshape)
+def reshape(g, z, x, shape): return np.reshape(np.ascontiguousarray(g), x.shape), None
+@array_primitive("np.where", np.where, elementwise=True)
+def where(g, z, c, x, y): return None, np.where(c, g, 0.0), np.where(c, 0.0, g)
+@array_primitive("np.cumsum", np.cumsum)
+def cumsum(g, z, x): return np.reshape(np.ascontiguousarray(np.cumsum(g[::-1])[::-1]), x.shape)
+@array_primitive("np.linalg.det", np.linalg.det)
+def det(g, z, a): return g * z * np.ascontiguousarray(np.linalg.inv(a).T)
+@array_primitive("np.linalg.inv", np.linalg.inv)
+def inv(g, z, a): return -(np.ascontiguousarray(z.T) @ g @ np.ascontiguousarray(z.T))
+@array_primitive("np.linalg.solve", np.linalg.solve)
+def solve(g, z, a, b): return (_nad_arrays.solve_matrix_adjoint(g, a, z),
+                               np.linalg.solve(np.ascontiguousarray(a.T), g))
+@array_primitive("np.atleast_1d", np.atleast_1d)
+def atleast_1d(g, z, x): return _nad_arrays.unbroadcast(np.reshape(np.ascontiguousarray(g), np.shape(x)), x)
+@array_primitive("np.atleast_2d", np.atleast_2d)
+def atleast_2d(g, z, x): return np.reshape(np.ascontiguousarray(g), x.shape)
+@array_primitive("np.atleast_3d", np.atleast_3d)
+def atleast_3d(g, z, x): return np.reshape(np.ascontiguousarray(g), x.shape)
+
+OPERATORS[ast.MatMult] = ARRAY_CALLS[(id(np.matmul), False)]
+# Methods of arrays that are spelled as NumPy functions (``x.sum(axis=0)`` is ``np.sum(x, axis=0)``).
+ARRAY_METHOD_FUNCTIONS = {"sum": np.sum, "mean": np.mean, "prod": np.prod, "max": np.max,
+                          "min": np.min, "dot": np.dot, "transpose": np.transpose,
+                          "reshape": np.reshape, "cumsum": np.cumsum}
+# math names whose NumPy (array) spelling differs.
+_NUMPY_NAMES = {"asin": "arcsin", "acos": "arccos", "atan": "arctan", "asinh": "arcsinh",
+                "acosh": "arccosh", "atanh": "arctanh", "atan2": "arctan2", "pow": "power"}
+
+
+class _ToArrays(ast.NodeTransformer):
+    def visit_Attribute(self, node: ast.Attribute) -> ast.expr:
+        if isinstance(node.value, ast.Name) and node.value.id == "math":
+            return ast.Attribute(value=ast.Name(id="np", ctx=ast.Load()),
+                                 attr=_NUMPY_NAMES.get(node.attr, node.attr), ctx=ast.Load())
+        return self.generic_visit(node)
+
+    def visit_IfExp(self, node: ast.IfExp) -> ast.expr:
+        self.generic_visit(node)
+        return ast.Call(func=ast.parse("np.where", mode="eval").body,
+                        args=[node.test, node.body, node.orelse], keywords=[])
+
+
+def array_template(template: ast.expr) -> ast.expr:
+    """A scalar rule's adjoint template made elementwise over arrays (``math.f`` -> ``np.f``,
+    ``a if c else b`` -> ``np.where(c, a, b)``)."""
+    return _ToArrays().visit(copy.deepcopy(template))
+
+
+def numpy_spelling(obj) -> str | None:
+    """``np.<name>`` for a NumPy callable (so generated code applies it to arrays too), else None."""
+    name = getattr(obj, "__name__", None)
+    if name and getattr(np, name, None) is obj:
+        return f"np.{name}"
+    return None
+
+
 CONSTANTS = {"pi": math.pi, "e": math.e, "inf": math.inf, "nan": math.nan, "tau": math.tau}
 # Array methods and attributes with a meaning of their own in the transforms.
 ARRAY_METHODS = {"copy"}

@@ -19,6 +19,18 @@ if TESTS_DIR not in sys.path:
 SEED = 20261121
 
 
+@pytest.fixture(scope="session")
+def ip():
+    """The in-process IPython shell of IPython's test support, with ``%load_ext nbautodiff``.
+
+    One fixture for every module: IPython starts that shell once per process, and a second
+    ``globalipapp.get_ipython()`` imported before the start would return None."""
+    from IPython.testing import globalipapp
+    shell = globalipapp.start_ipython() or globalipapp.get_ipython()
+    shell.run_line_magic("load_ext", "nbautodiff")
+    return shell
+
+
 @pytest.fixture
 def rng():
     """A seeded NumPy Generator (fresh for each test, so tests do not depend on their order)."""

@@ -2617,6 +2617,274 @@ add(calls_helper_writes_input, lambda r: (unif(r, -1, 1, 5), unif(r, -1, 1, 5)),
 
 
 # ============================================================================================
+# whole-array NumPy (issue 3): broadcasting, reductions, products, linear algebra, mixed loops
+# ============================================================================================
+
+def arr_exp_sum(x):
+    return np.sum(np.exp(x) * 2.0 - x)
+
+
+add(arr_exp_sum, lambda r: (unif(r, -1, 1, 6),), tags={"array_expr"})
+
+
+def arr_broadcast_ranks(M, v, c):
+    # (m, n) with (n,) and a scalar: contributions summed back over the broadcast axis
+    z = M * v + c * M - v / c
+    return np.sum(z * z)
+
+
+add(arr_broadcast_ranks, lambda r: (unif(r, -1, 1, (4, 3)), unif(r, -1, 1, 3), unif(r, 0.5, 2)),
+    (0, 1, 2), tags={"array_expr", "broadcast"})
+
+
+def arr_broadcast_column(M, col):
+    # a (m, 1) column broadcast against (m, n)
+    return np.sum(np.sin(M - col) ** 2)
+
+
+add(arr_broadcast_column, lambda r: (unif(r, -1, 1, (3, 4)), unif(r, -1, 1, (3, 1))), (0, 1),
+    tags={"array_expr", "broadcast"})
+
+
+def arr_ufuncs(x, y):
+    a = np.tanh(x) + np.log(y) * np.sqrt(y) - np.abs(x) ** 1.5
+    b = np.maximum(x, y) * np.minimum(x, 0.3) + np.arctan2(x, y) + np.hypot(x, y)
+    return np.sum(a * b + np.expm1(x) / np.cosh(y))
+
+
+add(arr_ufuncs, lambda r: (signed(r, 0.2, 1.0, 5), unif(r, 0.5, 2.0, 5)), (0, 1),
+    tags={"array_expr", "ufunc"})
+
+
+def arr_power_arrays(x, p):
+    return np.sum(x ** p + np.power(p, 2.0))
+
+
+add(arr_power_arrays, lambda r: (unif(r, 0.5, 2.0, 4), unif(r, 0.5, 2.5, 4)), (0, 1),
+    tags={"array_expr"})
+
+
+def arr_reductions(X):
+    return (np.sum(X) * np.mean(X) + np.prod(X) + np.max(X) - np.min(X)
+            + np.sum(np.sum(X, axis=0) ** 2) + np.sum(np.mean(X, axis=1) ** 3))
+
+
+add(arr_reductions, lambda r: (spaced(r, 12, 0.5, 1.5).reshape(3, 4),), tags={"array_expr"})
+
+
+def arr_axis_extrema(X):
+    return np.sum(np.max(X, axis=1)) * np.sum(np.min(X, axis=0))
+
+
+add(arr_axis_extrema, lambda r: (spaced(r, 12, -2.0, 2.0).reshape(4, 3),), tags={"array_expr"})
+
+
+def arr_prod_with_zero(x):
+    # the product's adjoint is exact with a zero element (no division by x)
+    y = x.copy()
+    y[1] = 0.0
+    return np.prod(y) + np.prod(x)
+
+
+add(arr_prod_with_zero, lambda r: (unif(r, 0.5, 1.5, 5),), tags={"array_expr"})
+
+
+def arr_matvec(A, x, b):
+    return np.sum((A @ x - b) ** 2)
+
+
+add(arr_matvec, lambda r: (unif(r, -1, 1, (4, 3)), unif(r, -1, 1, 3), unif(r, -1, 1, 4)), (0, 1, 2),
+    tags={"array_expr", "matmul"})
+
+
+def arr_matmul_shapes(A, B, u, v):
+    # every rank pairing of @ and np.dot
+    C = A @ B
+    w = u @ A
+    return np.sum(C * C) + np.dot(w, v) + np.dot(u, u) + np.sum(np.dot(A.T, u))
+
+
+add(arr_matmul_shapes, lambda r: (unif(r, -1, 1, (3, 4)), unif(r, -1, 1, (4, 2)),
+                                   unif(r, -1, 1, 3), unif(r, -1, 1, 4)), (0, 1, 2, 3),
+    tags={"array_expr", "matmul"})
+
+
+def arr_outer_transpose(u, v):
+    M = np.outer(u, v)
+    N = M.T @ M + np.transpose(M) @ np.ones(u.shape[0]).reshape(-1, 1)
+    return np.sum(N)
+
+
+add(arr_outer_transpose, lambda r: (unif(r, -1, 1, 3), unif(r, -1, 1, 4)), (0, 1),
+    tags={"array_expr", "matmul"})
+
+
+def arr_reshape_chain(x):
+    z = x.reshape(2, 3).sum(axis=1)
+    return np.dot(z, z) + x.T @ x + np.sum(np.atleast_2d(x) ** 2) + np.sum(np.atleast_3d(x))
+
+
+add(arr_reshape_chain, lambda r: (unif(r, -1, 1, 6),), tags={"array_expr"})
+
+
+def arr_where(x, y):
+    return np.sum(np.where(x > 0.0, x * y, y * y) + np.where(y > 0.5, 1.0, x))
+
+
+add(arr_where, lambda r: (signed(r, 0.2, 1.0, 6), spaced(r, 6, 0.0, 1.0)), (0, 1),
+    tags={"array_expr"})
+
+
+def arr_cumsum(x):
+    c = np.cumsum(x * x)
+    return np.sum(c * np.arange(c.shape[0]))
+
+
+add(arr_cumsum, lambda r: (unif(r, -1, 1, 5),), tags={"array_expr"})
+
+
+def arr_linalg(A, b):
+    x = np.linalg.solve(A, b)
+    return np.linalg.det(A) + np.sum(x * x) + np.sum(np.linalg.inv(A) ** 2)
+
+
+def _well_conditioned(r, n):
+    return np.eye(n) * 2.0 + unif(r, -0.3, 0.3, (n, n))
+
+
+add(arr_linalg, lambda r: (_well_conditioned(r, 3), unif(r, -1, 1, 3)), (0, 1),
+    tags={"array_expr", "linalg"})
+
+
+def arr_solve_matrix_rhs(A, B):
+    return np.sum(np.linalg.solve(A, B) ** 2)
+
+
+add(arr_solve_matrix_rhs, lambda r: (_well_conditioned(r, 3), unif(r, -1, 1, (3, 2))), (0, 1),
+    tags={"array_expr", "linalg"})
+
+
+def arr_logistic_loss(X, y, w, b):
+    z = X @ w + b
+    p = 1.0 / (1.0 + np.exp(-z))
+    return -np.mean(y * np.log(p) + (1.0 - y) * np.log(1.0 - p)) + 0.01 * np.sum(w * w)
+
+
+add(arr_logistic_loss, lambda r: (unif(r, -1, 1, (8, 3)), (unif(r, 0, 1, 8) > 0.5).astype(np.float64),
+                                  unif(r, -1, 1, 3), unif(r, -0.5, 0.5)), (2, 3),
+    tags={"array_expr", "model"})
+
+
+def arr_rnn(W, U, h0, u):
+    # array state rebound at every step of a loop
+    h = h0
+    for t in range(u.shape[0]):
+        h = np.tanh(W @ h + U * u[t])
+    return np.sum(h * h)
+
+
+add(arr_rnn, lambda r: (unif(r, -0.5, 0.5, (3, 3)), unif(r, -1, 1, 3), unif(r, -1, 1, 3),
+                        unif(r, -1, 1, 5)), (0, 1, 2, 3), tags={"array_expr", "loop_carried_array"})
+
+
+def arr_mlp_layers(W1, W2, x):
+    h = np.maximum(W1 @ x, 0.05 * (W1 @ x))
+    out = W2 @ h
+    return np.sum(out * out) + np.sum(np.exp(-np.abs(h)))
+
+
+add(arr_mlp_layers, lambda r: (unif(r, -1, 1, (4, 3)), unif(r, -1, 1, (2, 4)), signed(r, 0.3, 1, 3)),
+    (0, 1, 2), tags={"array_expr", "model"})
+
+
+def arr_result_written_later(x):
+    # the adjoint of exp reads its result, which is overwritten afterwards: saved on the tape
+    y = np.exp(x)
+    s = np.sum(y * x)
+    y[0] = 0.0
+    for i in range(y.shape[0]):
+        s += y[i]
+    return s
+
+
+add(arr_result_written_later, lambda r: (unif(r, -1, 1, 4),), tags={"array_expr", "inplace"})
+
+
+def arr_operand_written_later(x, w):
+    v = w.copy()
+    z = np.sum(x * v)
+    for i in range(v.shape[0]):
+        v[i] = v[i] * 3.0
+    return z * np.sum(v * x)
+
+
+add(arr_operand_written_later, lambda r: (unif(r, -1, 1, 4), unif(r, -1, 1, 4)), (0, 1),
+    tags={"array_expr", "inplace"})
+
+
+def arr_mixed_loops(x):
+    y = np.sin(x) * x
+    s = 0.0
+    for i in range(1, y.shape[0]):
+        s += (y[i] - y[i - 1]) ** 2
+    return s + np.sum(y)
+
+
+add(arr_mixed_loops, lambda r: (unif(r, -1, 1, 6),), tags={"array_expr"})
+
+
+def arr_rebound_straight(x, b):
+    z = x * 2.0
+    z = z + b
+    z = np.exp(z) / np.sum(np.exp(z))
+    return np.sum(z * x)
+
+
+add(arr_rebound_straight, lambda r: (unif(r, -1, 1, 5), unif(r, -1, 1)), (0, 1),
+    tags={"array_expr"})
+
+
+def arr_whole_read_in_storing_loop(x):
+    # a loop that stores y[i] and reads all of y through np.sum: its reversal must run backwards
+    y = x * x
+    s = 0.0
+    for i in range(y.shape[0]):
+        s += np.dot(y, y) * x[i]
+        y[i] = x[i] * 0.5
+    return s
+
+
+add(arr_whole_read_in_storing_loop, lambda r: (unif(r, -1, 1, 4),), tags={"array_expr", "inplace"})
+
+
+def arr_float32(x):
+    return np.sum(np.sin(x) * x)
+
+
+add(arr_float32, lambda r: (unif(r, -1, 1, 5, np.float32),), tags={"array_expr", "float32"})
+
+
+def arr_branch(x, flag):
+    if flag > 0:
+        y = x * x
+    else:
+        y = np.exp(x)
+    return np.sum(y)
+
+
+add(arr_branch, lambda r: (unif(r, -1, 1, 4), 1), name="arr_branch[then]", tags={"array_expr"})
+add(arr_branch, lambda r: (unif(r, -1, 1, 4), -1), name="arr_branch[else]", tags={"array_expr"})
+
+
+def arr_callee(A, x):
+    return ch.quadratic_form(A, x) + np.sum(A)
+
+
+add(arr_callee, lambda r: (unif(r, -1, 1, (3, 3)), unif(r, -1, 1, 3)), (0, 1),
+    tags={"array_expr", "call_imported"})
+
+
+# ============================================================================================
 # feature detection for the coverage test
 # ============================================================================================
 

@@ -90,3 +90,8 @@ def nj_leaky(v):
     if v > 0.0:
         return v
     return 0.01 * v
+
+
+def quadratic_form(A, x):
+    """x^T A x with whole-array code, called from a corpus function."""
+    return x @ (A @ x)

@@ -68,6 +68,15 @@ def test_array_alias_written_through_and_impure_values_are_kept():
         assert kept in out
 
 
+def test_augmented_assignments_are_kept_they_may_write_an_array_in_place():
+    out = pruned("""
+        def f(u, d_u, g):
+            d_u += np.outer(g, u)
+            return (None,)
+        """)
+    assert "d_u += np.outer(g, u)" in out
+
+
 def test_an_emptied_block_becomes_pass():
     out = pruned("""
         def f(x, n):

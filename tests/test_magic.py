@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from IPython.core.error import UsageError
 from IPython.display import Image
-from IPython.testing.globalipapp import get_ipython
 
 import nbautodiff as nad
 from fd import assert_grad_close, central_diff
@@ -27,13 +26,6 @@ def energy(x, k):
 def scaled(a, x):
     return a * a * x[0] + math.exp(a) * x[-1]
 '''
-
-
-@pytest.fixture(scope="module")
-def ip():
-    shell = get_ipython()
-    shell.run_line_magic("load_ext", "nbautodiff")
-    return shell
 
 
 @pytest.fixture

@@ -1,0 +1,232 @@
+"""Array helpers that generated code calls for whole-array NumPy operations and their adjoints.
+
+Two kinds, all compiled by numba into the caller (no Python objects):
+
+* primal operations numba lacks in nopython mode, with NumPy's semantics: reductions along an
+  axis (``sum_axis``, ``max_axis``, ``min_axis``, ``mean_axis``, ``prod_axis``) and ``atleast_1d`` of a
+  scalar;
+* adjoint building blocks: ``unbroadcast`` (sum a contribution down to an operand's shape: the
+  adjoint of NumPy broadcasting), ``expand_axis`` (the adjoint of a reduction along an axis),
+  ``matmul_left``/``matmul_right`` (the adjoints of ``@``/``np.dot`` for every rank
+  combination), ``prod_adjoint`` (exact also when elements are zero), ``extremum_adjoint``
+  (the adjoint of ``np.max``/``np.min``: to the first extremal element, NumPy's ``argmax``).
+
+Helpers whose code depends on ranks are numba ``overload``s whose implementation is generated
+for the ranks at hand, so each compiles to plain loops.
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import types
+from numba.extending import overload
+
+_jit = numba.njit(cache=True)
+
+
+def _loops(rank: int, body: str, shape: str, indent: str = "    ") -> str:
+    """Source of ``rank`` nested loops ``i0, i1, ...`` over ``shape`` around ``body``."""
+    lines, pad = [], indent
+    for k in range(rank):
+        lines.append(f"{pad}for i{k} in range({shape}[{k}]):")
+        pad += "    "
+    lines.append(pad + body)
+    return "\n".join(lines)
+
+
+def _compile(source: str, name: str):
+    namespace = {"np": np}
+    exec(source, namespace)
+    return namespace[name]
+
+
+# ---- the adjoint of broadcasting -------------------------------------------------------------
+
+def unbroadcast(contribution, like):
+    """``contribution`` summed down to the shape of ``like`` (a scalar: summed whole)."""
+    raise NotImplementedError("called from compiled code only")
+
+
+@overload(unbroadcast)
+def _unbroadcast(contribution, like):
+    if not isinstance(contribution, types.Array):
+        if isinstance(like, types.Array):
+            return lambda contribution, like: np.full(like.shape, contribution)
+        return lambda contribution, like: contribution
+    if not isinstance(like, types.Array):
+        return lambda contribution, like: np.sum(contribution)
+    g, t = contribution.ndim, like.ndim
+    if t > g:
+        return None
+    lead = g - t
+    index = ", ".join(f"i{lead + k} * keep{k}" for k in range(t)) or "0"
+    keeps = "\n".join(f"    keep{k} = 0 if like.shape[{k}] == 1 else 1" for k in range(t))
+    same = " and ".join(f"contribution.shape[{lead + k}] == like.shape[{k}]" for k in range(t))
+    source = (f"def impl(contribution, like):\n"
+              + (f"    if {same}:\n        return contribution\n" if lead == 0 and t else "")
+              + f"    out = np.zeros(like.shape, contribution.dtype)\n{keeps}\n"
+              + _loops(g, f"out[{index}] += contribution[{', '.join(f'i{k}' for k in range(g))}]",
+                       "contribution.shape")
+              + "\n    return out\n")
+    return _compile(source, "impl")
+
+
+# ---- reductions along an axis ----------------------------------------------------------------
+
+def _reduction_impl(rank: int, combine: str, start: str, finish: str = "acc"):
+    """Source of ``f(a, axis)`` reducing axis ``axis`` of a rank-``rank`` array."""
+    rest = rank - 1
+    outer = ", ".join(f"i{k}" for k in range(rest))
+    body = (f"acc = {start}\n"
+            f"for j in range(m.shape[{rest}]):\n"
+            f"    value = m[{outer + ', ' if outer else ''}j]\n"
+            f"    acc = {combine}\n"
+            f"out[{outer or '()'}] = {finish}")
+    loops = []
+    pad = "    "
+    for k in range(rest):
+        loops.append(f"{pad}for i{k} in range(m.shape[{k}]):")
+        pad += "    "
+    inner = "\n".join(pad + line for line in body.splitlines())
+    source = ("def impl(a, axis):\n"
+              "    order = [k for k in range(a.ndim) if k != axis] + [axis]\n"
+              f"    m = np.transpose(a, ({', '.join(f'order[{k}]' for k in range(rank))},))\n"
+              f"    out = np.empty(m.shape[:{rest}], a.dtype)\n"
+              + "\n".join(loops) + ("\n" if loops else "") + inner + "\n    return out\n")
+    return _compile(source, "impl")
+
+
+def _register_reduction(name: str, combine: str, start: str, finish: str = "acc"):
+    def stub(a, axis):
+        raise NotImplementedError("called from compiled code only")
+    stub.__name__ = name
+
+    @overload(stub)
+    def _impl(a, axis):
+        if isinstance(a, types.Array) and a.ndim >= 1:
+            return _reduction_impl(a.ndim, combine, start, finish)
+        return None
+    return stub
+
+
+max_axis = _register_reduction("max_axis", "value if value > acc or j == 0 else acc", "-np.inf")
+min_axis = _register_reduction("min_axis", "value if value < acc or j == 0 else acc", "np.inf")
+sum_axis = _register_reduction("sum_axis", "acc + value", "0.0")
+mean_axis = _register_reduction("mean_axis", "acc + value", "0.0", "acc / m.shape[-1]")
+prod_axis = _register_reduction("prod_axis", "acc * value", "1.0")
+
+
+@_jit
+def atleast_1d_scalar(x):
+    out = np.empty(1)
+    out[0] = x
+    return out
+
+
+def expand_axis(g, like, axis):
+    """``g`` (the adjoint of a reduction of ``like`` along ``axis``) repeated along ``axis``."""
+    raise NotImplementedError("called from compiled code only")
+
+
+@overload(expand_axis)
+def _expand_axis(g, like, axis):
+    def impl(g, like, axis):
+        return np.zeros(like.shape, like.dtype) + np.expand_dims(g, axis)
+    return impl
+
+
+# ---- products ----------------------------------------------------------------------------------
+
+def matmul_left(g, a, b):
+    """Adjoint of ``a`` in ``z = a @ b`` (or ``np.dot(a, b)``), for 1-D and 2-D operands."""
+    raise NotImplementedError("called from compiled code only")
+
+
+def matmul_right(g, a, b):
+    """Adjoint of ``b`` in ``z = a @ b`` (or ``np.dot(a, b)``), for 1-D and 2-D operands."""
+    raise NotImplementedError("called from compiled code only")
+
+
+@overload(matmul_left)
+def _matmul_left(g, a, b):
+    ranks = (a.ndim, b.ndim)
+    if ranks == (1, 1):
+        return lambda g, a, b: g * b
+    if ranks == (2, 1):
+        return lambda g, a, b: np.outer(g, b)
+    if ranks == (1, 2):
+        return lambda g, a, b: np.ascontiguousarray(b) @ g
+    if ranks == (2, 2):
+        return lambda g, a, b: g @ np.ascontiguousarray(b.T)
+    return None
+
+
+@overload(matmul_right)
+def _matmul_right(g, a, b):
+    ranks = (a.ndim, b.ndim)
+    if ranks == (1, 1):
+        return lambda g, a, b: g * a
+    if ranks == (2, 1):
+        return lambda g, a, b: np.ascontiguousarray(a.T) @ g
+    if ranks == (1, 2):
+        return lambda g, a, b: np.outer(a, g)
+    if ranks == (2, 2):
+        return lambda g, a, b: np.ascontiguousarray(a.T) @ g
+    return None
+
+
+def solve_matrix_adjoint(g, a, z):
+    """Adjoint of ``a`` in ``z = np.linalg.solve(a, b)``: ``-solve(a.T, g) z^T``."""
+    raise NotImplementedError("called from compiled code only")
+
+
+@overload(solve_matrix_adjoint)
+def _solve_matrix_adjoint(g, a, z):
+    if z.ndim == 1:
+        return lambda g, a, z: -np.outer(np.linalg.solve(np.ascontiguousarray(a.T), g), z)
+    return lambda g, a, z: -(np.linalg.solve(np.ascontiguousarray(a.T), g)
+                             @ np.ascontiguousarray(z.T))
+
+
+@_jit
+def prod_adjoint(g, x):
+    """Adjoint of ``np.prod(x)``: ``g`` times the product of all other elements (exact with zeros)."""
+    flat = x.ravel()
+    n = flat.shape[0]
+    out = np.empty(n, x.dtype)
+    running = 1.0
+    for k in range(n):
+        out[k] = running
+        running *= flat[k]
+    running = 1.0
+    for k in range(n - 1, -1, -1):
+        out[k] *= running * g
+        running *= flat[k]
+    return out.reshape(x.shape)
+
+
+@_jit
+def extremum_adjoint(g, x, z):
+    """Adjoint of ``z = np.max(x)`` or ``np.min(x)``: ``g`` to the first element equal to ``z``."""
+    out = np.zeros(x.size, x.dtype)
+    flat = x.ravel()
+    for k in range(flat.shape[0]):
+        if flat[k] == z:
+            out[k] = g
+            break
+    return out.reshape(x.shape)
+
+
+def extremum_axis_adjoint(g, x, z, axis):
+    """Adjoint of ``z = max_axis(x, axis)`` (or ``min_axis``): each ``g`` to the first element
+    of its slice equal to the extremum."""
+    raise NotImplementedError("called from compiled code only")
+
+
+@overload(extremum_axis_adjoint)
+def _extremum_axis_adjoint(g, x, z, axis):
+    def impl(g, x, z, axis):
+        hit = x == np.zeros(x.shape, x.dtype) + np.expand_dims(z, axis)
+        first = np.cumsum(hit.astype(np.int64), axis=axis) == 1
+        return np.where(hit & first, np.zeros(x.shape, x.dtype) + np.expand_dims(g, axis), 0.0)
+    return impl
