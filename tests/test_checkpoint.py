@@ -3,7 +3,8 @@
 Every checkpointed gradient is compared with the plain (fully taped) gradient, to rounding, and
 with central differences at random inputs, for time loops of several shapes: a 1-D stencil with
 a copy back or with swapped arrays, a scalar recurrence, branches, nested inner loops and an
-inner ``while``, helper calls that write arrays, state changed after the loop; trip counts 0, 1, 2 and ones that are not
+inner ``while``, helper calls that write arrays, whole-array operations, state changed after
+the loop; trip counts 0, 1, 2 and ones that are not
 a multiple of the segment length; every schedule (segments of sqrt(T), of K, binomial). The
 schedules themselves are simulated on their own: each iteration is reversed once, in order,
 from the state it had in the forward sweep.
@@ -346,6 +347,25 @@ def diffusion_2d(u0, kappa, steps):
     return s
 
 
+def array_steps(u0, w, steps):
+    """Whole-array operations in the time loop, on an array bound afresh in each step."""
+    n = u0.shape[0]
+    u = u0.copy()
+    for t in range(steps):
+        v = np.tanh(u) * w + 0.1 * u
+        for i in range(n):
+            u[i] = v[i] * v[i] + 0.3 * u[i]
+    return np.sum(u * u)
+
+
+def rnn(h0, W, steps):
+    """The state rebound to a new array in each step, as recurrent networks are written."""
+    h = h0.copy()
+    for t in range(steps):
+        h = np.tanh(W @ h)
+    return np.sum(h)
+
+
 def in_place(u, steps):
     """Writes its argument: callers of reverse() see the primal's effect (Enzyme semantics)."""
     for t in range(steps):
@@ -397,6 +417,19 @@ def test_swapped_arrays(rng, steps, checkpoint):
 def test_rotated_arrays_and_arrays_allocated_in_each_step(rng, steps, checkpoint):
     check(rotating, (rng.uniform(-1.0, 1.0, 5), 0.7, steps), (0, 1), checkpoint)
     check(fresh_each_step, (rng.uniform(-1.0, 1.0, 5), steps), 0, checkpoint)
+
+
+@pytest.mark.parametrize("checkpoint", [True, ("binomial", 2)])
+def test_whole_array_operations_in_the_loop(rng, checkpoint):
+    check(array_steps, (rng.uniform(-1.0, 1.0, 5), 0.7, 6), (0, 1), checkpoint)
+
+
+def test_state_bound_to_new_arrays_is_refused(rng):
+    args = (rng.uniform(size=3), rng.uniform(size=(3, 3)), 4)
+    assert_grad_close(nad.grad(rnn)(*args), central_diff(rnn, args, 0), rtol=RTOL, atol=ATOL)
+    with pytest.raises(nad.AutodiffError, match="'h' is bound to a new array") as caught:
+        nad.grad(rnn, checkpoint=True)(*args)
+    assert caught.value.lineno == line_of(rnn, "h = np.tanh")
 
 
 @pytest.mark.parametrize("checkpoint", [True, ("binomial", 2)])
