@@ -13,7 +13,12 @@ values) applies unchanged inside a checkpointed loop.
 Which loops are checkpointed:
 
 * the loops marked in the source, ``for t in nad.checkpointed(range(T)):`` (a marker that
-  returns its argument, so the function still runs as plain Python and under ``numba.njit``);
+  returns its argument, so the function still runs as plain Python and under ``numba.njit``).
+  A call rather than a ``# nad: checkpoint`` comment: it is part of the syntax tree (comments
+  are not, and formatters move them), so normalisation carries it to the loop it marks
+  (``loop.nad_checkpoint``) and errors point at it; it is resolved like any name (``nad.``,
+  ``from nbautodiff import checkpointed``); and it takes arguments (``every=``,
+  ``snapshots=``);
 * with ``checkpoint=...`` on ``grad``/``value_and_grad``/``reverse`` (``%%autodiff
   --checkpoint``), every outermost ``for`` loop of the function that needs a tape.
 
