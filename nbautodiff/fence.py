@@ -37,9 +37,7 @@ if hasattr(ast, "Match"):
 if hasattr(ast, "TryStar"):
     _CONSTRUCT_NAMES[ast.TryStar] = "try/except*"
 
-_LATER = {ast.Slice: " (array slicing arrives with whole-array support, issue #3)",
-          ast.FunctionDef: " (arrives with issue #3; define it at module level)",
-          ast.Lambda: " (arrives with issue #3; define a function with def)"}
+_LATER = {ast.Slice: " (array slicing arrives with whole-array support, issue #3)"}
 
 
 def construct_name(node: ast.AST) -> str:

@@ -421,7 +421,8 @@ class _Flattener:
             if known is func:
                 return binding
         binding = func.__name__
-        taken = self.locals | set(self.result.globals) | set(self.result.callees) | {"math", "np"}
+        taken = self.locals | set(self.result.globals) | set(self.result.callees) | \
+            {"math", "np", self.fs.name}
         suffix = 1
         while binding in taken:
             suffix += 1

@@ -25,7 +25,7 @@ import numpy as np
 from numba import types as nbtypes
 
 from . import analysis as analysis_mod
-from . import arrayfence, custom, emit, fence, naming, reverse_mode, typeinfer
+from . import arrayfence, custom, emit, fence, lifting, naming, reverse_mode, typeinfer
 from .errors import AutodiffError
 from .normalize import Normalized, normalize
 from .source import FunctionSource, function_source, python_function, resolve
@@ -110,7 +110,7 @@ def _call_site(fs: FunctionSource, callee) -> ast.Call | None:
 
 
 def _build_primal(func) -> Primal:
-    fs = function_source(func)
+    fs = lifting.lift(function_source(func))
     fence.check(fs)
     normalized = normalize(fs)
     namespace = _base_namespace()
@@ -255,8 +255,12 @@ def _build_variant(prim: Primal, argtypes: tuple, active: list[bool], result_act
                  typeinfer.is_differentiable(t) for arg, t in zip(call.args, arg_types)]
         callee = reverse_variant(call.nad_target, arg_types, flags, seeded, writeback=False,
                                  keep_value=False)
-        namespace[callee.name] = callee.dispatcher
-        return reverse_mode.CalleeVariant(callee.name, callee.shadows, callee.adjoint_positions)
+        binding, suffix = callee.name, 1
+        while binding == name or namespace.get(binding, callee.dispatcher) is not callee.dispatcher:
+            suffix += 1                    # two callees with one __name__, or the caller's own
+            binding = f"{callee.name}_{suffix}"
+        namespace[binding] = callee.dispatcher
+        return reverse_mode.CalleeVariant(binding, callee.shadows, callee.adjoint_positions)
 
     tree = reverse_mode.transform(tree, an, fs, active_params=active_params,
                              result_active=result_active, writeback=writeback,

@@ -95,6 +95,12 @@ def function_source(obj) -> FunctionSource:
     return fs
 
 
+def register(fs: FunctionSource) -> None:
+    """Make :func:`function_source` answer ``fs`` for ``fs.func``: for functions the transforms
+    make themselves (lifted inner functions), which have no source file of their own."""
+    _cache[fs.func] = (fs.func.__code__, fs)
+
+
 def dotted_parts(node: ast.expr) -> list[str] | None:
     """``np.linalg.norm`` -> ['np', 'linalg', 'norm']; None for anything but names and attributes."""
     parts = []

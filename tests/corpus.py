@@ -2885,6 +2885,113 @@ add(arr_callee, lambda r: (unif(r, -1, 1, (3, 3)), unif(r, -1, 1, 3)), (0, 1),
 
 
 # ============================================================================================
+# inner functions and lambdas bound to a name (issue 3), differentiated like any other callee
+# ============================================================================================
+
+def inner_def_reads_constants(x, c):
+    # an inner def that reads a constant and a scalar argument of the enclosing function
+    half = 0.5
+
+    def poly(t):
+        return half * c * t * t + math.sin(c * t)
+
+    s = 0.0
+    for i in range(len(x)):
+        s += poly(x[i])
+    return s
+
+
+add(inner_def_reads_constants, lambda r: (unif(r, -1, 1, 6), unif(r, 0.5, 1.5)), (0, 1),
+    tags={"inner_def"})
+
+
+def lambda_weighted_squares(x, w):
+    sq = lambda t: t * t  # noqa: E731
+    s = 0.0
+    for i in range(len(x)):
+        s += w[i] * sq(x[i] - w[i])
+    return s
+
+
+add(lambda_weighted_squares, lambda r: (unif(r, -1, 1, 5), unif(r, -1, 1, 5)), (0, 1),
+    tags={"lambda"})
+
+
+def nested_inner_defs(x, a):
+    # a def inside a def inside the function; each level reads the one around it
+    def row_term(i):
+        b = a * x[i]
+
+        def smooth(t):
+            return math.log1p(b * b + t * t)
+
+        return smooth(x[i + 1]) - smooth(a)
+
+    s = 0.0
+    for i in range(len(x) - 1):
+        s += row_term(i)
+    return s
+
+
+add(nested_inner_defs, lambda r: (unif(r, -1, 1, 6), unif(r, 0.3, 1.2)), (0, 1),
+    tags={"inner_def"})
+
+
+def lambda_calls_inner_def(m, k):
+    # a lambda calls an inner def; both read k; a 2-D array read in two loops
+    def act(t):
+        return math.tanh(k * t)
+
+    pair = lambda u, v: act(u) * act(v) + u  # noqa: E731
+    s = 0.0
+    for i in range(m.shape[0]):
+        for j in range(m.shape[1]):
+            s += pair(m[i, j], m[j, i])
+    return s
+
+
+add(lambda_calls_inner_def, lambda r: (unif(r, -1, 1, (3, 3)), unif(r, 0.5, 1.5)), (0, 1),
+    tags={"inner_def", "lambda", "nested_loop"})
+
+
+def inner_def_writes_enclosing_array(x, y):
+    # the inner function writes into an array of the enclosing function (through the reference)
+    out = np.zeros(len(x))
+
+    def deposit(i, v):
+        out[i] += v
+        if i + 1 < len(out):
+            out[i + 1] += 0.5 * v
+
+    for i in range(len(x)):
+        deposit(i, x[i] * y[i])
+    s = 0.0
+    for i in range(len(out)):
+        s += out[i] * out[i]
+    return s
+
+
+add(inner_def_writes_enclosing_array, lambda r: (unif(r, -1, 1, 5), unif(r, -1, 1, 5)), (0, 1),
+    tags={"inner_def", "inplace"})
+
+
+def lambda_late_binding(x, c):
+    # Python closures read a variable when called: scale changes after the definition and in
+    # the loop, and each call sees its current value
+    scale = c
+    f = lambda t: scale * math.exp(t)  # noqa: E731
+    s = f(x[0])
+    for i in range(1, len(x)):
+        scale = scale * x[i]
+        s += f(x[i])
+    return s
+
+
+add(lambda_late_binding, lambda r: (unif(r, -1, 1, 4), unif(r, 0.5, 1.5)), (0, 1),
+    tags={"lambda", "reassign_loop"})
+
+
+# ============================================================================================
 # feature detection for the coverage test
 # ============================================================================================
 
@@ -2977,8 +3084,10 @@ def features(fun):
                     found.add("nested_loop")
     # early return: a return that is not the last statement of the body
     body = tree.body[0].body
+    nested = {id(n) for d in ast.walk(tree.body[0]) if d is not tree.body[0]
+              and isinstance(d, (ast.FunctionDef, ast.Lambda)) for n in ast.walk(d)}
     for node in ast.walk(tree):
-        if isinstance(node, ast.Return) and node is not body[-1]:
+        if isinstance(node, ast.Return) and node is not body[-1] and id(node) not in nested:
             found.add("early_return")
     return found
 
