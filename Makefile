@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench bench-checkpoint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,9 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/reverse_mode.py
+
+bench-checkpoint: $(STAMP)
+	$(PY) benchmarks/checkpointing.py
 
 clean:
 	rm -rf $(VENV) build

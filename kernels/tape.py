@@ -2,12 +2,15 @@
 
 The tape is a pair (array, top) per element kind: float64 for floating values, int64 for
 integers and booleans. Generated code keeps both in local variables, so nothing here allocates
-Python objects: every helper is a numba ``njit`` function, compiled into the caller.
+Python objects: every helper is a numba ``njit`` function, compiled into the caller. A tape
+that would outgrow the memory limit raises :class:`.memory.TapeMemoryError` before allocating.
 """
 from __future__ import annotations
 
 import numba
 import numpy as np
+
+from . import memory
 
 _jit = numba.njit(cache=True, inline="always")
 
@@ -24,7 +27,10 @@ def new_int(capacity):
 
 @numba.njit(cache=True)
 def _grown(tape, top, extra):
-    new = np.empty(max(2 * tape.shape[0], top + extra), tape.dtype)
+    length, needed, itemsize = max(2 * tape.shape[0], top + extra), top + extra, tape.itemsize
+    if length * itemsize >= memory.CHECKED_FROM:
+        length = memory.affordable(length, needed, itemsize)
+    new = np.empty(length, tape.dtype)
     new[:top] = tape[:top]
     return new
 

@@ -14,7 +14,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
-from .. import api, custom
+from .. import api, checkpoint, custom
 from ..activities import REVERSE_ARGUMENT, REVERSE_RETURN, Active, as_activity
 from ..check import check_grad, gradient_of_reverse
 from ..errors import AutodiffError, SourceNotFoundError, UnsupportedConstructError
@@ -53,6 +53,11 @@ class AutodiffMagics(Magics):
               help="example arguments, a Python expression evaluated in the user namespace "
                    "(a tuple, or one value for a single argument): display a gradient check "
                    "against central differences, as a table and a plot")
+    @argument("--checkpoint", nargs="?", const="sqrt", default=None, metavar="SCHEDULE",
+              help="checkpoint the outermost loops that need a tape (memory O(N sqrt(T)) for T "
+                   "steps of an N-element state instead of O(N T)): sqrt (the default), a "
+                   "segment length K, binomial or binomial:S (S snapshots); the tape and "
+                   "checkpoint sizes of the --check call are shown")
     @argument("--custom", nargs="+", metavar="F=RULE",
               help="declare RULE the reverse rule of function F (nbautodiff.custom_vjp), used "
                    "wherever differentiated code calls F: RULE(g, z, *args) receives the adjoint "
@@ -107,7 +112,8 @@ class AutodiffMagics(Magics):
                                          "Active or Duplicated")
                     check = check_grad(fun, *example, argnums=argnums, gradient=gradient)
                 source = _source(derived)
-            result.derived.append(Derived(dname, derived, summary, check, args.show, source))
+            result.derived.append(Derived(dname, derived, summary, check, args.show, source,
+                                          getattr(derived, "memory", None)))
         return result
 
     def _targets(self, options, cell_functions) -> dict:
@@ -181,6 +187,7 @@ class _Options:
     ret: object
     template: str
     force: bool
+    checkpoint: object = None
 
     @classmethod
     def parse(cls, args, line_magic: bool) -> "_Options":
@@ -195,7 +202,11 @@ class _Options:
         if line_magic and not functions:
             raise UsageError("%autodiff (one %) derives functions defined earlier: name them "
                              "with --func, or use %%autodiff on a cell")
-        return cls(functions, wrt, activities, ret, args.name, args.force)
+        try:
+            schedule = checkpoint.parse_option(args.checkpoint)
+        except AutodiffError as error:
+            raise UsageError(f"--checkpoint: {error}") from None
+        return cls(functions, wrt, activities, ret, args.name, args.force, schedule)
 
 
 @contextmanager
@@ -249,11 +260,13 @@ def _derive(fun, options: _Options):
     activities, ret = options.activities, options.ret
     if activities is None:
         argnums = _argnums(fun, options.wrt)
-        derived = _call(api.grad, fun, argnums=argnums, force=options.force)
+        derived = _call(api.grad, fun, argnums=argnums, force=options.force,
+                        checkpoint=options.checkpoint)
         summary = f"gradient of {fun.__name__} w.r.t. {_describe(fun, argnums)}"
         return derived, summary, derived, argnums
     _require_arity(fun, activities)
-    derived = _call(api.reverse, fun, *activities, ret=ret, force=options.force)
+    derived = _call(api.reverse, fun, *activities, ret=ret, force=options.force,
+                    checkpoint=options.checkpoint)
     summary = (f"reverse derivative of {fun.__name__}({', '.join(map(repr, activities))}) "
                f"-> {ret!r}")
     gradient, argnums = gradient_of_reverse(derived, activities)

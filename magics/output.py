@@ -16,7 +16,8 @@ from ..report import figure_png
 class Derived:
     """One derived function pushed into the user namespace: ``name`` is its name there,
     ``function`` it, ``summary`` a short description (``gradient of loss w.r.t. p``),
-    ``source`` its generated code (None until a first call when the types cannot be guessed)."""
+    ``source`` its generated code (None until a first call when the types cannot be guessed),
+    ``memory`` the tape and checkpoint bytes of its last call (after ``--check``), or None."""
 
     name: str
     function: object
@@ -24,6 +25,12 @@ class Derived:
     check: object = None
     show_source: bool = False
     source: str | None = None
+    memory: object = None
+
+    @property
+    def line(self) -> str:
+        memory = f" [memory of the check: {self.memory}]" if self.memory is not None else ""
+        return f"{self.summary}{memory}"
 
 
 @dataclass
@@ -73,10 +80,10 @@ class _Summary:
     derived: list
 
     def text(self) -> str:
-        return "\n".join(f"{d.name}: {d.summary}" for d in self.derived)
+        return "\n".join(f"{d.name}: {d.line}" for d in self.derived)
 
     def _repr_html_(self) -> str:
-        items = "".join(f"<li><code>{html.escape(d.name)}</code>: {html.escape(d.summary)}</li>"
+        items = "".join(f"<li><code>{html.escape(d.name)}</code>: {html.escape(d.line)}</li>"
                         for d in self.derived)
         return f'<ul class="nbautodiff-derived">{items}</ul>'
 

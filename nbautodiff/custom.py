@@ -175,7 +175,8 @@ def reverse_variant(wrapper: _Wrapper, argtypes: tuple, active: list[bool], resu
 
     Same calling convention as the variants of :func:`nbautodiff.program.reverse_variant`:
     ``(args with a shadow after each active array..., seed if result_active)`` returning
-    ``(result or None, adjoints of the active scalar arguments...)``. A
+    ``(result or None, adjoints of the active scalar arguments..., (tape bytes, checkpoint
+    bytes))``. A
     :class:`NonDifferentiable`, or a call whose result is not seeded, contributes nothing."""
     from .program import Variant
     func, params = wrapper.py_func, wrapper.parameters
@@ -210,6 +211,7 @@ def reverse_variant(wrapper: _Wrapper, argtypes: tuple, active: list[bool], resu
         lines += rule_lines
     returned = [naming.RESULT if keep_value else "None"]
     returned += [adjoints.get(position, "0.0") for position in adjoint_positions]
+    returned.append("(0, 0)")                         # tape and checkpoint bytes: none
     lines.append(f"return ({', '.join(returned)},)")
     if isinstance(wrapper, NonDifferentiable):
         how = "no derivative (declared non-differentiable)"

@@ -40,3 +40,8 @@ class SourceNotFoundError(AutodiffError):
 
 class UnsupportedConstructError(AutodiffError):
     """The user's code uses something the transforms do not support."""
+
+
+class TapeMemoryError(AutodiffError, MemoryError):
+    """A reverse pass's tape or checkpoint buffers would not fit in memory (raised before
+    allocating them; see :mod:`nbautodiff.kernels.memory`)."""

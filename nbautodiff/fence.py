@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ast
 
-from . import naming
+from . import checkpoint, naming
 from .errors import UnsupportedConstructError
 from .source import FunctionSource
 
@@ -102,11 +102,21 @@ class _Fence(ast.NodeVisitor):
         if not isinstance(node.target, ast.Name):
             self.refuse(node.target, "for loop with a tuple target", " (loop over range(...))")
         iterator = node.iter
+        if checkpoint.is_marker(self.fs, iterator):
+            checkpoint.marker_schedule(self.fs, iterator)
+            iterator = iterator.args[0]
         if not (isinstance(iterator, ast.Call) and isinstance(iterator.func, ast.Name)
                 and iterator.func.id == "range" and not iterator.keywords
                 and 1 <= len(iterator.args) <= 3):
             self.refuse(iterator, f"for loop over '{ast.unparse(iterator)}'",
                         " (loop over range(...) and index the array)")
+        for field in (node.target, iterator, *node.body):
+            self.visit(field)
+
+    def visit_Call(self, node: ast.Call) -> None:
+        if checkpoint.is_marker(self.fs, node):
+            self.refuse(node, "nad.checkpointed(...) outside the header of a for loop",
+                        " (write 'for t in nad.checkpointed(range(T)):')")
         self.generic_visit(node)
 
     def visit_While(self, node: ast.While) -> None:

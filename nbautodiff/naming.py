@@ -28,6 +28,10 @@ INT_TAPE, INT_TOP = "_nad_ti", "_nad_ti_n"
 REFERENCES = "_nad_refs_"     # stack of the arrays successively bound to a variable
 WORK_COPY = "_nad_in_"        # caller's array kept while the function works on a copy
 TAPE_MODULE = "_nad_tape"     # the runtime helpers module as seen by generated code
+CHECKPOINT_MODULE = "_nad_ckpt"  # the runtime of checkpointed loops as seen by generated code
+CHECKPOINT = "_nad_ck"        # names of a checkpointed loop: _nad_ck3_plan, _nad_ck3_u...
+CHECKPOINT_BYTES = "_nad_ck_bytes"    # bytes of the checkpoint buffers allocated so far
+CALLEE_BYTES = "_nad_callee_bytes"    # largest tape + checkpoint bytes of a callee's call
 ARRAY_MODULE = "_nad_arrays"  # nbautodiff.kernels.arrays as seen by generated code
 
 

@@ -8,7 +8,8 @@ holds only these statements (every operand an *atom*: a name or a number):
   ``t = A.shape`` (``size``, ``ndim``) | ``t = A.copy()`` | ``t = <condition>``
 * ``A[atoms] = atom``
 * ``if c:`` / ``while c:`` on a name ``c`` (a ``while`` recomputes ``c`` at the end of its body)
-* ``for i in range(lo, hi, step)`` with atoms that the body never assigns
+* ``for i in range(lo, hi, step)`` with atoms that the body never assigns (a loop marked
+  ``for i in nad.checkpointed(range(...))`` carries its schedule as ``loop.nad_checkpoint``)
 * ``f(atoms)`` (a call for its effect on arrays), ``return atom`` (last statement only),
   ``raise``, ``assert``, ``pass``.
 
@@ -31,7 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import custom, naming, rules
+from . import checkpoint, custom, naming, rules
 from .controlflow import structure
 from .errors import UnsupportedConstructError
 from .source import MISSING, FunctionSource, dotted_parts, resolve
@@ -483,7 +484,8 @@ class _Flattener:
 
 def normalize(fs: FunctionSource) -> Normalized:
     """Normalise ``fs`` (already fenced) to three-address form; see the module docstring."""
-    tree = structure(fs.tree)
+    unmarked, marks = checkpoint.without_markers(fs)
+    tree = structure(unmarked)
     flattener = _Flattener(fs, tree)
     body = []
     for statement in tree.body:
@@ -492,4 +494,5 @@ def normalize(fs: FunctionSource) -> Normalized:
     new = ast.FunctionDef(name=fs.name, args=copy.deepcopy(fs.tree.args), body=body,
                           decorator_list=[], returns=None, type_comment=None, type_params=[])
     flattener.result.tree = ast.fix_missing_locations(ast.copy_location(new, fs.tree))
+    checkpoint.attach_markers(fs, flattener.result.tree, marks)
     return flattener.result

@@ -18,7 +18,7 @@ import ast
 import copy
 from dataclasses import dataclass
 
-from . import naming, rules, typeinfer
+from . import checkpoint, naming, rules, typeinfer
 from .deadcode import remove_dead_assignments
 from .analysis import (Analysis, assigned_names, atom_name, names_in, own_read_nodes, rule_of,
                        walk_statements)
@@ -68,7 +68,7 @@ class CalleeVariant:
 class ReverseTransform:
     def __init__(self, tree: ast.FunctionDef, analysis: Analysis, fs, *, active_params: set,
                  result_active: bool, writeback: bool, keep_value: bool, name: str,
-                 callee_variant, callee_writes):
+                 callee_variant, callee_writes, checkpoint=None):
         self.tree = tree
         self.a = analysis
         self.fs = fs
@@ -84,6 +84,8 @@ class ReverseTransform:
         self.tapes_used: set[str] = set()
         self.result_node: ast.expr | None = None
         self.pushed_counters: set[str] = set()
+        self.checkpoint = checkpoint              # function-level schedule, or None
+        self.callee_bytes_used = False
 
     # -- helpers ---------------------------------------------------------------------------
     def fresh(self, prefix: str) -> str:
@@ -107,7 +109,7 @@ class ReverseTransform:
 
     def push(self, name: str, checked: bool) -> list[ast.stmt]:
         tape, top = self.tape(self.type_of(name))
-        value = name if typeinfer.element_kind(self.type_of(name)) == "float" else f"np.int64({name})"
+        value = typeinfer.to_tape_source(name, self.type_of(name))
         if checked:
             code = f"{tape} = {naming.TAPE_MODULE}.push({tape}, {top}, {value})\n{top} += 1"
         else:
@@ -117,12 +119,7 @@ class ReverseTransform:
     def pop(self, name: str) -> list[ast.stmt]:
         typ = self.type_of(name)
         tape, top = self.tape(typ)
-        value = f"{tape}[{top}]"
-        if isinstance(typ, typeinfer.nbtypes.Boolean):
-            value = f"{value} != 0"
-        elif typ not in (typeinfer.nbtypes.float64, typeinfer.nbtypes.int64):
-            value = f"np.{typ}({value})"
-        return _parse(f"{top} -= 1\n{name} = {value}")
+        return _parse(f"{top} -= 1\n{name} = {typeinfer.from_tape_source(f'{tape}[{top}]', typ)}")
 
     def snapshot_arrays(self, call: ast.Call) -> list[str]:
         """Arrays passed to an active callee whose contents may change once it has run."""
@@ -151,6 +148,7 @@ class ReverseTransform:
         self.updates = accumulator_updates(self.tree, a)
         self.any_order = any_order_loops(self.tree, a, self.updates)
         self.fused = fused_loops(self.tree, a, self.any_order, self.updates)
+        self.checkpointed = checkpoint.checkpointed_loops(self, self.checkpoint)
         forward = self.forward(self.tree.body, depth=0, reserved=False)
         adjoints = sorted({n for n in a.types if not a.is_array(n) and a.is_active(n)})
         self.zero = set(adjoints)
@@ -164,6 +162,7 @@ class ReverseTransform:
         for name in sorted(a.restored - set(self.params)):
             prologue.append(f"{name} = {typeinfer.zero_literal(self.type_of(name))}")
         prologue.append(f"{naming.RESULT} = 0.0")
+        prologue += checkpoint.prologue(self)
         if "float" in self.tapes_used:
             prologue.append(f"{naming.FLOAT_TAPE} = {naming.TAPE_MODULE}.new_float(64)")
             prologue.append(f"{naming.FLOAT_TOP} = 0")
@@ -177,6 +176,7 @@ class ReverseTransform:
         returned = [naming.RESULT if self.keep_value else "None"]
         returned += [naming.adjoint(p) if self.active_scalar(ast.Name(id=p)) else "0.0"
                      for p in self.params if p in self.active_params and not a.is_array(p)]
+        returned.append(checkpoint.memory_source(self))
         epilogue = [f"return ({', '.join(returned)},)"]
         body = (_parse("\n".join(prologue)) + forward + _parse("\n".join(middle) or "pass")
                 + backward + _parse("\n".join(epilogue)))
@@ -231,6 +231,18 @@ class ReverseTransform:
                 counts[typeinfer.element_kind(self.type_of(statement.target.id))] += 1
         return counts
 
+    def reservations(self, loop: ast.For, trips: str) -> list[ast.stmt]:
+        """Room on the tapes for the unchecked pushes of ``trips`` iterations of leaf ``loop``."""
+        out = []
+        for kind, count in self.pushes_per_iteration(loop.body).items():
+            if count:
+                tape, top = (naming.FLOAT_TAPE, naming.FLOAT_TOP) if kind == "float" \
+                    else (naming.INT_TAPE, naming.INT_TOP)
+                self.tapes_used.add(kind)
+                out += _parse(f"{tape} = {naming.TAPE_MODULE}.reserve({tape}, {top}, "
+                              f"{trips} * {count})")
+        return out
+
     def forward(self, body: list, depth: int, reserved: bool) -> list[ast.stmt]:
         out: list[ast.stmt] = []
         for statement in body:
@@ -265,17 +277,12 @@ class ReverseTransform:
             if id(s) in self.fused and self.has_reverse_work(s):
                 return []                              # runs inside its reversal
             out = self.push(s.target.id, True) if s.target.id in a.restored else []
+            if id(s) in self.checkpointed:
+                return out + self.checkpointed[id(s)].forward()
             leaf = self.reserves_at_entry(s)
             if leaf:
                 lo, hi, step = (_src(x) for x in s.iter.args)
-                for kind, count in self.pushes_per_iteration(s.body).items():
-                    if count:
-                        tape, top = (naming.FLOAT_TAPE, naming.FLOAT_TOP) if kind == "float" \
-                            else (naming.INT_TAPE, naming.INT_TOP)
-                        self.tapes_used.add(kind)
-                        out += _parse(f"{tape} = {naming.TAPE_MODULE}.reserve({tape}, {top}, "
-                                      f"{naming.TAPE_MODULE}.trip_count({lo}, {hi}, {step}) "
-                                      f"* {count})")
+                out += self.reservations(s, f"{naming.TAPE_MODULE}.trip_count({lo}, {hi}, {step})")
             loop = ast.For(target=s.target, iter=s.iter,
                            body=self.forward(s.body, depth + 1, leaf), orelse=[])
             return out + [ast.copy_location(loop, s)]
@@ -518,6 +525,8 @@ class ReverseTransform:
                     out += _parse(f"{naming.RESULT} = {_src(self.result_node)}")
             elif id(s) in self.any_order:
                 out += self.reverse_in_order(s)
+            elif id(s) in self.checkpointed:
+                out += self.checkpointed[id(s)].backward()
             else:
                 lo, hi, step = (_src(x) for x in s.iter.args)
                 trips, r = self.fresh("_nad_trips"), self.fresh(naming.REVERSE_INDEX)
@@ -757,7 +766,10 @@ class ReverseTransform:
         if seed is not None:
             args.append(seed)
         result = self.fresh(naming.CALL_RESULT)
-        out = _parse(f"{result} = {variant.binding}({', '.join(args)})")
+        memory = f"{result}[{len(variant.adjoint_positions) + 1}]"
+        out = _parse(f"{result} = {variant.binding}({', '.join(args)})\n{naming.CALLEE_BYTES} = "
+                     f"max({naming.CALLEE_BYTES}, {memory}[0] + {memory}[1])")
+        self.callee_bytes_used = True
         for k, position in enumerate(variant.adjoint_positions):
             name = atom_name(call.args[position])
             out += self.accumulate(name, f"{result}[{k + 1}]")
@@ -821,4 +833,7 @@ def transform(tree: ast.FunctionDef, analysis: Analysis, fs, **options) -> ast.F
         if isinstance(statement, ast.Assign) and isinstance(call, ast.Call) \
                 and isinstance(statement.targets[0], ast.Name):
             call.nad_assigned_to = statement.targets[0].id
-    return ReverseTransform(tree, analysis, fs, **options).build()
+    transform = ReverseTransform(tree, analysis, fs, **options)
+    built = transform.build()
+    built.nad_checkpointed = checkpoint.describe(transform.checkpointed)
+    return built

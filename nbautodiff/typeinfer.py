@@ -77,4 +77,18 @@ def zero_literal(typ) -> str:
     raise TypeError(f"no zero for {typ}")
 
 
+def to_tape_source(name: str, typ) -> str:
+    """Source of scalar ``name`` as stored on the tape of its :func:`element_kind`."""
+    return name if element_kind(typ) == "float" else f"np.int64({name})"
+
+
+def from_tape_source(value: str, typ) -> str:
+    """Source of tape element ``value`` converted back to scalar type ``typ``."""
+    if isinstance(typ, nbtypes.Boolean):
+        return f"{value} != 0"
+    if typ not in (nbtypes.float64, nbtypes.int64):
+        return f"np.{typ}({value})"
+    return value
+
+
 TypingError = nberrors.TypingError
