@@ -28,16 +28,20 @@ def check(normalized: Normalized, types: dict) -> None:
             refuse(node, f"in-place operator on the array '{name}'",
                    f" (write {name} = {name} {_operator_symbol(node)} ... or update it element by "
                    "element)")
-    origins: dict[str, str] = {}
+    origins: dict[str, set] = {}
+    views: dict[str, ast.stmt] = {}
     for statement, _ in walk_statements(normalized.tree.body):
         if not (isinstance(statement, ast.Assign) and isinstance(statement.targets[0], ast.Name)):
             continue
         name = statement.targets[0].id
-        origin = view_origin(statement, types)
-        if origin is None and typeinfer.is_array(types.get(name)):
-            origin = name                                     # a new array
-        if origin is not None and origins.setdefault(name, origin) != origin:
-            refuse(statement, f"binding '{name}' to views or aliases of different arrays",
+        if not typeinfer.is_array(types.get(name)):
+            continue
+        origins.setdefault(name, set()).add(view_origin(statement, types) or name)
+        if isinstance(statement.value, ast.Subscript):
+            views.setdefault(name, statement)
+    for name, statement in views.items():
+        if len(origins[name]) > 1:
+            refuse(statement, f"binding '{name}' to views of different arrays",
                    " (use a new name for each)")
 
 

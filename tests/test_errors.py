@@ -422,9 +422,9 @@ def views_of_two_arrays(a, b, flag):
 
 
 def test_one_name_bound_to_views_of_different_arrays_is_refused_with_its_line():
-    with pytest.raises(nad.AutodiffError, match=r"views or aliases of different arrays") as info:
+    with pytest.raises(nad.AutodiffError, match=r"views of different arrays") as info:
         nad.grad(views_of_two_arrays)(np.ones(3), np.ones(3), 1)
-    assert info.value.lineno == views_of_two_arrays.__code__.co_firstlineno + 3
+    assert info.value.lineno == views_of_two_arrays.__code__.co_firstlineno + 1
 
 
 def inplace_array_operator(x):
