@@ -315,12 +315,7 @@ class ReverseTransform:
             return []
         if not self.call_needs_reverse(value):
             return []
-        out = []
-        for name in self.snapshot_arrays(value):
-            tape, top = self.tape(self.type_of(name))
-            out += _parse(f"{tape} = {naming.TAPE_MODULE}.push_array({tape}, {top}, {name})\n"
-                          f"{top} += {name}.size")
-        return out
+        return self.push_arrays(self.snapshot_arrays(value))
 
     def push_arrays(self, names: list[str]) -> list[ast.stmt]:
         out = []
@@ -654,12 +649,7 @@ class ReverseTransform:
         if not (isinstance(value, ast.Call) and value.nad_kind == "user"
                 and self.call_needs_reverse(value)):
             return []
-        out = []
-        for name in reversed(self.snapshot_arrays(value)):
-            tape, top = self.tape(self.type_of(name))
-            out += _parse(f"{top} -= {name}.size\n"
-                          f"{naming.TAPE_MODULE}.pop_array({tape}, {top}, {name})")
-        return out
+        return self.pop_arrays(self.snapshot_arrays(value))
 
     def adjoint_of_assign(self, s: ast.Assign) -> list[ast.stmt]:
         target, value = s.targets[0], s.value
