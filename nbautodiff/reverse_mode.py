@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 from . import checkpoint, naming, rules, typeinfer
 from .deadcode import remove_dead_assignments
-from .analysis import (Analysis, assigned_names, atom_name, names_in, own_read_nodes, rule_of,
-                       walk_statements)
+from .analysis import (Analysis, assigned_names, atom_name, names_in, own_read_nodes, own_reads,
+                       rule_of, view_origin, walk_statements)
 from .loop_order import (accumulation_groups, accumulation_key, accumulator_updates,
                          any_order_loops, fused_loops, iteration_local_scalars,
                          loop_assigned_names, stencil_offsets)
@@ -145,6 +145,7 @@ class ReverseTransform:
             args.append(naming.SEED)
         self.rebound = self.rebound_arrays()
         self.single_use = self.single_use_temporaries()
+        self.unallocated = self.shadows_made_by_first_contribution()
         self.updates = accumulator_updates(self.tree, a)
         self.any_order = any_order_loops(self.tree, a, self.updates)
         self.fused = fused_loops(self.tree, a, self.any_order, self.updates)
@@ -264,7 +265,8 @@ class ReverseTransform:
             out += self.push_arrays(operands)
             out.append(s)
             out += self.push_arrays(result)
-            if isinstance(target, ast.Name) and a.is_array(target.id) and a.is_active(target.id):
+            if isinstance(target, ast.Name) and a.is_array(target.id) and a.is_active(target.id) \
+                    and target.id not in self.unallocated:
                 out += self.new_shadow(s)
             return out
         if isinstance(s, ast.Expr):
@@ -706,6 +708,49 @@ class ReverseTransform:
             return out
         return out + self.rule_adjoints(value, t, g, role)
 
+    def shadows_made_by_first_contribution(self) -> set[str]:
+        """Active arrays whose shadow is not allocated as zeros in the forward sweep but made by
+        the first contribution to it in the reverse sweep (no zero fill, no read-add-write):
+        arrays made once, by an operation at the top of the function body, that nothing aliases,
+        views, writes, passes to a callee or returns, and that only elementwise operations read,
+        all at the top of the body too (so the reversal order of the contributions is fixed)."""
+        a, top = self.a, self.tree.body
+        elementwise_readers: dict[str, int] = {}
+        excluded: set[str] = set(self.params) | set(self.rebound)
+        for statement, site in walk_statements(top):
+            reads = own_reads(statement)
+            elementwise = site.block is top and isinstance(statement, ast.Assign) \
+                and isinstance(statement.targets[0], ast.Name) \
+                and self.is_elementwise(statement.value, statement.targets[0].id)
+            for name in reads:
+                if elementwise:
+                    elementwise_readers[name] = elementwise_readers.get(name, 0) + 1
+                else:
+                    excluded.add(name)
+            if isinstance(statement, ast.Assign) and isinstance(statement.targets[0], ast.Name):
+                origin = view_origin(statement, a.types)
+                if origin:
+                    excluded |= {origin, statement.targets[0].id}
+        made = set()
+        for name, assigned in a.assignments.items():
+            if name in excluded or not elementwise_readers.get(name) or len(assigned) != 1 \
+                    or not a.is_array(name) or not a.is_active(name) or a.rep(name) in a.written:
+                continue
+            definition = assigned[0]
+            if a.sites[id(definition)].block is top and rule_of(definition.value)[0] is not None:
+                made.add(name)
+        return made
+
+    def is_elementwise(self, value: ast.expr, target: str) -> bool:
+        """Whether ``target = value`` is an elementwise operation on arrays."""
+        rule = rule_of(value)[0]
+        if rule is None or not self.a.is_array(target):
+            return False
+        if isinstance(value, ast.BinOp):
+            return not isinstance(value.op, ast.MatMult)
+        return not isinstance(value, ast.Call) or value.nad_kind == "rule" \
+            or rule.name in rules.ELEMENTWISE_ARRAY_CALLS
+
     def stores_sub_array(self, target: ast.Subscript) -> bool:
         """Whether a store writes several elements (through a slice or a partial index)."""
         parts = target.slice.elts if isinstance(target.slice, ast.Tuple) else [target.slice]
@@ -718,12 +763,9 @@ class ReverseTransform:
         shadow). Array operands receive theirs in their shadows; the contributions of an
         elementwise operation on arrays are summed down to each operand's shape."""
         rule, operands = rule_of(value)
-        if rule is None:
+        if rule is None or t in self.unallocated:            # no contribution ever reached t
             return []
-        elementwise = self.a.is_array(t) and not (
-            isinstance(value, ast.BinOp) and isinstance(value.op, ast.MatMult)) and (
-            not isinstance(value, ast.Call) or value.nad_kind == "rule"
-            or rule.name in rules.ELEMENTWISE_ARRAY_CALLS)
+        elementwise = self.is_elementwise(value, t)
         mapping = {"g": ast.Name(id=g, ctx=ast.Load()), "z": ast.Name(id=t, ctx=ast.Load())}
         mapping.update(zip(rule.params, operands))
         out = []
@@ -737,10 +779,15 @@ class ReverseTransform:
                 continue                                    # the accumulator's adjoint stays
             if elementwise:
                 template = rules.array_template(template)
-            contribution = _src(instantiate(template, mapping))
+            instance = instantiate(template, mapping)
+            contribution = _src(instance)
             if elementwise:
                 contribution = f"{naming.ARRAY_MODULE}.unbroadcast({contribution}, {name})"
-            if self.a.is_array(name):
+            if name in self.unallocated:
+                self.unallocated.discard(name)
+                copy_ = ".copy()" if isinstance(instance, ast.Name) else ""   # never an alias
+                out += _parse(f"{naming.shadow(name)} = {contribution}{copy_}")
+            elif self.a.is_array(name):
                 out += _parse(f"{naming.shadow(name)} += {contribution}")
             else:
                 out += self.accumulate(name, contribution)
