@@ -3,8 +3,7 @@
 Two kinds, all compiled by numba into the caller (no Python objects):
 
 * primal operations numba lacks in nopython mode, with NumPy's semantics: reductions along an
-  axis (``sum_axis``, ``max_axis``, ``min_axis``, ``mean_axis``, ``prod_axis``) and ``atleast_1d`` of a
-  scalar;
+  axis (``sum_axis``, ``max_axis``, ``min_axis``, ``mean_axis``);
 * adjoint building blocks: ``unbroadcast`` (sum a contribution down to an operand's shape: the
   adjoint of NumPy broadcasting), ``expand_axis`` (the adjoint of a reduction along an axis),
   ``matmul_left``/``matmul_right`` (the adjoints of ``@``/``np.dot`` for every rank
@@ -113,14 +112,6 @@ max_axis = _register_reduction("max_axis", "value if value > acc or j == 0 else 
 min_axis = _register_reduction("min_axis", "value if value < acc or j == 0 else acc", "np.inf")
 sum_axis = _register_reduction("sum_axis", "acc + value", "0.0")
 mean_axis = _register_reduction("mean_axis", "acc + value", "0.0", "acc / m.shape[-1]")
-prod_axis = _register_reduction("prod_axis", "acc * value", "1.0")
-
-
-@_jit
-def atleast_1d_scalar(x):
-    out = np.empty(1)
-    out[0] = x
-    return out
 
 
 def expand_axis(g, like, axis):
