@@ -259,7 +259,8 @@ def cumsum(g, z, x): return np.reshape(np.ascontiguousarray(np.cumsum(g[::-1])[:
 @array_primitive("np.linalg.det", np.linalg.det)
 def det(g, z, a): return g * z * np.ascontiguousarray(np.linalg.inv(a).T)
 @array_primitive("np.linalg.inv", np.linalg.inv)
-def inv(g, z, a): return -(np.ascontiguousarray(z.T) @ g @ np.ascontiguousarray(z.T))
+def inv(g, z, a): return -(np.ascontiguousarray(z.T) @ np.ascontiguousarray(g)
+                           @ np.ascontiguousarray(z.T))
 @array_primitive("np.linalg.solve", np.linalg.solve)
 def solve(g, z, a, b): return (_nad_arrays.solve_matrix_adjoint(g, a, z),
                                np.linalg.solve(np.ascontiguousarray(a.T), g))

@@ -9,6 +9,7 @@ seeds and variants, so each is compiled once per argument types.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import math
 
 import numpy as np
@@ -134,6 +135,54 @@ def test_grad_of_each_argument_alone_through_a_copy(case):
         args = corpus.args_for(case, 0)
         saved = copy_args(args)
         compare(alone, saved, g(*args), f"{case.name} w.r.t. argument {num} alone")
+
+
+def _several_parameters(case) -> bool:
+    return case.python_function.__code__.co_argcount >= 2 and case.name.isidentifier()
+
+
+@pytest.fixture(scope="module")
+def reversed_order(tmp_path_factory):
+    """``case`` -> a function taking ``case``'s arguments in reversed order and calling it, from
+    a real module file (so it has source), built once per case."""
+    folder = tmp_path_factory.mktemp("reversed_order")
+    built = {}
+
+    def build(case):
+        if case.name not in built:
+            fun = case.python_function
+            names = list(fun.__code__.co_varnames[:fun.__code__.co_argcount])
+            path = folder / f"reversed_{case.name}.py"
+            path.write_text(f"from corpus import {fun.__name__} as target\n\n\n"
+                            f"def reversed_{case.name}({', '.join(reversed(names))}):\n"
+                            f"    return target({', '.join(names)})\n")
+            spec = importlib.util.spec_from_file_location(path.stem, path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            built[case.name] = getattr(module, path.stem)
+        return built[case.name]
+    return build
+
+
+@pytest.mark.parametrize("case", [c for c in corpus.CORPUS if _several_parameters(c)],
+                         ids=lambda c: c.name)
+def test_grad_in_reversed_argument_order(case, reversed_order):
+    """Every function of several arguments, called through a wrapper that takes its arguments
+    in the other order: the same gradients, argument by argument (another activity pattern of
+    the same code, differentiated as a callee)."""
+    count = case.python_function.__code__.co_argcount
+    wrapper = reversed_order(case)
+    wrt = case.wrt()
+    g = derived("grad", case.fun, wrt)
+    g_reversed = derived("grad", wrapper, tuple(count - 1 - k for k in wrt))
+    args = corpus.args_for(case, 0)
+    expected = g(*copy_args(args))
+    got = g_reversed(*copy_args(args[::-1]))
+    rtol = 1e-4 if case.is_float32(args) else 1e-9
+    for k, a, b in zip(wrt, got, expected):
+        scale = max(1.0, max_abs(b))
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * scale,
+                                   err_msg=f"{case.name}: d/d(argument {k}) in reversed order")
 
 
 def test_corpus_size():
@@ -361,7 +410,6 @@ _PROG_COUNT = [0]
 
 
 def _load_program(text):
-    import importlib.util
     import tempfile
     global _PROG_DIR
     if _PROG_DIR is None:
