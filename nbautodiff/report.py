@@ -54,7 +54,7 @@ def check_html(check, max_rows: int = MAX_ROWS_HTML) -> str:
     rows, note = _shown_rows(check, max_rows)
     colour = _PASS_COLOUR if check.ok else _FAIL_COLOUR
     mark = "&#10003;" if check.ok else "&#10007;"
-    out = [f'<div class="nbautodiff-check">',
+    out = ['<div class="nbautodiff-check">',
            f'<p style="color:{colour};font-weight:bold">{mark} {html.escape(verdict(check))}</p>',
            '<table class="nbautodiff-check-table">',
            "<thead><tr><th>component</th><th>AD value</th><th>FD value</th>"

@@ -18,43 +18,13 @@ import ast
 import copy
 from dataclasses import dataclass
 
-from . import checkpoint, naming, rules, typeinfer
+from . import checkpoint, naming, typeinfer
+from .analysis import Analysis, atom_name, own_read_nodes, rule_of, walk_statements
+from .codegen import parse_expression, index_source, parse_statements, source_of
 from .deadcode import remove_dead_assignments
-from .analysis import (Analysis, assigned_names, atom_name, names_in, own_read_nodes, own_reads,
-                       rule_of, view_origin, walk_statements)
-from .loop_order import (accumulation_groups, accumulation_key, accumulator_updates,
-                         any_order_loops, fused_loops, iteration_local_scalars,
-                         loop_assigned_names, stencil_offsets)
-
-
-def _parse(source: str) -> list[ast.stmt]:
-    return ast.parse(source).body
-
-
-def _expr(source: str) -> ast.expr:
-    return ast.parse(source, mode="eval").body
-
-
-def _src(node: ast.AST) -> str:
-    return ast.unparse(node)
-
-
-def _index_src(index: ast.expr) -> str:
-    """Source of a subscript's index, as written between brackets (slices included)."""
-    return ast.unparse(ast.Subscript(value=ast.Name(id="_"), slice=index))[2:-1]
-
-
-class _Substitute(ast.NodeTransformer):
-    def __init__(self, mapping: dict[str, ast.expr]):
-        self.mapping = mapping
-
-    def visit_Name(self, node: ast.Name) -> ast.expr:
-        return copy.deepcopy(self.mapping[node.id]) if node.id in self.mapping else node
-
-
-def instantiate(template: ast.expr, mapping: dict[str, ast.expr]) -> ast.expr:
-    """A rule template with its names replaced by the statement's atoms."""
-    return _Substitute(mapping).visit(copy.deepcopy(template))
+from .loop_order import accumulator_updates, any_order_loops, fused_loops, loop_assigned_names
+from .reverse_arrays import ArrayAdjoints
+from .reverse_loops import LoopReversal
 
 
 @dataclass
@@ -65,7 +35,7 @@ class CalleeVariant:
     adjoint_positions: list[int]       # argument positions whose adjoints are returned
 
 
-class ReverseTransform:
+class ReverseTransform(ArrayAdjoints, LoopReversal):
     def __init__(self, tree: ast.FunctionDef, analysis: Analysis, fs, *, active_params: set,
                  result_active: bool, writeback: bool, keep_value: bool, name: str,
                  callee_variant, callee_writes, checkpoint=None):
@@ -114,12 +84,12 @@ class ReverseTransform:
             code = f"{tape} = {naming.TAPE_MODULE}.push({tape}, {top}, {value})\n{top} += 1"
         else:
             code = f"{tape}[{top}] = {value}\n{top} += 1"
-        return _parse(code)
+        return parse_statements(code)
 
     def pop(self, name: str) -> list[ast.stmt]:
         typ = self.type_of(name)
         tape, top = self.tape(typ)
-        return _parse(f"{top} -= 1\n{name} = {typeinfer.from_tape_source(f'{tape}[{top}]', typ)}")
+        return parse_statements(f"{top} -= 1\n{name} = {typeinfer.from_tape_source(f'{tape}[{top}]', typ)}")
 
     def snapshot_arrays(self, call: ast.Call) -> list[str]:
         """Arrays passed to an active callee whose contents may change once it has run."""
@@ -179,8 +149,8 @@ class ReverseTransform:
                      for p in self.params if p in self.active_params and not a.is_array(p)]
         returned.append(checkpoint.memory_source(self))
         epilogue = [f"return ({', '.join(returned)},)"]
-        body = (_parse("\n".join(prologue)) + forward + _parse("\n".join(middle) or "pass")
-                + backward + _parse("\n".join(epilogue)))
+        body = (parse_statements("\n".join(prologue)) + forward + parse_statements("\n".join(middle) or "pass")
+                + backward + parse_statements("\n".join(epilogue)))
         for statement in body:
             ast.copy_location(statement, self.tree)
         function = ast.FunctionDef(
@@ -240,7 +210,7 @@ class ReverseTransform:
                 tape, top = (naming.FLOAT_TAPE, naming.FLOAT_TOP) if kind == "float" \
                     else (naming.INT_TAPE, naming.INT_TOP)
                 self.tapes_used.add(kind)
-                out += _parse(f"{tape} = {naming.TAPE_MODULE}.reserve({tape}, {top}, "
+                out += parse_statements(f"{tape} = {naming.TAPE_MODULE}.reserve({tape}, {top}, "
                               f"{trips} * {count})")
         return out
 
@@ -283,7 +253,7 @@ class ReverseTransform:
                 return out + self.checkpointed[id(s)].forward()
             leaf = self.reserves_at_entry(s)
             if leaf:
-                lo, hi, step = (_src(x) for x in s.iter.args)
+                lo, hi, step = (source_of(x) for x in s.iter.args)
                 out += self.reservations(s, f"{naming.TAPE_MODULE}.trip_count({lo}, {hi}, {step})")
             loop = ast.For(target=s.target, iter=s.iter,
                            body=self.forward(s.body, depth + 1, leaf), orelse=[])
@@ -292,8 +262,8 @@ class ReverseTransform:
             if not self.has_reverse_work(s):
                 return [s]
             counter = self.counter_name(s)
-            body = _parse(f"{counter} += 1") + self.forward(s.body, depth + 1, False)
-            out = _parse(f"{counter} = 0") + [ast.copy_location(
+            body = parse_statements(f"{counter} += 1") + self.forward(s.body, depth + 1, False)
+            out = parse_statements(f"{counter} = 0") + [ast.copy_location(
                 ast.While(test=s.test, body=body, orelse=[]), s)]
             if depth > 0:
                 self.pushed_counters.add(counter)
@@ -303,7 +273,7 @@ class ReverseTransform:
         if isinstance(s, ast.Return):
             if s.value is not None:
                 self.result_node = s.value
-                return _parse(f"{naming.RESULT} = {_src(s.value)}")
+                return parse_statements(f"{naming.RESULT} = {source_of(s.value)}")
             return []
         return [s]
 
@@ -318,48 +288,6 @@ class ReverseTransform:
         if not self.call_needs_reverse(value):
             return []
         return self.push_arrays(self.snapshot_arrays(value))
-
-    def push_arrays(self, names: list[str]) -> list[ast.stmt]:
-        out = []
-        for name in names:
-            tape, top = self.tape(self.type_of(name))
-            out += _parse(f"{tape} = {naming.TAPE_MODULE}.push_array({tape}, {top}, {name})\n"
-                          f"{top} += {name}.size")
-        return out
-
-    def pop_arrays(self, names: list[str]) -> list[ast.stmt]:
-        out = []
-        for name in reversed(names):
-            tape, top = self.tape(self.type_of(name))
-            out += _parse(f"{top} -= {name}.size\n"
-                          f"{naming.TAPE_MODULE}.pop_array({tape}, {top}, {name})")
-        return out
-
-    def array_rule_snapshots(self, s: ast.Assign) -> tuple[list[str], list[str]]:
-        """(operand arrays, the result array) that the adjoint of array statement ``s`` reads
-        and that are written in place after ``s``: saved around ``s``, restored before its
-        adjoint runs."""
-        target = s.targets[0]
-        if not (isinstance(target, ast.Name) and self.a.statement_active(s)):
-            return [], []
-        rule, operands = rule_of(s.value)
-        if rule is None or not any(self.a.is_array(n) for n in
-                                   [target.id] + [atom_name(o) for o in operands] if n):
-            return [], []
-        used = set()
-        for position, operand in enumerate(operands):
-            if self.a.is_active(atom_name(operand)):
-                used |= rule.names_used(position)
-        by_param = dict(zip(rule.params, operands))
-        names = []
-        for param in sorted(used - {"g", "z"}):
-            name = atom_name(by_param[param])
-            if name and self.a.is_array(name) and name not in names \
-                    and self.a.written_after(s, name):
-                names.append(name)
-        result = [target.id] if "z" in used and self.a.is_array(target.id) \
-            and self.a.written_after(s, target.id) else []
-        return names, result
 
     def call_needs_reverse(self, call: ast.Call) -> bool:
         names = [atom_name(x) for x in call.args]
@@ -386,10 +314,10 @@ class ReverseTransform:
         return pairs
 
     def save_references(self, name: str) -> list[ast.stmt]:
-        return _parse("\n".join(f"{stack}.append({var})" for var, stack in self.references(name)))
+        return parse_statements("\n".join(f"{stack}.append({var})" for var, stack in self.references(name)))
 
     def load_references(self, name: str) -> list[ast.stmt]:
-        return _parse("\n".join(f"{var} = {stack}.pop()" for var, stack in self.references(name)))
+        return parse_statements("\n".join(f"{var} = {stack}.pop()" for var, stack in self.references(name)))
 
     def reference_prologue(self) -> list[str]:
         lines = []
@@ -409,11 +337,11 @@ class ReverseTransform:
         name = s.targets[0].id
         value = s.value
         if isinstance(value, ast.Name):
-            return _parse(f"{naming.shadow(name)} = {naming.shadow(value.id)}")
+            return parse_statements(f"{naming.shadow(name)} = {naming.shadow(value.id)}")
         if isinstance(value, ast.Subscript):              # a view: the same view of the shadow
-            return _parse(f"{naming.shadow(name)} = {naming.shadow(value.value.id)}"
-                          f"[{_index_src(value.slice)}]")
-        return _parse(f"{naming.shadow(name)} = np.zeros_like({name})")
+            return parse_statements(f"{naming.shadow(name)} = {naming.shadow(value.value.id)}"
+                          f"[{index_source(value.slice)}]")
+        return parse_statements(f"{naming.shadow(name)} = np.zeros_like({name})")
 
     def has_reverse_work(self, s: ast.stmt) -> bool:
         for inner, _ in walk_statements(s.body + getattr(s, "orelse", [])):
@@ -451,29 +379,14 @@ class ReverseTransform:
         known to be zero)."""
         operator = "=" if name in self.single_use or name in self.zero else "+="
         self.zero.discard(name)
-        return _parse(f"{naming.adjoint(name)} {operator} {contribution}")
+        return parse_statements(f"{naming.adjoint(name)} {operator} {contribution}")
 
     def take_adjoint(self, name: str) -> list[ast.stmt]:
         """``_nad_g`` = the adjoint of ``name``, which its (re)definition then resets."""
         if name in self.single_use:
-            return _parse(f"{naming.GRAD_TMP} = {naming.adjoint(name)}")
+            return parse_statements(f"{naming.GRAD_TMP} = {naming.adjoint(name)}")
         self.zero.add(name)
-        return _parse(f"{naming.GRAD_TMP} = {naming.adjoint(name)}\n{naming.adjoint(name)} = 0.0")
-
-    def loop_body_backward(self, loop: ast.stmt, statements: list | None = None,
-                           after: ast.stmt | None = None) -> list[ast.stmt]:
-        """The reversed body of ``loop`` (or of its ``statements``, reversed ``after`` the
-        nested loop ``after``), tracking which adjoints are known to be zero: at the start of
-        each reversed iteration, those untouched by the loop and those local to one iteration;
-        after the loop, those zero both before it and after an iteration."""
-        before = set(self.zero)
-        self.zero = (before - _touched(loop)) | iteration_local_scalars(self.tree, self.a, loop,
-                                                                        self.updates)
-        if after is not None:
-            self.zero -= _touched(after)
-        body = self.backward(loop.body if statements is None else statements) or [ast.Pass()]
-        self.zero &= before
-        return body
+        return parse_statements(f"{naming.GRAD_TMP} = {naming.adjoint(name)}\n{naming.adjoint(name)} = 0.0")
 
     # -- reverse sweep ---------------------------------------------------------------------
     def backward(self, body: list) -> list[ast.stmt]:
@@ -519,18 +432,18 @@ class ReverseTransform:
                 out += self.reverse_in_order(s, fused=True)
                 if self.result_node is not None and atom_name(self.result_node) \
                         in loop_assigned_names(s):
-                    out += _parse(f"{naming.RESULT} = {_src(self.result_node)}")
+                    out += parse_statements(f"{naming.RESULT} = {source_of(self.result_node)}")
             elif id(s) in self.any_order:
                 out += self.reverse_in_order(s)
             elif id(s) in self.checkpointed:
                 out += self.checkpointed[id(s)].backward()
             else:
-                lo, hi, step = (_src(x) for x in s.iter.args)
+                lo, hi, step = (source_of(x) for x in s.iter.args)
                 trips, r = self.fresh("_nad_trips"), self.fresh(naming.REVERSE_INDEX)
-                out += _parse(f"{trips} = {naming.TAPE_MODULE}.trip_count({lo}, {hi}, {step})")
-                body = _parse(f"{s.target.id} = {lo} + {r} * {step}") + self.loop_body_backward(s)
+                out += parse_statements(f"{trips} = {naming.TAPE_MODULE}.trip_count({lo}, {hi}, {step})")
+                body = parse_statements(f"{s.target.id} = {lo} + {r} * {step}") + self.loop_body_backward(s)
                 loop = ast.For(target=ast.Name(id=r, ctx=ast.Store()),
-                               iter=_expr(f"range({trips} - 1, -1, -1)"), body=body, orelse=[])
+                               iter=parse_expression(f"range({trips} - 1, -1, -1)"), body=body, orelse=[])
                 out.append(ast.copy_location(loop, s))
             if s.target.id in a.restored:
                 out += self.pop(s.target.id)
@@ -541,101 +454,12 @@ class ReverseTransform:
             counter = self.counter_name(s)
             out = self.pop(counter) if counter in self.pushed_counters else []
             r = self.fresh(naming.REVERSE_INDEX)
-            loop = ast.For(target=ast.Name(id=r, ctx=ast.Store()), iter=_expr(f"range({counter})"),
+            loop = ast.For(target=ast.Name(id=r, ctx=ast.Store()), iter=parse_expression(f"range({counter})"),
                            body=self.loop_body_backward(s), orelse=[])
             return out + [ast.copy_location(loop, s)]
         if isinstance(s, ast.Return):
             return self.seed_result(s)
         return []
-
-    def reverse_in_order(self, s: ast.For, fused: bool = False) -> list[ast.stmt]:
-        """The reversal of a loop of ``any_order_loops``, iterations in their original order,
-        with accumulations into the same shadow element summed in locals first. ``fused``
-        (a loop of ``fused_loops``): each iteration runs its primal statements first, the
-        nested loop fused in turn."""
-        if fused:
-            nested = s.body[-1] if isinstance(s.body[-1], ast.For) else None
-            straight = s.body[:-1] if nested else s.body
-            body = self.forward(straight, depth=1, reserved=True) if straight else []
-            if nested is not None:
-                body += self.reverse_in_order(nested, fused=True)
-            body += self.loop_body_backward(s, straight, after=nested)
-        else:
-            body = self.loop_body_backward(s)
-        invariant, repeated = accumulation_groups(body, loop_assigned_names(s))
-        local = {key: self.fresh(naming.ACCUMULATOR) for key in sorted(invariant | repeated)}
-        new_body, started = [], set()
-        for statement in body:
-            key = accumulation_key(statement)
-            if key not in local:
-                new_body.append(statement)
-                continue
-            operator = "+=" if key in invariant or key in started else "="
-            started.add(key)
-            new_body += _parse(f"{local[key]} {operator} {_src(statement.value)}")
-        new_body += _parse("\n".join(f"{array}[{index}] += {local[(array, index)]}"
-                                      for array, index in sorted(repeated)) or "pass")
-        before = _parse("\n".join(f"{local[key]} = 0.0" for key in sorted(invariant)) or "pass")
-        after = _parse("\n".join(f"if {local[(array, index)]} != 0.0:\n"
-                                  f"    {array}[{index}] += {local[(array, index)]}"
-                                  for array, index in sorted(invariant)) or "pass")
-        if not fused and not invariant and self.a.sites[id(s)].loop_depth > 0:
-            transposed = self.transposed_stencil(s, new_body)
-            if transposed:
-                return before + transposed + after
-        loop = ast.copy_location(ast.For(target=s.target, iter=s.iter, body=new_body,
-                                         orelse=[]), s)
-        return before + [loop] + after
-
-    def transposed_stencil(self, s: ast.For, body: list[ast.stmt]) -> list[ast.stmt]:
-        """The reversal of a stencil loop as gathers, or [] if ``body`` is not one.
-
-        A stencil's adjoint adds into a shadow at several offsets of the loop variable
-        (``d_u[i - 1]``, ``d_u[i]``, ``d_u[i + 1]``): each iteration depends on the stores of the
-        one before, so the loop stays scalar. Here each shadow element instead gathers what the
-        iterations ``i = j - c`` would add to it (the body is evaluated again at each offset),
-        then one more loop clears the shadows the body takes its adjoints from. Every loop
-        vectorises like the primal's, and there are two stores per element instead of several.
-
-        Applies to loops nested in another loop (a stencil inside time steps, where this
-        matters) whose reversed body is straight code that only takes adjoints indexed by the
-        loop variable, updates locals of the iteration and adds into stencils.
-        """
-        stencils = stencil_offsets(s, body, self.a)
-        plan = _stencil_plan(s, body, stencils)
-        if plan is None:
-            return []
-        dropped, zeroing = plan
-        lo, hi, _ = (_src(x) for x in s.iter.args)
-        i, j, total = s.target.id, self.fresh("_nad_j"), self.fresh("_nad_sum")
-        summed = sorted({x.target.id for x in body if isinstance(x, ast.AugAssign)
-                         and isinstance(x.target, ast.Name)})
-        reset = _parse("\n".join(f"{name} = 0.0" for name in summed) or "pass")
-        out = []
-        for (array, elements, position), accumulations in stencils.items():
-            offsets = [offset for _, offset in accumulations]
-            low, high = min(offsets), max(offsets)
-            index = list(elements)
-            index[position] = j
-            ranges = [(_plus(lo, low), _plus(lo, high), True),
-                      (_plus(lo, high), _plus(hi, low), False),
-                      (f"max({_plus(lo, high)}, {_plus(hi, low)})", _plus(hi, high), True)]
-            for start, stop, guarded in ranges:
-                gather = _parse(f"{total} = 0.0")
-                for statement, offset in accumulations:
-                    part = copy.deepcopy(reset) + [copy.deepcopy(x) for k, x
-                                                   in enumerate(body[:statement])
-                                                   if k not in dropped]
-                    part += _parse(f"{total} += {_src(body[statement].value)}")
-                    if guarded:
-                        part = [ast.If(test=_expr(f"{lo} <= {i} < {hi}"), body=part, orelse=[])]
-                    gather += _parse(f"{i} = {_plus(j, -offset)}") + part
-                gather += _parse(f"{array}[{', '.join(index)}] += {total}")
-                out.append(ast.For(target=ast.Name(id=j, ctx=ast.Store()),
-                                   iter=_expr(f"range({start}, {stop})"), body=gather, orelse=[]))
-        out.append(ast.For(target=ast.Name(id=i, ctx=ast.Store()), iter=_expr(f"range({lo}, {hi})"),
-                           body=[copy.deepcopy(x) for x in zeroing] or [ast.Pass()], orelse=[]))
-        return [ast.copy_location(ast.If(test=_expr(f"{hi} > {lo}"), body=out, orelse=[]), s)]
 
     def seed_result(self, s: ast.Return) -> list[ast.stmt]:
         if not self.result_active or s.value is None:
@@ -644,7 +468,7 @@ class ReverseTransform:
         if name is None or not self.a.is_active(name):
             return []
         if self.a.is_array(name):
-            return _parse(f"{naming.TAPE_MODULE}.add_into({naming.shadow(name)}, {naming.SEED})")
+            return parse_statements(f"{naming.TAPE_MODULE}.add_into({naming.shadow(name)}, {naming.SEED})")
         return self.accumulate(name, naming.SEED)
 
     def reverse_call_snapshots(self, value: ast.expr) -> list[ast.stmt]:
@@ -657,19 +481,19 @@ class ReverseTransform:
         target, value = s.targets[0], s.value
         g = naming.GRAD_TMP
         if isinstance(target, ast.Subscript) and self.stores_sub_array(target):
-            array, index = target.value.id, _index_src(target.slice)
+            array, index = target.value.id, index_source(target.slice)
             region = f"{naming.shadow(array)}[{index}]"
             name = atom_name(value)
             out = []
             if name and self.a.is_active(name) and self.a.is_array(name):
-                out += _parse(f"{naming.shadow(name)} += "
+                out += parse_statements(f"{naming.shadow(name)} += "
                               f"{naming.ARRAY_MODULE}.unbroadcast({region}, {name})")
             elif self.active_scalar(value):
                 out += self.accumulate(name, f"np.sum({region})")
-            return out + _parse(f"{region} = 0.0")
+            return out + parse_statements(f"{region} = 0.0")
         if isinstance(target, ast.Subscript):
-            array, index = target.value.id, _index_src(target.slice)
-            out = _parse(f"{g} = {naming.shadow(array)}[{index}]\n"
+            array, index = target.value.id, index_source(target.slice)
+            out = parse_statements(f"{g} = {naming.shadow(array)}[{index}]\n"
                          f"{naming.shadow(array)}[{index}] = 0.0")
             source = self.active_scalar(value)
             if source:
@@ -686,7 +510,7 @@ class ReverseTransform:
                 origin = value.func.value.id
                 if not self.a.is_active(origin):       # a constant copied into active state
                     return []
-                return _parse(f"{naming.TAPE_MODULE}.add_into({naming.shadow(origin)}, "
+                return parse_statements(f"{naming.TAPE_MODULE}.add_into({naming.shadow(origin)}, "
                               f"{naming.shadow(t)})")
             if isinstance(value, ast.Call) and value.nad_kind == "user":
                 return self.reverse_call(value, naming.shadow(t) if self.a.is_active(t) else None)
@@ -704,161 +528,28 @@ class ReverseTransform:
         if isinstance(value, ast.Subscript):
             base = value.value.id
             if self.a.is_array(base) and self.a.is_active(base):
-                out += _parse(f"{naming.shadow(base)}[{_index_src(value.slice)}] += {g}")
+                out += parse_statements(f"{naming.shadow(base)}[{index_source(value.slice)}] += {g}")
             return out
         return out + self.rule_adjoints(value, t, g, role)
-
-    def shadows_made_by_first_contribution(self) -> set[str]:
-        """Active arrays whose shadow is not allocated as zeros in the forward sweep but made by
-        the first contribution to it in the reverse sweep (no zero fill, no read-add-write):
-        arrays made once, by an operation at the top of the function body, that nothing aliases,
-        views, writes, passes to a callee or returns, and that only elementwise operations read,
-        all at the top of the body too (so the reversal order of the contributions is fixed)."""
-        a, top = self.a, self.tree.body
-        elementwise_readers: dict[str, int] = {}
-        excluded: set[str] = set(self.params) | set(self.rebound)
-        for statement, site in walk_statements(top):
-            reads = own_reads(statement)
-            elementwise = site.block is top and isinstance(statement, ast.Assign) \
-                and isinstance(statement.targets[0], ast.Name) \
-                and self.is_elementwise(statement.value, statement.targets[0].id)
-            for name in reads:
-                if elementwise:
-                    elementwise_readers[name] = elementwise_readers.get(name, 0) + 1
-                else:
-                    excluded.add(name)
-            if isinstance(statement, ast.Assign) and isinstance(statement.targets[0], ast.Name):
-                origin = view_origin(statement, a.types)
-                if origin:
-                    excluded |= {origin, statement.targets[0].id}
-        made = set()
-        for name, assigned in a.assignments.items():
-            if name in excluded or not elementwise_readers.get(name) or len(assigned) != 1 \
-                    or not a.is_array(name) or not a.is_active(name) or a.rep(name) in a.written:
-                continue
-            definition = assigned[0]
-            if a.sites[id(definition)].block is top and rule_of(definition.value)[0] is not None:
-                made.add(name)
-        return made
-
-    def is_elementwise(self, value: ast.expr, target: str) -> bool:
-        """Whether ``target = value`` is an elementwise operation on arrays."""
-        rule = rule_of(value)[0]
-        if rule is None or not self.a.is_array(target):
-            return False
-        if isinstance(value, ast.BinOp):
-            return not isinstance(value.op, ast.MatMult)
-        return not isinstance(value, ast.Call) or value.nad_kind == "rule" \
-            or rule.name in rules.ELEMENTWISE_ARRAY_CALLS
-
-    def stores_sub_array(self, target: ast.Subscript) -> bool:
-        """Whether a store writes several elements (through a slice or a partial index)."""
-        parts = target.slice.elts if isinstance(target.slice, ast.Tuple) else [target.slice]
-        return any(isinstance(p, ast.Slice) for p in parts) or \
-            len(parts) < self.type_of(target.value.id).ndim
-
-    def rule_adjoints(self, value: ast.expr, t: str, g: str, role) -> list[ast.stmt]:
-        """Contributions of ``t = value`` (a rule's operator or call) to its active operands'
-        adjoints, given ``g``, the adjoint of ``t`` (a scalar or, for an array ``t``, its
-        shadow). Array operands receive theirs in their shadows; the contributions of an
-        elementwise operation on arrays are summed down to each operand's shape."""
-        rule, operands = rule_of(value)
-        if rule is None or t in self.unallocated:            # no contribution ever reached t
-            return []
-        elementwise = self.is_elementwise(value, t)
-        mapping = {"g": ast.Name(id=g, ctx=ast.Load()), "z": ast.Name(id=t, ctx=ast.Load())}
-        mapping.update(zip(rule.params, operands))
-        out = []
-        for position, operand in enumerate(operands):
-            name = atom_name(operand)
-            template = rule.adjoints[position]
-            if name is None or template is None or not self.a.is_active(name) \
-                    or not typeinfer.is_differentiable(self.type_of(name)):
-                continue
-            if role and name == role[1]:
-                continue                                    # the accumulator's adjoint stays
-            if elementwise:
-                template = rules.array_template(template)
-            instance = instantiate(template, mapping)
-            contribution = _src(instance)
-            if elementwise:
-                contribution = f"{naming.ARRAY_MODULE}.unbroadcast({contribution}, {name})"
-            if name in self.unallocated:
-                self.unallocated.discard(name)
-                copy_ = ".copy()" if isinstance(instance, ast.Name) else ""   # never an alias
-                out += _parse(f"{naming.shadow(name)} = {contribution}{copy_}")
-            elif self.a.is_array(name):
-                out += _parse(f"{naming.shadow(name)} += {contribution}")
-            else:
-                out += self.accumulate(name, contribution)
-        return out
 
     def reverse_call(self, call: ast.Call, seed: str | None) -> list[ast.stmt]:
         variant = self.callee_variant(call, seed is not None)
         args = []
         for arg, has_shadow in zip(call.args, variant.shadows):
-            args.append(_src(arg))
+            args.append(source_of(arg))
             if has_shadow:
                 args.append(naming.shadow(arg.id))
         if seed is not None:
             args.append(seed)
         result = self.fresh(naming.CALL_RESULT)
         memory = f"{result}[{len(variant.adjoint_positions) + 1}]"
-        out = _parse(f"{result} = {variant.binding}({', '.join(args)})\n{naming.CALLEE_BYTES} = "
+        out = parse_statements(f"{result} = {variant.binding}({', '.join(args)})\n{naming.CALLEE_BYTES} = "
                      f"max({naming.CALLEE_BYTES}, {memory}[0] + {memory}[1])")
         self.callee_bytes_used = True
         for k, position in enumerate(variant.adjoint_positions):
             name = atom_name(call.args[position])
             out += self.accumulate(name, f"{result}[{k + 1}]")
         return out
-
-
-def _stencil_plan(loop: ast.For, body: list[ast.stmt], stencils: dict):
-    """(positions of ``body`` to leave out when re-evaluating it at an offset, the statements
-    clearing the taken adjoints) when ``body`` qualifies for :meth:`transposed_stencil`, else
-    None. It qualifies when its statements are only: assignments to names the loop assigns
-    (primal values and their adjoints, which are local to an iteration in a loop of
-    ``any_order_loops``) or to ``_nad_g``/locals of the transform; adjoint takes ``d_X[idx] =
-    0.0`` whose index holds the loop variable and names the loop does not assign; and the
-    stencils' accumulations."""
-    if not stencils:
-        return None
-    assigned = loop_assigned_names(loop)
-    local = {naming.adjoint(name) for name in assigned} | assigned
-    in_stencil = {position for accumulations in stencils.values() for position, _ in accumulations}
-    dropped, zeroing = set(in_stencil), []
-    for position, s in enumerate(body):
-        if position in in_stencil or isinstance(s, ast.Pass):
-            continue
-        if isinstance(s, ast.Assign) and isinstance(s.targets[0], ast.Name):
-            name = s.targets[0].id
-            if name in local or name == naming.GRAD_TMP or name.startswith(naming.ACCUMULATOR):
-                continue
-            return None
-        if isinstance(s, ast.AugAssign) and isinstance(s.target, ast.Name) \
-                and s.target.id.startswith(naming.ACCUMULATOR):
-            continue
-        if isinstance(s, ast.Assign) and isinstance(s.targets[0], ast.Subscript) \
-                and isinstance(s.value, ast.Constant) and s.value.value == 0.0 \
-                and not (names_in(s.targets[0].slice) & assigned - {loop.target.id}):
-            dropped.add(position)
-            zeroing.append(s)
-            continue
-        return None
-    return dropped, zeroing
-
-
-def _plus(expression: str, constant: int) -> str:
-    """Source of ``expression + constant``, written the way a person would."""
-    if constant == 0:
-        return expression
-    return f"{expression} {'-' if constant < 0 else '+'} {abs(constant)}"
-
-
-def _touched(loop: ast.stmt) -> set[str]:
-    """Names read or assigned anywhere in ``loop``'s body."""
-    return {name for inner, _ in walk_statements(loop.body)
-            for name in own_read_nodes(inner) + assigned_names(inner)}
 
 
 def transform(tree: ast.FunctionDef, analysis: Analysis, fs, **options) -> ast.FunctionDef:

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .kernels import arrays as _nad_arrays  # the name generated code gives it (naming.ARRAY_MODULE)
+
 
 @dataclass(frozen=True)
 class ReverseRule:
