@@ -359,3 +359,42 @@ def vjp(fun, *primals, checkpoint=None):
     vjp_fn.primal = fun
     vjp_fn.source = property(lambda: derived.source)
     return out, vjp_fn
+
+
+def jacrev(fun, argnums=0):
+    """The Jacobian of ``fun`` by reverse mode: ``jacrev(fun, argnums)(*args)``.
+
+    One reverse sweep per element of the output (the derivative is compiled once). For an
+    output of shape ``S`` and an argument of shape ``A`` (``()`` for a float) the Jacobian has
+    shape ``S + A``; a tuple ``argnums`` gives a tuple of Jacobians. Arguments that are not
+    differentiated may be anything ``fun`` accepts; differentiated ones must be floats or float
+    arrays.
+    """
+    numbers_ = tuple(argnums) if isinstance(argnums, (tuple, list)) else (argnums,)
+
+    def jacobian(*args):
+        count = len(args)
+        wrt = []
+        for k in numbers_:
+            if not isinstance(k, int) or not -count <= k < count:
+                raise AutodiffError(f"argnums {k!r} is out of range for {count} arguments")
+            wrt.append(k % count)
+        for k in wrt:
+            value = args[k]
+            if not (_is_float_array(value) or isinstance(value, (float, np.floating))):
+                raise TypeError(f"jacrev cannot differentiate with respect to argument {k} of "
+                                f"type {type(value).__name__}: pass a float or a float array")
+        out, pullback = vjp(fun, *args)
+        out = np.asarray(out, dtype=np.float64)
+        blocks = [np.empty(out.shape + np.shape(args[k])) for k in wrt]
+        for flat_index in range(out.size):
+            index = np.unravel_index(flat_index, out.shape)
+            cotangent = np.zeros(out.shape)
+            cotangent[index] = 1.0
+            adjoints = pullback(cotangent if out.ndim else 1.0)
+            for block, k in zip(blocks, wrt):
+                block[index] = adjoints[k]
+        return tuple(blocks) if isinstance(argnums, (tuple, list)) else blocks[0]
+
+    jacobian.__name__ = f"{getattr(fun, '__name__', 'fun')}_jacrev"
+    return jacobian
