@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ast
 
-from . import typeinfer
+from . import naming, typeinfer
 from .analysis import view_origin, walk_statements
 from .errors import UnsupportedConstructError
 from .normalize import Normalized
@@ -23,9 +23,11 @@ def check(normalized: Normalized, types: dict) -> None:
         raise fs.error(f"{construct} is not supported{detail}", node, construct=construct,
                        kind=UnsupportedConstructError)
 
+    shared = _shared_arrays(normalized, types)
     for name, node in normalized.augmented:
-        if typeinfer.is_array(types.get(name)):
-            refuse(node, f"in-place operator on the array '{name}'",
+        if typeinfer.is_array(types.get(name)) and name in shared:
+            refuse(node, f"in-place operator on the array '{name}', which another name or the "
+                   "caller also sees",
                    f" (write {name} = {name} {_operator_symbol(node)} ... or update it element by "
                    "element)")
     origins: dict[str, set] = {}
@@ -43,6 +45,21 @@ def check(normalized: Normalized, types: dict) -> None:
         if len(origins[name]) > 1:
             refuse(statement, f"binding '{name}' to views of different arrays",
                    " (use a new name for each)")
+
+
+def _shared_arrays(normalized: Normalized, types: dict) -> set[str]:
+    """Array names whose array some other name (or the caller, for a parameter) also refers to.
+
+    Normalisation turns ``x op= y`` into ``t = x op y; x = t``; that rebinding equals NumPy's
+    in-place update only when nothing else sees ``x``'s array. Aliases of the normaliser's own
+    temporaries (fresh arrays) do not count."""
+    shared = set(normalized.source.parameters)
+    for statement, _ in walk_statements(normalized.tree.body):
+        if isinstance(statement, ast.Assign) and isinstance(statement.targets[0], ast.Name):
+            origin = view_origin(statement, types)
+            if origin and not origin.startswith(naming.TEMP):
+                shared |= {origin, statement.targets[0].id}
+    return shared
 
 
 def _operator_symbol(node: ast.AugAssign) -> str:

@@ -2920,6 +2920,20 @@ add(slice_store_scalar_broadcast, lambda r: (unif(r, -1, 1, 6), unif(r, -1, 1)),
     tags={"slicing", "index_write"})
 
 
+def arr_inplace_operators(x, c):
+    # in-place operators on a local array nothing else refers to (rebinding is the same)
+    y = x * 1.0
+    y *= c
+    y += x * x
+    for k in range(3):
+        y -= 0.1 * np.sin(y)
+    return np.sum(y * y)
+
+
+add(arr_inplace_operators, lambda r: (unif(r, -1, 1, 5), unif(r, 0.5, 1.5)), (0, 1),
+    tags={"array_expr", "aug_assign"})
+
+
 def arr_float32(x):
     return np.sum(np.sin(x) * x)
 
