@@ -7,22 +7,22 @@ import ast
 import copy
 
 
-def parse_statements(source: str) -> list[ast.stmt]:
+def parse(source: str) -> list[ast.stmt]:
     """The statements of ``source``."""
     return ast.parse(source).body
 
 
-def parse_expression(source: str) -> ast.expr:
+def expr(source: str) -> ast.expr:
     """The expression ``source``."""
     return ast.parse(source, mode="eval").body
 
 
-def source_of(node: ast.AST) -> str:
+def src(node: ast.AST) -> str:
     """Python source of ``node``."""
     return ast.unparse(node)
 
 
-def index_source(index: ast.expr) -> str:
+def index_src(index: ast.expr) -> str:
     """Source of a subscript's index, as written between brackets (slices included)."""
     return ast.unparse(ast.Subscript(value=ast.Name(id="_"), slice=index))[2:-1]
 

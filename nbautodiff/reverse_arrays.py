@@ -11,7 +11,7 @@ import ast
 
 from . import naming, rules, typeinfer
 from .analysis import atom_name, own_reads, rule_of, view_origin, walk_statements
-from .codegen import parse_statements, source_of, instantiate
+from .codegen import instantiate, parse, src
 
 
 class ArrayAdjoints:
@@ -21,16 +21,16 @@ class ArrayAdjoints:
         out = []
         for name in names:
             tape, top = self.tape(self.type_of(name))
-            out += parse_statements(f"{tape} = {naming.TAPE_MODULE}.push_array({tape}, {top}, {name})\n"
-                          f"{top} += {name}.size")
+            out += parse(f"{tape} = {naming.TAPE_MODULE}.push_array({tape}, {top}, {name})\n"
+                         f"{top} += {name}.size")
         return out
 
     def pop_arrays(self, names: list[str]) -> list[ast.stmt]:
         out = []
         for name in reversed(names):
             tape, top = self.tape(self.type_of(name))
-            out += parse_statements(f"{top} -= {name}.size\n"
-                          f"{naming.TAPE_MODULE}.pop_array({tape}, {top}, {name})")
+            out += parse(f"{top} -= {name}.size\n"
+                         f"{naming.TAPE_MODULE}.pop_array({tape}, {top}, {name})")
         return out
 
     def array_rule_snapshots(self, s: ast.Assign) -> tuple[list[str], list[str]]:
@@ -66,25 +66,20 @@ class ArrayAdjoints:
         views, writes, passes to a callee or returns, and that only elementwise operations read,
         all at the top of the body too (so the reversal order of the contributions is fixed)."""
         a, top = self.a, self.tree.body
-        elementwise_readers: dict[str, int] = {}
+        read_elementwise: set[str] = set()
         excluded: set[str] = set(self.params) | set(self.rebound)
         for statement, site in walk_statements(top):
-            reads = own_reads(statement)
             elementwise = site.block is top and isinstance(statement, ast.Assign) \
                 and isinstance(statement.targets[0], ast.Name) \
                 and self.is_elementwise(statement.value, statement.targets[0].id)
-            for name in reads:
-                if elementwise:
-                    elementwise_readers[name] = elementwise_readers.get(name, 0) + 1
-                else:
-                    excluded.add(name)
+            (read_elementwise if elementwise else excluded).update(own_reads(statement))
             if isinstance(statement, ast.Assign) and isinstance(statement.targets[0], ast.Name):
                 origin = view_origin(statement, a.types)
                 if origin:
                     excluded |= {origin, statement.targets[0].id}
         made = set()
         for name, assigned in a.assignments.items():
-            if name in excluded or not elementwise_readers.get(name) or len(assigned) != 1 \
+            if name in excluded or name not in read_elementwise or len(assigned) != 1 \
                     or not a.is_array(name) or not a.is_active(name) or a.rep(name) in a.written:
                 continue
             definition = assigned[0]
@@ -131,15 +126,15 @@ class ArrayAdjoints:
             if elementwise:
                 template = rules.array_template(template)
             instance = instantiate(template, mapping)
-            contribution = source_of(instance)
+            contribution = src(instance)
             if elementwise:
                 contribution = f"{naming.ARRAY_MODULE}.unbroadcast({contribution}, {name})"
             if name in self.unallocated:
                 self.unallocated.discard(name)
                 copy_ = ".copy()" if isinstance(instance, ast.Name) else ""   # never an alias
-                out += parse_statements(f"{naming.shadow(name)} = {contribution}{copy_}")
+                out += parse(f"{naming.shadow(name)} = {contribution}{copy_}")
             elif self.a.is_array(name):
-                out += parse_statements(f"{naming.shadow(name)} += {contribution}")
+                out += parse(f"{naming.shadow(name)} += {contribution}")
             else:
                 out += self.accumulate(name, contribution)
         return out

@@ -10,7 +10,7 @@ import copy
 
 from . import naming
 from .analysis import assigned_names, names_in, own_read_nodes, walk_statements
-from .codegen import parse_expression, parse_statements, source_of
+from .codegen import expr, parse, src
 from .loop_order import (accumulation_groups, accumulation_key, iteration_local_scalars,
                          loop_assigned_names, stencil_offsets)
 
@@ -57,13 +57,13 @@ class LoopReversal:
                 continue
             operator = "+=" if key in invariant or key in started else "="
             started.add(key)
-            new_body += parse_statements(f"{local[key]} {operator} {source_of(statement.value)}")
-        new_body += parse_statements("\n".join(f"{array}[{index}] += {local[(array, index)]}"
-                                      for array, index in sorted(repeated)) or "pass")
-        before = parse_statements("\n".join(f"{local[key]} = 0.0" for key in sorted(invariant)) or "pass")
-        after = parse_statements("\n".join(f"if {local[(array, index)]} != 0.0:\n"
-                                  f"    {array}[{index}] += {local[(array, index)]}"
-                                  for array, index in sorted(invariant)) or "pass")
+            new_body += parse(f"{local[key]} {operator} {src(statement.value)}")
+        new_body += parse("\n".join(f"{array}[{index}] += {local[(array, index)]}"
+                                     for array, index in sorted(repeated)) or "pass")
+        before = parse("\n".join(f"{local[key]} = 0.0" for key in sorted(invariant)) or "pass")
+        after = parse("\n".join(f"if {local[(array, index)]} != 0.0:\n"
+                                f"    {array}[{index}] += {local[(array, index)]}"
+                                for array, index in sorted(invariant)) or "pass")
         if not fused and not invariant and self.a.sites[id(s)].loop_depth > 0:
             transposed = self.transposed_stencil(s, new_body)
             if transposed:
@@ -91,11 +91,11 @@ class LoopReversal:
         if plan is None:
             return []
         dropped, zeroing = plan
-        lo, hi, _ = (source_of(x) for x in s.iter.args)
+        lo, hi, _ = (src(x) for x in s.iter.args)
         i, j, total = s.target.id, self.fresh("_nad_j"), self.fresh("_nad_sum")
         summed = sorted({x.target.id for x in body if isinstance(x, ast.AugAssign)
                          and isinstance(x.target, ast.Name)})
-        reset = parse_statements("\n".join(f"{name} = 0.0" for name in summed) or "pass")
+        reset = parse("\n".join(f"{name} = 0.0" for name in summed) or "pass")
         out = []
         for (array, elements, position), accumulations in stencils.items():
             offsets = [offset for _, offset in accumulations]
@@ -106,21 +106,21 @@ class LoopReversal:
                       (_plus(lo, high), _plus(hi, low), False),
                       (f"max({_plus(lo, high)}, {_plus(hi, low)})", _plus(hi, high), True)]
             for start, stop, guarded in ranges:
-                gather = parse_statements(f"{total} = 0.0")
+                gather = parse(f"{total} = 0.0")
                 for statement, offset in accumulations:
                     part = copy.deepcopy(reset) + [copy.deepcopy(x) for k, x
                                                    in enumerate(body[:statement])
                                                    if k not in dropped]
-                    part += parse_statements(f"{total} += {source_of(body[statement].value)}")
+                    part += parse(f"{total} += {src(body[statement].value)}")
                     if guarded:
-                        part = [ast.If(test=parse_expression(f"{lo} <= {i} < {hi}"), body=part, orelse=[])]
-                    gather += parse_statements(f"{i} = {_plus(j, -offset)}") + part
-                gather += parse_statements(f"{array}[{', '.join(index)}] += {total}")
+                        part = [ast.If(test=expr(f"{lo} <= {i} < {hi}"), body=part, orelse=[])]
+                    gather += parse(f"{i} = {_plus(j, -offset)}") + part
+                gather += parse(f"{array}[{', '.join(index)}] += {total}")
                 out.append(ast.For(target=ast.Name(id=j, ctx=ast.Store()),
-                                   iter=parse_expression(f"range({start}, {stop})"), body=gather, orelse=[]))
-        out.append(ast.For(target=ast.Name(id=i, ctx=ast.Store()), iter=parse_expression(f"range({lo}, {hi})"),
+                                   iter=expr(f"range({start}, {stop})"), body=gather, orelse=[]))
+        out.append(ast.For(target=ast.Name(id=i, ctx=ast.Store()), iter=expr(f"range({lo}, {hi})"),
                            body=[copy.deepcopy(x) for x in zeroing] or [ast.Pass()], orelse=[]))
-        return [ast.copy_location(ast.If(test=parse_expression(f"{hi} > {lo}"), body=out, orelse=[]), s)]
+        return [ast.copy_location(ast.If(test=expr(f"{hi} > {lo}"), body=out, orelse=[]), s)]
 
 
 def _stencil_plan(loop: ast.For, body: list[ast.stmt], stencils: dict):

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from . import checkpoint, naming, typeinfer
 from .analysis import Analysis, atom_name, own_read_nodes, rule_of, walk_statements
-from .codegen import parse_expression, index_source, parse_statements, source_of
+from .codegen import expr, index_src, parse, src
 from .deadcode import remove_dead_assignments
 from .loop_order import accumulator_updates, any_order_loops, fused_loops, loop_assigned_names
 from .reverse_arrays import ArrayAdjoints
@@ -84,12 +84,12 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
             code = f"{tape} = {naming.TAPE_MODULE}.push({tape}, {top}, {value})\n{top} += 1"
         else:
             code = f"{tape}[{top}] = {value}\n{top} += 1"
-        return parse_statements(code)
+        return parse(code)
 
     def pop(self, name: str) -> list[ast.stmt]:
         typ = self.type_of(name)
         tape, top = self.tape(typ)
-        return parse_statements(f"{top} -= 1\n{name} = {typeinfer.from_tape_source(f'{tape}[{top}]', typ)}")
+        return parse(f"{top} -= 1\n{name} = {typeinfer.from_tape_source(f'{tape}[{top}]', typ)}")
 
     def snapshot_arrays(self, call: ast.Call) -> list[str]:
         """Arrays passed to an active callee whose contents may change once it has run."""
@@ -149,8 +149,8 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
                      for p in self.params if p in self.active_params and not a.is_array(p)]
         returned.append(checkpoint.memory_source(self))
         epilogue = [f"return ({', '.join(returned)},)"]
-        body = (parse_statements("\n".join(prologue)) + forward + parse_statements("\n".join(middle) or "pass")
-                + backward + parse_statements("\n".join(epilogue)))
+        body = (parse("\n".join(prologue)) + forward + parse("\n".join(middle) or "pass")
+                + backward + parse("\n".join(epilogue)))
         for statement in body:
             ast.copy_location(statement, self.tree)
         function = ast.FunctionDef(
@@ -210,8 +210,8 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
                 tape, top = (naming.FLOAT_TAPE, naming.FLOAT_TOP) if kind == "float" \
                     else (naming.INT_TAPE, naming.INT_TOP)
                 self.tapes_used.add(kind)
-                out += parse_statements(f"{tape} = {naming.TAPE_MODULE}.reserve({tape}, {top}, "
-                              f"{trips} * {count})")
+                out += parse(f"{tape} = {naming.TAPE_MODULE}.reserve({tape}, {top}, "
+                             f"{trips} * {count})")
         return out
 
     def forward(self, body: list, depth: int, reserved: bool) -> list[ast.stmt]:
@@ -253,7 +253,7 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
                 return out + self.checkpointed[id(s)].forward()
             leaf = self.reserves_at_entry(s)
             if leaf:
-                lo, hi, step = (source_of(x) for x in s.iter.args)
+                lo, hi, step = (src(x) for x in s.iter.args)
                 out += self.reservations(s, f"{naming.TAPE_MODULE}.trip_count({lo}, {hi}, {step})")
             loop = ast.For(target=s.target, iter=s.iter,
                            body=self.forward(s.body, depth + 1, leaf), orelse=[])
@@ -262,8 +262,8 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
             if not self.has_reverse_work(s):
                 return [s]
             counter = self.counter_name(s)
-            body = parse_statements(f"{counter} += 1") + self.forward(s.body, depth + 1, False)
-            out = parse_statements(f"{counter} = 0") + [ast.copy_location(
+            body = parse(f"{counter} += 1") + self.forward(s.body, depth + 1, False)
+            out = parse(f"{counter} = 0") + [ast.copy_location(
                 ast.While(test=s.test, body=body, orelse=[]), s)]
             if depth > 0:
                 self.pushed_counters.add(counter)
@@ -273,7 +273,7 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
         if isinstance(s, ast.Return):
             if s.value is not None:
                 self.result_node = s.value
-                return parse_statements(f"{naming.RESULT} = {source_of(s.value)}")
+                return parse(f"{naming.RESULT} = {src(s.value)}")
             return []
         return [s]
 
@@ -314,10 +314,10 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
         return pairs
 
     def save_references(self, name: str) -> list[ast.stmt]:
-        return parse_statements("\n".join(f"{stack}.append({var})" for var, stack in self.references(name)))
+        return parse("\n".join(f"{stack}.append({var})" for var, stack in self.references(name)))
 
     def load_references(self, name: str) -> list[ast.stmt]:
-        return parse_statements("\n".join(f"{var} = {stack}.pop()" for var, stack in self.references(name)))
+        return parse("\n".join(f"{var} = {stack}.pop()" for var, stack in self.references(name)))
 
     def reference_prologue(self) -> list[str]:
         lines = []
@@ -337,11 +337,11 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
         name = s.targets[0].id
         value = s.value
         if isinstance(value, ast.Name):
-            return parse_statements(f"{naming.shadow(name)} = {naming.shadow(value.id)}")
+            return parse(f"{naming.shadow(name)} = {naming.shadow(value.id)}")
         if isinstance(value, ast.Subscript):              # a view: the same view of the shadow
-            return parse_statements(f"{naming.shadow(name)} = {naming.shadow(value.value.id)}"
-                          f"[{index_source(value.slice)}]")
-        return parse_statements(f"{naming.shadow(name)} = np.zeros_like({name})")
+            return parse(f"{naming.shadow(name)} = {naming.shadow(value.value.id)}"
+                         f"[{index_src(value.slice)}]")
+        return parse(f"{naming.shadow(name)} = np.zeros_like({name})")
 
     def has_reverse_work(self, s: ast.stmt) -> bool:
         for inner, _ in walk_statements(s.body + getattr(s, "orelse", [])):
@@ -379,14 +379,14 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
         known to be zero)."""
         operator = "=" if name in self.single_use or name in self.zero else "+="
         self.zero.discard(name)
-        return parse_statements(f"{naming.adjoint(name)} {operator} {contribution}")
+        return parse(f"{naming.adjoint(name)} {operator} {contribution}")
 
     def take_adjoint(self, name: str) -> list[ast.stmt]:
         """``_nad_g`` = the adjoint of ``name``, which its (re)definition then resets."""
         if name in self.single_use:
-            return parse_statements(f"{naming.GRAD_TMP} = {naming.adjoint(name)}")
+            return parse(f"{naming.GRAD_TMP} = {naming.adjoint(name)}")
         self.zero.add(name)
-        return parse_statements(f"{naming.GRAD_TMP} = {naming.adjoint(name)}\n{naming.adjoint(name)} = 0.0")
+        return parse(f"{naming.GRAD_TMP} = {naming.adjoint(name)}\n{naming.adjoint(name)} = 0.0")
 
     # -- reverse sweep ---------------------------------------------------------------------
     def backward(self, body: list) -> list[ast.stmt]:
@@ -432,18 +432,18 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
                 out += self.reverse_in_order(s, fused=True)
                 if self.result_node is not None and atom_name(self.result_node) \
                         in loop_assigned_names(s):
-                    out += parse_statements(f"{naming.RESULT} = {source_of(self.result_node)}")
+                    out += parse(f"{naming.RESULT} = {src(self.result_node)}")
             elif id(s) in self.any_order:
                 out += self.reverse_in_order(s)
             elif id(s) in self.checkpointed:
                 out += self.checkpointed[id(s)].backward()
             else:
-                lo, hi, step = (source_of(x) for x in s.iter.args)
+                lo, hi, step = (src(x) for x in s.iter.args)
                 trips, r = self.fresh("_nad_trips"), self.fresh(naming.REVERSE_INDEX)
-                out += parse_statements(f"{trips} = {naming.TAPE_MODULE}.trip_count({lo}, {hi}, {step})")
-                body = parse_statements(f"{s.target.id} = {lo} + {r} * {step}") + self.loop_body_backward(s)
+                out += parse(f"{trips} = {naming.TAPE_MODULE}.trip_count({lo}, {hi}, {step})")
+                body = parse(f"{s.target.id} = {lo} + {r} * {step}") + self.loop_body_backward(s)
                 loop = ast.For(target=ast.Name(id=r, ctx=ast.Store()),
-                               iter=parse_expression(f"range({trips} - 1, -1, -1)"), body=body, orelse=[])
+                               iter=expr(f"range({trips} - 1, -1, -1)"), body=body, orelse=[])
                 out.append(ast.copy_location(loop, s))
             if s.target.id in a.restored:
                 out += self.pop(s.target.id)
@@ -454,7 +454,7 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
             counter = self.counter_name(s)
             out = self.pop(counter) if counter in self.pushed_counters else []
             r = self.fresh(naming.REVERSE_INDEX)
-            loop = ast.For(target=ast.Name(id=r, ctx=ast.Store()), iter=parse_expression(f"range({counter})"),
+            loop = ast.For(target=ast.Name(id=r, ctx=ast.Store()), iter=expr(f"range({counter})"),
                            body=self.loop_body_backward(s), orelse=[])
             return out + [ast.copy_location(loop, s)]
         if isinstance(s, ast.Return):
@@ -468,7 +468,7 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
         if name is None or not self.a.is_active(name):
             return []
         if self.a.is_array(name):
-            return parse_statements(f"{naming.TAPE_MODULE}.add_into({naming.shadow(name)}, {naming.SEED})")
+            return parse(f"{naming.TAPE_MODULE}.add_into({naming.shadow(name)}, {naming.SEED})")
         return self.accumulate(name, naming.SEED)
 
     def reverse_call_snapshots(self, value: ast.expr) -> list[ast.stmt]:
@@ -481,20 +481,20 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
         target, value = s.targets[0], s.value
         g = naming.GRAD_TMP
         if isinstance(target, ast.Subscript) and self.stores_sub_array(target):
-            array, index = target.value.id, index_source(target.slice)
+            array, index = target.value.id, index_src(target.slice)
             region = f"{naming.shadow(array)}[{index}]"
             name = atom_name(value)
             out = []
             if name and self.a.is_active(name) and self.a.is_array(name):
-                out += parse_statements(f"{naming.shadow(name)} += "
-                              f"{naming.ARRAY_MODULE}.unbroadcast({region}, {name})")
+                out += parse(f"{naming.shadow(name)} += "
+                             f"{naming.ARRAY_MODULE}.unbroadcast({region}, {name})")
             elif self.active_scalar(value):
                 out += self.accumulate(name, f"np.sum({region})")
-            return out + parse_statements(f"{region} = 0.0")
+            return out + parse(f"{region} = 0.0")
         if isinstance(target, ast.Subscript):
-            array, index = target.value.id, index_source(target.slice)
-            out = parse_statements(f"{g} = {naming.shadow(array)}[{index}]\n"
-                         f"{naming.shadow(array)}[{index}] = 0.0")
+            array, index = target.value.id, index_src(target.slice)
+            out = parse(f"{g} = {naming.shadow(array)}[{index}]\n"
+                        f"{naming.shadow(array)}[{index}] = 0.0")
             source = self.active_scalar(value)
             if source:
                 out += self.accumulate(source, g)
@@ -510,8 +510,8 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
                 origin = value.func.value.id
                 if not self.a.is_active(origin):       # a constant copied into active state
                     return []
-                return parse_statements(f"{naming.TAPE_MODULE}.add_into({naming.shadow(origin)}, "
-                              f"{naming.shadow(t)})")
+                return parse(f"{naming.TAPE_MODULE}.add_into({naming.shadow(origin)}, "
+                             f"{naming.shadow(t)})")
             if isinstance(value, ast.Call) and value.nad_kind == "user":
                 return self.reverse_call(value, naming.shadow(t) if self.a.is_active(t) else None)
             if rule_of(value)[0] is not None:
@@ -528,7 +528,7 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
         if isinstance(value, ast.Subscript):
             base = value.value.id
             if self.a.is_array(base) and self.a.is_active(base):
-                out += parse_statements(f"{naming.shadow(base)}[{index_source(value.slice)}] += {g}")
+                out += parse(f"{naming.shadow(base)}[{index_src(value.slice)}] += {g}")
             return out
         return out + self.rule_adjoints(value, t, g, role)
 
@@ -536,15 +536,15 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
         variant = self.callee_variant(call, seed is not None)
         args = []
         for arg, has_shadow in zip(call.args, variant.shadows):
-            args.append(source_of(arg))
+            args.append(src(arg))
             if has_shadow:
                 args.append(naming.shadow(arg.id))
         if seed is not None:
             args.append(seed)
         result = self.fresh(naming.CALL_RESULT)
         memory = f"{result}[{len(variant.adjoint_positions) + 1}]"
-        out = parse_statements(f"{result} = {variant.binding}({', '.join(args)})\n{naming.CALLEE_BYTES} = "
-                     f"max({naming.CALLEE_BYTES}, {memory}[0] + {memory}[1])")
+        out = parse(f"{result} = {variant.binding}({', '.join(args)})\n{naming.CALLEE_BYTES} = "
+                    f"max({naming.CALLEE_BYTES}, {memory}[0] + {memory}[1])")
         self.callee_bytes_used = True
         for k, position in enumerate(variant.adjoint_positions):
             name = atom_name(call.args[position])
