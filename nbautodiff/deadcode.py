@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import ast
 
+from .analysis import walk_statements
+
 _PURE_MODULES = frozenset({"math", "np"})
 _PURE_BUILTINS = frozenset({"len", "abs", "min", "max", "float", "int", "round", "range"})
 _PURE_METHODS = frozenset({"copy"})
@@ -52,13 +54,6 @@ def _removable_target(statement: ast.stmt) -> str | None:
     return None
 
 
-def _statements(body: list[ast.stmt]):
-    for statement in body:
-        yield statement
-        for field in ("body", "orelse"):
-            yield from _statements(getattr(statement, field, []))
-
-
 def _own_reads(statement: ast.stmt) -> set[str]:
     """Names ``statement`` reads itself (for compound statements: their header only)."""
     if isinstance(statement, (ast.If, ast.While)):
@@ -75,7 +70,7 @@ def needed_names(function: ast.FunctionDef) -> set[str]:
     """Names whose values ``function`` needs (see the module docstring)."""
     reads_of: dict[str, set[str]] = {}
     needed: set[str] = set()
-    for statement in _statements(function.body):
+    for statement, _ in walk_statements(function.body):
         target = _removable_target(statement)
         if target is None:
             needed |= _own_reads(statement)

@@ -56,9 +56,13 @@ CALLS: dict[int, ReverseRule] = {}           # keyed by id() of the primitive ca
 _CALL_OBJECTS: list = []                     # keeps the keyed callables alive
 
 
-def _register(table_key, spelling: str, fn, *, operator: bool = False) -> None:
+def _rule(fn, spelling: str) -> ReverseRule:
     params, adjoints = _template(fn)
-    rule = ReverseRule(fn.__name__, spelling, params, adjoints)
+    return ReverseRule(fn.__name__, spelling, params, adjoints)
+
+
+def _register(table_key, spelling: str, fn, *, operator: bool = False) -> None:
+    rule = _rule(fn, spelling)
     if operator:
         OPERATORS[table_key] = rule
     else:
@@ -217,8 +221,7 @@ ELEMENTWISE_ARRAY_CALLS: set[str] = set()                 # names of elementwise
 def array_primitive(spelling: str, *objects, axis: bool = False, elementwise: bool = False):
     """Register the whole-array rule of callables (with an ``axis`` operand when ``axis``)."""
     def deco(fn):
-        params, adjoints = _template(fn)
-        rule = ReverseRule(fn.__name__, spelling, params, adjoints)
+        rule = _rule(fn, spelling)
         for obj in objects:
             ARRAY_CALLS[(id(obj), axis)] = rule
             _CALL_OBJECTS.append(obj)
@@ -267,7 +270,7 @@ def inv(g, z, a): return -(np.ascontiguousarray(z.T) @ np.ascontiguousarray(g)
 def solve(g, z, a, b): return (_nad_arrays.solve_matrix_adjoint(g, a, z),
                                np.linalg.solve(np.ascontiguousarray(a.T), g))
 @array_primitive("np.atleast_1d", np.atleast_1d)
-def atleast_1d(g, z, x): return _nad_arrays.unbroadcast(np.reshape(np.ascontiguousarray(g), np.shape(x)), x)
+def atleast_1d(g, z, x): return np.reshape(np.ascontiguousarray(g), x.shape)
 @array_primitive("np.atleast_2d", np.atleast_2d)
 def atleast_2d(g, z, x): return np.reshape(np.ascontiguousarray(g), x.shape)
 @array_primitive("np.atleast_3d", np.atleast_3d)
