@@ -24,12 +24,12 @@ _jit = numba.njit(cache=True)
 
 
 def _loops(rank: int, body: str, shape: str, indent: str = "    ") -> str:
-    """Source of ``rank`` nested loops ``i0, i1, ...`` over ``shape`` around ``body``."""
+    """Source of ``rank`` nested loops ``i0, i1, ...`` over ``shape`` around ``body`` (lines)."""
     lines, pad = [], indent
     for k in range(rank):
         lines.append(f"{pad}for i{k} in range({shape}[{k}]):")
         pad += "    "
-    lines.append(pad + body)
+    lines += [pad + line for line in body.splitlines()]
     return "\n".join(lines)
 
 
@@ -81,17 +81,11 @@ def _reduction_impl(rank: int, combine: str, start: str, finish: str = "acc"):
             f"    value = m[{outer + ', ' if outer else ''}j]\n"
             f"    acc = {combine}\n"
             f"out[{outer or '()'}] = {finish}")
-    loops = []
-    pad = "    "
-    for k in range(rest):
-        loops.append(f"{pad}for i{k} in range(m.shape[{k}]):")
-        pad += "    "
-    inner = "\n".join(pad + line for line in body.splitlines())
     source = ("def impl(a, axis):\n"
               "    order = [k for k in range(a.ndim) if k != axis] + [axis]\n"
               f"    m = np.transpose(a, ({', '.join(f'order[{k}]' for k in range(rank))},))\n"
               f"    out = np.empty(m.shape[:{rest}], a.dtype)\n"
-              + "\n".join(loops) + ("\n" if loops else "") + inner + "\n    return out\n")
+              + _loops(rest, body, "m.shape") + "\n    return out\n")
     return _compile(source, "impl")
 
 
