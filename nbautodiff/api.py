@@ -258,15 +258,9 @@ class GradFunction(_Derived):
         self.kind = "value_and_grad" if with_value else "grad"
         super().__init__(fun, checkpoint)
         self.tuple_result = isinstance(argnums, (tuple, list))
-        numbers_ = tuple(argnums) if self.tuple_result else (argnums,)
         count = len(self.parameters)
-        resolved = []
-        for k in numbers_:
-            if not isinstance(k, int) or not -count <= k < count:
-                raise AutodiffError(f"argnums {k!r} is out of range for {self._func.__name__}() "
-                                    f"with {count} parameters")
-            resolved.append(k % count)
-        self.argnums = tuple(resolved)
+        self.argnums = _resolved_argnums(argnums, count,
+                                         f"{self._func.__name__}() with {count} parameters")
         self.with_value = with_value
 
     def __call__(self, *args):
@@ -306,6 +300,17 @@ class GradFunction(_Derived):
 
     def _activity_signature(self) -> tuple[list[bool], bool, bool]:
         return [i in self.argnums for i in range(len(self.parameters))], True, self.with_value
+
+
+def _resolved_argnums(argnums, count: int, what: str) -> tuple[int, ...]:
+    """``argnums`` (an int or a sequence) as non-negative positions among ``count`` arguments;
+    an AutodiffError naming ``what`` for one out of range."""
+    resolved = []
+    for k in argnums if isinstance(argnums, (tuple, list)) else (argnums,):
+        if not isinstance(k, int) or not -count <= k < count:
+            raise AutodiffError(f"argnums {k!r} is out of range for {what}")
+        resolved.append(k % count)
+    return tuple(resolved)
 
 
 def grad(fun, argnums=0, checkpoint=None) -> GradFunction:
@@ -370,15 +375,8 @@ def jacrev(fun, argnums=0):
     differentiated may be anything ``fun`` accepts; differentiated ones must be floats or float
     arrays.
     """
-    numbers_ = tuple(argnums) if isinstance(argnums, (tuple, list)) else (argnums,)
-
     def jacobian(*args):
-        count = len(args)
-        wrt = []
-        for k in numbers_:
-            if not isinstance(k, int) or not -count <= k < count:
-                raise AutodiffError(f"argnums {k!r} is out of range for {count} arguments")
-            wrt.append(k % count)
+        wrt = _resolved_argnums(argnums, len(args), f"{len(args)} arguments")
         for k in wrt:
             value = args[k]
             if not (_is_float_array(value) or isinstance(value, (float, np.floating))):

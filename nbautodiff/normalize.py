@@ -394,8 +394,7 @@ class _Flattener:
             raise self.refuse(node, f"call to '{label}' with these arguments")
         call = ast.copy_location(ast.Call(func=_spelled(rule.spelling), args=args, keywords=[]),
                                  node)
-        resolved = self.annotated(call, rule.spelling, "array", rule)
-        return resolved
+        return self.annotated(call, rule.spelling, "array", rule)
 
     def annotated(self, node: ast.Call, spelling: str, kind: str, target) -> ast.Call:
         args = []
