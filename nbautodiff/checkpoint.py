@@ -40,6 +40,7 @@ from numba.extending import overload
 
 from . import naming, typeinfer
 from .analysis import assigned_names, atom_name, own_reads, walk_statements
+from .codegen import expr, parse
 from .errors import AutodiffError
 from .kernels import checkpoint as runtime, memory
 from .source import MISSING, FunctionSource, resolve
@@ -415,9 +416,9 @@ class CheckpointedLoop:
             lines.append(f"{naming.CHECKPOINT_BYTES} += {' + '.join(sizes)}")
         lines += [f"{binding} = [{name} for _ in range({slots})]"
                   for name, binding in self.bindings.items()]
-        rows = ast.For(target=_store(self.name("k")), iter=_expr(f"range({forward})"),
+        rows = ast.For(target=_store(self.name("k")), iter=expr(f"range({forward})"),
                        body=self.dispatch(reverse=False), orelse=[])
-        return _parse("\n".join(lines)) + [ast.copy_location(rows, loop)]
+        return parse("\n".join(lines)) + [ast.copy_location(rows, loop)]
 
     def defined_before(self, name: str) -> bool:
         """Whether a value of ``name`` reaches the loop: a parameter, a variable the prologue
@@ -432,21 +433,21 @@ class CheckpointedLoop:
         then the rebound arrays and their shadows are bound as at loop entry (as the plain
         reversal, which pops their bindings, leaves them)."""
         rows = ast.For(target=_store(self.name("k")),
-                       iter=_expr(f"range({self.name('forward')}, {self.name('plan')}.shape[0])"),
+                       iter=expr(f"range({self.name('forward')}, {self.name('plan')}.shape[0])"),
                        body=self.dispatch(reverse=True), orelse=[])
         out = [ast.copy_location(rows, self.loop)]
         if self.bindings:
             entry = "\n".join(f"    {name} = {binding}[0]"
                                for name, binding in self.bindings.items())
-            out += _parse(f"if {self.name('plan')}.shape[0] > 0:\n{entry}")
+            out += parse(f"if {self.name('plan')}.shape[0] > 0:\n{entry}")
         return out
 
     def dispatch(self, reverse: bool) -> list[ast.stmt]:
         """One row of the plan: ``if action == SAVE: ... elif ...``."""
         plan, k = self.name("plan"), self.name("k")
         start, stop, slot = self.name("a"), self.name("b"), self.name("slot")
-        head = _parse(f"{start} = {plan}[{k}, 1]\n{stop} = {plan}[{k}, 2]\n"
-                      f"{slot} = {plan}[{k}, 3]")
+        head = parse(f"{start} = {plan}[{k}, 1]\n{stop} = {plan}[{k}, 2]\n"
+                     f"{slot} = {plan}[{k}, 3]")
         branches = [(runtime.SAVE, self.save(slot))]
         if not reverse or self.schedule.kind == runtime.BINOMIAL:   # segments are not advanced
             branches.append((runtime.ADVANCE, self.advance()))       # in the reverse sweep
@@ -454,7 +455,7 @@ class CheckpointedLoop:
             branches += [(runtime.RESTORE, self.restore(slot)), (runtime.REVERSE, self.reverse())]
         chain = branches[-1][1]
         for action, body in reversed(branches[:-1]):
-            chain = [ast.If(test=_expr(f"{plan}[{k}, 0] == {action}"), body=body, orelse=chain)]
+            chain = [ast.If(test=expr(f"{plan}[{k}, 0] == {action}"), body=body, orelse=chain)]
         return head + chain
 
     def save(self, slot: str) -> list[ast.stmt]:
@@ -464,7 +465,7 @@ class CheckpointedLoop:
         lines += [f"{self.buffers[name]}[{slot}] = "
                   f"{typeinfer.to_tape_source(name, self.rt.type_of(name))}"
                   for name in self.state.scalars]
-        return _parse("\n".join(lines) or "pass")
+        return parse("\n".join(lines) or "pass")
 
     def restore(self, slot: str) -> list[ast.stmt]:
         lines = [f"{name} = {binding}[{slot}]" for name, binding in self.bindings.items()]
@@ -473,15 +474,15 @@ class CheckpointedLoop:
         lines += [f"{name} = "
                   f"{typeinfer.from_tape_source(f'{self.buffers[name]}[{slot}]', self.rt.type_of(name))}"
                   for name in self.state.scalars]
-        return _parse("\n".join(lines) or "pass")
+        return parse("\n".join(lines) or "pass")
 
     def iterations(self, body: list[ast.stmt], backwards: bool = False) -> ast.For:
         """``for r in range(a, b)`` (or from ``b - 1`` down to ``a``), setting the loop variable."""
         lo, _, step = (ast.unparse(x) for x in self.loop.iter.args)
         r, start, stop = self.name("r"), self.name("a"), self.name("b")
         bounds = f"{stop} - 1, {start} - 1, -1" if backwards else f"{start}, {stop}"
-        head = _parse(f"{self.loop.target.id} = {lo} + {r} * {step}")
-        return ast.copy_location(ast.For(target=_store(r), iter=_expr(f"range({bounds})"),
+        head = parse(f"{self.loop.target.id} = {lo} + {r} * {step}")
+        return ast.copy_location(ast.For(target=_store(r), iter=expr(f"range({bounds})"),
                                          body=head + body, orelse=[]), self.loop)
 
     def taped_body(self) -> tuple[list[ast.stmt], bool]:
@@ -546,14 +547,6 @@ def prologue(rt) -> list[str]:
 
 def _store(name: str) -> ast.Name:
     return ast.Name(id=name, ctx=ast.Store())
-
-
-def _parse(source: str) -> list[ast.stmt]:
-    return ast.parse(source).body
-
-
-def _expr(source: str) -> ast.expr:
-    return ast.parse(source, mode="eval").body
 
 
 def describe(loops: dict) -> list[tuple[int, str]]:
