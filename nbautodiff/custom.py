@@ -191,7 +191,7 @@ def reverse_variant(wrapper: _Wrapper, argtypes: tuple, active: list[bool], resu
     fname = _identifier(func.__name__, "function")
     name = naming.custom_reverse_name(fname, code)
     taken = set(params) | {"math", "np", naming.TAPE_MODULE}
-    primal_binding = _free_name(fname, taken)
+    primal_binding = naming.unused(fname, taken.__contains__)
     namespace = {naming.TAPE_MODULE: tape_module, primal_binding: primal(wrapper).dispatcher}
     arguments = [item for param, has_shadow in zip(params, shadows)
                  for item in ([param, naming.shadow(param)] if has_shadow else [param])]
@@ -201,8 +201,9 @@ def reverse_variant(wrapper: _Wrapper, argtypes: tuple, active: list[bool], resu
     lines = [f"{naming.RESULT} = {primal_binding}({', '.join(params)})"] if computes_result else []
     adjoints = {}
     if uses_rule:
-        rule_binding = _free_name(_identifier(python_function(rule).__name__, f"{fname}_rule"),
-                                  taken | {primal_binding})
+        rule_binding = naming.unused(_identifier(python_function(rule).__name__,
+                                                 f"{fname}_rule"),
+                                     (taken | {primal_binding}).__contains__)
         namespace[rule_binding] = rule if hasattr(rule, "py_func") else numba.njit(rule)
         seed_type = result_type if typeinfer.is_array(result_type) else nbtypes.float64
         z_type = result_type if computes_result else nbtypes.float64
@@ -399,11 +400,3 @@ def _numba_error(func, exc: Exception, what: str) -> AutodiffError:
 def _identifier(name: str, fallback: str) -> str:
     """``name`` if generated code can use it (not ``<lambda>``), else ``fallback``."""
     return name if name.isidentifier() else fallback
-
-
-def _free_name(name: str, taken: set) -> str:
-    candidate, suffix = name, 1
-    while candidate in taken:
-        suffix += 1
-        candidate = f"{name}_{suffix}"
-    return candidate

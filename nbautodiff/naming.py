@@ -53,5 +53,14 @@ def custom_reverse_name(function_name: str, signature_code: str) -> str:
     return f"{function_name}__custom_{signature_code}"
 
 
+def unused(name: str, is_taken) -> str:
+    """``name``, or the first of ``name_2``, ``name_3``... for which ``is_taken`` is false."""
+    candidate, suffix = name, 1
+    while is_taken(candidate):
+        suffix += 1
+        candidate = f"{name}_{suffix}"
+    return candidate
+
+
 def is_reserved(name: str) -> bool:
     return name.startswith(RESERVED)

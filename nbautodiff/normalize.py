@@ -427,13 +427,9 @@ class _Flattener:
         for binding, known in self.result.callees.items():
             if known is func:
                 return binding
-        binding = func.__name__
         taken = self.locals | set(self.result.globals) | set(self.result.callees) | \
             {"math", "np", self.fs.name}
-        suffix = 1
-        while binding in taken:
-            suffix += 1
-            binding = f"{func.__name__}_{suffix}"
+        binding = naming.unused(func.__name__, taken.__contains__)
         self.result.callees[binding] = func
         return binding
 

@@ -255,10 +255,9 @@ def _build_variant(prim: Primal, argtypes: tuple, active: list[bool], result_act
                  typeinfer.is_differentiable(t) for arg, t in zip(call.args, arg_types)]
         callee = reverse_variant(call.nad_target, arg_types, flags, seeded, writeback=False,
                                  keep_value=False)
-        binding, suffix = callee.name, 1
-        while binding == name or namespace.get(binding, callee.dispatcher) is not callee.dispatcher:
-            suffix += 1                    # two callees with one __name__, or the caller's own
-            binding = f"{callee.name}_{suffix}"
+        binding = naming.unused(        # two callees with one __name__, or the caller's own
+            callee.name, lambda b: b == name or
+            namespace.get(b, callee.dispatcher) is not callee.dispatcher)
         namespace[binding] = callee.dispatcher
         return reverse_mode.CalleeVariant(binding, callee.shadows, callee.adjoint_positions)
 
