@@ -229,3 +229,17 @@ def _extremum_axis_adjoint(g, x, z, axis):
         first = np.cumsum(hit.astype(np.int64), axis=axis) == 1
         return np.where(hit & first, np.zeros(x.shape, x.dtype) + np.expand_dims(g, axis), 0.0)
     return impl
+
+
+def extremum_axis_tangent(d, x, z, axis):
+    """Tangent of ``z = max_axis(x, axis)`` (or ``min_axis``): in each slice, the tangent ``d``
+    of its first element equal to the extremum."""
+    raise NotImplementedError("called from compiled code only")
+
+
+@overload(extremum_axis_tangent)
+def _extremum_axis_tangent(d, x, z, axis):
+    def impl(d, x, z, axis):
+        picked = extremum_axis_adjoint(np.ones(z.shape, x.dtype), x, z, axis)
+        return sum_axis(picked * d, axis)
+    return impl

@@ -33,6 +33,7 @@ CHECKPOINT = "_nad_ck"        # names of a checkpointed loop: _nad_ck3_plan, _na
 CHECKPOINT_BYTES = "_nad_ck_bytes"    # bytes of the checkpoint buffers allocated so far
 CALLEE_BYTES = "_nad_callee_bytes"    # largest tape + checkpoint bytes of a callee's call
 ARRAY_MODULE = "_nad_arrays"  # nbautodiff.kernels.arrays as seen by generated code
+TANGENT = "_nad_dot"          # tangent of a variable in forward mode: _nad_dot_x, _nad_dot2_x
 
 
 def adjoint(name: str) -> str:
@@ -41,6 +42,16 @@ def adjoint(name: str) -> str:
 
 def shadow(name: str) -> str:
     return SHADOW + name
+
+
+def tangent(name: str, direction: int, width: int) -> str:
+    """Tangent of ``name`` in direction ``direction`` of ``width`` (``_nad_dot_x`` for one)."""
+    return f"{TANGENT}_{name}" if width == 1 else f"{TANGENT}{direction}_{name}"
+
+
+def forward_name(function_name: str, signature_code: str) -> str:
+    """Name of a forward-mode variant, e.g. ``f__fwd_dc_r`` (args dual/const, result dual)."""
+    return f"{function_name}__fwd_{signature_code}"
 
 
 def reverse_name(function_name: str, signature_code: str) -> str:

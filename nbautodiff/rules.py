@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .codegen import instantiate
 from .kernels import arrays as _nad_arrays  # the name generated code gives it (naming.ARRAY_MODULE)
 
 
@@ -277,6 +278,86 @@ def atleast_2d(g, z, x): return np.reshape(np.ascontiguousarray(g), x.shape)
 def atleast_3d(g, z, x): return np.reshape(np.ascontiguousarray(g), x.shape)
 
 OPERATORS[ast.MatMult] = ARRAY_CALLS[(id(np.matmul), False)]
+
+# ---- forward mode ----------------------------------------------------------------------------
+# A forward (tangent) template receives ``d`` (the tangent of one operand), ``z`` and the
+# operands, and returns each operand's contribution to the result's tangent. For a scalar
+# primitive it is the reverse template with ``g`` replaced by ``d`` (the partial derivative
+# times the incoming value, in either direction), so scalar primitives need no second rule;
+# whole-array primitives that are not elementwise have theirs below.
+
+ARRAY_TANGENTS: dict[str, ReverseRule] = {}   # name of the reverse rule -> its tangent templates
+
+
+def array_tangent(reverse_rule):
+    """Register the tangent templates of the whole-array primitive ``reverse_rule``."""
+    def deco(fn):
+        ARRAY_TANGENTS[reverse_rule.__name__] = _rule(fn, "")
+        return fn
+    return deco
+
+
+@array_tangent(sum_)
+def sum_tangent(d, z, x): return np.sum(d)
+@array_tangent(sum_axis)
+def sum_axis_tangent(d, z, x, axis): return _nad_arrays.sum_axis(d, axis), None
+@array_tangent(mean)
+def mean_tangent(d, z, x): return np.mean(d)
+@array_tangent(mean_axis)
+def mean_axis_tangent(d, z, x, axis): return _nad_arrays.mean_axis(d, axis), None
+@array_tangent(prod)
+def prod_tangent(d, z, x): return np.sum(_nad_arrays.prod_adjoint(1.0, x) * d)
+@array_tangent(max_)
+def max_tangent(d, z, x): return np.sum(_nad_arrays.extremum_adjoint(1.0, x, z) * d)
+@array_tangent(min_)
+def min_tangent(d, z, x): return np.sum(_nad_arrays.extremum_adjoint(1.0, x, z) * d)
+@array_tangent(max_axis)
+def max_axis_tangent(d, z, x, axis):
+    return _nad_arrays.extremum_axis_tangent(d, x, z, axis), None
+@array_tangent(min_axis)
+def min_axis_tangent(d, z, x, axis):
+    return _nad_arrays.extremum_axis_tangent(d, x, z, axis), None
+@array_tangent(dot)
+def dot_tangent(d, z, a, b): return (np.dot(np.ascontiguousarray(d), np.ascontiguousarray(b)),
+                                     np.dot(np.ascontiguousarray(a), np.ascontiguousarray(d)))
+@array_tangent(outer)
+def outer_tangent(d, z, a, b): return np.outer(d, b), np.outer(a, d)
+@array_tangent(transpose)
+def transpose_tangent(d, z, x): return np.transpose(d)
+@array_tangent(reshape)
+def reshape_tangent(d, z, x, shape): return np.reshape(np.ascontiguousarray(d), shape), None
+@array_tangent(cumsum)
+def cumsum_tangent(d, z, x): return np.cumsum(d)
+@array_tangent(det)
+def det_tangent(d, z, a): return z * np.sum(np.linalg.inv(a).T * d)
+@array_tangent(inv)
+def inv_tangent(d, z, a): return -(z @ np.ascontiguousarray(d) @ z)
+@array_tangent(solve)
+def solve_tangent(d, z, a, b): return (np.linalg.solve(a, -(np.ascontiguousarray(d) @ z)),
+                                       np.linalg.solve(a, d))
+@array_tangent(atleast_1d)
+def atleast_1d_tangent(d, z, x): return np.atleast_1d(d)
+@array_tangent(atleast_2d)
+def atleast_2d_tangent(d, z, x): return np.atleast_2d(d)
+@array_tangent(atleast_3d)
+def atleast_3d_tangent(d, z, x): return np.atleast_3d(d)
+
+
+def tangent_templates(rule: ReverseRule, on_arrays: bool) -> tuple[ast.expr | None, ...] | None:
+    """The tangent templates of ``rule``'s operands (``on_arrays``: the operation is applied
+    elementwise to arrays); None for a whole-array primitive without forward rule."""
+    if rule.name in ARRAY_TANGENTS:
+        return ARRAY_TANGENTS[rule.name].adjoints
+    if rule.name not in ELEMENTWISE_ARRAY_CALLS and \
+            any(rule is known for known in ARRAY_CALLS.values()):
+        return None
+    tangent = {"g": ast.Name(id="d", ctx=ast.Load())}
+    templates = []
+    for adjoint in rule.adjoints:
+        template = None if adjoint is None else instantiate(adjoint, tangent)
+        templates.append(array_template(template) if on_arrays and template else template)
+    return tuple(templates)
+
 # Methods of arrays that are spelled as NumPy functions (``x.sum(axis=0)`` is ``np.sum(x, axis=0)``).
 ARRAY_METHOD_FUNCTIONS = {"sum": np.sum, "mean": np.mean, "prod": np.prod, "max": np.max,
                           "min": np.min, "dot": np.dot, "transpose": np.transpose,

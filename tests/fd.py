@@ -22,7 +22,7 @@ import numbers
 
 import numpy as np
 
-__all__ = ["central_diff", "fd_vjp", "evaluate", "copy_args", "assert_grad_close", "max_abs"]
+__all__ = ["central_diff", "directional_diff", "fd_vjp", "evaluate", "copy_args", "assert_grad_close", "max_abs"]
 
 
 def copy_args(args):
@@ -100,6 +100,24 @@ def central_diff(fun, args, argnums=0, *, rel_step=1e-4, richardson=True, upcast
         else:
             raise TypeError(f"argument {k}: cannot differentiate a {type(a).__name__}")
     return out[0] if single else tuple(out)
+
+
+def directional_diff(fun, args, argnums, directions, *, rel_step=1e-4):
+    """Derivative of scalar ``fun(*args)`` along ``directions`` (one per argument of
+    ``argnums``, a float or an array of the argument's shape) by a Richardson-extrapolated
+    central difference of ``t -> fun(args + t * directions)`` at 0."""
+    base = _upcast(args)
+    scale = max([1.0] + [float(np.max(np.abs(base[k]))) if isinstance(base[k], np.ndarray)
+                         else abs(base[k]) for k in argnums])
+
+    def phi(t):
+        call = list(copy_args(base))
+        for k, direction in zip(argnums, directions):
+            call[k] = call[k] + t * (np.asarray(direction, np.float64)
+                                     if isinstance(call[k], np.ndarray) else direction)
+        return _as_float(fun(*call), "fun")
+
+    return _partial(phi, 0.0, rel_step * scale, True)
 
 
 def fd_vjp(fun, args, cotangent, argnums=0, **options):
