@@ -229,6 +229,12 @@ class _Analyser:
                 if target else []
         if kind == "copy":
             return [(a.rep(target), [a.rep(call.func.value.id)])]
+        if kind == "helper":
+            rule = call.nad_target
+            sources = [a.rep(n) for n in (atom_name(call.args[rule.params.index(p)])
+                                          for p in rule.differentiable) if n]
+            written = [atom_name(call.args[rule.writes])] if rule.writes is not None else []
+            return [(a.rep(name), sources) for name in [target] + written if name]
         if kind != "user":
             return [(target, [])] if target else []
         sources = [a.rep(n) for n in (atom_name(x) for x in call.args) if n]

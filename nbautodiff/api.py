@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import numbers
+from dataclasses import dataclass
 
 import numba
 import numpy as np
@@ -251,6 +252,18 @@ def reverse(fun, *activities, ret="Active", checkpoint=None) -> ReverseFunction:
     return ReverseFunction(fun, activities, ret, checkpoint)
 
 
+@dataclass(eq=False)
+class Lowered:
+    """A derived function at given arguments as one call of its generated code: what a
+    transform of the derived function (forward over reverse) differentiates in turn."""
+    dispatcher: object            # the generated function, compiled (``.py_func`` has source)
+    arguments: list               # the values it is called with
+    origins: list                 # per argument: position of the derived function's argument it
+                                  # is, or None (an output buffer or a seed)
+    outputs: list                 # positions of the arguments the call writes its output into
+    assemble: object              # (returned value, arguments) -> the derived function's output
+
+
 class GradFunction(_Derived):
     """``grad(fun, argnums)`` (and ``value_and_grad``): the gradient of a scalar-valued ``fun``."""
 
@@ -265,6 +278,18 @@ class GradFunction(_Derived):
 
     def __call__(self, *args):
         primals = self._arguments(args)
+        activities = self._activities(primals)
+        low = self._lowered(primals, activities)
+        try:
+            out = low.dispatcher(*low.arguments)
+        except TapeMemoryError as error:
+            raise TapeMemoryError(error.message, construct=error.construct,
+                                  function=self._func.__name__) from None
+        self.memory = checkpointing.MemoryReport(*out[-1], tuple(self._variant.checkpointed))
+        return low.assemble(out, low.arguments)
+
+    def _activities(self, primals: list) -> list:
+        """Per argument: Duplicated (a float array), Active (a float) or Const (not in argnums)."""
         names, fname = self.parameters, self._func.__name__
         activities = []
         for i, value in enumerate(primals):
@@ -279,24 +304,37 @@ class GradFunction(_Derived):
                                 f"'{names[i]}' of type {type(value).__name__}"
                                 f"{' ' + str(value.dtype) if isinstance(value, np.ndarray) else ''}"
                                 ": pass a float or a float array")
+        return activities
+
+    def _lowered(self, primals: list, activities: list) -> Lowered:
+        """This gradient at ``primals`` as one call of its generated reverse variant."""
         derived = ReverseFunction(self._func, activities,
                                   "Active" if self.with_value else "ActiveOnly", self.checkpoint)
+        variant = derived._variant_for(primals)
+        self._variant = variant
         prim = program.primal(self._func)
-        primals = [v.copy() if i in prim.writes and isinstance(v, np.ndarray) else v
-                   for i, v in enumerate(primals)]
-        shadows = [np.zeros_like(v) if a is Duplicated else None
-                   for v, a in zip(primals, activities)]
-        out = derived._run(primals, shadows, 1.0)
-        self._variant, self.memory = derived._variant, derived.memory
-        out = out if isinstance(out, tuple) else (out,)
-        if not self.with_value:
-            out = (None,) + out
-        value, scalars = out[0], iter(out[1:])
-        grads = {i: (shadows[i] if activities[i] is Duplicated else next(scalars))
-                 for i in sorted(self.argnums)}
-        gradient = tuple(grads[i] for i in self.argnums) if self.tuple_result \
-            else grads[self.argnums[0]]
-        return (value, gradient) if self.with_value else gradient
+        arguments, origins, shadow_at = [], [], {}
+        for i, (value, activity) in enumerate(zip(primals, activities)):
+            arguments.append(value.copy() if i in prim.writes and isinstance(value, np.ndarray)
+                             else value)
+            origins.append(i)
+            if activity is Duplicated:
+                shadow_at[i] = len(arguments)
+                arguments.append(np.zeros_like(value))
+                origins.append(None)
+        arguments.append(1.0)
+        origins.append(None)
+        argnums, with_value, tuple_result = self.argnums, self.with_value, self.tuple_result
+
+        def assemble(out, args):
+            scalars = iter(out[1:-1])
+            grads = {i: (args[shadow_at[i]] if i in shadow_at else next(scalars))
+                     for i in sorted(argnums)}
+            gradient = tuple(grads[i] for i in argnums) if tuple_result else grads[argnums[0]]
+            return (out[0], gradient) if with_value else gradient
+
+        return Lowered(variant.dispatcher, arguments, origins, sorted(shadow_at.values()),
+                       assemble)
 
     def _activity_signature(self) -> tuple[list[bool], bool, bool]:
         return [i in self.argnums for i in range(len(self.parameters))], True, self.with_value

@@ -14,6 +14,8 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 
+from . import naming
+
 INDENT = "    "
 
 
@@ -94,6 +96,6 @@ def load(rendered: Rendered, stem: str, namespace: dict) -> tuple[str, dict]:
             handle.write(rendered.text)
         os.replace(temporary, path)
     linecache.cache[path] = (len(rendered.text), None, rendered.text.splitlines(True), path)
-    namespace.setdefault("__name__", f"nbautodiff_generated.{stem}")
+    namespace.setdefault("__name__", f"{naming.GENERATED_MODULE}.{stem}")
     exec(compile(rendered.text, path, "exec"), namespace)
     return path, namespace

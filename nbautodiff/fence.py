@@ -71,7 +71,7 @@ class _Fence(ast.NodeVisitor):
         self.check_name(node.id, node)
 
     def check_name(self, name: str, node: ast.AST) -> None:
-        if naming.is_reserved(name):
+        if naming.is_reserved(name) and not self.fs.generated:
             self.refuse(node, f"the name '{name}'", f" (names starting with "
                         f"'{naming.RESERVED}' are reserved for generated code)")
 

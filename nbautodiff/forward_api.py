@@ -146,23 +146,78 @@ def _differentiable(value) -> bool:
                                       and not isinstance(value, (bool, numbers.Integral)))
 
 
+def _forward_pass(fun, primals: list, lanes: list[dict]) -> tuple:
+    """``(fun(*primals), [tangent of the output along each lane])``: one forward pass of width
+    ``len(lanes)``; a lane maps argument positions to tangents (other arguments are constant).
+    ``fun`` is a plain function or a derivative from :mod:`.api` (``grad``...): then the pass
+    is the forward mode of its generated code (forward over reverse)."""
+    if hasattr(fun, "_lowered"):
+        return _forward_over(fun, primals, lanes)
+    width = len(lanes)
+    activities = [Dual if k in lanes[0] else Const for k in range(len(primals))]
+    derived = ForwardFunction(fun, activities, "Dual", width)
+    call = []
+    for k, value in enumerate(primals):
+        call.append(value.copy() if isinstance(value, np.ndarray) else value)
+        if k in lanes[0]:
+            call += [lane[k] for lane in lanes]
+    value, tangents = derived(*call)
+    return value, list(tangents) if width > 1 else [tangents]
+
+
+def _forward_over(derived, primals: list, lanes: list[dict]) -> tuple:
+    """:func:`_forward_pass` of a derivative: the forward variant of its generated code, whose
+    output buffers (shadows) get zero tangents in and carry the output's tangents out."""
+    primals = derived._arguments(primals)
+    low = derived._lowered(primals, derived._activities(primals))
+    width = len(lanes)
+    duals = [k in low.outputs or (origin is not None and origin in lanes[0])
+             for k, origin in enumerate(low.origins)]
+    argtypes = tuple(_typeof(v) for v in low.arguments)
+    variant = program.forward_variant(low.dispatcher.py_func, argtypes, duals, True, width)
+    call, lane_arguments = [], [list(low.arguments) for _ in range(width)]
+    for k, (value, origin) in enumerate(zip(low.arguments, low.origins)):
+        call.append(value)
+        if variant.duals[k]:
+            for j, lane in enumerate(lanes):
+                tangent = np.zeros_like(value) if origin is None else \
+                    np.array(lane[origin], dtype=value.dtype) if isinstance(value, np.ndarray) \
+                    else float(lane[origin])
+                lane_arguments[j][k] = tangent
+                call.append(tangent)
+        elif duals[k]:
+            for j in range(width):
+                lane_arguments[j][k] = _zero_like(value)
+    out = variant.dispatcher(*call)
+    value = out[0] if variant.result_dual else out
+    tangents = list(out[1:]) if variant.result_dual else [_zero_tangent(out)] * width
+    return (low.assemble(value, low.arguments),
+            [low.assemble(t, args) for t, args in zip(tangents, lane_arguments)])
+
+
+def _zero_tangent(value):
+    """A zero with the structure of ``value`` (tuples kept, arrays as zero arrays)."""
+    if isinstance(value, tuple):
+        return tuple(_zero_tangent(v) for v in value)
+    if isinstance(value, np.ndarray):
+        return np.zeros_like(value)
+    return 0.0 if isinstance(value, float) else value
+
+
 def jvp(fun, primals, tangents):
     """``(fun(*primals), J @ tangents)``: one forward pass. ``tangents`` has one entry per
     primal (None for an argument that is not differentiated, e.g. an int); the inputs are not
-    modified."""
+    modified. ``fun`` may be a derivative: ``jvp(grad(f), (x,), (v,))`` is
+    ``(grad(f)(x), H v)``, the Hessian-vector product by forward over reverse."""
     primals, tangents = tuple(primals), tuple(tangents)
     if len(primals) != len(tangents):
         raise TypeError(f"jvp: {len(primals)} primals but {len(tangents)} tangents")
-    activities = [Dual if t is not None and _differentiable(p) else Const
-                  for p, t in zip(primals, tangents)]
-    derived = ForwardFunction(fun, activities)
-    args = []
-    for p, t, act in zip(primals, tangents, activities):
-        args.append(p.copy() if isinstance(p, np.ndarray) else p)
-        if act is Dual:
-            args.append(np.array(t, dtype=p.dtype, copy=True) if isinstance(p, np.ndarray)
-                        else float(t))
-    return derived(*args)
+    lane = {}
+    for k, (p, t) in enumerate(zip(primals, tangents)):
+        if t is not None and _differentiable(p):
+            lane[k] = np.array(t, dtype=p.dtype) if isinstance(p, np.ndarray) else float(t)
+    value, (tangent,) = _forward_pass(fun, list(primals), [lane])
+    return value, tangent
 
 
 def jacfwd(fun, argnums=0, width=8):
@@ -170,7 +225,9 @@ def jacfwd(fun, argnums=0, width=8):
 
     Vector mode: each pass pushes ``width`` basis directions at once (the last pass is padded
     with zero directions, so one variant is compiled). For an output of shape ``S`` and an
-    argument of shape ``A`` the Jacobian has shape ``S + A``; a tuple ``argnums`` gives a tuple.
+    argument of shape ``A`` the Jacobian has shape ``S + A``; a tuple ``argnums`` gives a tuple,
+    a tuple output a tuple (one entry per output). ``fun`` may be a derivative:
+    ``jacfwd(grad(f))`` is the Hessian (forward over reverse).
     """
     def jacobian(*args):
         wrt = _resolved_argnums(argnums, len(args), f"{len(args)} arguments")
@@ -179,33 +236,50 @@ def jacfwd(fun, argnums=0, width=8):
                 raise TypeError(f"jacfwd cannot differentiate with respect to argument {k} of "
                                 f"type {type(args[k]).__name__}: pass a float or a float array")
         sizes = [int(np.size(args[k])) for k in wrt]
+        offsets = [sum(sizes[:n]) for n in range(len(wrt))]
         total = sum(sizes)
-        lanes = max(1, min(width, total))
-        derived = ForwardFunction(fun, [Dual if k in wrt else Const for k in range(len(args))],
-                                  ret="Dual", width=lanes)
+        lanes_per_pass = max(1, min(width, total))
         columns = []
-        for start in range(0, total, lanes):
-            call = []
-            for k, value in enumerate(args):
-                call.append(value.copy() if isinstance(value, np.ndarray) else value)
-                if k in wrt:
-                    offset = sum(sizes[:wrt.index(k)])
-                    call += [_basis(value, start + lane - offset) for lane in range(lanes)]
-            _, tangents = derived(*call)
-            tangents = tangents if lanes > 1 else (tangents,)
-            columns += [np.asarray(t, dtype=np.float64) for t in tangents]
+        for start in range(0, total, lanes_per_pass):
+            lanes = [{k: _basis(args[k], start + lane - offset) for k, offset in zip(wrt, offsets)}
+                     for lane in range(lanes_per_pass)]
+            _, tangents = _forward_pass(fun, list(args), lanes)
+            columns += tangents
         columns = columns[:total]
-        out_shape = columns[0].shape
-        blocks, offset = [], 0
-        for k, size in zip(wrt, sizes):
-            block = np.stack(columns[offset:offset + size], axis=-1) if size else \
-                np.empty(out_shape + (0,))
-            blocks.append(block.reshape(out_shape + np.shape(args[k])))
-            offset += size
-        return tuple(blocks) if isinstance(argnums, (tuple, list)) else blocks[0]
+        blocks = _stacked(columns, [np.shape(args[k]) for k in wrt], offsets, sizes)
+        if not isinstance(argnums, (tuple, list)):
+            blocks = _map_leaves(lambda per_argument: per_argument[0], blocks)
+        return blocks
 
     jacobian.__name__ = f"{getattr(fun, '__name__', 'fun')}_jacfwd"
     return jacobian
+
+
+def _stacked(columns: list, shapes: list, offsets: list, sizes: list):
+    """Output-structured Jacobian blocks from per-direction output tangents: for each leaf of
+    the output, a tuple with one block of shape ``leaf.shape + argument shape`` per argument."""
+    first = columns[0]
+    if isinstance(first, tuple):
+        return tuple(_stacked([c[n] for c in columns], shapes, offsets, sizes)
+                     for n in range(len(first)))
+    leaves = [np.asarray(c, dtype=np.float64) for c in columns]
+    out_shape = leaves[0].shape
+    return tuple(np.stack(leaves[offset:offset + size], axis=-1).reshape(out_shape + shape)
+                 for shape, offset, size in zip(shapes, offsets, sizes))
+
+
+def _map_leaves(function, blocks):
+    if isinstance(blocks, tuple) and blocks and isinstance(blocks[0], tuple):
+        return tuple(_map_leaves(function, b) for b in blocks)
+    return function(blocks)
+
+
+def hessian(fun, argnums=0):
+    """The Hessian of scalar ``fun``: ``jacfwd(grad(fun, argnums), argnums)``, forward mode
+    over the generated reverse code. For an argument of shape ``A`` it has shape ``A + A``; a
+    tuple ``argnums`` gives nested tuples ``H[i][j]`` (as JAX)."""
+    from .api import grad
+    return jacfwd(grad(fun, argnums), argnums)
 
 
 def _basis(value, index: int):

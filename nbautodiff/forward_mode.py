@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from . import custom, naming, rules, typeinfer
 from .analysis import Analysis, atom_name, rule_of
-from .codegen import index_src, instantiate, parse, src
+from .codegen import expr, index_src, instantiate, parse, src
 from .errors import UnsupportedConstructError
 
 
@@ -110,6 +110,8 @@ class ForwardTransform:
                 return self.store(s)
             return self.assign(s)
         if isinstance(s, ast.Expr) and isinstance(s.value, ast.Call):
+            if s.value.nad_kind == "helper":
+                return self.helper_call(s.value, None, s)
             return self.user_call(s.value, None, s)
         if isinstance(s, ast.Return):
             return self.return_(s)
@@ -139,6 +141,8 @@ class ForwardTransform:
             return self.user_call(value, t, s)
         if not self.active(s.targets[0]):
             return [s]
+        if isinstance(value, ast.Call) and value.nad_kind == "helper":
+            return self.helper_call(value, t, s)
         if isinstance(value, (ast.Name, ast.Constant)):
             return [s] + self.assign_tangents(
                 t, lambda k: src(self.tangent(value, k)) if self.active(value) else self.zero(t))
@@ -204,6 +208,36 @@ class ForwardTransform:
                 return True
         return False
 
+    def helper_call(self, call: ast.Call, t: str | None, s: ast.stmt) -> list[ast.stmt]:
+        """A runtime helper of generated code (``rules.HELPERS``): its tangent template, terms
+        whose tangents are all zero dropped, other zero tangents spelled out."""
+        rule = call.nad_target
+        if t is None and not self.active(call.args[rule.writes]):
+            return [s]
+        operands = dict(zip(rule.params, call.args))
+        terms = _terms(rule.tangent)
+        out = [s]
+        for k in range(self.width):
+            mapping = dict(operands)
+            live = set()
+            for param in rule.differentiable:
+                tangent = self.tangent(operands[param], k)
+                if tangent is not None:
+                    live.add(f"d_{param}")
+                    mapping[f"d_{param}"] = tangent
+                else:
+                    mapping[f"d_{param}"] = expr(self.zero(operands[param].id)
+                                                 if isinstance(operands[param], ast.Name)
+                                                 else "0.0")
+            kept = [instantiate(term, mapping) for term in terms
+                    if {n.id for n in ast.walk(term) if isinstance(n, ast.Name)} & live]
+            if t is None:
+                out += [ast.Expr(value=term) for term in kept]
+            else:
+                total = " + ".join(f"({src(term)})" for term in kept) if kept else self.zero(t)
+                out += parse(f"{self.tangent_name(t, k)} = {total}")
+        return out
+
     def user_call(self, call: ast.Call, t: str | None, s: ast.stmt) -> list[ast.stmt]:
         """A call of a user function: its forward variant when a tangent flows in or out."""
         if call.nad_kind != "user":
@@ -246,6 +280,13 @@ class ForwardTransform:
     def fresh(self, prefix: str) -> str:
         self.counter += 1
         return f"{prefix}{self.counter}"
+
+
+def _terms(template: ast.expr) -> list[ast.expr]:
+    """The terms of a sum ``a + b + ...`` (the template itself when it is not a sum)."""
+    if isinstance(template, ast.BinOp) and isinstance(template.op, ast.Add):
+        return _terms(template.left) + _terms(template.right)
+    return [template]
 
 
 def transform(tree: ast.FunctionDef, analysis: Analysis, fs, *, dual_params: set,

@@ -33,6 +33,7 @@ CHECKPOINT = "_nad_ck"        # names of a checkpointed loop: _nad_ck3_plan, _na
 CHECKPOINT_BYTES = "_nad_ck_bytes"    # bytes of the checkpoint buffers allocated so far
 CALLEE_BYTES = "_nad_callee_bytes"    # largest tape + checkpoint bytes of a callee's call
 ARRAY_MODULE = "_nad_arrays"  # nbautodiff.kernels.arrays as seen by generated code
+GENERATED_MODULE = "nbautodiff_generated"   # __name__ of the modules of generated code
 TANGENT = "_nad_dot"          # tangent of a variable in forward mode: _nad_dot_x, _nad_dot2_x
 
 
@@ -75,3 +76,10 @@ def unused(name: str, is_taken) -> str:
 
 def is_reserved(name: str) -> bool:
     return name.startswith(RESERVED)
+
+
+def next_level(name: str) -> str:
+    """A generated name renamed for generated code that is differentiated again:
+    ``_nad_t1`` -> ``_nad1_t1``. The renamed names never start with ``_nad_``, so the names of
+    the new derivative cannot clash with them, at any order."""
+    return f"{RESERVED}1{name[len(RESERVED):]}"

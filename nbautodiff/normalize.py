@@ -15,12 +15,14 @@ holds only these statements (every operand an *atom*: a name or a number):
 
 Conditions (tests of ``if``/``while``, comparisons, ``and``/``or``/``not``) are not
 differentiable, so they stay whole expressions. Every call is annotated with what it calls
-(``call.nad_kind`` in {"rule", "array", "zero", "constructor", "user", "copy", "nondiff"},
+(``call.nad_kind`` in {"rule", "array", "zero", "constructor", "user", "copy", "nondiff",
+"helper"},
 ``call.nad_target``): "array" calls are whole-array primitives (``rules.ARRAY_CALLS``), with
 an ``axis`` operand last where one was given. A function with a custom rule
 (:class:`nbautodiff.custom.CustomVJP`) is a "user" call whose target is the wrapper; a
 :class:`nbautodiff.custom.NonDifferentiable` one is "nondiff": its result is a constant for the
-derivative.
+derivative. A "helper" call is a runtime helper of generated code (``rules.HELPERS``), met
+when a derivative is differentiated again.
 """
 from __future__ import annotations
 
@@ -369,6 +371,8 @@ class _Flattener:
             return self.annotated(node, rules.NON_DIFFERENTIABLE[key], "zero", None)
         if key in rules.ARRAY_CONSTRUCTORS:
             return self.annotated(node, rules.ARRAY_CONSTRUCTORS[key], "constructor", None)
+        if key in rules.HELPERS:
+            return self.annotated(node, rules.HELPERS[key].spelling, "helper", rules.HELPERS[key])
         if custom.kind_of(target) == "nondiff":
             return self.annotated(node, self.bind_callee(target), "nondiff", target)
         if is_user_function(target):
@@ -386,8 +390,8 @@ class _Flattener:
             raise self.refuse(node, f"keyword argument '{others[0]}' in the call to '{label}'")
         if axis:
             args = args + [axis[0].value]
-        elif len(args) == 2 and (id(function), True) in rules.ARRAY_CALLS \
-                and (id(function), False) in rules.ARRAY_CALLS:
+        elif len(args) == 2 and (id(function), True) in rules.ARRAY_CALLS and \
+                len(getattr(rules.ARRAY_CALLS.get((id(function), False)), "params", "x")) == 1:
             axis = [args[1]]                     # np.sum(x, 1): the axis given by position
         rule = rules.ARRAY_CALLS.get((id(function), bool(axis)))
         if rule is None or len(args) != len(rule.params):

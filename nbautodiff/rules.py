@@ -23,6 +23,7 @@ import numpy as np
 
 from .codegen import instantiate
 from .kernels import arrays as _nad_arrays  # the name generated code gives it (naming.ARRAY_MODULE)
+from .kernels import tape as _nad_tape      # (naming.TAPE_MODULE)
 
 
 @dataclass(frozen=True)
@@ -189,7 +190,7 @@ NON_DIFFERENTIABLE = {id(f): name for f, name in [
     (math.floor, "math.floor"), (math.ceil, "math.ceil"), (math.trunc, "math.trunc"),
     (np.floor, "np.floor"), (np.ceil, "np.ceil"), (np.trunc, "np.trunc"), (np.rint, "np.rint"),
     (builtins.round, "round"), (builtins.int, "int"), (builtins.bool, "bool"),
-    (builtins.len, "len"), (np.sign, "np.sign"),
+    (builtins.len, "len"), (np.sign, "np.sign"), (_nad_tape.trip_count, "_nad_tape.trip_count"),
     (math.isnan, "math.isnan"), (math.isinf, "math.isinf"), (math.isfinite, "math.isfinite"),
     (np.isnan, "np.isnan"), (np.isinf, "np.isinf"), (np.isfinite, "np.isfinite"),
     (np.int64, "np.int64"), (np.int32, "np.int32"), (np.intp, "np.intp"),
@@ -197,6 +198,7 @@ NON_DIFFERENTIABLE = {id(f): name for f, name in [
 
 # Array constructors: the result's values do not depend on the (integer) arguments.
 ARRAY_CONSTRUCTORS = {id(f): name for f, name in [
+    (_nad_tape.new_float, "_nad_tape.new_float"), (_nad_tape.new_int, "_nad_tape.new_int"),
     (np.zeros, "np.zeros"), (np.ones, "np.ones"), (np.empty, "np.empty"),
     (np.zeros_like, "np.zeros_like"), (np.ones_like, "np.ones_like"),
     (np.empty_like, "np.empty_like"), (np.arange, "np.arange"), (np.eye, "np.eye"),
@@ -234,11 +236,11 @@ def array_primitive(spelling: str, *objects, axis: bool = False, elementwise: bo
 
 @array_primitive("np.sum", np.sum)
 def sum_(g, z, x): return g
-@array_primitive("_nad_arrays.sum_axis", np.sum, axis=True)
+@array_primitive("_nad_arrays.sum_axis", np.sum, _nad_arrays.sum_axis, axis=True)
 def sum_axis(g, z, x, axis): return _nad_arrays.expand_axis(g, x, axis), None
 @array_primitive("np.mean", np.mean)
 def mean(g, z, x): return g / x.size
-@array_primitive("_nad_arrays.mean_axis", np.mean, axis=True)
+@array_primitive("_nad_arrays.mean_axis", np.mean, _nad_arrays.mean_axis, axis=True)
 def mean_axis(g, z, x, axis): return _nad_arrays.expand_axis(g, x, axis) / x.shape[axis], None
 @array_primitive("np.prod", np.prod)
 def prod(g, z, x): return _nad_arrays.prod_adjoint(g, x)
@@ -246,9 +248,9 @@ def prod(g, z, x): return _nad_arrays.prod_adjoint(g, x)
 def max_(g, z, x): return _nad_arrays.extremum_adjoint(g, x, z)
 @array_primitive("np.min", np.min, np.amin)
 def min_(g, z, x): return _nad_arrays.extremum_adjoint(g, x, z)
-@array_primitive("_nad_arrays.max_axis", np.max, np.amax, axis=True)
+@array_primitive("_nad_arrays.max_axis", np.max, np.amax, _nad_arrays.max_axis, axis=True)
 def max_axis(g, z, x, axis): return _nad_arrays.extremum_axis_adjoint(g, x, z, axis), None
-@array_primitive("_nad_arrays.min_axis", np.min, np.amin, axis=True)
+@array_primitive("_nad_arrays.min_axis", np.min, np.amin, _nad_arrays.min_axis, axis=True)
 def min_axis(g, z, x, axis): return _nad_arrays.extremum_axis_adjoint(g, x, z, axis), None
 @array_primitive("np.dot", np.dot, np.matmul)
 def dot(g, z, a, b): return _nad_arrays.matmul_left(g, a, b), _nad_arrays.matmul_right(g, a, b)
@@ -343,6 +345,78 @@ def atleast_2d_tangent(d, z, x): return np.atleast_2d(d)
 def atleast_3d_tangent(d, z, x): return np.atleast_3d(d)
 
 
+# ---- runtime helpers of generated code ---------------------------------------------------
+# A derivative of a derivative differentiates generated code, which calls the helpers of
+# nbautodiff.kernels. Each helper's tangent is one template over its parameters and ``d_<p>``,
+# the tangents of its differentiable parameters: a sum whose terms are dropped when their
+# tangents are all zero (an inactive operand), other inactive tangents becoming zeros. A helper
+# that writes into one of its arguments (``writes``) is a statement; its template writes that
+# argument's tangent. Reverse mode does not differentiate these calls.
+
+
+@dataclass(frozen=True)
+class HelperRule:
+    name: str
+    spelling: str
+    params: tuple[str, ...]
+    differentiable: tuple[str, ...]          # parameters with a tangent (d_<name> in the template)
+    tangent: ast.expr
+    writes: int | None                       # position of the argument written in place
+
+
+HELPERS: dict[int, HelperRule] = {}
+
+
+def helper(spelling: str, obj, writes: int | None = None):
+    """Register the tangent template of a runtime helper ``obj`` (see above)."""
+    def deco(fn):
+        tree = ast.parse(textwrap.dedent(inspect.getsource(fn))).body[0]
+        names = tuple(a.arg for a in tree.args.args)
+        params = tuple(n for n in names if not n.startswith("d_"))
+        differentiable = tuple(n[2:] for n in names if n.startswith("d_"))
+        HELPERS[id(obj)] = HelperRule(fn.__name__, spelling, params, differentiable,
+                                      tree.body[-1].value, writes)
+        _CALL_OBJECTS.append(obj)
+        return fn
+    return deco
+
+
+@helper("_nad_tape.reserve", _nad_tape.reserve)
+def reserve_tangent(tape, top, extra, d_tape): return _nad_tape.reserve(d_tape, top, extra)
+@helper("_nad_tape.push", _nad_tape.push)
+def push_tangent(tape, top, value, d_tape, d_value): return _nad_tape.push(d_tape, top, d_value)
+@helper("_nad_tape.push_array", _nad_tape.push_array)
+def push_array_tangent(tape, top, array, d_tape, d_array):
+    return _nad_tape.push_array(d_tape, top, d_array)
+@helper("_nad_tape.pop_array", _nad_tape.pop_array, writes=2)
+def pop_array_tangent(tape, top, array, d_tape, d_array):
+    return _nad_tape.pop_array(d_tape, top, d_array)
+@helper("_nad_tape.add_into", _nad_tape.add_into, writes=0)
+def add_into_tangent(target, source, d_target, d_source):
+    return _nad_tape.add_into(d_target, d_source)
+@helper("_nad_tape.copy_into", _nad_tape.copy_into, writes=0)
+def copy_into_tangent(target, source, d_target, d_source):
+    return _nad_tape.copy_into(d_target, d_source)
+@helper("_nad_arrays.unbroadcast", _nad_arrays.unbroadcast)
+def unbroadcast_tangent(c, like, d_c): return _nad_arrays.unbroadcast(d_c, like)
+@helper("_nad_arrays.expand_axis", _nad_arrays.expand_axis)
+def expand_axis_tangent(g, like, axis, d_g): return _nad_arrays.expand_axis(d_g, like, axis)
+@helper("_nad_arrays.extremum_adjoint", _nad_arrays.extremum_adjoint)
+def extremum_adjoint_tangent(g, x, z, d_g): return _nad_arrays.extremum_adjoint(d_g, x, z)
+@helper("_nad_arrays.extremum_axis_adjoint", _nad_arrays.extremum_axis_adjoint)
+def extremum_axis_adjoint_tangent(g, x, z, axis, d_g):
+    return _nad_arrays.extremum_axis_adjoint(d_g, x, z, axis)
+@helper("_nad_arrays.extremum_axis_tangent", _nad_arrays.extremum_axis_tangent)
+def extremum_axis_tangent_tangent(d, x, z, axis, d_d):
+    return _nad_arrays.extremum_axis_tangent(d_d, x, z, axis)
+@helper("_nad_arrays.matmul_left", _nad_arrays.matmul_left)
+def matmul_left_tangent(g, a, b, d_g, d_b):
+    return _nad_arrays.matmul_left(d_g, a, b) + _nad_arrays.matmul_left(g, a, d_b)
+@helper("_nad_arrays.matmul_right", _nad_arrays.matmul_right)
+def matmul_right_tangent(g, a, b, d_g, d_a):
+    return _nad_arrays.matmul_right(d_g, a, b) + _nad_arrays.matmul_right(g, d_a, b)
+
+
 def tangent_templates(rule: ReverseRule, on_arrays: bool) -> tuple[ast.expr | None, ...] | None:
     """The tangent templates of ``rule``'s operands (``on_arrays``: the operation is applied
     elementwise to arrays); None for a whole-array primitive without forward rule."""
@@ -397,7 +471,7 @@ def numpy_spelling(obj) -> str | None:
 CONSTANTS = {"pi": math.pi, "e": math.e, "inf": math.inf, "nan": math.nan, "tau": math.tau}
 # Array methods and attributes with a meaning of their own in the transforms.
 ARRAY_METHODS = {"copy"}
-ARRAY_ATTRIBUTES = {"shape", "size", "ndim"}
+ARRAY_ATTRIBUTES = {"shape", "size", "ndim", "nbytes"}
 
 
 def spelling_of(obj) -> str | None:
