@@ -7,6 +7,7 @@ The public API (a contract, see DESIGN.md)::
     nad.vjp(fun, *primals)              nad.reverse(fun, *activities, ret="Active")
     nad.jacrev(fun, argnums=0)           nad.jacfwd(fun, argnums=0)
     nad.jvp(fun, primals, tangents)     nad.forward(fun, *activities, ret="Dual", width=1)
+    nad.hessian(fun, argnums=0)         (forward over reverse; also jvp(grad(f)), grad(grad(f)))
     nad.check_grad(fun, *args, argnums=0)
     nad.grad(fun, checkpoint=True); for t in nad.checkpointed(range(T)): ...   (checkpointing)
     nad.custom_vjp(fun), fun.defvjp(rule)   nad.non_differentiable(fun)
@@ -18,13 +19,13 @@ from .activities import Active, Const, Dual, DualOnly, Duplicated, DuplicatedOnl
 from .errors import AutodiffError
 from .api import grad, jacrev, reverse, value_and_grad, vjp
 from .checkpoint import checkpointed
-from .forward_api import forward, jacfwd, jvp
+from .forward_api import forward, hessian, jacfwd, jvp
 from .custom import custom_vjp, non_differentiable
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "grad", "value_and_grad", "vjp", "jacrev", "reverse", "forward", "jvp", "jacfwd", "check_grad", "checkpointed", "custom_vjp",
+    "grad", "value_and_grad", "vjp", "jacrev", "reverse", "forward", "jvp", "jacfwd", "hessian", "check_grad", "checkpointed", "custom_vjp",
     "non_differentiable",
     "Const", "Active", "Duplicated", "DuplicatedOnly", "Dual", "DualOnly",
     "AutodiffError", "__version__",

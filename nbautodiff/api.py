@@ -357,12 +357,19 @@ def grad(fun, argnums=0, checkpoint=None) -> GradFunction:
     ``checkpoint``: checkpoint the outermost loops that need a tape, so that T iterations of an
     N-element state take O(N sqrt(T)) memory instead of O(N T): True or 'sqrt' (segments of
     sqrt(T) iterations), an int K (segments of K), 'binomial' (revolve) or ('binomial', S) for
-    S snapshots. ``.memory`` reports the bytes of the last call."""
+    S snapshots. ``.memory`` reports the bytes of the last call. ``fun`` may itself be a
+    derivative (``grad(grad(f))``): then forward mode over its generated code."""
+    if hasattr(fun, "_lowered"):
+        from .forward_api import GradOfDerivative
+        return GradOfDerivative(fun, argnums)
     return GradFunction(fun, argnums, checkpoint=checkpoint)
 
 
 def value_and_grad(fun, argnums=0, checkpoint=None) -> GradFunction:
     """Like :func:`grad`, returning ``(fun(*args), gradient)``."""
+    if hasattr(fun, "_lowered"):
+        from .forward_api import GradOfDerivative
+        return GradOfDerivative(fun, argnums, with_value=True)
     return GradFunction(fun, argnums, with_value=True, checkpoint=checkpoint)
 
 

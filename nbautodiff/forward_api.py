@@ -274,6 +274,35 @@ def _map_leaves(function, blocks):
     return function(blocks)
 
 
+class GradOfDerivative:
+    """``grad(d, argnums)`` of a derivative ``d`` (``grad(grad(f))``): forward mode over the
+    generated code of ``d``, one vector-mode pass per ``width`` input elements; ``d`` must have a
+    scalar output at the arguments given."""
+
+    def __init__(self, derived, argnums=0, with_value=False):
+        self.primal, self.argnums, self.with_value = derived, argnums, with_value
+        self.kind = "value_and_grad" if with_value else "grad"
+        self.__name__ = f"{getattr(derived, '__name__', 'derivative')}_{self.kind}"
+
+    def __call__(self, *args):
+        value = self.primal(*args)
+        if isinstance(value, tuple) or np.ndim(value) != 0:
+            raise AutodiffError(f"grad of {self.primal.__name__} needs a scalar output, got "
+                                f"{'a tuple' if isinstance(value, tuple) else np.shape(value)}; "
+                                "use jacfwd (or hessian) for a gradient that is an array")
+        gradient = jacfwd(self.primal, self.argnums)(*args)
+        gradient = tuple(map(_float_if_scalar, gradient)) if isinstance(gradient, tuple) \
+            else _float_if_scalar(gradient)
+        return (value, gradient) if self.with_value else gradient
+
+    def _lowered(self, primals, activities):
+        raise AutodiffError("derivatives of order three and more are not supported yet")
+
+
+def _float_if_scalar(block: np.ndarray):
+    return block if block.ndim else float(block)
+
+
 def hessian(fun, argnums=0):
     """The Hessian of scalar ``fun``: ``jacfwd(grad(fun, argnums), argnums)``, forward mode
     over the generated reverse code. For an argument of shape ``A`` it has shape ``A + A``; a
