@@ -133,11 +133,6 @@ class _Fence(ast.NodeVisitor):
             self.refuse(node, "expression statement that is not a call")
         self.generic_visit(node)
 
-    def visit_Return(self, node: ast.Return) -> None:
-        if isinstance(node.value, ast.Tuple):
-            self.refuse(node, "returning a tuple", " (several outputs arrive with issue #3)")
-        self.generic_visit(node)
-
 
 def check(fs: FunctionSource) -> None:
     """Raise at the first unsupported construct of ``fs``; return None when all is supported."""

@@ -33,6 +33,7 @@ CHECKPOINT = "_nad_ck"        # names of a checkpointed loop: _nad_ck3_plan, _na
 CHECKPOINT_BYTES = "_nad_ck_bytes"    # bytes of the checkpoint buffers allocated so far
 CALLEE_BYTES = "_nad_callee_bytes"    # largest tape + checkpoint bytes of a callee's call
 ARRAY_MODULE = "_nad_arrays"  # nbautodiff.kernels.arrays as seen by generated code
+TUPLE_ELEMENT = "_nad_e"      # an element of a tuple variable: _nad_e0_t, _nad_e1_0_t (nested)
 
 
 def adjoint(name: str) -> str:
@@ -41,6 +42,16 @@ def adjoint(name: str) -> str:
 
 def shadow(name: str) -> str:
     return SHADOW + name
+
+
+def tuple_element(name: str, path: tuple[int, ...]) -> str:
+    """The variable holding element ``t[i][j]...`` of tuple variable ``name``, path ``(i, j...)``."""
+    return f"{TUPLE_ELEMENT}{'_'.join(map(str, path))}_{name}"
+
+
+def seed(position: int) -> str:
+    """The seed of the ``position``-th differentiable element of a tuple result."""
+    return f"{SEED}{position}"
 
 
 def reverse_name(function_name: str, signature_code: str) -> str:

@@ -25,7 +25,7 @@ import numpy as np
 from numba import types as nbtypes
 
 from . import analysis as analysis_mod
-from . import arrayfence, custom, emit, fence, lifting, naming, reverse_mode, typeinfer
+from . import arrayfence, custom, emit, fence, lifting, naming, reverse_mode, tuples, typeinfer
 from .errors import AutodiffError
 from .normalize import Normalized, normalize
 from .source import FunctionSource, function_source, python_function, resolve
@@ -236,13 +236,14 @@ def _build_variant(prim: Primal, argtypes: tuple, active: list[bool], result_act
             raise TypeError(f"argument '{name}' of {fs.name}() has type {typ}, which cannot be "
                             "differentiated (use a float or a float32/float64 array)")
     arrayfence.check(normalized, types)
-    result_active = result_active and typeinfer.is_differentiable(result_type)
+    result_active = result_active and tuples.has_differentiable(result_type)
     active_params = {p for p, flag in zip(params, active) if flag}
 
     def callee_writes(call: ast.Call) -> set[int]:
         return primal(call.nad_target).writes
 
     tree = copy_tree(normalized.tree)
+    tuples.split(tree, types, fs)
     an = analysis_mod.analyse(tree, types, active_params, result_active, callee_writes)
     namespace = dict(prim.namespace)
     name = naming.reverse_name(fs.name, signature_code(argtypes, active, result_active,
@@ -259,7 +260,10 @@ def _build_variant(prim: Primal, argtypes: tuple, active: list[bool], result_act
             callee.name, lambda b: b == name or
             namespace.get(b, callee.dispatcher) is not callee.dispatcher)
         namespace[binding] = callee.dispatcher
-        return reverse_mode.CalleeVariant(binding, callee.shadows, callee.adjoint_positions)
+        seeds = tuples.seeded_leaves(callee.result_type) \
+            if tuples.is_tuple(callee.result_type) else None
+        return reverse_mode.CalleeVariant(binding, callee.shadows, callee.adjoint_positions,
+                                          seeds)
 
     tree = reverse_mode.transform(tree, an, fs, active_params=active_params,
                              result_active=result_active, writeback=writeback,
