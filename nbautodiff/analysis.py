@@ -41,7 +41,8 @@ def view_origin(statement: ast.Assign, types: dict) -> str | None:
     if isinstance(value, ast.Name) and typeinfer.is_array(types.get(value.id)):
         return value.id
     if isinstance(value, ast.Subscript) and isinstance(value.value, ast.Name) \
-            and typeinfer.is_array(types.get(target.id)):
+            and typeinfer.is_array(types.get(target.id)) \
+            and typeinfer.is_array(types.get(value.value.id)):      # not an element of a tuple
         return value.value.id
     return None
 
@@ -203,7 +204,8 @@ class _Analyser:
     def flows(self, statement: ast.stmt) -> list[tuple[str, list[str]]]:
         a = self.a
         if isinstance(statement, ast.Return):
-            return [(OUTPUT, sorted(names_in(statement.value)) if statement.value else [])]
+            returned = names_in(statement.value) if statement.value is not None else set()
+            return [(OUTPUT, sorted({a.rep(name) for name in returned}))]
         if isinstance(statement, ast.Expr):
             return self.call_flows(statement.value, [])
         if not isinstance(statement, ast.Assign):

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ast
 
+from numba import types as nbtypes
+
 from . import naming, typeinfer
 from .analysis import view_origin, walk_statements
 from .errors import UnsupportedConstructError
@@ -59,6 +61,12 @@ def _shared_arrays(normalized: Normalized, types: dict) -> set[str]:
             origin = view_origin(statement, types)
             if origin and not origin.startswith(naming.TEMP):
                 shared |= {origin, statement.targets[0].id}
+            value = statement.value
+            if isinstance(value, ast.Tuple):          # an array held by a tuple, and taken out
+                shared |= {e.id for e in value.elts if isinstance(e, ast.Name)}
+            elif isinstance(value, ast.Subscript) and isinstance(value.value, ast.Name) \
+                    and isinstance(types.get(value.value.id), nbtypes.BaseTuple):
+                shared.add(statement.targets[0].id)
     return shared
 
 

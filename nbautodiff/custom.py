@@ -186,9 +186,12 @@ def reverse_variant(wrapper: _Wrapper, argtypes: tuple, active: list[bool], resu
     seeds = [naming.SEED] if seeded else []
     if result_active and tuples.is_tuple(result_type) and tuples.has_differentiable(result_type):
         if rule is not None:
-            raise _rule_error(python_function(rule), wrapper, "cannot be used: the function "
-                              "returns a tuple, and declared rules of functions with several "
-                              "outputs are not supported")
+            rule_func = python_function(rule)
+            definition = _tree(rule_func)
+            raise _rule_error(rule_func, wrapper, "cannot be used: the function returns a "
+                              "tuple, and declared rules of functions with several outputs are "
+                              "not supported", line=definition.lineno if definition else
+                              rule_func.__code__.co_firstlineno)
         seeds = [naming.seed(k) for k, flag in enumerate(tuples.seeded_leaves(result_type))
                  if flag]                      # taken, and ignored: no derivative flows
     shadows = [flag and typeinfer.is_array(t) for flag, t in zip(active, argtypes)]

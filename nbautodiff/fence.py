@@ -105,6 +105,8 @@ class _Fence(ast.NodeVisitor):
         if checkpoint.is_marker(self.fs, iterator):
             checkpoint.marker_schedule(self.fs, iterator)
             iterator = iterator.args[0]
+        if isinstance(iterator, ast.Tuple):
+            self.refuse(iterator, "iteration over a tuple", " (index its elements: t[0], t[1]...)")
         if not (isinstance(iterator, ast.Call) and isinstance(iterator.func, ast.Name)
                 and iterator.func.id == "range" and not iterator.keywords
                 and 1 <= len(iterator.args) <= 3):
@@ -118,6 +120,11 @@ class _Fence(ast.NodeVisitor):
             self.refuse(node, "nad.checkpointed(...) outside the header of a for loop",
                         " (write 'for t in nad.checkpointed(range(T)):')")
         self.generic_visit(node)
+
+    def visit_Starred(self, node: ast.Starred) -> None:
+        if isinstance(node.ctx, ast.Store):
+            self.refuse(node, "starred unpacking", " (unpack every element by name)")
+        self.refuse(node, "starred expression")
 
     def visit_While(self, node: ast.While) -> None:
         if node.orelse:

@@ -236,6 +236,10 @@ class _Flattener:
         if isinstance(node, ast.Name):
             return self.name_value(node)
         if isinstance(node, ast.BinOp):
+            if isinstance(node.left, ast.Tuple) or isinstance(node.right, ast.Tuple):
+                construct = {ast.Add: "tuple concatenation", ast.Mult: "tuple repetition"}.get(
+                    type(node.op), "an operator on tuples")
+                raise self.refuse(node, construct, " (build the tuple from its elements)")
             return ast.BinOp(left=self.atom(node.left), op=node.op, right=self.atom(node.right))
         if isinstance(node, ast.UnaryOp):
             if isinstance(node.op, ast.Not):

@@ -132,23 +132,33 @@ def _written_params(normalized: Normalized, callee_primals: dict) -> set[int]:
     """Positions of parameters whose arrays the function writes (directly, via aliases or callees)."""
     tree = normalized.tree
     params = [a.arg for a in tree.args.args]
-    origin = {p: p for p in params}
+    origin = {p: {p} for p in params}              # name -> parameters whose arrays it may hold
     written = set()
     for statement, _ in analysis_mod.walk_statements(tree.body):
         if isinstance(statement, ast.Assign):
             target, value = statement.targets[0], statement.value
-            if isinstance(target, ast.Name) and isinstance(value, ast.Name) and value.id in origin:
-                origin[target.id] = origin[value.id]
+            sources = set().union(*(origin.get(name, set()) for name in _held_names(value)))
+            if isinstance(target, ast.Name) and sources:
+                origin[target.id] = origin.get(target.id, set()) | sources
             elif isinstance(target, ast.Subscript) and target.value.id in origin:
-                written.add(origin[target.value.id])
+                written |= origin[target.value.id]
         call = getattr(statement, "value", None)
         if isinstance(call, ast.Call) and call.nad_kind == "user":
             callee = callee_primals[ast.unparse(call.func)]
             for position in callee.writes:
                 arg = call.args[position]
                 if isinstance(arg, ast.Name) and arg.id in origin:
-                    written.add(origin[arg.id])
+                    written |= origin[arg.id]
     return {params.index(p) for p in written}
+
+
+def _held_names(value: ast.expr) -> list[str]:
+    """Names whose arrays the value of ``value`` may be or hold: a name, the elements of a
+    tuple display, the array (a view of it) or tuple that a subscript reads."""
+    if isinstance(value, ast.Subscript):
+        value = value.value
+    nodes = value.elts if isinstance(value, ast.Tuple) else [value]
+    return [node.id for node in nodes if isinstance(node, ast.Name)]
 
 
 def types_of(prim: Primal, argtypes: tuple) -> tuple[dict, object]:
