@@ -151,7 +151,7 @@ class ReverseFunction(_Derived):
     """
 
     kind = "reverse"
-    scalar_output_for: str | None = None     # set by grad: a tuple result is refused, naming it
+    scalar_output_for: str | None = None     # set by grad: a tuple or array result is refused
 
     def __init__(self, fun, activities, ret="Active", checkpoint=None):
         super().__init__(fun, checkpoint)
@@ -215,11 +215,13 @@ class ReverseFunction(_Derived):
         variant = program.reverse_variant(self._func, argtypes, self._flags(), self.seeded,
                                           writeback=True, keep_value=self.returns_primal,
                                           checkpoint=self.checkpoint)
-        if self.scalar_output_for and tuples.is_tuple(variant.result_type):
+        result = variant.result_type
+        if self.scalar_output_for and (tuples.is_tuple(result) or typeinfer.is_array(result)):
+            what = "a tuple" if tuples.is_tuple(result) else "an array"
             raise AutodiffError(f"{self.scalar_output_for} requires a scalar output, but "
-                                f"{self._func.__name__}() returns a tuple "
-                                f"({variant.result_type}): use nad.vjp or nad.jacrev",
-                                construct="tuple output", function=self._func.__name__)
+                                f"{self._func.__name__}() returns {what} ({result}): use "
+                                "nad.vjp or nad.jacrev", construct="non-scalar output",
+                                function=self._func.__name__)
         if self.seeded and not tuples.has_differentiable(variant.result_type):
             raise TypeError(f"{self._func.__name__}() returns {variant.result_type}; ret=Active "
                             "needs a float (or float array) result: use ret='Const'")

@@ -436,8 +436,8 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
                 pass
             elif id(s) in self.fused:
                 out += self.reverse_in_order(s, fused=True)
-                if self.result_node is not None and atom_name(self.result_node) \
-                        in loop_assigned_names(s):
+                if self.result_node is not None and \
+                        set(flat_names(self.result_node)) & loop_assigned_names(s):
                     out += parse(f"{naming.RESULT} = {src(self.result_node)}")
             elif id(s) in self.any_order:
                 out += self.reverse_in_order(s)

@@ -48,6 +48,12 @@ def calls_and_returns(x):
     return b * a, a
 
 
+def like_generated_code(x, y):
+    # the shape of what reverse variants return: None, adjoints, a nested tuple with an int
+    count = 0
+    return None, x * y, (math.sin(x) * y, count)
+
+
 CASES = {
     # name: (function, arguments, random cotangent for the output)
     "scalar_pair": (scalar_pair, lambda r: (r.uniform(0.3, 1.5), r.uniform(0.3, 1.5)),
@@ -59,6 +65,8 @@ CASES = {
                                           (r.normal(), r.normal(size=4)))),
     "calls_and_returns": (calls_and_returns, lambda r: (r.uniform(-1, 1, 5),),
                           lambda r, out: (r.normal(size=3), r.normal())),
+    "like_generated_code": (like_generated_code, lambda r: (r.uniform(-1, 1), r.uniform(-1, 1)),
+                            lambda r, out: (None, r.normal(), (r.normal(), 0))),
 }
 
 
@@ -154,8 +162,8 @@ def test_jacrev_of_tuple_outputs_matches_central_differences(name):
             assert isinstance(jac, tuple) and len(jac) == len(value), f"output {path}"
             for k, (j, v) in enumerate(zip(jac, value)):
                 check(j, v, path + (k,))
-        elif isinstance(value, int):
-            assert jac is None, f"output {path} is an int: no Jacobian"
+        elif value is None or isinstance(value, int):
+            assert jac is None, f"output {path} is an int or None: no Jacobian"
         else:
             assert isinstance(jac, tuple) and len(jac) == len(wrt)
             for block, k in zip(jac, wrt):
@@ -200,11 +208,18 @@ def test_reverse_tuple_seed_of_the_wrong_shape_is_an_error_not_a_partial_sum():
         df(np.ones(4), np.zeros(4), 0.5, (np.ones(3), 1.0, (1.0, np.ones(4))))
 
 
+def doubled(x):
+    return x * 2.0
+
+
 @pytest.mark.parametrize("kind", ["grad", "value_and_grad"])
-def test_grad_of_a_tuple_output_is_a_clear_error(kind):
+def test_grad_of_a_tuple_or_array_output_is_a_clear_error(kind):
     with pytest.raises(nad.AutodiffError,
-                       match=rf"{kind} requires a scalar output.*tuple.*vjp or nad.jacrev"):
+                       match=rf"{kind} requires a scalar output.*a tuple.*vjp or nad.jacrev"):
         getattr(nad, kind)(scalar_pair)(0.5, 0.7)
+    with pytest.raises(nad.AutodiffError,
+                       match=rf"{kind} requires a scalar output.*an array.*vjp or nad.jacrev"):
+        getattr(nad, kind)(doubled)(np.ones(3))
 
 
 def test_callee_result_elements_not_used_take_zero_seeds():
