@@ -261,3 +261,27 @@ def test_normalised_tuples_are_displays_of_atoms_elements_and_returned_names():
             assert isinstance(s.value, ast.Name)
     last = tree.body[-1]
     assert isinstance(last, ast.Return) and isinstance(last.value, ast.Name)
+
+
+# ---- tuples in checkpointed loops ------------------------------------------------------------
+
+def _rotate(a, b, h):
+    return a * math.cos(h) - b * math.sin(h), a * math.sin(h) + b * math.cos(h) + 0.1 * a * a
+
+
+def checkpointed_tuple_state(x, c):
+    state = (c, 0.5)
+    for t in nad.checkpointed(range(len(x)), every=3):
+        a, b = _rotate(state[0], state[1], x[t])
+        state = (a * 0.9, math.tanh(b))
+    return state[0] + state[1] * c
+
+
+def test_tuple_state_and_tuple_results_in_a_checkpointed_loop():
+    x, c = np.random.default_rng(8).uniform(-1, 1, 10), 0.7
+    g = nad.grad(checkpointed_tuple_state, (0, 1))
+    gx, gc = g(x, c)
+    fx, fc = central_diff(checkpointed_tuple_state, (x, c), (0, 1))
+    assert_grad_close(gx, fx, rtol=1e-6, atol=1e-8, label="dx")
+    assert_grad_close(gc, fc, rtol=1e-6, atol=1e-8, label="dc")
+    assert g.memory.checkpoint_bytes > 0, "the loop was checkpointed"
