@@ -106,7 +106,10 @@ def trip_count(start, stop, step):
 
 @_jit
 def add_into(target, source):
-    """``target += source`` elementwise, for arrays of any rank and equal shape."""
+    """``target += source`` elementwise, for arrays of any rank and equal shape (a seed of
+    another shape than its result is a ValueError, not a partial sum)."""
+    if target.shape != source.shape:
+        raise ValueError("a seed (cotangent) or an adjoint does not have the shape of its array")
     for t, s in zip(np.nditer(target), np.nditer(source)):
         t[...] = t.item() + s.item()
 

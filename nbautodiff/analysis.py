@@ -41,7 +41,8 @@ def view_origin(statement: ast.Assign, types: dict) -> str | None:
     if isinstance(value, ast.Name) and typeinfer.is_array(types.get(value.id)):
         return value.id
     if isinstance(value, ast.Subscript) and isinstance(value.value, ast.Name) \
-            and typeinfer.is_array(types.get(target.id)):
+            and typeinfer.is_array(types.get(target.id)) \
+            and typeinfer.is_array(types.get(value.value.id)):      # not an element of a tuple
         return value.value.id
     return None
 
@@ -74,10 +75,18 @@ def own_read_nodes(statement: ast.stmt) -> list[str]:
             if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)]
 
 
+def target_names(target: ast.expr) -> list[str]:
+    """The names an assignment target binds: ``[x]`` for ``x``, the elements of a (nested)
+    tuple target ``(a, (b, c))`` in order (see :mod:`.tuples`), none for a store ``A[i]``."""
+    if isinstance(target, ast.Tuple):
+        return [name for element in target.elts for name in target_names(element)]
+    return [target.id] if isinstance(target, ast.Name) else []
+
+
 def assigned_names(statement: ast.stmt) -> list[str]:
-    """The variable a statement binds itself (an assignment's name, a loop's variable)."""
-    if isinstance(statement, ast.Assign) and isinstance(statement.targets[0], ast.Name):
-        return [statement.targets[0].id]
+    """The variables a statement binds itself (an assignment's names, a loop's variable)."""
+    if isinstance(statement, ast.Assign):
+        return target_names(statement.targets[0])
     if isinstance(statement, ast.For):
         return [statement.target.id]
     return []
@@ -154,7 +163,8 @@ class Analysis:
     def _targets_for_activity(self, statement):
         if isinstance(statement, ast.Assign):
             target = statement.targets[0]
-            names = [target.id] if isinstance(target, ast.Name) else [target.value.id]
+            names = [target.value.id] if isinstance(target, ast.Subscript) else \
+                target_names(target)
             call = statement.value
         elif isinstance(statement, ast.Expr):
             names, call = [], statement.value
@@ -194,22 +204,27 @@ class _Analyser:
     def flows(self, statement: ast.stmt) -> list[tuple[str, list[str]]]:
         a = self.a
         if isinstance(statement, ast.Return):
-            name = atom_name(statement.value) if statement.value is not None else None
-            return [(OUTPUT, [name] if name else [])]
+            returned = names_in(statement.value) if statement.value is not None else set()
+            return [(OUTPUT, sorted({a.rep(name) for name in returned}))]
         if isinstance(statement, ast.Expr):
-            return self.call_flows(statement.value, None)
+            return self.call_flows(statement.value, [])
         if not isinstance(statement, ast.Assign):
             return []
         target, value = statement.targets[0], statement.value
         if isinstance(target, ast.Subscript):
             return [(a.rep(target.value.id), [n for n in [atom_name(value)] if n])]
+        if isinstance(target, ast.Tuple):            # a tuple unpacked whole (see .tuples)
+            names = target_names(target)
+            if isinstance(value, ast.Call) and value.nad_kind == "user":
+                return self.call_flows(value, names)
+            return [(name, []) for name in names]
         t = target.id
         if isinstance(value, ast.Name):
             return [(a.rep(t), [a.rep(value.id)])]
         if isinstance(value, (ast.BinOp, ast.UnaryOp)):
             return [(a.rep(t), self.rule_sources(*rule_of(value)))]
         if isinstance(value, ast.Call):
-            return self.call_flows(value, t)
+            return self.call_flows(value, [t])
         if isinstance(value, ast.Subscript):
             base = value.value.id
             return [(t, [a.rep(base)] if a.is_array(base) else [])]
@@ -221,24 +236,23 @@ class _Analyser:
         return [self.a.rep(atom_name(o)) for o, adj in zip(operands, rule.adjoints)
                 if adj is not None and atom_name(o)]
 
-    def call_flows(self, call: ast.Call, target: str | None):
+    def call_flows(self, call: ast.Call, targets: list[str]):
         a = self.a
         kind = call.nad_kind
         if kind in ("rule", "array"):
-            return [(a.rep(target), self.rule_sources(call.nad_target, call.args))] \
-                if target else []
+            return [(a.rep(t), self.rule_sources(call.nad_target, call.args)) for t in targets]
         if kind == "copy":
-            return [(a.rep(target), [a.rep(call.func.value.id)])]
+            return [(a.rep(t), [a.rep(call.func.value.id)]) for t in targets]
         if kind == "helper":
             rule = call.nad_target
             sources = [a.rep(n) for n in (atom_name(call.args[rule.params.index(p)])
                                           for p in rule.differentiable) if n]
             written = [atom_name(call.args[rule.writes])] if rule.writes is not None else []
-            return [(a.rep(name), sources) for name in [target] + written if name]
+            return [(a.rep(name), sources) for name in targets + written if name]
         if kind != "user":
-            return [(target, [])] if target else []
+            return [(t, []) for t in targets]
         sources = [a.rep(n) for n in (atom_name(x) for x in call.args) if n]
-        flows = [(a.rep(target), sources)] if target else []
+        flows = [(a.rep(t), sources) for t in targets]
         for position in self.callee_writes(call):
             name = atom_name(call.args[position])
             if name:
@@ -422,7 +436,10 @@ class _Analyser:
         if isinstance(value, ast.Subscript):
             return index_names(value.slice) if a.is_array(value.value.id) else set()
         if isinstance(value, ast.Call) and value.nad_kind == "user":
-            return {n for n in (atom_name(x) for x in value.args) if n}
+            reads = {n for n in (atom_name(x) for x in value.args) if n}
+            if isinstance(target, ast.Tuple):          # zero seeds of inactive array elements
+                reads |= {n for n in target_names(target) if a.is_array(n)}
+            return reads
         rule, operands = rule_of(value)
         if rule is None:
             return reads
@@ -443,7 +460,7 @@ class _Analyser:
         for inner, _ in walk_statements(statement.body + getattr(statement, "orelse", [])):
             if self.a.statement_active(inner) or isinstance(inner, (ast.Return, ast.For)):
                 return True
-            if isinstance(inner, ast.Assign) and isinstance(inner.targets[0], ast.Name):
+            if isinstance(inner, ast.Assign) and target_names(inner.targets[0]):
                 return True
         return False
 

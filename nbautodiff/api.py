@@ -17,7 +17,7 @@ import numba
 import numpy as np
 from numba import types as nbtypes
 
-from . import checkpoint as checkpointing, custom, program, typeinfer
+from . import checkpoint as checkpointing, custom, program, tuples, typeinfer
 from .activities import (Active, Const, Duplicated, DuplicatedOnly, REVERSE_ARGUMENT,
                          as_activity, has_shadow)
 from .errors import (AutodiffError, SourceNotFoundError, TapeMemoryError,
@@ -146,10 +146,13 @@ class ReverseFunction(_Derived):
     Call with each argument followed by its shadow where its activity is ``Duplicated`` or
     ``DuplicatedOnly``, and a seed last when ``ret`` is ``Active``/``ActiveOnly``. Returns the
     primal result (unless ``ret`` ends in ``Only``) then the adjoints of ``Active`` arguments;
-    a single item is returned bare. Adjoints of arrays are added into their shadows.
+    a single item is returned bare. Adjoints of arrays are added into their shadows. For a
+    function returning a tuple the seed is a tuple too, nested like the result: a float or an
+    array per differentiable element, None (or 0) for an int.
     """
 
     kind = "reverse"
+    scalar_output_for: str | None = None     # set by grad: a tuple or array result is refused
 
     def __init__(self, fun, activities, ret="Active", checkpoint=None):
         super().__init__(fun, checkpoint)
@@ -213,7 +216,14 @@ class ReverseFunction(_Derived):
         variant = program.reverse_variant(self._func, argtypes, self._flags(), self.seeded,
                                           writeback=True, keep_value=self.returns_primal,
                                           checkpoint=self.checkpoint)
-        if self.seeded and not typeinfer.is_differentiable(variant.result_type):
+        result = variant.result_type
+        if self.scalar_output_for and (tuples.is_tuple(result) or typeinfer.is_array(result)):
+            what = "a tuple" if tuples.is_tuple(result) else "an array"
+            raise AutodiffError(f"{self.scalar_output_for} requires a scalar output, but "
+                                f"{self._func.__name__}() returns {what} ({result}): use "
+                                "nad.vjp or nad.jacrev", construct="non-scalar output",
+                                function=self._func.__name__)
+        if self.seeded and not tuples.has_differentiable(variant.result_type):
             raise TypeError(f"{self._func.__name__}() returns {variant.result_type}; ret=Active "
                             "needs a float (or float array) result: use ret='Const'")
         self._variant = variant
@@ -226,7 +236,9 @@ class ReverseFunction(_Derived):
             call.append(value)
             if has:
                 call.append(shadow)
-        if self.seeded:
+        if self.seeded and tuples.is_tuple(variant.result_type):
+            call += _seed_arguments(seed, variant.result_type, self._func.__name__)
+        elif self.seeded:
             call.append(seed if isinstance(seed, np.ndarray) else float(seed))
         try:
             out = variant.dispatcher(*call)
@@ -310,6 +322,7 @@ class GradFunction(_Derived):
         """This gradient at ``primals`` as one call of its generated reverse variant."""
         derived = ReverseFunction(self._func, activities,
                                   "Active" if self.with_value else "ActiveOnly", self.checkpoint)
+        derived.scalar_output_for = self.kind
         variant = derived._variant_for(primals)
         self._variant = variant
         prim = program.primal(self._func)
@@ -338,6 +351,36 @@ class GradFunction(_Derived):
 
     def _activity_signature(self) -> tuple[list[bool], bool, bool]:
         return [i in self.argnums for i in range(len(self.parameters))], True, self.with_value
+
+
+def _seed_arguments(seed, typ, fname: str, where: str = "the seed") -> list:
+    """The seed arguments of a reverse variant whose result has tuple type ``typ``: one per
+    differentiable element (see :func:`.tuples.seeded_leaves`), taken from ``seed``, nested
+    like the result, where the elements that are not differentiable take None or 0."""
+    if tuples.is_tuple(typ):
+        count = len(typ.types)
+        if not isinstance(seed, (tuple, list)) or len(seed) != count:
+            got = f"{len(seed)} entries" if isinstance(seed, (tuple, list)) else \
+                type(seed).__name__
+            raise TypeError(f"{where} of {fname}() must be a tuple of {count} entries, one per "
+                            f"element of its result ({typ}), got {got}")
+        return [argument for k, (part, element) in enumerate(zip(seed, typ.types))
+                for argument in _seed_arguments(part, element, fname, f"{where}[{k}]")]
+    typ = nbtypes.unliteral(typ)
+    if not typeinfer.is_differentiable(typ):
+        if seed is not None and not (np.ndim(seed) == 0 and seed == 0):
+            raise TypeError(f"{where} of {fname}() belongs to an element of type {typ}, which "
+                            "has no derivative: pass None (or 0)")
+        return []
+    if typeinfer.is_array(typ):
+        value = np.asarray(seed) if seed is not None else None
+        if value is None or value.ndim != typ.ndim or value.dtype.kind not in "fiu":
+            raise TypeError(f"{where} of {fname}() must be an array of {typ.ndim} dimensions, "
+                            f"like the element of its result, got {type(seed).__name__}")
+        return [value if value.dtype.kind == "f" else value.astype(np.float64)]
+    if not isinstance(seed, numbers.Real) or isinstance(seed, bool):
+        raise TypeError(f"{where} of {fname}() must be a number, got {type(seed).__name__}")
+    return [float(seed)]
 
 
 def _resolved_argnums(argnums, count: int, what: str) -> tuple[int, ...]:
@@ -377,8 +420,10 @@ def vjp(fun, *primals, checkpoint=None):
     """``(fun(*primals), vjp_fn)``; ``vjp_fn(cotangent)`` returns one adjoint per primal.
 
     The adjoint of an argument that cannot be differentiated (an int, an int array) is None.
-    The output may be a scalar or an array (then the cotangent is an array of its shape).
-    ``checkpoint``: as for :func:`grad`.
+    The output may be a scalar or an array (then the cotangent is an array of its shape), or a
+    tuple of those, nested to any depth: then the cotangent is a tuple with one entry per
+    output, nested the same way, where outputs that cannot be differentiated (ints) take None
+    (or 0). ``checkpoint``: as for :func:`grad`.
     """
     func = custom.program_target(fun)
     checked = ReverseFunction(func, [Const] * len(function_source(func).parameters))._arguments(primals)
@@ -391,13 +436,7 @@ def vjp(fun, *primals, checkpoint=None):
     out = prim.dispatcher(*copies)
 
     def vjp_fn(cotangent):
-        if isinstance(out, np.ndarray):
-            cotangent = np.asarray(cotangent, dtype=np.float64)
-            if cotangent.shape != out.shape:
-                raise ValueError(f"cotangent of shape {cotangent.shape} does not match the "
-                                 f"output's shape {out.shape}")
-        else:
-            cotangent = float(cotangent)
+        cotangent = _cotangent_like(out, cotangent)
         inputs = [v.copy() if isinstance(v, np.ndarray) else v for v in checked]
         shadows = [np.zeros_like(v) if a is Duplicated else None
                    for v, a in zip(inputs, activities)]
@@ -411,14 +450,48 @@ def vjp(fun, *primals, checkpoint=None):
     return out, vjp_fn
 
 
+def _cotangent_like(out, cotangent, where: str = "cotangent"):
+    """``cotangent`` checked against the output ``out`` and converted: a float64 array of its
+    shape for an array, a float for a float, for a tuple a tuple of those (None where an
+    element has no derivative)."""
+    if isinstance(out, tuple):
+        if not isinstance(cotangent, (tuple, list)) or len(cotangent) != len(out):
+            raise ValueError(f"{where} must be a tuple of {len(out)} entries, one per output, "
+                             f"got {type(cotangent).__name__}"
+                             + (f" of {len(cotangent)}" if isinstance(cotangent, (tuple, list))
+                                else ""))
+        return tuple(_cotangent_like(o, c, f"{where}[{k}]")
+                     for k, (o, c) in enumerate(zip(out, cotangent)))
+    if not _differentiable_output(out):
+        if cotangent is not None and not (np.ndim(cotangent) == 0 and cotangent == 0):
+            raise ValueError(f"{where} belongs to an output of type "
+                             f"{getattr(out, 'dtype', type(out).__name__)}, which has no "
+                             "derivative: pass None (or 0)")
+        return None
+    if isinstance(out, np.ndarray):
+        cotangent = np.asarray(cotangent, dtype=np.float64)
+        if cotangent.shape != out.shape:
+            raise ValueError(f"{where} of shape {cotangent.shape} does not match the "
+                             f"output's shape {out.shape}")
+        return cotangent
+    return float(cotangent)
+
+
+def _differentiable_output(value) -> bool:
+    return _is_float_array(value) or (isinstance(value, (float, np.floating))
+                                      and not isinstance(value, bool))
+
+
 def jacrev(fun, argnums=0):
     """The Jacobian of ``fun`` by reverse mode: ``jacrev(fun, argnums)(*args)``.
 
     One reverse sweep per element of the output (the derivative is compiled once). For an
     output of shape ``S`` and an argument of shape ``A`` (``()`` for a float) the Jacobian has
-    shape ``S + A``; a tuple ``argnums`` gives a tuple of Jacobians. Arguments that are not
-    differentiated may be anything ``fun`` accepts; differentiated ones must be floats or float
-    arrays.
+    shape ``S + A``; a tuple ``argnums`` gives a tuple of Jacobians. A function returning a
+    tuple (nested to any depth) gives a tuple of Jacobians, one per output, nested the same way
+    (as in JAX), each of them a tuple for a tuple ``argnums``; an output that cannot be
+    differentiated (an int) has None. Arguments that are not differentiated may be anything
+    ``fun`` accepts; differentiated ones must be floats or float arrays.
     """
     def jacobian(*args):
         wrt = _resolved_argnums(argnums, len(args), f"{len(args)} arguments")
@@ -428,16 +501,47 @@ def jacrev(fun, argnums=0):
                 raise TypeError(f"jacrev cannot differentiate with respect to argument {k} of "
                                 f"type {type(value).__name__}: pass a float or a float array")
         out, pullback = vjp(fun, *args)
-        out = np.asarray(out, dtype=np.float64)
-        blocks = [np.empty(out.shape + np.shape(args[k])) for k in wrt]
-        for flat_index in range(out.size):
-            index = np.unravel_index(flat_index, out.shape)
-            cotangent = np.zeros(out.shape)
-            cotangent[index] = 1.0
-            adjoints = pullback(cotangent if out.ndim else 1.0)
-            for block, k in zip(blocks, wrt):
-                block[index] = adjoints[k]
-        return tuple(blocks) if isinstance(argnums, (tuple, list)) else blocks[0]
+
+        def of_output(value, path):
+            if isinstance(value, tuple):
+                return tuple(of_output(v, path + (k,)) for k, v in enumerate(value))
+            if isinstance(out, tuple) and not _differentiable_output(value):
+                return None
+            blocks = _jacobian_blocks(np.shape(value), lambda basis: _placed(out, path, basis),
+                                      pullback, args, wrt)
+            return tuple(blocks) if isinstance(argnums, (tuple, list)) else blocks[0]
+
+        return of_output(out, ())
 
     jacobian.__name__ = f"{getattr(fun, '__name__', 'fun')}_jacrev"
     return jacobian
+
+
+def _jacobian_blocks(shape: tuple, cotangent_with, pullback, args, wrt) -> list[np.ndarray]:
+    """The Jacobians of one output of ``shape`` w.r.t. ``args[k]`` for k in ``wrt``: one
+    pullback per element of the output, of ``cotangent_with(basis vector)``."""
+    blocks = [np.empty(shape + np.shape(args[k])) for k in wrt]
+    for flat_index in range(int(np.prod(shape))):
+        index = np.unravel_index(flat_index, shape)
+        basis = np.zeros(shape)
+        basis[index] = 1.0
+        adjoints = pullback(cotangent_with(basis if shape else 1.0))
+        for block, k in zip(blocks, wrt):
+            block[index] = adjoints[k]
+    return blocks
+
+
+def _placed(out, path: tuple, value):
+    """A cotangent for output ``out`` that is ``value`` at ``path`` and zero elsewhere."""
+    if not path:
+        return value
+    return tuple(_placed(o, path[1:], value) if k == path[0] else _zero_cotangent(o)
+                 for k, o in enumerate(out))
+
+
+def _zero_cotangent(out):
+    if isinstance(out, tuple):
+        return tuple(_zero_cotangent(o) for o in out)
+    if not _differentiable_output(out):
+        return None
+    return np.zeros(out.shape) if isinstance(out, np.ndarray) else 0.0

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import ast
 
+from numba import types as nbtypes
+
 from . import naming, typeinfer
 from .analysis import view_origin, walk_statements
 from .errors import UnsupportedConstructError
 from .normalize import Normalized
 
 
-def check(normalized: Normalized, types: dict) -> None:
-    """Refuse, with its line, each array construct the reverse mode does not differentiate."""
+def check(normalized: Normalized, types: dict, in_place_shared: bool = False) -> None:
+    """Refuse, with its line, each array construct the reverse mode does not differentiate
+    (``in_place_shared``: forward mode, which updates shared arrays in place, allows those)."""
     fs = normalized.source
 
     def refuse(node: ast.AST, construct: str, detail: str) -> None:
@@ -24,7 +27,7 @@ def check(normalized: Normalized, types: dict) -> None:
                        kind=UnsupportedConstructError)
 
     shared = _shared_arrays(normalized, types)
-    for name, node in normalized.augmented:
+    for name, node in [] if in_place_shared else normalized.augmented:
         if typeinfer.is_array(types.get(name)) and name in shared:
             refuse(node, f"in-place operator on the array '{name}', which another name or the "
                    "caller also sees",
@@ -59,6 +62,12 @@ def _shared_arrays(normalized: Normalized, types: dict) -> set[str]:
             origin = view_origin(statement, types)
             if origin and not origin.startswith(naming.TEMP):
                 shared |= {origin, statement.targets[0].id}
+            value = statement.value
+            if isinstance(value, ast.Tuple):          # an array held by a tuple, and taken out
+                shared |= {e.id for e in value.elts if isinstance(e, ast.Name)}
+            elif isinstance(value, ast.Subscript) and isinstance(value.value, ast.Name) \
+                    and isinstance(types.get(value.value.id), nbtypes.BaseTuple):
+                shared.add(statement.targets[0].id)
     return shared
 
 

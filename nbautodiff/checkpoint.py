@@ -212,10 +212,8 @@ def needs_tape(rt, loop: ast.For) -> bool:
     """Whether the forward sweep of ``loop``'s iterations pushes anything onto the tape."""
     a = rt.a
     for s, _ in walk_statements(loop.body):
-        if isinstance(s, ast.Assign) and isinstance(s.targets[0], ast.Name) \
-                and (s.targets[0].id in a.restored or s.targets[0].id in rt.rebound):
-            return True
-        if isinstance(s, ast.For) and s.target.id in a.restored:
+        if any(name in a.restored or (name in rt.rebound and isinstance(s, ast.Assign))
+               for name in assigned_names(s)):
             return True
         if isinstance(s, ast.While) and rt.has_reverse_work(s):
             return True
@@ -258,9 +256,9 @@ def loop_state(rt, loop: ast.For) -> LoopState:
     bound = sorted(name for name in assigned & live if a.is_array(name))
     fresh = _fresh_arrays(a, members)
     for s in members:
-        target = s.targets[0].id if isinstance(s, ast.Assign) and \
-            isinstance(s.targets[0], ast.Name) else None
-        if target in bound and target in fresh:
+        for target in assigned_names(s) if isinstance(s, ast.Assign) else []:
+            if not (target in bound and target in fresh):
+                continue
             raise rt.fs.error(
                 f"array variable '{target}' is bound to a new array in an iteration of a "
                 "checkpointed loop and used in the next: checkpoints hold the loop's arrays, "
@@ -303,6 +301,8 @@ def _fresh_arrays(a, members: list) -> set[str]:
                 aliases.append((s.targets[0].id, s.value.id))
             else:
                 fresh.add(s.targets[0].id)
+        elif isinstance(s, ast.Assign) and isinstance(s.targets[0], ast.Tuple):
+            fresh |= {name for name in assigned_names(s) if a.is_array(name)}
     changed = True
     while changed:
         changed = False

@@ -45,7 +45,7 @@ from numba import types as nbtypes
 from numba.core import errors as numba_errors
 from numba.extending import typeof_impl
 
-from . import emit, naming, typeinfer
+from . import emit, naming, tuples, typeinfer
 from .errors import AutodiffError
 from .source import python_function
 from .kernels import tape as tape_module
@@ -183,6 +183,17 @@ def reverse_variant(wrapper: _Wrapper, argtypes: tuple, active: list[bool], resu
     result_type = _result_type(wrapper, argtypes)
     seeded = result_active and typeinfer.is_differentiable(result_type)
     rule = _rule_of(wrapper)
+    seeds = [naming.SEED] if seeded else []
+    if result_active and tuples.is_tuple(result_type) and tuples.has_differentiable(result_type):
+        if rule is not None:
+            rule_func = python_function(rule)
+            definition = _tree(rule_func)
+            raise _rule_error(rule_func, wrapper, "cannot be used: the function returns a "
+                              "tuple, and declared rules of functions with several outputs are "
+                              "not supported", line=definition.lineno if definition else
+                              rule_func.__code__.co_firstlineno)
+        seeds = [naming.seed(k) for k, flag in enumerate(tuples.seeded_leaves(result_type))
+                 if flag]                      # taken, and ignored: no derivative flows
     shadows = [flag and typeinfer.is_array(t) for flag, t in zip(active, argtypes)]
     adjoint_positions = [i for i, (flag, t) in enumerate(zip(active, argtypes))
                          if flag and not typeinfer.is_array(t)]
@@ -195,7 +206,7 @@ def reverse_variant(wrapper: _Wrapper, argtypes: tuple, active: list[bool], resu
     namespace = {naming.TAPE_MODULE: tape_module, primal_binding: primal(wrapper).dispatcher}
     arguments = [item for param, has_shadow in zip(params, shadows)
                  for item in ([param, naming.shadow(param)] if has_shadow else [param])]
-    arguments += [naming.SEED] if seeded else []
+    arguments += seeds
     uses_rule = seeded and rule is not None
     computes_result = keep_value or (uses_rule and _reads_result(rule))
     lines = [f"{naming.RESULT} = {primal_binding}({', '.join(params)})"] if computes_result else []

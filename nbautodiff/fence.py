@@ -105,6 +105,8 @@ class _Fence(ast.NodeVisitor):
         if checkpoint.is_marker(self.fs, iterator):
             checkpoint.marker_schedule(self.fs, iterator)
             iterator = iterator.args[0]
+        if isinstance(iterator, ast.Tuple):
+            self.refuse(iterator, "iteration over a tuple", " (index its elements: t[0], t[1]...)")
         if not (isinstance(iterator, ast.Call) and isinstance(iterator.func, ast.Name)
                 and iterator.func.id == "range" and not iterator.keywords
                 and 1 <= len(iterator.args) <= 3):
@@ -119,6 +121,11 @@ class _Fence(ast.NodeVisitor):
                         " (write 'for t in nad.checkpointed(range(T)):')")
         self.generic_visit(node)
 
+    def visit_Starred(self, node: ast.Starred) -> None:
+        if isinstance(node.ctx, ast.Store):
+            self.refuse(node, "starred unpacking", " (unpack every element by name)")
+        self.refuse(node, "starred expression")
+
     def visit_While(self, node: ast.While) -> None:
         if node.orelse:
             self.refuse(node.orelse[0], "else clause on a while loop")
@@ -131,11 +138,6 @@ class _Fence(ast.NodeVisitor):
             self.refuse(node.value, construct_name(node.value))
         if not isinstance(node.value, ast.Call):
             self.refuse(node, "expression statement that is not a call")
-        self.generic_visit(node)
-
-    def visit_Return(self, node: ast.Return) -> None:
-        if isinstance(node.value, ast.Tuple):
-            self.refuse(node, "returning a tuple", " (several outputs arrive with issue #3)")
         self.generic_visit(node)
 
 

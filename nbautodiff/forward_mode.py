@@ -18,7 +18,7 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass
 
-from . import custom, naming, rules, typeinfer
+from . import custom, naming, rules, tuples, typeinfer
 from .analysis import Analysis, atom_name, rule_of
 from .codegen import expr, index_src, instantiate, parse, src
 from .errors import UnsupportedConstructError
@@ -108,6 +108,8 @@ class ForwardTransform:
         if isinstance(s, ast.Assign):
             if isinstance(s.targets[0], ast.Subscript):
                 return self.store(s)
+            if isinstance(s.targets[0], ast.Tuple):
+                return self.unpack(s)
             return self.assign(s)
         if isinstance(s, ast.Expr) and isinstance(s.value, ast.Call):
             if s.value.nad_kind == "helper":
@@ -137,6 +139,8 @@ class ForwardTransform:
 
     def assign(self, s: ast.Assign) -> list[ast.stmt]:
         t, value = s.targets[0].id, s.value
+        if getattr(s, "nad_in_place", False) and self.a.is_array(t):
+            return self.in_place(s)
         if isinstance(value, ast.Call) and value.nad_kind == "user":
             return self.user_call(value, t, s)
         if not self.active(s.targets[0]):
@@ -160,6 +164,18 @@ class ForwardTransform:
         if rule_of(value)[0] is not None:
             return [s] + self.rule_tangents(value, t, s)
         return [s] + self.assign_tangents(t, lambda k: self.zero(t))   # constants, zero-derivative
+
+    def in_place(self, s: ast.Assign) -> list[ast.stmt]:
+        """``A op= B``, normalised to ``t = A op B; A = t``: stored into ``A`` (and its tangent),
+        which callers and aliases see, as NumPy does."""
+        t, value = s.targets[0].id, s.value
+        out = parse(f"{t}[...] = {src(value)}")
+        if self.active(s.targets[0]):
+            out += parse("\n".join(
+                f"{self.tangent_name(t, k)}[...] = "
+                f"{src(self.tangent(value, k)) if self.active(value) else '0.0'}"
+                for k in range(self.width)))
+        return out
 
     def rule_tangents(self, value: ast.expr, t: str, s: ast.stmt) -> list[ast.stmt]:
         """``t = value`` (an operator or a primitive call): the sum of its operands'
@@ -208,6 +224,38 @@ class ForwardTransform:
                 return True
         return False
 
+    def unpack(self, s: ast.Assign) -> list[ast.stmt]:
+        """``(a, (b, c)) = value``: a tuple that arrives whole (see :mod:`.tuples`)."""
+        value = s.value
+        if isinstance(value, ast.Call) and value.nad_kind == "user":
+            return self.user_call(value, s.targets[0], s)
+        if any(self.active(ast.Name(id=n)) for n in tuples.flat_names(s.targets[0])):
+            raise self.refuse(s, "unpacking this tuple", "")
+        return [s]
+
+    def tangent_target(self, target: ast.expr, k: int) -> ast.expr:
+        """The tangents of a (nested) tuple target; a fresh unused name where there is none."""
+        if isinstance(target, ast.Tuple):
+            return ast.Tuple(elts=[self.tangent_target(e, k) for e in target.elts],
+                             ctx=ast.Store())
+        if self.active(target):
+            return ast.Name(id=self.tangent_name(target.id, k), ctx=ast.Store())
+        return ast.Name(id=self.fresh(naming.UNUSED), ctx=ast.Store())
+
+    def tangent_display(self, node: ast.expr, k: int) -> str:
+        """Source of the tangent of a (nested) display of atoms: zeros for constant floats
+        and inactive floats, None for what is not differentiable."""
+        if isinstance(node, ast.Tuple):
+            inner = ", ".join(self.tangent_display(e, k) for e in node.elts)
+            return f"({inner}{',' if len(node.elts) == 1 else ''})"
+        if self.active(node):
+            return self.tangent_name(node.id, k)
+        if isinstance(node, ast.Name) and typeinfer.is_differentiable(self.a.types.get(node.id)):
+            return self.zero(node.id)
+        if isinstance(node, ast.Constant) and isinstance(node.value, float):
+            return "0.0"
+        return "None"
+
     def helper_call(self, call: ast.Call, t: str | None, s: ast.stmt) -> list[ast.stmt]:
         """A runtime helper of generated code (``rules.HELPERS``): its tangent template, terms
         whose tangents are all zero dropped, other zero tangents spelled out."""
@@ -243,7 +291,8 @@ class ForwardTransform:
         if call.nad_kind != "user":
             return [s]
         duals = [self.active(arg) is not None for arg in call.args]
-        result_dual = t is not None and self.active(ast.Name(id=t)) is not None
+        result_dual = t is not None and any(self.active(ast.Name(id=n))
+                                            for n in tuples.flat_names(_target_node(t)))
         if not any(duals) and not result_dual:
             return [s]
         if custom.kind_of(call.nad_target) == "custom":
@@ -259,12 +308,16 @@ class ForwardTransform:
         invocation = f"{callee.binding}({', '.join(arguments)})"
         if t is None:
             return parse(invocation)
+        target = _target_node(t)
         if not callee.result_dual:
-            out = parse(f"{t} = {invocation}")
-            return out + (self.assign_tangents(t, lambda k: self.zero(t)) if result_dual else [])
+            if result_dual:
+                raise self.refuse(call, f"the result of '{src(call.func)}'", " (no tangent)")
+            return parse(f"{src(target)} = {invocation}")
         result = self.fresh(naming.CALL_RESULT)
-        return parse(f"{result} = {invocation}\n{t} = {result}[0]") + \
-            self.assign_tangents(t, lambda k: f"{result}[{k + 1}]")
+        out = parse(f"{result} = {invocation}\n{src(target)} = {result}[0]")
+        for k in range(self.width):
+            out += parse(f"{src(self.tangent_target(target, k))} = {result}[{k + 1}]")
+        return out
 
     def return_(self, s: ast.Return) -> list[ast.stmt]:
         if not self.result_dual:
@@ -272,14 +325,17 @@ class ForwardTransform:
         value = s.value
         if value is None:
             raise self.refuse(s, "a function without a result", "")
-        tangents = [src(self.tangent(value, k)) if self.active(value) else
-                    (self.zero(value.id) if isinstance(value, ast.Name) else "0.0")
-                    for k in range(self.width)]
+        tangents = [self.tangent_display(value, k) for k in range(self.width)]
         return parse(f"return ({src(value)}, {', '.join(tangents)})")
 
     def fresh(self, prefix: str) -> str:
         self.counter += 1
         return f"{prefix}{self.counter}"
+
+
+def _target_node(target) -> ast.expr:
+    """An assignment target given as a name or as a (tuple) node."""
+    return ast.Name(id=target, ctx=ast.Store()) if isinstance(target, str) else target
 
 
 def _terms(template: ast.expr) -> list[ast.expr]:

@@ -193,8 +193,7 @@ class _Check:
             call = getattr(s, "value", None)
             if isinstance(call, ast.Call) and call.nad_kind == "user":
                 return False
-            if isinstance(s, ast.Assign) and isinstance(s.targets[0], ast.Name):
-                name = s.targets[0].id
+            for name in assigned_names(s) if isinstance(s, ast.Assign) else []:
                 if name in a.restored or a.is_array(name) or name in loop_targets:
                     return False
         return True
@@ -202,8 +201,8 @@ class _Check:
     # -- scalars -----------------------------------------------------------------------------
     def scalars_commute(self) -> bool:
         a = self.a
-        assigned = {s.targets[0].id for s, _ in self.members
-                    if isinstance(s, ast.Assign) and isinstance(s.targets[0], ast.Name)}
+        assigned = {name for s, _ in self.members if isinstance(s, ast.Assign)
+                    for name in assigned_names(s)}
         for name in assigned:
             if not a.is_active(name) or a.is_array(name):
                 continue

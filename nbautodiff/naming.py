@@ -34,7 +34,10 @@ CHECKPOINT_BYTES = "_nad_ck_bytes"    # bytes of the checkpoint buffers allocate
 CALLEE_BYTES = "_nad_callee_bytes"    # largest tape + checkpoint bytes of a callee's call
 ARRAY_MODULE = "_nad_arrays"  # nbautodiff.kernels.arrays as seen by generated code
 GENERATED_MODULE = "nbautodiff_generated"   # __name__ of the modules of generated code
+UNUSED = "_nad_unused"        # a tangent nobody reads (of an element that has none)
 TANGENT = "_nad_dot"          # tangent of a variable in forward mode: _nad_dot_x, _nad_dot2_x
+TUPLE_ELEMENT = "_nad_e"      # an element of a tuple variable: _nad_e0_t, _nad_e1_0_t (nested)
+
 
 
 def adjoint(name: str) -> str:
@@ -53,6 +56,16 @@ def tangent(name: str, direction: int, width: int) -> str:
 def forward_name(function_name: str, signature_code: str) -> str:
     """Name of a forward-mode variant, e.g. ``f__fwd_dc_r`` (args dual/const, result dual)."""
     return f"{function_name}__fwd_{signature_code}"
+
+
+def tuple_element(name: str, path: tuple[int, ...]) -> str:
+    """The variable holding element ``t[i][j]...`` of tuple variable ``name``, path ``(i, j...)``."""
+    return f"{TUPLE_ELEMENT}{'_'.join(map(str, path))}_{name}"
+
+
+def seed(position: int) -> str:
+    """The seed of the ``position``-th differentiable element of a tuple result."""
+    return f"{SEED}{position}"
 
 
 def reverse_name(function_name: str, signature_code: str) -> str:

@@ -6,7 +6,17 @@ holds only these statements (every operand an *atom*: a name or a number):
 * ``t = atom`` | ``t = a op b`` | ``t = op a`` | ``t = f(atoms)`` | ``t = A[atoms]`` (an index
   element may be a slice ``lo:hi:step`` of atoms; a sub-array is a view of ``A``) |
   ``t = A.shape`` (``size``, ``ndim``) | ``t = A.copy()`` | ``t = <condition>``
+* ``t = (atom, atom, ...)``: a tuple display of atoms (a nested display is a temporary of its
+  own, so ``t = (a, (b, c))`` becomes ``u = (b, c); t = (a, u)``), and ``x = t[k]`` for an
+  element (the ``t = A[atoms]`` form; the types tell a tuple from an array, and the
+  differentiating passes require a constant ``k``). Unpacking ``a, b = value`` becomes
+  ``u = value; a = u[0]; b = u[1]`` (no temporary when ``value`` is a name); a parallel
+  assignment of a display, ``a, b = b, a + b``, assigns its elements through temporaries and
+  makes no tuple. ``return y, z`` returns a temporary holding the display.
 * ``A[atoms] = atom``
+* ``x = t`` marked ``nad_in_place`` (the rebinding that ends ``x op= ...``: for an array that
+  others see, NumPy updates it in place; :mod:`.arrayfence` refuses that case in reverse mode,
+  forward mode stores into the array)
 * ``if c:`` / ``while c:`` on a name ``c`` (a ``while`` recomputes ``c`` at the end of its body)
 * ``for i in range(lo, hi, step)`` with atoms that the body never assigns (a loop marked
   ``for i in nad.checkpointed(range(...))`` carries its schedule as ``loop.nad_checkpoint``)
@@ -128,6 +138,7 @@ class _Flattener:
         if isinstance(target, ast.Name):
             self.result.augmented.append((target.id, node))
             self.assign(target, ast.BinOp(left=_name(target.id), op=node.op, right=node.value))
+            self.out[-1].nad_in_place = True
             return
         if isinstance(target, ast.Subscript):
             array, index = self.subscript_parts(target)
@@ -231,6 +242,10 @@ class _Flattener:
         if isinstance(node, ast.Name):
             return self.name_value(node)
         if isinstance(node, ast.BinOp):
+            if isinstance(node.left, ast.Tuple) or isinstance(node.right, ast.Tuple):
+                construct = {ast.Add: "tuple concatenation", ast.Mult: "tuple repetition"}.get(
+                    type(node.op), "an operator on tuples")
+                raise self.refuse(node, construct, " (build the tuple from its elements)")
             return ast.BinOp(left=self.atom(node.left), op=node.op, right=self.atom(node.right))
         if isinstance(node, ast.UnaryOp):
             if isinstance(node.op, ast.Not):
@@ -251,7 +266,7 @@ class _Flattener:
         if isinstance(node, ast.Attribute):
             return self.attribute(node)
         if isinstance(node, ast.Tuple):
-            raise self.refuse(node, "tuple value", " (tuples arrive with issue #3)")
+            return ast.Tuple(elts=[self.atom(e) for e in node.elts], ctx=ast.Load())
         raise self.refuse(node, type(node).__name__)
 
     def name_value(self, node: ast.Name) -> ast.expr:

@@ -26,7 +26,7 @@ from numba import types as nbtypes
 
 from . import analysis as analysis_mod
 from . import (arrayfence, custom, emit, fence, forward_mode, lifting, naming, reverse_mode,
-               typeinfer)
+               tuples, typeinfer)
 from .errors import AutodiffError
 from .normalize import Normalized, normalize
 from .source import FunctionSource, function_source, python_function, resolve
@@ -130,26 +130,40 @@ def _build_primal(func) -> Primal:
 
 
 def _written_params(normalized: Normalized, callee_primals: dict) -> set[int]:
-    """Positions of parameters whose arrays the function writes (directly, via aliases or callees)."""
+    """Positions of parameters whose arrays the function writes (directly, via aliases or callees;
+    in generated code also by in-place operators, which user code may not apply to arguments)."""
+    generated = normalized.source.generated
     tree = normalized.tree
     params = [a.arg for a in tree.args.args]
-    origin = {p: p for p in params}
+    origin = {p: {p} for p in params}              # name -> parameters whose arrays it may hold
     written = set()
     for statement, _ in analysis_mod.walk_statements(tree.body):
         if isinstance(statement, ast.Assign):
             target, value = statement.targets[0], statement.value
-            if isinstance(target, ast.Name) and isinstance(value, ast.Name) and value.id in origin:
-                origin[target.id] = origin[value.id]
+            sources = set().union(*(origin.get(name, set()) for name in _held_names(value)))
+            if isinstance(target, ast.Name) and sources:
+                origin[target.id] = origin.get(target.id, set()) | sources
             elif isinstance(target, ast.Subscript) and target.value.id in origin:
-                written.add(origin[target.value.id])
+                written |= origin[target.value.id]
+            if generated and getattr(statement, "nad_in_place", False):
+                written |= origin.get(target.id, set())   # `A += ...` on an argument's array
         call = getattr(statement, "value", None)
         if isinstance(call, ast.Call) and call.nad_kind == "user":
             callee = callee_primals[ast.unparse(call.func)]
             for position in callee.writes:
                 arg = call.args[position]
                 if isinstance(arg, ast.Name) and arg.id in origin:
-                    written.add(origin[arg.id])
+                    written |= origin[arg.id]
     return {params.index(p) for p in written}
+
+
+def _held_names(value: ast.expr) -> list[str]:
+    """Names whose arrays the value of ``value`` may be or hold: a name, the elements of a
+    tuple display, the array (a view of it) or tuple that a subscript reads."""
+    if isinstance(value, ast.Subscript):
+        value = value.value
+    nodes = value.elts if isinstance(value, ast.Tuple) else [value]
+    return [node.id for node in nodes if isinstance(node, ast.Name)]
 
 
 def types_of(prim: Primal, argtypes: tuple) -> tuple[dict, object]:
@@ -237,13 +251,14 @@ def _build_variant(prim: Primal, argtypes: tuple, active: list[bool], result_act
             raise TypeError(f"argument '{name}' of {fs.name}() has type {typ}, which cannot be "
                             "differentiated (use a float or a float32/float64 array)")
     arrayfence.check(normalized, types)
-    result_active = result_active and typeinfer.is_differentiable(result_type)
+    result_active = result_active and tuples.has_differentiable(result_type)
     active_params = {p for p, flag in zip(params, active) if flag}
 
     def callee_writes(call: ast.Call) -> set[int]:
         return primal(call.nad_target).writes
 
     tree = copy_tree(normalized.tree)
+    tuples.split(tree, types, fs)
     an = analysis_mod.analyse(tree, types, active_params, result_active, callee_writes)
     namespace = dict(prim.namespace)
     name = naming.reverse_name(fs.name, signature_code(argtypes, active, result_active,
@@ -260,7 +275,10 @@ def _build_variant(prim: Primal, argtypes: tuple, active: list[bool], result_act
             callee.name, lambda b: b == name or
             namespace.get(b, callee.dispatcher) is not callee.dispatcher)
         namespace[binding] = callee.dispatcher
-        return reverse_mode.CalleeVariant(binding, callee.shadows, callee.adjoint_positions)
+        seeds = tuples.seeded_leaves(callee.result_type) \
+            if tuples.is_tuple(callee.result_type) else None
+        return reverse_mode.CalleeVariant(binding, callee.shadows, callee.adjoint_positions,
+                                          seeds)
 
     tree = reverse_mode.transform(tree, an, fs, active_params=active_params,
                              result_active=result_active, writeback=writeback,
@@ -317,14 +335,15 @@ def _build_forward(prim: Primal, argtypes: tuple, duals: list[bool], result_dual
     for name, typ in zip(params, argtypes):
         types[name] = typ
     duals = [flag and typeinfer.is_differentiable(typ) for flag, typ in zip(duals, argtypes)]
-    arrayfence.check(normalized, types)
-    result_dual = result_dual and typeinfer.is_differentiable(result_type)
+    arrayfence.check(normalized, types, in_place_shared=True)
+    result_dual = result_dual and tuples.has_differentiable(result_type)
     dual_params = {p for p, flag in zip(params, duals) if flag}
 
     def callee_writes(call: ast.Call) -> set[int]:
         return primal(call.nad_target).writes
 
     tree = copy_tree(normalized.tree)
+    tuples.split(tree, types, fs)
     an = analysis_mod.analyse(tree, types, dual_params, result_dual, callee_writes)
     namespace = dict(prim.namespace)
     code = "".join("d" if flag else "c" for flag in duals) + ("_r" if result_dual else "") + \

@@ -19,12 +19,14 @@ import copy
 from dataclasses import dataclass
 
 from . import checkpoint, naming, typeinfer
-from .analysis import Analysis, atom_name, own_read_nodes, rule_of, walk_statements
+from .analysis import (Analysis, assigned_names, atom_name, own_read_nodes, rule_of,
+                       target_names, walk_statements)
 from .codegen import expr, index_src, parse, src
 from .deadcode import remove_dead_assignments
 from .loop_order import accumulator_updates, any_order_loops, fused_loops, loop_assigned_names
 from .reverse_arrays import ArrayAdjoints
 from .reverse_loops import LoopReversal
+from .tuples import flat_names
 
 
 @dataclass
@@ -33,6 +35,7 @@ class CalleeVariant:
     binding: str                       # name bound in the generated module
     shadows: list[bool]                # per argument: followed by a shadow
     adjoint_positions: list[int]       # argument positions whose adjoints are returned
+    seeds: list[bool] | None = None    # tuple result: per element, whether it takes a seed
 
 
 class ReverseTransform(ArrayAdjoints, LoopReversal):
@@ -112,7 +115,7 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
             if a.is_array(p) and p in self.active_params:
                 args.append(naming.shadow(p))
         if self.result_active:
-            args.append(naming.SEED)
+            args += [seed for seed in self.result_seeds() if seed]
         self.rebound = self.rebound_arrays()
         self.single_use = self.single_use_temporaries()
         self.unallocated = self.shadows_made_by_first_contribution()
@@ -181,18 +184,16 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
 
     def pushes_in_own_iteration(self, s: ast.stmt) -> bool:
         """Whether ``s`` itself pushes on the tape (a restored target or loop variable)."""
-        if isinstance(s, ast.For):
-            return s.target.id in self.a.restored
-        return isinstance(s, ast.Assign) and isinstance(s.targets[0], ast.Name) \
-            and s.targets[0].id in self.a.restored
+        return any(name in self.a.restored for name in assigned_names(s))
 
     def pushes_per_iteration(self, body: list) -> dict[str, int]:
         """Unchecked pushes one iteration of ``body`` makes outside its nested loops (max over branches)."""
         counts = {"float": 0, "int": 0}
         for statement in body:
-            if isinstance(statement, ast.Assign) and isinstance(statement.targets[0], ast.Name) \
-                    and statement.targets[0].id in self.a.restored:
-                counts[typeinfer.element_kind(self.type_of(statement.targets[0].id))] += 1
+            if isinstance(statement, ast.Assign):
+                for name in assigned_names(statement):
+                    if name in self.a.restored:
+                        counts[typeinfer.element_kind(self.type_of(name))] += 1
             elif isinstance(statement, ast.If):
                 left = self.pushes_per_iteration(statement.body)
                 right = self.pushes_per_iteration(statement.orelse)
@@ -225,19 +226,21 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
         checked = not reserved
         if isinstance(s, ast.Assign):
             out = []
-            target = s.targets[0]
-            if isinstance(target, ast.Name) and target.id in a.restored:
-                out += self.push(target.id, checked)
+            names = assigned_names(s)
+            for name in names:
+                if name in a.restored:
+                    out += self.push(name, checked)
             out += self.snapshots(s.value)
-            if isinstance(target, ast.Name) and target.id in self.rebound:
-                out += self.save_references(target.id)
+            for name in names:
+                if name in self.rebound:
+                    out += self.save_references(name)
             operands, result = self.array_rule_snapshots(s)
             out += self.push_arrays(operands)
             out.append(s)
             out += self.push_arrays(result)
-            if isinstance(target, ast.Name) and a.is_array(target.id) and a.is_active(target.id) \
-                    and target.id not in self.unallocated:
-                out += self.new_shadow(s)
+            for name in names:
+                if a.is_array(name) and a.is_active(name) and name not in self.unallocated:
+                    out += self.new_shadow(s, name)
             return out
         if isinstance(s, ast.Expr):
             return self.snapshots(s.value) + [s]
@@ -290,9 +293,8 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
         return self.push_arrays(self.snapshot_arrays(value))
 
     def call_needs_reverse(self, call: ast.Call) -> bool:
-        names = [atom_name(x) for x in call.args]
-        target = getattr(call, "nad_assigned_to", None)
-        return any(self.a.is_active(n) for n in names if n) or self.a.is_active(target)
+        names = [atom_name(x) for x in call.args] + getattr(call, "nad_assigned_to", [])
+        return any(self.a.is_active(n) for n in names if n)
 
     def rebound_arrays(self) -> set[str]:
         """Array variables bound to several arrays in turn whose identity the reverse pass needs."""
@@ -333,9 +335,10 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
                 lines += [f"{stack} = [{var}]", f"{stack}.pop()"]
         return lines
 
-    def new_shadow(self, s: ast.Assign) -> list[ast.stmt]:
-        name = s.targets[0].id
+    def new_shadow(self, s: ast.Assign, name: str) -> list[ast.stmt]:
         value = s.value
+        if not isinstance(s.targets[0], ast.Name):       # an element of an unpacked tuple
+            return parse(f"{naming.shadow(name)} = np.zeros_like({name})")
         if isinstance(value, ast.Name):
             return parse(f"{naming.shadow(name)} = {naming.shadow(value.id)}")
         if isinstance(value, ast.Subscript):              # a view: the same view of the shadow
@@ -347,9 +350,9 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
         for inner, _ in walk_statements(s.body + getattr(s, "orelse", [])):
             if self.a.statement_active(inner):
                 return True
-            if isinstance(inner, ast.Assign) and isinstance(inner.targets[0], ast.Name) \
-                    and (inner.targets[0].id in self.a.restored
-                         or inner.targets[0].id in self.rebound):
+            if isinstance(inner, ast.Assign) and any(
+                    name in self.a.restored or name in self.rebound
+                    for name in assigned_names(inner)):
                 return True
             if isinstance(inner, ast.For) and inner.target.id in self.a.restored:
                 return True
@@ -381,12 +384,12 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
         self.zero.discard(name)
         return parse(f"{naming.adjoint(name)} {operator} {contribution}")
 
-    def take_adjoint(self, name: str) -> list[ast.stmt]:
-        """``_nad_g`` = the adjoint of ``name``, which its (re)definition then resets."""
+    def take_adjoint(self, name: str, into: str = naming.GRAD_TMP) -> list[ast.stmt]:
+        """``into`` (``_nad_g``) = the adjoint of ``name``, which its (re)definition then resets."""
         if name in self.single_use:
-            return parse(f"{naming.GRAD_TMP} = {naming.adjoint(name)}")
+            return parse(f"{into} = {naming.adjoint(name)}")
         self.zero.add(name)
-        return parse(f"{naming.GRAD_TMP} = {naming.adjoint(name)}\n{naming.adjoint(name)} = 0.0")
+        return parse(f"{into} = {naming.adjoint(name)}\n{naming.adjoint(name)} = 0.0")
 
     # -- reverse sweep ---------------------------------------------------------------------
     def backward(self, body: list) -> list[ast.stmt]:
@@ -404,10 +407,13 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
             out += self.adjoint_of_assign(s) if a.statement_active(s) else []
             out = self.reverse_call_snapshots(s.value) + out if out else \
                 self.reverse_call_snapshots(s.value)
-            if isinstance(target, ast.Name) and target.id in a.restored:
-                out += self.pop(target.id)
-            if isinstance(target, ast.Name) and target.id in self.rebound:
-                out += self.load_references(target.id)
+            names = assigned_names(s)
+            for name in reversed(names):
+                if name in a.restored:
+                    out += self.pop(name)
+            for name in reversed(names):
+                if name in self.rebound:
+                    out += self.load_references(name)
             return out
         if isinstance(s, ast.Expr):
             if isinstance(s.value, ast.Call) and s.value.nad_kind == "user" \
@@ -430,8 +436,8 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
                 pass
             elif id(s) in self.fused:
                 out += self.reverse_in_order(s, fused=True)
-                if self.result_node is not None and atom_name(self.result_node) \
-                        in loop_assigned_names(s):
+                if self.result_node is not None and \
+                        set(flat_names(self.result_node)) & loop_assigned_names(s):
                     out += parse(f"{naming.RESULT} = {src(self.result_node)}")
             elif id(s) in self.any_order:
                 out += self.reverse_in_order(s)
@@ -461,15 +467,27 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
             return self.seed_result(s)
         return []
 
+    def result_seeds(self) -> list[str | None]:
+        """The seed of each element of the result (one element unless it is a tuple, whose
+        elements :mod:`.tuples` has made a display of names), None for one that takes none."""
+        last = self.tree.body[-1]
+        if not (isinstance(last, ast.Return) and isinstance(last.value, ast.Tuple)):
+            return [naming.SEED]
+        seeded = [typeinfer.is_differentiable(self.type_of(n)) for n in flat_names(last.value)]
+        return [naming.seed(k) if flag else None for k, flag in enumerate(seeded)]
+
     def seed_result(self, s: ast.Return) -> list[ast.stmt]:
         if not self.result_active or s.value is None:
             return []
-        name = atom_name(s.value)
-        if name is None or not self.a.is_active(name):
-            return []
-        if self.a.is_array(name):
-            return parse(f"{naming.TAPE_MODULE}.add_into({naming.shadow(name)}, {naming.SEED})")
-        return self.accumulate(name, naming.SEED)
+        out = []
+        for name, seed in zip(flat_names(s.value), self.result_seeds()):
+            if seed is None or not self.a.is_active(name):
+                continue
+            if self.a.is_array(name):
+                out += parse(f"{naming.TAPE_MODULE}.add_into({naming.shadow(name)}, {seed})")
+            else:
+                out += self.accumulate(name, seed)
+        return out
 
     def reverse_call_snapshots(self, value: ast.expr) -> list[ast.stmt]:
         if not (isinstance(value, ast.Call) and value.nad_kind == "user"
@@ -499,6 +517,8 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
             if source:
                 out += self.accumulate(source, g)
             return out
+        if isinstance(target, ast.Tuple):
+            return self.adjoint_of_unpacked_call(target, value)
         t = target.id
         if isinstance(value, ast.Call) and value.nad_kind == "user" and not self.a.is_array(t):
             if not self.a.is_active(t):
@@ -532,7 +552,37 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
             return out
         return out + self.rule_adjoints(value, t, g, role)
 
-    def reverse_call(self, call: ast.Call, seed: str | None) -> list[ast.stmt]:
+    def adjoint_of_unpacked_call(self, target: ast.Tuple, call: ast.expr) -> list[ast.stmt]:
+        """The reverse call of ``(e0, (e1, e2)) = f(...)``: one seed per element of the result
+        that takes one (the adjoint of a scalar, the shadow of an array, zero where the element
+        is not active)."""
+        if not (isinstance(call, ast.Call) and call.nad_kind == "user"):
+            return []                          # a tuple from elsewhere: a constant
+        names = target_names(target)
+        if not any(self.a.is_active(name) for name in names):
+            return self.reverse_call(call, None)
+        takes_seed = self.callee_variant(call, True).seeds
+        if takes_seed is None or len(takes_seed) != len(names):
+            raise self.fs.error(f"the tuple returned by '{src(call.func)}' does not have the "
+                                "elements of the tuple it is assigned to", call.nad_statement,
+                                construct="tuple")
+        out, seeds = [], []
+        for k, (name, seeded) in enumerate(zip(names, takes_seed)):
+            if not seeded:
+                continue
+            if self.a.is_array(name):
+                seeds.append(naming.shadow(name) if self.a.is_active(name) else
+                             f"np.zeros_like({name})")
+            elif self.a.is_active(name):
+                seeds.append(f"{naming.GRAD_TMP}{k}")
+                out += self.take_adjoint(name, into=seeds[-1])
+            else:
+                seeds.append("0.0")
+        return out + self.reverse_call(call, seeds)
+
+    def reverse_call(self, call: ast.Call, seed: str | list[str] | None) -> list[ast.stmt]:
+        """The call of ``call``'s reverse variant, seeded with ``seed`` (a list: the seeds of
+        the elements of a tuple result), adding the adjoints it returns."""
         variant = self.callee_variant(call, seed is not None)
         args = []
         for arg, has_shadow in zip(call.args, variant.shadows):
@@ -540,7 +590,7 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
             if has_shadow:
                 args.append(naming.shadow(arg.id))
         if seed is not None:
-            args.append(seed)
+            args += seed if isinstance(seed, list) else [seed]
         result = self.fresh(naming.CALL_RESULT)
         memory = f"{result}[{len(variant.adjoint_positions) + 1}]"
         out = parse(f"{result} = {variant.binding}({', '.join(args)})\n{naming.CALLEE_BYTES} = "
@@ -558,9 +608,8 @@ def transform(tree: ast.FunctionDef, analysis: Analysis, fs, **options) -> ast.F
         call = getattr(statement, "value", None)
         if isinstance(call, ast.Call):
             call.nad_statement = statement
-        if isinstance(statement, ast.Assign) and isinstance(call, ast.Call) \
-                and isinstance(statement.targets[0], ast.Name):
-            call.nad_assigned_to = statement.targets[0].id
+        if isinstance(statement, ast.Assign) and isinstance(call, ast.Call):
+            call.nad_assigned_to = assigned_names(statement)
     transform = ReverseTransform(tree, analysis, fs, **options)
     built = transform.build()
     built.nad_checkpointed = checkpoint.describe(transform.checkpointed)

@@ -3069,6 +3069,218 @@ add(lambda_late_binding, lambda r: (unif(r, -1, 1, 4), unif(r, 0.5, 1.5)), (0, 1
 
 
 # ============================================================================================
+# tuples (issue 3): packing, unpacking, indexing, several results, callees returning tuples
+# ============================================================================================
+
+def polar(x, y):
+    """Two results: a callee of several corpus functions (not itself in the corpus)."""
+    return math.sqrt(x * x + y * y), math.atan2(y, x)
+
+
+def tup_pack_index(x, y):
+    t = (x * y, math.sin(x), y)
+    u = t[0] + t[-1] * t[1]
+    return u * t[2] + t[-3]
+
+
+add(tup_pack_index, lambda r: (unif(r, -1.5, 1.5), unif(r, -1.5, 1.5)), (0, 1),
+    tags={"tuple"})
+
+
+def tup_unpack_nested(x, y, z):
+    t = (x, (y * z, math.exp(z)))
+    a, (b, c) = t
+    inner = t[1]
+    return a * b + c * inner[0] - inner[1] * x
+
+
+add(tup_unpack_nested, lambda r: (unif(r, -1, 1), unif(r, -1, 1), unif(r, -1, 1)), (0, 1, 2),
+    tags={"tuple"})
+
+
+def tup_reduce_results(x, y):
+    r, theta = polar(x, y)
+    return r * math.cos(theta) + r * r * math.sin(theta)
+
+
+add(tup_reduce_results, lambda r: (signed(r, 0.3, 1.5), signed(r, 0.3, 1.5)), (0, 1),
+    tags={"tuple_result", "tuple", "call_same_module"})
+
+
+def tup_result_indexed(x, y):
+    # a callee's tuple used whole, indexed, and one element ignored
+    p = polar(x + y, y)
+    q = polar(x, 1.0)
+    return p[0] * p[1] + q[0]
+
+
+add(tup_result_indexed, lambda r: (unif(r, 0.3, 1.5), unif(r, 0.3, 1.5)), (0, 1),
+    tags={"tuple_result", "tuple", "call_same_module"})
+
+
+def _step(a, b, h):
+    # an early return of one tuple, the final return of another
+    if a > b:
+        return b, a + h * math.sin(b)
+    return a + h * b, b - h * a * a
+
+
+def tup_callee_in_loop(x, y, n):
+    a, b = x, y
+    for i in range(n):
+        a, b = _step(a, b, 0.3)
+    return a * b + a
+
+
+add(tup_callee_in_loop, lambda r: (unif(r, -1, 1), unif(r, -1, 1), 5), (0, 1),
+    tags={"tuple_result", "tuple", "call_same_module", "reassign_loop"})
+
+
+def tup_swap_recurrence(x, y, n):
+    a, b = x, y
+    s = 0.0
+    for i in range(n):
+        a, b = b, a + 0.5 * math.tanh(b)
+        s += a * b
+    return s
+
+
+add(tup_swap_recurrence, lambda r: (unif(r, -1, 1), unif(r, -1, 1), 6), (0, 1),
+    tags={"tuple", "reassign_loop"})
+
+
+def tup_state_in_loop(x, y):
+    state = (x, y)
+    for i in range(4):
+        state = (state[1], math.sin(state[0]) + 0.5 * state[1])
+    last, before = state[1], state[0]
+    return last * last + before
+
+
+add(tup_state_in_loop, lambda r: (unif(r, -1.5, 1.5), unif(r, -1.5, 1.5)), (0, 1),
+    tags={"tuple", "reassign_loop"})
+
+
+def tup_arrays(x, c):
+    t = (np.sin(x), np.cos(x) * c, x.shape[0])
+    a, b, n = t
+    return np.sum(a * b) / n + np.sum(t[0] ** 2)
+
+
+add(tup_arrays, lambda r: (unif(r, -1, 1, 5), unif(r, 0.5, 1.5)), (0, 1),
+    tags={"tuple", "array_expr"})
+
+
+def tup_array_results(x, c):
+    # a callee returning a tuple of arrays; one element unused (it takes a zero seed)
+    up, down = ch.exp_pair(x, c)
+    first = ch.exp_pair(x * x, c)[0]
+    return np.sum(up * x) + np.sum(first)
+
+
+add(tup_array_results, lambda r: (unif(r, -1, 1, 4), unif(r, 0.5, 1.5)), (0, 1),
+    tags={"tuple_result", "tuple", "call_imported", "array_expr"})
+
+
+def tup_arrays_swapped_in_loop(u, v):
+    pair = (u.copy(), v.copy())
+    for i in range(3):
+        a, b = pair
+        pair = (b * 0.5 + a, np.tanh(a) - b)
+    return np.sum(pair[0] * pair[1])
+
+
+add(tup_arrays_swapped_in_loop, lambda r: (unif(r, -1, 1, 4), unif(r, -1, 1, 4)), (0, 1),
+    tags={"tuple", "array_expr", "reassign_loop"})
+
+
+def tup_results_with_int(x, w):
+    s, q, n = ch.moments(x)
+    mean = s / n
+    return q / n - mean * mean + np.sum(w * x) * mean
+
+
+add(tup_results_with_int, lambda r: (unif(r, -1, 1, 6), unif(r, -1, 1, 6)), (0, 1),
+    tags={"tuple_result", "tuple", "call_imported"})
+
+
+def tup_ints_drive_loops(x, n):
+    t = (x, n, 2.0 * x)
+    total = 0.0
+    for i in range(t[1]):
+        total += t[0] * i + math.sin(t[2] * total)
+    return total
+
+
+add(tup_ints_drive_loops, lambda r: (unif(r, -1, 1), int(r.integers(2, 6))),
+    tags={"tuple", "int_mixed"})
+
+
+def tup_njit_callee(x, y):
+    s = 0.0
+    for i in range(len(x)):
+        r, theta = ch.nj_polar(x[i], y)
+        s += r * math.cos(2.0 * theta)
+    return s
+
+
+add(tup_njit_callee, lambda r: (signed(r, 0.3, 1.5, 4), signed(r, 0.3, 1.5)), (0, 1),
+    tags={"tuple_result", "tuple", "call_njit"})
+
+
+def _nested_results(x, y):
+    r, theta = polar(x, y)
+    return r * 2.0, (theta, r + theta)
+
+
+def tup_nested_results(x, y):
+    p, (q, s) = _nested_results(x, y)
+    whole = _nested_results(y, x)
+    return p * q + s + whole[1][1] * whole[0]
+
+
+add(tup_nested_results, lambda r: (unif(r, 0.3, 1.5), unif(r, 0.3, 1.5)), (0, 1),
+    tags={"tuple_result", "tuple", "call_same_module"})
+
+
+def tup_conditional(x, y):
+    t = (x, y) if x > y else (y * y, x)
+    hi, lo = t
+    return hi * 2.0 + lo * math.exp(hi)
+
+
+add(tup_conditional, lambda r: tuple(spaced(r, 2, -1.0, 1.0)), (0, 1),
+    tags={"tuple", "ternary"})
+
+
+def tup_lambda_results(x, c):
+    sc = lambda v: (math.sin(c * v), math.cos(c * v))  # noqa: E731
+    s = 0.0
+    for i in range(len(x)):
+        a, b = sc(x[i])
+        s += a * b + a
+    return s
+
+
+add(tup_lambda_results, lambda r: (unif(r, -1, 1, 5), unif(r, 0.5, 1.5)), (0, 1),
+    tags={"tuple_result", "tuple", "lambda"})
+
+
+def tup_returned_through(x, y):
+    # a tuple result passed through another callee's return unchanged
+    return _pass_through(x, y)[1] * y
+
+
+def _pass_through(x, y):
+    r = polar(x, y)
+    return r
+
+
+add(tup_returned_through, lambda r: (unif(r, 0.3, 1.5), unif(r, 0.3, 1.5)), (0, 1),
+    tags={"tuple_result", "tuple", "call_same_module"})
+
+
+# ============================================================================================
 # feature detection for the coverage test
 # ============================================================================================
 
@@ -3133,6 +3345,10 @@ def features(fun):
                     found.add("index_write")
                 if isinstance(tgt, ast.Tuple) and isinstance(node.value, ast.Tuple):
                     found.add("tuple_assign")
+                elif isinstance(tgt, ast.Tuple):
+                    found.add("tuple_unpack")
+                elif isinstance(node.value, ast.Tuple):
+                    found.add("tuple_pack")
         elif isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load):
             found.add("index_read")
         elif isinstance(node, ast.Attribute) and node.attr == "shape":

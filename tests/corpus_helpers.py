@@ -95,3 +95,24 @@ def nj_leaky(v):
 def quadratic_form(A, x):
     """x^T A x with whole-array code, called from a corpus function."""
     return x @ (A @ x)
+
+
+def moments(x):
+    """(sum, sum of squares, count): several results, one of them an int."""
+    s = 0.0
+    q = 0.0
+    for i in range(len(x)):
+        s += x[i]
+        q += x[i] * x[i]
+    return s, q, len(x)
+
+
+def exp_pair(v, c):
+    """(exp(c v), exp(-c v)) for an array v: a tuple of arrays."""
+    e = np.exp(c * v)
+    return e, 1.0 / e
+
+
+@numba.njit
+def nj_polar(x, y):
+    return math.sqrt(x * x + y * y), math.atan2(y, x)

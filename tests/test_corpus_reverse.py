@@ -218,7 +218,7 @@ REQUIRED = [
     "while", "if", "elif", "else", "break", "continue", "early_return", "return_in_loop",
     "call_same_module", "call_imported", "call_njit", "njit_toplevel",
     "nondiff", "ternary", "boolop", "not", "tuple_assign", "int_mixed", "**",
-    "inner_def", "lambda",
+    "inner_def", "lambda", "tuple_pack", "tuple_unpack", "tuple_result",
 ]
 
 

@@ -446,3 +446,98 @@ def test_in_place_operator_on_a_shared_array_is_refused_with_its_line(fun, name,
             as info:
         nad.grad(fun)(np.ones(3))
     assert info.value.lineno == fun.__code__.co_firstlineno + line
+
+
+# ---- tuples: the constructs that stay refused -------------------------------------------------
+
+def tuple_variable_index(x, n):
+    t = (x, x * 2.0)
+    s = 0.0
+    for i in range(n):
+        s += t[i]
+    return s
+
+
+def tuple_starred_unpacking(x, y):
+    a, *rest = (x, y, x)
+    return a * y
+
+
+def tuple_concatenation(x, y):
+    t = (x,) + (y,)
+    return t[0] * t[1]
+
+
+def tuple_names_concatenated(x, y):
+    t = (x, y)
+    u = t + t
+    return u[0] * u[3]
+
+
+def tuple_repetition(x, y):
+    t = (x, y) * 2
+    return t[0]
+
+
+def tuple_iteration(x, y):
+    s = 0.0
+    for v in (x, y):
+        s += v * v
+    return s
+
+
+def tuple_name_iteration(x, y):
+    t = (x, y)
+    s = 0.0
+    for v in t:
+        s += v * v
+    return s
+
+
+def _tuple_taker(t):
+    return t[0] * t[1]
+
+
+def tuple_passed_to_callee(x, y):
+    t = (x, y)
+    return _tuple_taker(t) + x
+
+
+TUPLE_CASES = [
+    (tuple_variable_index, (0.5, 2), r"non-constant index", "s += t[i]"),
+    (tuple_starred_unpacking, (0.5, 0.2), r"starred unpacking", "a, *rest"),
+    (tuple_concatenation, (0.5, 0.2), r"tuple concatenation", "(x,) + (y,)"),
+    (tuple_names_concatenated, (0.5, 0.2), r"tuple concatenation", "u = t + t"),
+    (tuple_repetition, (0.5, 0.2), r"tuple repetition", "(x, y) * 2"),
+    (tuple_iteration, (0.5, 0.2), r"iteration over a tuple", "for v in (x, y)"),
+    (tuple_name_iteration, (0.5, 0.2), r"for loop over 't'", "for v in t"),
+    (tuple_passed_to_callee, (0.5, 0.2), r"passing a tuple.*_tuple_taker", "_tuple_taker(t)"),
+]
+
+
+@pytest.mark.parametrize("fun, args, construct, needle", TUPLE_CASES,
+                         ids=[c[0].__name__ for c in TUPLE_CASES])
+def test_refused_tuple_construct(fun, args, construct, needle):
+    err = refuse(fun, args, argnums=0)
+    assert_located(err, construct, line_of(fun, needle))
+
+
+@nad.custom_vjp
+def _two_results(x):
+    return x * x, math.sin(x)
+
+
+@_two_results.defvjp
+def _two_results_rule(g, z, x):
+    return g
+
+
+def calls_custom_with_two_results(x):
+    a, b = _two_results(x)
+    return a + b
+
+
+def test_declared_rule_of_a_tuple_returning_function_is_refused_not_ignored():
+    err = refuse(calls_custom_with_two_results, (0.5,))
+    assert_located(err, r"custom rule '_two_results_rule'.*tuple",
+                   line_of(_two_results_rule, "def _two_results_rule"))

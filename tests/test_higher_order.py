@@ -104,8 +104,8 @@ def test_hessian_vector_product_is_jvp_of_grad(fun, make):
     gradient, hv = nad.jvp(nad.grad(fun), args, tangents)
     np.testing.assert_allclose(gradient, nad.grad(fun)(*args), rtol=1e-12)
     np.testing.assert_allclose(hv, fd_of_gradient(fun, args, 0, v), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(hv, nad.hessian(fun)(*args).reshape(v.size, v.size) @ v.reshape(-1)
-                               .reshape(-1), rtol=1e-9, atol=1e-9)
+    H = nad.hessian(fun)(*args).reshape(v.size, v.size)
+    np.testing.assert_allclose(hv.reshape(-1), H @ v.reshape(-1), rtol=1e-9, atol=1e-9)
 
 
 def test_hessian_of_scalar_arguments_with_tuple_argnums():
