@@ -243,3 +243,53 @@ def _extremum_axis_tangent(d, x, z, axis):
         picked = extremum_axis_adjoint(np.ones(z.shape, x.dtype), x, z, axis)
         return sum_axis(picked * d, axis)
     return impl
+
+
+# ---- tangents of adjoint helpers (derivatives of derivatives) ---------------------------------
+
+@_jit
+def prod_adjoint_tangent(g, x, dg, dx):
+    """Tangent of ``prod_adjoint(g, x)`` for tangents ``dg`` of ``g`` and ``dx`` of ``x``."""
+    flat, dflat = x.ravel(), dx.ravel()
+    n = flat.shape[0]
+    out = np.empty(n, x.dtype)
+    for i in range(n):
+        others, spread = 1.0, 0.0
+        for k in range(n):
+            if k == i:
+                continue
+            partial = dflat[k]
+            for j in range(n):
+                if j != i and j != k:
+                    partial *= flat[j]
+            spread += partial
+            others *= flat[k]
+        out[i] = dg * others + g * spread
+    return out.reshape(x.shape)
+
+
+def solve_matrix_adjoint_tangent(g, a, z, dg, da, dz):
+    """Tangent of ``solve_matrix_adjoint(g, a, z)`` for tangents ``dg``, ``da``, ``dz``."""
+    raise NotImplementedError("called from compiled code only")
+
+
+@_jit
+def _solved_transposed(g, a, dg, da):
+    """``w = solve(a.T, g)`` and its tangent."""
+    at = np.ascontiguousarray(a.T)
+    w = np.linalg.solve(at, g)
+    return w, np.linalg.solve(at, dg - np.ascontiguousarray(da.T) @ w)
+
+
+@overload(solve_matrix_adjoint_tangent)
+def _solve_matrix_adjoint_tangent(g, a, z, dg, da, dz):
+    if z.ndim == 1:
+        def vector(g, a, z, dg, da, dz):
+            w, dw = _solved_transposed(g, a, dg, da)
+            return -(np.outer(dw, z) + np.outer(w, dz))
+        return vector
+
+    def matrix(g, a, z, dg, da, dz):
+        w, dw = _solved_transposed(g, a, dg, da)
+        return -(dw @ np.ascontiguousarray(z.T) + w @ np.ascontiguousarray(dz.T))
+    return matrix

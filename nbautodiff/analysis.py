@@ -196,6 +196,7 @@ class _Analyser:
         self.result_active = result_active
         self.callee_writes = callee_writes          # call node -> set of written arg positions
         self.params = [arg.arg for arg in tree.args.args]
+        self.in_place_stores = False
 
     def differentiable(self, name: str) -> bool:
         return name == OUTPUT or typeinfer.is_differentiable(self.a.types.get(name))
@@ -269,7 +270,8 @@ class _Analyser:
                 a.assignments.setdefault(name, []).append(statement)
             if isinstance(statement, ast.Assign) and isinstance(statement.targets[0], ast.Name):
                 origin = view_origin(statement, a.types)
-                if origin:
+                stores = self.in_place_stores and getattr(statement, "nad_in_place", False)
+                if origin and not stores:
                     a.alias[statement.targets[0].id] = a.rep(origin)
         for position, (statement, _) in enumerate(walk_statements(body)):
             a.order[id(statement)] = position
@@ -475,6 +477,10 @@ class _Analyser:
 
 
 def analyse(tree: ast.FunctionDef, types: dict, active_inputs: set, result_active: bool,
-            callee_writes) -> Analysis:
-    """Activity and reverse-pass needs of ``tree``; see the module docstring."""
-    return _Analyser(tree, types, active_inputs, result_active, callee_writes).run()
+            callee_writes, in_place_stores: bool = False) -> Analysis:
+    """Activity and reverse-pass needs of ``tree``; see the module docstring.
+    ``in_place_stores``: the rebinding that ends ``A op= ...`` (marked ``nad_in_place``) is a
+    store into ``A``'s array (forward mode), not a new name for the result's array."""
+    analyser = _Analyser(tree, types, active_inputs, result_active, callee_writes)
+    analyser.in_place_stores = in_place_stores
+    return analyser.run()

@@ -260,6 +260,9 @@ class ForwardTransform:
         """A runtime helper of generated code (``rules.HELPERS``): its tangent template, terms
         whose tangents are all zero dropped, other zero tangents spelled out."""
         rule = call.nad_target
+        if rule.tangent is None:
+            raise self.refuse(s, f"'{rule.spelling}'", " (no tangent rule yet: the derivative "
+                              "of this function cannot be differentiated again)")
         if t is None and not self.active(call.args[rule.writes]):
             return [s]
         operands = dict(zip(rule.params, call.args))

@@ -27,7 +27,7 @@ from numba import types as nbtypes
 from . import analysis as analysis_mod
 from . import (arrayfence, custom, emit, fence, forward_mode, lifting, naming, reverse_mode,
                tuples, typeinfer)
-from .errors import AutodiffError
+from .errors import AutodiffError, UnsupportedConstructError
 from .normalize import Normalized, normalize
 from .source import FunctionSource, function_source, python_function, resolve
 from .kernels import arrays as array_module
@@ -112,7 +112,15 @@ def _call_site(fs: FunctionSource, callee) -> ast.Call | None:
 
 def _build_primal(func) -> Primal:
     fs = lifting.lift(function_source(func))
-    fence.check(fs)
+    try:
+        fence.check(fs)
+    except UnsupportedConstructError as error:
+        if not fs.generated:
+            raise
+        raise UnsupportedConstructError(
+            f"{error.message}: the generated derivative {fs.name} uses it, so it cannot be "
+            "differentiated again yet", construct=error.construct, lineno=error.lineno,
+            filename=error.filename, function=error.function) from None
     normalized = normalize(fs)
     namespace = _base_namespace()
     namespace.update(normalized.globals)
@@ -344,7 +352,8 @@ def _build_forward(prim: Primal, argtypes: tuple, duals: list[bool], result_dual
 
     tree = copy_tree(normalized.tree)
     tuples.split(tree, types, fs)
-    an = analysis_mod.analyse(tree, types, dual_params, result_dual, callee_writes)
+    an = analysis_mod.analyse(tree, types, dual_params, result_dual, callee_writes,
+                              in_place_stores=True)
     namespace = dict(prim.namespace)
     code = "".join("d" if flag else "c" for flag in duals) + ("_r" if result_dual else "") + \
         (f"_w{width}" if width > 1 else "")

@@ -360,7 +360,7 @@ class HelperRule:
     spelling: str
     params: tuple[str, ...]
     differentiable: tuple[str, ...]          # parameters with a tangent (d_<name> in the template)
-    tangent: ast.expr
+    tangent: ast.expr | None                 # None: no tangent rule yet (refused)
     writes: int | None                       # position of the argument written in place
 
 
@@ -412,9 +412,18 @@ def extremum_axis_tangent_tangent(d, x, z, axis, d_d):
 @helper("_nad_arrays.matmul_left", _nad_arrays.matmul_left)
 def matmul_left_tangent(g, a, b, d_g, d_b):
     return _nad_arrays.matmul_left(d_g, a, b) + _nad_arrays.matmul_left(g, a, d_b)
+@helper("np.ascontiguousarray", np.ascontiguousarray)
+def ascontiguousarray_tangent(x, d_x): return np.ascontiguousarray(d_x)
 @helper("_nad_arrays.matmul_right", _nad_arrays.matmul_right)
 def matmul_right_tangent(g, a, b, d_g, d_a):
     return _nad_arrays.matmul_right(d_g, a, b) + _nad_arrays.matmul_right(g, d_a, b)
+
+
+@helper("_nad_arrays.prod_adjoint", _nad_arrays.prod_adjoint)
+def prod_adjoint_tangent(g, x, d_g, d_x): return _nad_arrays.prod_adjoint_tangent(g, x, d_g, d_x)
+@helper("_nad_arrays.solve_matrix_adjoint", _nad_arrays.solve_matrix_adjoint)
+def solve_matrix_adjoint_tangent(g, a, z, d_g, d_a, d_z):
+    return _nad_arrays.solve_matrix_adjoint_tangent(g, a, z, d_g, d_a, d_z)
 
 
 def tangent_templates(rule: ReverseRule, on_arrays: bool) -> tuple[ast.expr | None, ...] | None:
