@@ -175,6 +175,21 @@ class Analysis:
         return names
 
 
+def _stack_members(statement: ast.stmt) -> list[tuple[str, str]]:
+    """(stack, array name) pairs a reference stack statement of generated code relates:
+    ``L = [a]``, ``L.append(a)``, ``a = L.pop()``: every array on a stack is one alias class."""
+    value = getattr(statement, "value", None)
+    if isinstance(statement, ast.Assign) and isinstance(statement.targets[0], ast.Name):
+        target = statement.targets[0].id
+        if isinstance(value, ast.List):
+            return [(target, n) for n in map(atom_name, value.elts) if n]
+        if isinstance(value, ast.Call) and getattr(value, "nad_kind", None) == "list":
+            return [(value.func.value.id, target)]
+    if isinstance(statement, ast.Expr) and getattr(value, "nad_kind", None) == "list":
+        return [(value.func.value.id, n) for n in map(atom_name, value.args) if n]
+    return []
+
+
 def walk_statements(body: list, blocks=(), depth: int = 0):
     """Yield (statement, Site) for every statement, in program order."""
     blocks = blocks + (body,)
@@ -199,7 +214,16 @@ class _Analyser:
         self.in_place_stores = False
 
     def differentiable(self, name: str) -> bool:
-        return name == OUTPUT or typeinfer.is_differentiable(self.a.types.get(name))
+        typ = self.a.types.get(name)
+        return name == OUTPUT or typeinfer.is_differentiable(typ) or \
+            typeinfer.is_differentiable_list(typ)
+
+    def merge(self, first: str, second: str) -> None:
+        """One alias class for ``first`` and ``second`` (a reference stack and its arrays)."""
+        a = self.a
+        one, other = a.rep(first), a.rep(second)
+        if one != other:
+            a.alias[other] = one
 
     # -- flows -----------------------------------------------------------------------------
     def flows(self, statement: ast.stmt) -> list[tuple[str, list[str]]]:
@@ -222,6 +246,8 @@ class _Analyser:
         t = target.id
         if isinstance(value, ast.Name):
             return [(a.rep(t), [a.rep(value.id)])]
+        if isinstance(value, ast.List):
+            return [(a.rep(t), [a.rep(n) for n in map(atom_name, value.elts) if n])]
         if isinstance(value, (ast.BinOp, ast.UnaryOp)):
             return [(a.rep(t), self.rule_sources(*rule_of(value)))]
         if isinstance(value, ast.Call):
@@ -244,6 +270,11 @@ class _Analyser:
             return [(a.rep(t), self.rule_sources(call.nad_target, call.args)) for t in targets]
         if kind == "copy":
             return [(a.rep(t), [a.rep(call.func.value.id)]) for t in targets]
+        if kind == "list":                           # L.append(x), x = L.pop()
+            stack = a.rep(call.func.value.id)
+            if call.nad_target == "append":
+                return [(stack, [a.rep(n) for n in map(atom_name, call.args) if n])]
+            return [(a.rep(t), [stack]) for t in targets]
         if kind == "helper":
             rule = call.nad_target
             sources = [a.rep(n) for n in (atom_name(call.args[rule.params.index(p)])
@@ -271,8 +302,12 @@ class _Analyser:
             if isinstance(statement, ast.Assign) and isinstance(statement.targets[0], ast.Name):
                 origin = view_origin(statement, a.types)
                 stores = self.in_place_stores and getattr(statement, "nad_in_place", False)
-                if origin and not stores:
+                if origin and self.in_place_stores and not stores:
+                    self.merge(origin, statement.targets[0].id)   # views of several arrays
+                elif origin and not stores:
                     a.alias[statement.targets[0].id] = a.rep(origin)
+            for stack, member in _stack_members(statement):
+                self.merge(stack, member)
         for position, (statement, _) in enumerate(walk_statements(body)):
             a.order[id(statement)] = position
             if isinstance(statement, (ast.For, ast.While)):
@@ -479,8 +514,9 @@ class _Analyser:
 def analyse(tree: ast.FunctionDef, types: dict, active_inputs: set, result_active: bool,
             callee_writes, in_place_stores: bool = False) -> Analysis:
     """Activity and reverse-pass needs of ``tree``; see the module docstring.
-    ``in_place_stores``: the rebinding that ends ``A op= ...`` (marked ``nad_in_place``) is a
-    store into ``A``'s array (forward mode), not a new name for the result's array."""
+    ``in_place_stores`` (forward mode): the rebinding that ends ``A op= ...`` (marked
+    ``nad_in_place``) is a store into ``A``'s array, not a new name for the result's array, and
+    a name bound to views of several arrays joins their alias classes into one."""
     analyser = _Analyser(tree, types, active_inputs, result_active, callee_writes)
     analyser.in_place_stores = in_place_stores
     return analyser.run()

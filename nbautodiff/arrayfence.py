@@ -19,7 +19,8 @@ from .normalize import Normalized
 
 def check(normalized: Normalized, types: dict, in_place_shared: bool = False) -> None:
     """Refuse, with its line, each array construct the reverse mode does not differentiate
-    (``in_place_shared``: forward mode, which updates shared arrays in place, allows those)."""
+    (``in_place_shared``: forward mode, which updates shared arrays in place and gives a view
+    the same view of the tangent, allows in-place operators and names rebound to views)."""
     fs = normalized.source
 
     def refuse(node: ast.AST, construct: str, detail: str) -> None:
@@ -44,7 +45,7 @@ def check(normalized: Normalized, types: dict, in_place_shared: bool = False) ->
         origins.setdefault(name, set()).add(view_origin(statement, types) or name)
         if isinstance(statement.value, ast.Subscript):
             views.setdefault(name, statement)
-    for name, statement in views.items():
+    for name, statement in [] if in_place_shared else views.items():
         if len(origins[name]) > 1:
             refuse(statement, f"binding '{name}' to views of different arrays",
                    " (use a new name for each)")

@@ -51,6 +51,8 @@ class _Fence(ast.NodeVisitor):
                             kind=UnsupportedConstructError)
 
     def generic_visit(self, node: ast.AST) -> None:
+        if isinstance(node, ast.List) and self.fs.generated:
+            return super().generic_visit(node)       # reference stacks of generated code
         if isinstance(node, ast.stmt) and not isinstance(node, _STATEMENTS):
             self.refuse(node, construct_name(node))
         if isinstance(node, (ast.expr, ast.operator, ast.slice if hasattr(ast, "slice") else ())) \

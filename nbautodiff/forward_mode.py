@@ -52,7 +52,9 @@ class ForwardTransform:
     def active(self, node: ast.expr | None) -> str | None:
         """The name ``node`` if it carries a tangent."""
         name = atom_name(node) if node is not None else None
-        if name and self.a.is_active(name) and typeinfer.is_differentiable(self.a.types.get(name)):
+        typ = self.a.types.get(name)
+        if name and self.a.is_active(name) and (typeinfer.is_differentiable(typ) or
+                                                typeinfer.is_differentiable_list(typ)):
             return name
         return None
 
@@ -114,6 +116,8 @@ class ForwardTransform:
         if isinstance(s, ast.Expr) and isinstance(s.value, ast.Call):
             if s.value.nad_kind == "helper":
                 return self.helper_call(s.value, None, s)
+            if s.value.nad_kind == "list":
+                return self.stack_call(s.value, None, s)
             return self.user_call(s.value, None, s)
         if isinstance(s, ast.Return):
             return self.return_(s)
@@ -147,6 +151,11 @@ class ForwardTransform:
             return [s]
         if isinstance(value, ast.Call) and value.nad_kind == "helper":
             return self.helper_call(value, t, s)
+        if isinstance(value, ast.Call) and value.nad_kind == "list":
+            return self.stack_call(value, t, s)
+        if isinstance(value, ast.List):
+            return [s] + self.assign_tangents(t, lambda k: "[" + ", ".join(
+                self.tangent_or_zero(e, k) for e in value.elts) + "]")
         if isinstance(value, (ast.Name, ast.Constant)):
             return [s] + self.assign_tangents(
                 t, lambda k: src(self.tangent(value, k)) if self.active(value) else self.zero(t))
@@ -255,6 +264,29 @@ class ForwardTransform:
         if isinstance(node, ast.Constant) and isinstance(node.value, float):
             return "0.0"
         return "None"
+
+    def tangent_or_zero(self, node: ast.expr, k: int) -> str:
+        tangent = self.tangent(node, k)
+        if tangent is not None:
+            return tangent.id
+        return self.zero(node.id) if isinstance(node, ast.Name) else "0.0"
+
+    def stack_call(self, call: ast.Call, t: str | None, s: ast.stmt) -> list[ast.stmt]:
+        """``L.append(x)`` / ``x = L.pop()`` on a reference stack of generated code: the same
+        on the stack of tangents."""
+        stack = call.func.value
+        if not self.active(stack):
+            return [s]
+        out = [s]
+        for k in range(self.width):
+            tangents = f"{self.tangent_name(stack.id, k)}"
+            if call.func.attr == "append":
+                out += parse(f"{tangents}.append({self.tangent_or_zero(call.args[0], k)})")
+            elif t is None:
+                out += parse(f"{tangents}.pop()")
+            else:
+                out += parse(f"{self.tangent_name(t, k)} = {tangents}.pop()")
+        return out
 
     def helper_call(self, call: ast.Call, t: str | None, s: ast.stmt) -> list[ast.stmt]:
         """A runtime helper of generated code (``rules.HELPERS``): its tangent template, terms

@@ -32,7 +32,8 @@ an ``axis`` operand last where one was given. A function with a custom rule
 (:class:`nbautodiff.custom.CustomVJP`) is a "user" call whose target is the wrapper; a
 :class:`nbautodiff.custom.NonDifferentiable` one is "nondiff": its result is a constant for the
 derivative. A "helper" call is a runtime helper of generated code (``rules.HELPERS``), met
-when a derivative is differentiated again.
+when a derivative is differentiated again; so are the reference stacks of generated code: a
+list display ``L = [atoms]`` and the "list" calls ``L.append(atom)``, ``x = L.pop()``.
 """
 from __future__ import annotations
 
@@ -50,6 +51,7 @@ from .errors import UnsupportedConstructError
 from .source import MISSING, FunctionSource, dotted_parts, resolve
 
 ATOMS = (ast.Name, ast.Constant)
+LIST_METHODS = ("append", "pop")       # of the reference stacks of generated code
 
 
 @dataclass(eq=False)
@@ -265,6 +267,8 @@ class _Flattener:
             return ast.Subscript(value=array, slice=index, ctx=ast.Load())
         if isinstance(node, ast.Attribute):
             return self.attribute(node)
+        if isinstance(node, ast.List) and self.fs.generated:
+            return ast.List(elts=[self.atom(e) for e in node.elts], ctx=ast.Load())
         if isinstance(node, ast.Tuple):
             return ast.Tuple(elts=[self.atom(e) for e in node.elts], ctx=ast.Load())
         raise self.refuse(node, type(node).__name__)
@@ -353,6 +357,12 @@ class _Flattener:
                 if func.attr == "reshape" and len(node.args) > 1:
                     args = [func.value, ast.Tuple(elts=list(node.args), ctx=ast.Load())]
                 return self.array_call(node, function, args, node.keywords, f".{func.attr}()")
+            if func.attr in LIST_METHODS and self.fs.generated:
+                call = ast.Call(func=ast.Attribute(value=_name(func.value.id), attr=func.attr,
+                                                   ctx=ast.Load()),
+                                args=[self.atom(a) for a in node.args], keywords=[])
+                call.nad_kind, call.nad_target = "list", func.attr
+                return call
             if func.attr in rules.ARRAY_METHODS and not node.args and not node.keywords:
                 call = ast.Call(func=ast.Attribute(value=_name(func.value.id), attr=func.attr,
                                                    ctx=ast.Load()), args=[], keywords=[])

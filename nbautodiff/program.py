@@ -250,6 +250,10 @@ def reverse_variant(func, argtypes: tuple, active: list[bool], result_active: bo
 def _build_variant(prim: Primal, argtypes: tuple, active: list[bool], result_active: bool,
                    writeback: bool, keep_value: bool, checkpoint=None) -> Variant:
     fs, normalized = prim.fs, prim.normalized
+    if fs.generated:
+        raise AutodiffError(f"reverse mode of the generated derivative {fs.name} is not "
+                            "supported: differentiate it in forward mode (nad.hessian, "
+                            "nad.jvp(nad.grad(f), ...), nad.jacfwd)", construct="reverse over reverse")
     params = [a.arg for a in normalized.tree.args.args]
     types, result_type = types_of(prim, argtypes)
     for name, typ in zip(params, argtypes):

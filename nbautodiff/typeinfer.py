@@ -58,6 +58,11 @@ def is_differentiable(typ) -> bool:
     return is_float_scalar(typ) or is_float_array(typ)
 
 
+def is_differentiable_list(typ) -> bool:
+    """A list of floats or float arrays (the reference stacks of generated code)."""
+    return isinstance(typ, nbtypes.List) and is_differentiable(typ.dtype)
+
+
 def element_kind(typ) -> str:
     """'float' or 'int': which tape stores values of this (scalar or array element) type."""
     scalar = typ.dtype if isinstance(typ, nbtypes.Array) else typ
