@@ -396,6 +396,11 @@ class _Flattener:
             return self.annotated(node, rules.NON_DIFFERENTIABLE[key], "zero", None)
         if key in rules.ARRAY_CONSTRUCTORS:
             return self.annotated(node, rules.ARRAY_CONSTRUCTORS[key], "constructor", None)
+        refused = rules.NOT_DIFFERENTIATED_AGAIN.get(
+            getattr(getattr(target, "py_func", target), "__module__", None))
+        if refused:
+            raise self.refuse(node, f"differentiating {refused} again",
+                              f" (the generated derivative calls '{label}')")
         if key in rules.HELPERS:
             return self.annotated(node, rules.HELPERS[key].spelling, "helper", rules.HELPERS[key])
         if custom.kind_of(target) == "nondiff":

@@ -426,6 +426,11 @@ def solve_matrix_adjoint_tangent(g, a, z, d_g, d_a, d_z):
     return _nad_arrays.solve_matrix_adjoint_tangent(g, a, z, d_g, d_a, d_z)
 
 
+# Runtime modules whose calls in generated code have no tangent rules: the derivative that
+# calls them cannot be differentiated again yet (module -> what it implements).
+NOT_DIFFERENTIATED_AGAIN = {"nbautodiff.kernels.checkpoint": "the gradient of a checkpointed loop"}
+
+
 def tangent_templates(rule: ReverseRule, on_arrays: bool) -> tuple[ast.expr | None, ...] | None:
     """The tangent templates of ``rule``'s operands (``on_arrays``: the operation is applied
     elementwise to arrays); None for a whole-array primitive without forward rule."""

@@ -137,3 +137,29 @@ def test_grad_of_grad():
 def test_grad_of_a_gradient_array_is_an_error():
     with pytest.raises(nad.AutodiffError, match="scalar"):
         nad.grad(nad.grad(rosenbrock))(np.ones(3))
+
+
+def heat_checkpointed(u0, k, steps):
+    u = u0.copy()
+    for t in nad.checkpointed(range(steps)):
+        old = u.copy()
+        for i in range(1, u.shape[0] - 1):
+            u[i] = old[i] + k * (old[i - 1] - 2.0 * old[i] + old[i + 1])
+    return np.sum(u ** 4)
+
+
+def test_second_derivative_of_a_checkpointed_gradient_is_refused():
+    with pytest.raises(nad.AutodiffError, match="checkpointed loop again"):
+        nad.hessian(heat_checkpointed)(np.linspace(0.1, 0.9, 6), 0.2, 5)
+
+
+def test_reverse_over_reverse_is_refused_with_a_pointer_to_forward():
+    from nbautodiff import program
+    import numba
+    x = np.ones(3)
+    variant = program.reverse_variant(rosenbrock, (numba.typeof(x),), [True], True,
+                                      writeback=True, keep_value=False)
+    with pytest.raises(nad.AutodiffError, match="forward mode"):
+        program.reverse_variant(variant.dispatcher.py_func,
+                                (numba.typeof(x), numba.typeof(x), numba.float64),
+                                [True, True, False], False, writeback=True)
