@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench bench-checkpoint clean
+.PHONY: demo test bench bench-checkpoint bench-batch clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,9 @@ bench: $(STAMP)
 
 bench-checkpoint: $(STAMP)
 	$(PY) benchmarks/checkpointing.py
+
+bench-batch: $(STAMP)
+	$(PY) benchmarks/batching.py
 
 clean:
 	rm -rf $(VENV) build
