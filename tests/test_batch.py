@@ -216,3 +216,24 @@ def test_bad_input_names_the_argument():
         nad.batch(accumulate, (0, None), parallel=True)(rng.normal(size=(N, 2)), np.zeros(2))
     with pytest.raises(nad.AutodiffError, match="size 0"):
         nad.batch(matvec, (None, 0))(np.ones((2, 2)), np.ones((0, 2)))
+
+
+def test_batched_code_is_differentiable_in_forward_mode():
+    x = rng.uniform(0.1, 1.0, 6)
+    batched = nad.batch(piecewise, (0, None))
+    batched(x, 2.0)
+    jacobian = nad.jacfwd(batched.variant.dispatcher)(x, 2.0)
+    closed = np.where(x > 2.0, 2 * x, 0.3 * np.exp(0.3 * x) * 2.0)
+    np.testing.assert_allclose(jacobian, np.diag(closed), rtol=1e-13)
+    with pytest.raises(nad.AutodiffError, match="reverse mode of the generated"):
+        nad.jacrev(batched.variant.dispatcher)(x, 2.0)
+
+
+def test_per_example_gradients_of_an_unbatched_argument():
+    xs, w = rng.normal(size=(N, 4)), rng.uniform(0.5, 1, 4)
+    derived = nad.grad(weighted_norm, argnums=1)
+    grads = nad.batch(derived, (0, None, None))(xs, w, 2.0)
+    assert grads.shape == (N, 4)
+    assert np.array_equal(grads, looped(derived, (xs, w, 2.0), (0, None, None), N))
+    norms = np.sqrt(np.abs(xs) ** 2 @ w)
+    np.testing.assert_allclose(grads, np.abs(xs) ** 2 / (2 * norms[:, None]), rtol=1e-12)
