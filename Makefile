@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench bench-checkpoint bench-second-order clean
+.PHONY: demo test bench bench-checkpoint bench-second-order bench-batch clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,9 @@ bench-checkpoint: $(STAMP)
 
 bench-second-order: $(STAMP)
 	$(PY) benchmarks/second_order.py
+
+bench-batch: $(STAMP)
+	$(PY) benchmarks/batching.py
 
 clean:
 	rm -rf $(VENV) build

@@ -9,6 +9,7 @@ The public API (a contract, see DESIGN.md)::
     nad.jvp(fun, primals, tangents)     nad.forward(fun, *activities, ret="Dual", width=1)
     nad.hessian(fun, argnums=0)         (forward over reverse; also jvp(grad(f)), grad(grad(f)))
     nad.check_grad(fun, *args, argnums=0)
+    nad.batch(fun, in_axes=0, out_axes=0, parallel=False)   (vmap semantics; batch(grad(f)))
     nad.grad(fun, checkpoint=True); for t in nad.checkpointed(range(T)): ...   (checkpointing)
     nad.custom_vjp(fun), fun.defvjp(rule)   nad.non_differentiable(fun)
     nad.Const, nad.Active, nad.Duplicated, nad.DuplicatedOnly, nad.AutodiffError
@@ -20,12 +21,13 @@ from .errors import AutodiffError
 from .api import grad, jacrev, reverse, value_and_grad, vjp
 from .checkpoint import checkpointed
 from .forward_api import forward, hessian, jacfwd, jvp
+from .batch_api import batch
 from .custom import custom_vjp, non_differentiable
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "grad", "value_and_grad", "vjp", "jacrev", "reverse", "forward", "jvp", "jacfwd", "hessian", "check_grad", "checkpointed", "custom_vjp",
+    "grad", "value_and_grad", "vjp", "jacrev", "reverse", "forward", "jvp", "jacfwd", "hessian", "batch", "check_grad", "checkpointed", "custom_vjp",
     "non_differentiable",
     "Const", "Active", "Duplicated", "DuplicatedOnly", "Dual", "DualOnly",
     "AutodiffError", "__version__",

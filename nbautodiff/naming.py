@@ -37,6 +37,9 @@ GENERATED_MODULE = "nbautodiff_generated"   # __name__ of the modules of generat
 UNUSED = "_nad_unused"        # a tangent nobody reads (of an element that has none)
 TANGENT = "_nad_dot"          # tangent of a variable in forward mode: _nad_dot_x, _nad_dot2_x
 TUPLE_ELEMENT = "_nad_e"      # an element of a tuple variable: _nad_e0_t, _nad_e1_0_t (nested)
+BATCH_CALLEE = "_nad_fn"      # the compiled function a batched function calls once per slice
+BATCH_SIZE, BATCH_INDEX = "_nad_n", "_nad_i"
+BATCH_OUT, BATCH_FIRST = "_nad_out", "_nad_first"   # result arrays; the result of slice 0
 
 
 
@@ -56,6 +59,11 @@ def tangent(name: str, direction: int, width: int) -> str:
 def forward_name(function_name: str, signature_code: str) -> str:
     """Name of a forward-mode variant, e.g. ``f__fwd_dc_r`` (args dual/const, result dual)."""
     return f"{function_name}__fwd_{signature_code}"
+
+
+def batch_name(function_name: str, signature_code: str) -> str:
+    """Name of a batched variant, e.g. ``f__batch_0n1_o0`` (in_axes 0, None, 1; out_axes 0)."""
+    return f"{function_name}__batch_{signature_code}"
 
 
 def tuple_element(name: str, path: tuple[int, ...]) -> str:

@@ -1,0 +1,240 @@
+"""Batching: ``nad.batch(f)`` over N inputs against N single compiled calls from Python.
+
+A script, not a test (``make bench-batch``). Three scalar-heavy kernels, N = 10^5 inputs each:
+
+* Black-Scholes call price of one option (five floats in, every one batched);
+* a small MLP forward on one example (4 inputs, 16 tanh units, 1 output; weights unbatched);
+* Rosenbrock of a short vector (8 elements; the batch is the rows of an N x 8 array).
+
+For each kernel it times (median of ``--repeats``; compilation excluded):
+
+* "loop of calls": ``for i in range(N): f(args_i)`` from Python, ``f`` the compiled primal
+  nbautodiff batches (``program.primal(f).dispatcher``), the slices prepared beforehand;
+* ``batch(f)`` and ``batch(f, parallel=True)``;
+* "hand loop": the same batch loop written by hand around the user's function compiled with
+  ``numba.njit`` (what a user would write; numba and LLVM free to inline): how close the
+  generated loop comes to it;
+* ``batch`` with the callee not marked ``inline='always'`` (LLVM's inliner alone), to show
+  whether that mark matters.
+
+It checks that ``batch(f)`` equals the loop exactly, reports whether the optimised LLVM IR of
+the batched loop holds vector instructions (``<2 x double>``/``<4 x double>``...), prints the
+table and writes it, with the date, between the markers of the batching section of
+``benchmarks/RESULTS.md`` (``--no-write`` to skip). Target (issue 4): batched >= 20x faster than
+the loop of calls.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import math
+import os
+import platform
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numba
+import numpy as np
+
+import nbautodiff as nad
+from nbautodiff import batching, program
+
+BEGIN = "<!-- issue-4 batching benchmark: begin (written by benchmarks/batching.py) -->"
+END = "<!-- issue-4 batching benchmark: end -->"
+
+
+def black_scholes(s, k, t, r, v):
+    sqrt_t = math.sqrt(t)
+    d1 = (math.log(s / k) + (r + 0.5 * v * v) * t) / (v * sqrt_t)
+    d2 = d1 - v * sqrt_t
+    n1 = 0.5 * math.erfc(-d1 / math.sqrt(2.0))
+    n2 = 0.5 * math.erfc(-d2 / math.sqrt(2.0))
+    return s * n1 - k * math.exp(-r * t) * n2
+
+
+def mlp(x, w1, b1, w2, b2):
+    out = b2
+    for j in range(w1.shape[0]):
+        h = b1[j]
+        for i in range(x.shape[0]):
+            h += w1[j, i] * x[i]
+        out += w2[j] * math.tanh(h)
+    return out
+
+
+def rosenbrock(x):
+    s = 0.0
+    for i in range(x.shape[0] - 1):
+        s += 100.0 * (x[i + 1] - x[i] * x[i]) ** 2 + (1.0 - x[i]) ** 2
+    return s
+
+
+def kernels(n: int, rng):
+    """(name, function, batched arguments, in_axes, hand-written batch loop)."""
+    bs_args = (rng.uniform(50, 150, n), rng.uniform(80, 120, n), rng.uniform(0.1, 2.0, n),
+               rng.uniform(0.0, 0.1, n), rng.uniform(0.1, 0.6, n))
+    mlp_args = (rng.normal(size=(n, 4)), rng.normal(size=(16, 4)), rng.normal(size=16),
+                rng.normal(size=16), 0.1)
+    rosen_args = (rng.uniform(-2, 2, (n, 8)),)
+    bs, mlp_jit, rosen = (numba.njit(f) for f in (black_scholes, mlp, rosenbrock))
+
+    @numba.njit
+    def bs_loop(s, k, t, r, v):
+        out = np.empty(s.shape[0])
+        for i in range(s.shape[0]):
+            out[i] = bs(s[i], k[i], t[i], r[i], v[i])
+        return out
+
+    @numba.njit
+    def mlp_loop(x, w1, b1, w2, b2):
+        out = np.empty(x.shape[0])
+        for i in range(x.shape[0]):
+            out[i] = mlp_jit(x[i], w1, b1, w2, b2)
+        return out
+
+    @numba.njit
+    def rosen_loop(x):
+        out = np.empty(x.shape[0])
+        for i in range(x.shape[0]):
+            out[i] = rosen(x[i])
+        return out
+
+    return [("Black-Scholes price", black_scholes, bs_args, 0, bs_loop),
+            ("MLP forward (4-16-1, tanh)", mlp, mlp_args, (0, None, None, None, None), mlp_loop),
+            ("Rosenbrock, 8 elements", rosenbrock, rosen_args, 0, rosen_loop)]
+
+
+def timed(call, repeats: int) -> float:
+    call()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def slices(args, in_axes, n):
+    axes = in_axes if isinstance(in_axes, tuple) else (in_axes,) * len(args)
+    return [tuple(a if ax is None else (a[i].item() if a.ndim == 1 else a[i])
+                  for a, ax in zip(args, axes)) for i in range(n)]
+
+
+def without_inline_mark(fun, args, in_axes):
+    """``batch(fun)``'s generated loop compiled around the plain (not inline='always') primal."""
+    batched = nad.batch(fun, in_axes)
+    batched(*args)
+    namespace = dict(batched.variant.dispatcher.py_func.__globals__)
+    namespace[batching.naming.BATCH_CALLEE] = program.primal(fun).dispatcher
+    exec(compile(batched.variant.source, "<no-inline>", "exec"), namespace)
+    return numba.njit(namespace[batched.variant.name])
+
+
+def vector_width(dispatcher) -> int:
+    """The widest ``<k x double>`` in the optimised LLVM IR of ``dispatcher`` (1: scalar)."""
+    widths = [int(w) for ir in dispatcher.inspect_llvm().values()
+              for w in re.findall(r"<(\d+) x double>", ir)]
+    return max(widths, default=1)
+
+
+def run(n: int, repeats: int):
+    rng = np.random.default_rng(0)
+    rows = []
+    for name, fun, args, in_axes, hand in kernels(n, rng):
+        single = program.primal(fun).dispatcher
+        calls = slices(args, in_axes, n)
+
+        def loop():
+            return [single(*c) for c in calls]
+
+        batched = nad.batch(fun, in_axes)
+        parallel = nad.batch(fun, in_axes, parallel=True)
+        plain_callee = without_inline_mark(fun, args, in_axes)
+        reference = np.array(loop())
+        exact = np.array_equal(batched(*args), reference) and \
+            np.array_equal(parallel(*args), reference)
+        loop_time = timed(loop, max(1, repeats // 3))
+        times = {"batch": timed(lambda: batched(*args), repeats),
+                 "parallel": timed(lambda: parallel(*args), repeats),
+                 "hand": timed(lambda: hand(*args), repeats),
+                 "no_inline": timed(lambda: plain_callee(*args), repeats)}
+        rows.append({"name": name, "loop": loop_time, **times, "exact": exact,
+                     "vector": vector_width(batched.variant.dispatcher)})
+    return rows
+
+
+def table(rows, n: int) -> str:
+    head = ("| kernel | loop of N calls (ms) | `batch` (ms) | loop / `batch` | `parallel=True` (ms) "
+            "| loop / parallel | hand-written loop (ms) | `batch` / hand | `batch`, callee not "
+            "inline='always' (ms) | widest vector in the IR | equal to the loop |\n"
+            "|---|--:|--:|--:|--:|--:|--:|--:|--:|:-:|:-:|\n")
+    body = "".join(
+        f"| {r['name']} | {r['loop'] * 1e3:,.1f} | {r['batch'] * 1e3:.2f} | "
+        f"**{r['loop'] / r['batch']:,.0f}x** | {r['parallel'] * 1e3:.2f} | "
+        f"{r['loop'] / r['parallel']:,.0f}x | {r['hand'] * 1e3:.2f} | "
+        f"{r['batch'] / r['hand']:.2f} | {r['no_inline'] * 1e3:.2f} | "
+        f"{'<%d x double>' % r['vector'] if r['vector'] > 1 else 'scalar'} | "
+        f"{'yes' if r['exact'] else 'NO'} |\n" for r in rows)
+    return head + body
+
+
+def explanation(rows, n: int) -> str:
+    """Where the time goes: the dispatch of a call from Python against one input's compute."""
+    parts = [f"{r['name']}: {(r['loop'] - r['hand']) / n * 1e9:,.0f} ns of dispatch per call "
+             f"against {r['hand'] / n * 1e9:,.0f} ns of compute per input (ceiling of the ratio, "
+             f"loop / hand-written: {r['loop'] / r['hand']:,.0f}x)" for r in rows]
+    return ("For the same compiled code the ratio is bounded by (dispatch + compute) / compute: "
+            + "; ".join(parts) + ". `batch` matches the hand-written loop (`batch` / hand near "
+            "1) or beats it where numba's inlining lets LLVM unroll the callee (Rosenbrock's "
+            "8-element loop, 0.3x). Black-Scholes and the MLP spend their compute in `log`, "
+            "`exp`, `erfc` and `tanh`, which LLVM vectorises only through Intel's SVML "
+            f"(numba.config.USING_SVML = {numba.config.USING_SVML} here: icc_rt is not "
+            "installed); with scalar libm calls the 20x target is out of reach for them. "
+            "`parallel=True` runs on the shared 2-core machine, where thread start-up and "
+            "the other users' load dominate batches this small.\n")
+
+
+def write_results(text: str, path: Path) -> None:
+    old = path.read_text() if path.exists() else ""
+    section = f"{BEGIN}\n{text}{END}\n"
+    if BEGIN in old and END in old:
+        new = old[:old.index(BEGIN)] + section + old[old.index(END) + len(END) + 1:]
+    else:
+        new = old.rstrip("\n") + "\n\n" + section
+    path.write_text(new)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=100_000)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--results", default=str(Path(__file__).with_name("RESULTS.md")))
+    options = parser.parse_args()
+    rows = run(options.n, options.repeats)
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    met = all(r["loop"] / r["batch"] >= 20 for r in rows)
+    ratios = ", ".join(f"{r['loop'] / r['batch']:,.0f}x" for r in rows)
+    text = (f"## Issue 4: batching, `nad.batch(f)` against N single compiled calls\n\n"
+            f"Run of {datetime.date.today()} by `make bench-batch` (`benchmarks/batching.py`): "
+            f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}; numba "
+            f"{numba.__version__}, NumPy {np.__version__}, Python {platform.python_version()}; "
+            f"load average at start {load}. N = {options.n:,} inputs per kernel, median of "
+            f"{options.repeats} runs (the loop of calls: of {max(1, options.repeats // 3)}); "
+            "compilation excluded. \"Loop of N calls\": the compiled primal called once per "
+            "input from a Python loop, arguments sliced beforehand. \"Hand-written loop\": the "
+            "same batch loop written in numba around `numba.njit(f)`.\n\n"
+            + table(rows, options.n)
+            + f"\nTarget of issue 4: `batch` at least 20x faster than the loop of calls. This run: "
+            f"{'met' if met else 'NOT met'} (loop / `batch`: {ratios}).\n\n"
+            + explanation(rows, options.n))
+    print(text)
+    if not options.no_write:
+        write_results(text, Path(options.results))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
