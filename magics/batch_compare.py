@@ -10,6 +10,9 @@ they are). Three methods evaluate ``f`` on the N examples:
 * ``np.vectorize``: ``np.vectorize(f, signature=...)`` of the plain Python function, what NumPy
   offers for a function that is not written with arrays.
 
+A derived function (``nbautodiff.grad(f)``...) is compiled already: it is the single compiled
+call, and what ``np.vectorize`` applies.
+
 The batched result is compared with the loop's, at the smallest N, and the comparison's note says
 whether they agree exactly.
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import program
+from ..errors import AutodiffError
 from ..source import python_function
 from .speedup import SpeedComparison, measure
 
@@ -34,7 +38,7 @@ def compare(fun, batched, example: tuple, in_axes: list, out_axes, sizes=DEFAULT
     compiled calls and ``np.vectorize`` of ``fun``, on ``len(sizes)`` batch sizes built from
     ``example`` (one argument tuple of ``fun``). ``in_axes`` has one entry per argument."""
     sizes = tuple(sorted(sizes))
-    single = program.primal(fun).dispatcher
+    single, plain = _single_and_plain(fun)
     reference = single(*example)
     rng = np.random.default_rng(seed)
 
@@ -53,7 +57,7 @@ def compare(fun, batched, example: tuple, in_axes: list, out_axes, sizes=DEFAULT
         calls = slices(inputs(n), n)
         return lambda: [single(*call) for call in calls]
 
-    vectorized, front = _vectorized(python_function(fun), example, in_axes, reference)
+    vectorized, front = _vectorized(plain, example, in_axes, reference)
 
     def vectorize_run(n):
         args = front(inputs(n))
@@ -62,8 +66,18 @@ def compare(fun, batched, example: tuple, in_axes: list, out_axes, sizes=DEFAULT
     note = _agreement(batched, single, inputs(sizes[0]), slices, sizes[0], out_axes)
     methods = {BATCHED: batched_run, LOOP: loop_run, VECTORIZE: vectorize_run}
     times = measure(methods, sizes) if budget_s is None else measure(methods, sizes, budget_s)
-    return SpeedComparison(title=f"{fun.__name__}: N evaluations", sizes=sizes, times=times,
+    return SpeedComparison(title=f"{getattr(fun, '__name__', 'function')}: N evaluations", sizes=sizes, times=times,
                            reference=BATCHED, note=note, unit="examples")
+
+
+def _single_and_plain(fun):
+    """``fun`` compiled alone (its numba primal) and as plain Python; a derived function, with
+    no Python source of its own, is both."""
+    try:
+        plain = python_function(fun)
+    except AutodiffError:
+        return fun, fun
+    return program.primal(fun).dispatcher, plain
 
 
 def _stacked(value, axis, n: int, rng) -> object:

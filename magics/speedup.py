@@ -12,7 +12,7 @@ from __future__ import annotations
 import html
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..report import figure_png
 
@@ -36,7 +36,6 @@ class SpeedComparison:
     reference: str
     note: str = ""
     unit: str = "calls"
-    colours: dict = field(default_factory=dict)
 
     def speedups(self) -> dict:
         """Method (other than the reference) -> speedup of the reference over it, per size."""
@@ -51,16 +50,18 @@ class SpeedComparison:
 
         fig = Figure(figsize=(10.0, 3.8), layout="constrained")
         ax_time, ax_ratio = fig.subplots(1, 2)
+        colour = {label: f"C{k}" for k, label in enumerate(self.times)}
         for label, times in self.times.items():
             xs, ys = _measured(self.sizes, times)
-            ax_time.plot(xs, ys, "o-", label=label, linewidth=2.5 if label == self.reference else 1.5)
+            ax_time.plot(xs, ys, "o-", label=label, color=colour[label],
+                         linewidth=2.5 if label == self.reference else 1.5)
         ax_time.set(xscale="log", yscale="log", xlabel=f"N ({self.unit})", ylabel="seconds",
                     title=self.title)
         ax_time.grid(True, which="both", alpha=0.3)
         ax_time.legend(fontsize="small")
         for label, ratios in self.speedups().items():
             xs, ys = _measured(self.sizes, ratios)
-            ax_ratio.plot(xs, ys, "o-", label=f"vs {label}")
+            ax_ratio.plot(xs, ys, "o-", label=f"vs {label}", color=colour[label])
         ax_ratio.axhline(1.0, color="grey", linewidth=0.8)
         ax_ratio.set(xscale="log", yscale="log", xlabel=f"N ({self.unit})",
                      ylabel=f"speedup of {self.reference}", title="speedup (higher is better)")

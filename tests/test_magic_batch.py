@@ -11,6 +11,7 @@ from IPython.core.error import UsageError
 from IPython.display import Image
 
 import nbautodiff as nad
+from fd import assert_grad_close, central_diff
 from nbautodiff import program
 from nbautodiff.magics.batch import parse_axes
 from nbautodiff.magics.batch_compare import BATCHED, LOOP, VECTORIZE
@@ -19,7 +20,10 @@ from nbautodiff.magics.speedup import SpeedComparison
 
 def stand_in_batch(fun, in_axes=0, out_axes=0, parallel=False):
     """vmap semantics by a loop of single compiled calls (NOT fused: a test double only)."""
-    single = program.primal(fun).dispatcher
+    try:
+        single = program.primal(fun).dispatcher
+    except nad.AutodiffError:          # a derived function, compiled already
+        single = fun
 
     def batched(*args):
         axes = in_axes if isinstance(in_axes, tuple) else (in_axes,) * len(args)
@@ -90,6 +94,21 @@ def test_default_axes_batch_every_function_of_the_cell(ip, ns, batch_api):
     means, scaled = ns["moments_batch"](xs)
     np.testing.assert_allclose(means, xs.mean(axis=1), rtol=1e-13)
     np.testing.assert_allclose(scaled, xs * xs.mean(axis=1)[:, None], rtol=1e-13)
+
+
+def test_per_example_gradients_by_batching_a_gradient(ip, ns, batch_api):
+    ns["nad"] = nad
+    ip.run_cell("def sq_error(p, x, y):\n    r = p[0] * x + p[1] * x * x - y\n    return r * r\n"
+                "sq_error_grad = nad.grad(sq_error)\n")
+    result = ip.run_line_magic("batch", "-f sq_error_grad --in-axes None 0 0 "
+                                        "--compare (x0[:2], 0.3, 1.2) --sizes 3 30")
+    assert "exactly" in result.comparisons["sq_error_grad_batch"].note
+    p, xs, ys = ns["x0"][:2], ns["xs"][:, 0], ns["xs"][:, 1]
+    per_example = ns["sq_error_grad_batch"](p, xs, ys)
+    assert per_example.shape == (xs.size, 2)
+    for i in range(xs.size):
+        assert_grad_close(per_example[i], central_diff(ns["sq_error"], (p, xs[i], ys[i]), 0),
+                          rtol=1e-6, label=f"example {i}")
 
 
 def test_line_magic_batches_an_earlier_function(ip, ns, batch_api):
