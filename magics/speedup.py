@@ -104,8 +104,8 @@ class SpeedComparison:
 
 
 def measure(methods: dict, sizes, budget_s: float = DEFAULT_BUDGET_S) -> dict:
-    """Label -> seconds per run at each size (None where skipped, see the module docstring),
-    for ``methods`` (label -> ``prepare(n)``). Each size is run once untimed first (caches,
+    """Label -> seconds per run at each size, in increasing order of size (None where skipped,
+    see the module docstring), for ``methods`` (label -> ``prepare(n)``). Each size is run once untimed first (caches,
     lazy compilation), then timed, repeated while the runs add up to less than
     ``REPEAT_UNTIL_S``; the best time is kept."""
     times = {}
