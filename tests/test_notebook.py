@@ -43,3 +43,28 @@ def test_runner_fails_on_a_cell_error(tmp_path, capsys):
     assert main([str(tmp_path / "broken.ipynb"), str(tmp_path / "broken.html")]) == 1
     assert "ZeroDivisionError" in capsys.readouterr().err
     assert (tmp_path / "broken.html").exists()
+
+
+requires_batch = pytest.mark.skipif(
+    not hasattr(__import__("nbautodiff"), "batch"),
+    reason="notebooks/batching.ipynb needs nbautodiff.batch (issue 4), not in this branch yet")
+
+
+@pytest.fixture(scope="module")
+def batching():
+    return execute_notebook(NOTEBOOKS / "batching.ipynb", timeout=300)
+
+
+@requires_batch
+def test_batching_notebook_runs_without_errors(batching):
+    assert not [out for out in _outputs(batching) if out.output_type == "error"]
+
+
+@requires_batch
+def test_batching_notebook_shows_the_speedup_tables_and_plots(batching):
+    html = [out.data["text/html"] for out in _outputs(batching)
+            if "text/html" in out.get("data", {})]
+    assert sum("speedup vs loop of compiled calls" in h for h in html) == 2   # mlp, grad
+    assert any("speedup vs n scalar passes" in h for h in html)               # the Jacobian
+    pngs = [out for out in _outputs(batching) if "image/png" in out.get("data", {})]
+    assert len(pngs) >= 4
