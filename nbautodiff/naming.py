@@ -99,6 +99,11 @@ def is_reserved(name: str) -> bool:
     return name.startswith(RESERVED)
 
 
+def is_derivative_name(function_name: str) -> bool:
+    """Whether a generated function is a derivative (reverse, forward or custom-rule variant)."""
+    return any(marker in function_name for marker in ("__rev_", "__fwd_", "__custom_"))
+
+
 def next_level(name: str) -> str:
     """A generated name renamed for generated code that is differentiated again:
     ``_nad_t1`` -> ``_nad1_t1``. The renamed names never start with ``_nad_``, so the names of

@@ -250,7 +250,7 @@ def reverse_variant(func, argtypes: tuple, active: list[bool], result_active: bo
 def _build_variant(prim: Primal, argtypes: tuple, active: list[bool], result_active: bool,
                    writeback: bool, keep_value: bool, checkpoint=None) -> Variant:
     fs, normalized = prim.fs, prim.normalized
-    if fs.generated:
+    if fs.generated and naming.is_derivative_name(fs.name):
         raise AutodiffError(f"reverse mode of the generated derivative {fs.name} is not "
                             "supported: differentiate it in forward mode (nad.hessian, "
                             "nad.jvp(nad.grad(f), ...), nad.jacfwd)", construct="reverse over reverse")
