@@ -156,11 +156,12 @@ def _forward_pass(fun, primals: list, lanes: list[dict]) -> tuple:
     width = len(lanes)
     activities = [Dual if k in lanes[0] else Const for k in range(len(primals))]
     derived = ForwardFunction(fun, activities, "Dual", width)
+    written = program.primal(derived._func).writes        # copied: the inputs stay as they are
     call = []
     for k, value in enumerate(primals):
-        call.append(value.copy() if isinstance(value, np.ndarray) else value)
+        call.append(_copied_if(value, k in written))
         if k in lanes[0]:
-            call += [lane[k] for lane in lanes]
+            call += [_copied_if(lane[k], k in written) for lane in lanes]
     value, tangents = derived(*call)
     return value, list(tangents) if width > 1 else [tangents]
 
@@ -175,14 +176,15 @@ def _forward_over(derived, primals: list, lanes: list[dict]) -> tuple:
              for k, origin in enumerate(low.origins)]
     argtypes = tuple(_typeof(v) for v in low.arguments)
     variant = program.forward_variant(low.dispatcher.py_func, argtypes, duals, True, width)
+    written = program.primal(low.dispatcher.py_func).writes
     call, lane_arguments = [], [list(low.arguments) for _ in range(width)]
     for k, (value, origin) in enumerate(zip(low.arguments, low.origins)):
         call.append(value)
         if variant.duals[k]:
             for j, lane in enumerate(lanes):
                 tangent = np.zeros_like(value) if origin is None else \
-                    np.array(lane[origin], dtype=value.dtype) if isinstance(value, np.ndarray) \
-                    else float(lane[origin])
+                    _copied_if(np.asarray(lane[origin], dtype=value.dtype), k in written) \
+                    if isinstance(value, np.ndarray) else float(lane[origin])
                 lane_arguments[j][k] = tangent
                 call.append(tangent)
         elif duals[k]:
@@ -193,6 +195,10 @@ def _forward_over(derived, primals: list, lanes: list[dict]) -> tuple:
     tangents = list(out[1:]) if variant.result_dual else [_zero_tangent(out)] * width
     return (low.assemble(value, low.arguments),
             [low.assemble(t, args) for t, args in zip(tangents, lane_arguments)])
+
+
+def _copied_if(value, condition: bool):
+    return value.copy() if condition and isinstance(value, np.ndarray) else value
 
 
 def _zero_tangent(value):
@@ -215,7 +221,7 @@ def jvp(fun, primals, tangents):
     lane = {}
     for k, (p, t) in enumerate(zip(primals, tangents)):
         if t is not None and _differentiable(p):
-            lane[k] = np.array(t, dtype=p.dtype) if isinstance(p, np.ndarray) else float(t)
+            lane[k] = np.asarray(t, dtype=p.dtype) if isinstance(p, np.ndarray) else float(t)
     value, (tangent,) = _forward_pass(fun, list(primals), [lane])
     return value, tangent
 
