@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench bench-checkpoint bench-second-order bench-batch clean
+.PHONY: demo test bench bench-checkpoint bench-second-order bench-batch bench-vector clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,9 @@ bench-second-order: $(STAMP)
 
 bench-batch: $(STAMP)
 	$(PY) benchmarks/batching.py
+
+bench-vector: $(STAMP)
+	$(PY) benchmarks/vector_mode.py
 
 clean:
 	rm -rf $(VENV) build

@@ -401,7 +401,6 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
     def backward_statement(self, s: ast.stmt) -> list[ast.stmt]:
         a = self.a
         if isinstance(s, ast.Assign):
-            target = s.targets[0]
             operands, result = self.array_rule_snapshots(s)
             out = self.pop_arrays(operands + result)
             out += self.adjoint_of_assign(s) if a.statement_active(s) else []
