@@ -16,7 +16,7 @@ The public API (a contract, see DESIGN.md)::
 
 In IPython: ``%load_ext nbautodiff`` registers ``%%autodiff``.
 """
-from .activities import Active, Const, Dual, DualOnly, Duplicated, DuplicatedOnly
+from .activities import Active, Const, Dual, DualOnly, Dualv, Duplicated, DuplicatedOnly
 from .errors import AutodiffError
 from .api import grad, jacrev, reverse, value_and_grad, vjp
 from .checkpoint import checkpointed
@@ -29,7 +29,7 @@ __version__ = "0.1.0"
 __all__ = [
     "grad", "value_and_grad", "vjp", "jacrev", "reverse", "forward", "jvp", "jacfwd", "hessian", "batch", "check_grad", "checkpointed", "custom_vjp",
     "non_differentiable",
-    "Const", "Active", "Duplicated", "DuplicatedOnly", "Dual", "DualOnly",
+    "Const", "Active", "Duplicated", "DuplicatedOnly", "Dual", "DualOnly", "Dualv",
     "AutodiffError", "__version__",
 ]
 

@@ -7,7 +7,12 @@ Reverse mode (``#[autodiff_reverse]``):
 * ``Duplicated``: an array followed by its shadow, into which the adjoint is accumulated.
 * ``DuplicatedOnly``: as ``Duplicated``; on a result, the primal result is not returned.
 
-Forward mode (``#[autodiff_forward]``): ``Dual``, ``DualOnly`` (issue #4 implements them).
+Forward mode (``#[autodiff_forward]``):
+
+* ``Dual``: an argument followed by its tangents (``width`` of them);
+* ``DualOnly``: as ``Dual``; on a result, only the tangents are returned;
+* ``Dualv``: an argument followed by ONE tangent holding all ``width`` directions (an array of
+  shape ``(width,) + shape``, or ``width`` times its size flat), like Rust's ``Dualv``.
 Each activity is a singleton; its name as a string is accepted wherever an activity is.
 """
 from __future__ import annotations
@@ -36,8 +41,9 @@ Duplicated = Activity("Duplicated")
 DuplicatedOnly = Activity("DuplicatedOnly")
 Dual = Activity("Dual")
 DualOnly = Activity("DualOnly")
+Dualv = Activity("Dualv")
 
-ALL = {a.name: a for a in (Const, Active, Duplicated, DuplicatedOnly, Dual, DualOnly)}
+ALL = {a.name: a for a in (Const, Active, Duplicated, DuplicatedOnly, Dual, DualOnly, Dualv)}
 REVERSE_ARGUMENT = (Const, Active, Duplicated, DuplicatedOnly)
 REVERSE_RETURN = (Const, Active, DuplicatedOnly)
 
@@ -53,4 +59,4 @@ def as_activity(value) -> Activity:
 
 def has_shadow(activity: Activity) -> bool:
     """Whether an argument with this activity is followed by a shadow argument."""
-    return activity in (Duplicated, DuplicatedOnly, Dual, DualOnly)
+    return activity in (Duplicated, DuplicatedOnly, Dual, DualOnly, Dualv)

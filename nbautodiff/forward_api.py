@@ -15,11 +15,11 @@ import numbers
 import numpy as np
 
 from . import program
-from .activities import Const, Dual, DualOnly, as_activity
+from .activities import Const, Dual, DualOnly, Dualv, as_activity
 from .api import _check_value, _Derived, _is_float_array, _resolved_argnums, _typeof
 from .errors import AutodiffError
 
-FORWARD_ARGUMENT = (Const, Dual, DualOnly)
+FORWARD_ARGUMENT = (Const, Dual, DualOnly, Dualv)
 _RETURNS = {"Dual": (True, True), "DualOnly": (True, False), "Const": (False, True)}
 
 
@@ -51,19 +51,22 @@ class ForwardFunction(_Derived):
     def __call__(self, *args):
         names, fname, width = self.parameters, self._func.__name__, self.width
         duals = [act is not Const for act in self.activities]
-        expected = len(names) + width * sum(duals)
+        counts = [0 if act is Const else 1 if act is Dualv else width for act in self.activities]
+        expected = len(names) + sum(counts)
         if len(args) != expected:
             raise TypeError(f"{self.__name__}() takes {expected} arguments (each Dual argument "
-                            f"followed by {width} tangent{'s' * (width > 1)}), got {len(args)}")
+                            f"followed by {width} tangent{'s' * (width > 1)}, each Dualv one by "
+                            f"one tangent of {width} directions), got {len(args)}")
         call, position = [], 0
-        for dual, name in zip(duals, names):
+        for act, count, name in zip(self.activities, counts, names):
             value = _check_value(args[position], name, fname)
             call.append(value)
             position += 1
-            if dual:
-                tangents = args[position:position + width]
-                position += width
-                call += [_checked_tangent(t, value, name, fname) for t in tangents]
+            tangents = args[position:position + count]
+            position += count
+            if act is Dualv:
+                tangents = _directions(tangents[0], value, width, name, fname)
+            call += [_checked_tangent(t, value, name, fname) for t in tangents]
         return self._run(call, duals)
 
     def _run(self, call: list, duals: list[bool]):
@@ -92,6 +95,22 @@ class ForwardFunction(_Derived):
         duals = [act is not Const for act in self.activities]
         return program.forward_variant(self._func, self._guessed_types(), duals,
                                        self.result_dual, self.width)
+
+
+def _directions(tangent, value, width: int, name: str, fname: str) -> list:
+    """The ``width`` tangents held by one ``Dualv`` tangent (views: writes reach it)."""
+    shape = np.shape(value)
+    size = int(np.prod(shape))
+    if not _is_float_array(tangent) or tangent.size != width * size or not \
+            (tangent.shape in ((width,) + shape, (width * size,))):
+        got = tangent.shape if isinstance(tangent, np.ndarray) else type(tangent).__name__
+        raise ValueError(f"Dualv tangent of argument '{name}' of {fname}() must be a float "
+                         f"array of shape {(width,) + shape} or ({width * size},), got {got}")
+    if not tangent.flags.c_contiguous:
+        raise ValueError(f"Dualv tangent of argument '{name}' of {fname}() must be C-contiguous "
+                         "(its directions are views into it)")
+    lanes = tangent.reshape((width,) + shape)
+    return [lanes[k] if isinstance(value, np.ndarray) else float(lanes[k]) for k in range(width)]
 
 
 def _checked_tangent(tangent, value, name: str, fname: str):

@@ -99,3 +99,20 @@ def test_tangent_shape_names_the_argument():
 def test_custom_vjp_callee_is_refused_in_forward_mode_with_its_line():
     with pytest.raises(nad.AutodiffError, match=r"line \d+.*custom reverse rule"):
         nad.jvp(uses_custom, (X,), (np.ones(3),))
+
+
+def test_dualv_one_tangent_holds_every_direction():
+    """Rust's Dualv: one tangent argument N times longer; written tangents land in it."""
+    directions = np.random.default_rng(2).standard_normal((3, 3))
+    value, tangents = nad.forward(poly, nad.Dualv, nad.Const, width=3)(X, directions.ravel(), 1.5)
+    _, expected = nad.forward(poly, nad.Dual, nad.Const, width=3)(X, *directions, 1.5)
+    np.testing.assert_allclose(tangents, expected, rtol=1e-15)
+    out, d_out = np.zeros(3), np.zeros((2, 3))
+    nad.forward(scale_into, nad.Dualv, nad.Dualv, ret="Const", width=2)(
+        X, np.stack([np.ones(3), X]), out, d_out)
+    np.testing.assert_allclose(d_out, [4 * X, 4 * X * X])
+
+
+def test_dualv_tangent_of_the_wrong_size_names_the_argument():
+    with pytest.raises(ValueError, match="Dualv tangent of argument 'x'"):
+        nad.forward(poly, nad.Dualv, nad.Const, width=2)(X, np.ones(5), 1.5)
