@@ -156,12 +156,16 @@ def _written_params(normalized: Normalized, callee_primals: dict) -> set[int]:
             if generated and getattr(statement, "nad_in_place", False):
                 written |= origin.get(target.id, set())   # `A += ...` on an argument's array
         call = getattr(statement, "value", None)
+        positions = []
         if isinstance(call, ast.Call) and call.nad_kind == "user":
-            callee = callee_primals[ast.unparse(call.func)]
-            for position in callee.writes:
-                arg = call.args[position]
-                if isinstance(arg, ast.Name) and arg.id in origin:
-                    written |= origin[arg.id]
+            positions = callee_primals[ast.unparse(call.func)].writes
+        elif isinstance(call, ast.Call) and call.nad_kind == "helper" \
+                and call.nad_target.writes is not None:
+            positions = [call.nad_target.writes]       # e.g. copy_into, the writeback
+        for position in positions:
+            arg = call.args[position]
+            if isinstance(arg, ast.Name) and arg.id in origin:
+                written |= origin[arg.id]
     return {params.index(p) for p in written}
 
 
