@@ -204,14 +204,14 @@ def walk_statements(body: list, blocks=(), depth: int = 0):
 
 class _Analyser:
     def __init__(self, tree: ast.FunctionDef, types: dict, active_inputs: set, result_active: bool,
-                 callee_writes):
+                 callee_writes, in_place_stores: bool = False):
         self.tree = tree
         self.a = Analysis(types=types)
         self.active_inputs = active_inputs
         self.result_active = result_active
         self.callee_writes = callee_writes          # call node -> set of written arg positions
         self.params = [arg.arg for arg in tree.args.args]
-        self.in_place_stores = False
+        self.in_place_stores = in_place_stores
 
     def differentiable(self, name: str) -> bool:
         typ = self.a.types.get(name)
@@ -517,6 +517,5 @@ def analyse(tree: ast.FunctionDef, types: dict, active_inputs: set, result_activ
     ``in_place_stores`` (forward mode): the rebinding that ends ``A op= ...`` (marked
     ``nad_in_place``) is a store into ``A``'s array, not a new name for the result's array, and
     a name bound to views of several arrays joins their alias classes into one."""
-    analyser = _Analyser(tree, types, active_inputs, result_active, callee_writes)
-    analyser.in_place_stores = in_place_stores
-    return analyser.run()
+    return _Analyser(tree, types, active_inputs, result_active, callee_writes,
+                     in_place_stores).run()

@@ -84,6 +84,20 @@ class _Derived:
                             f"({', '.join(names)}), got {len(args)}")
         return [_check_value(v, n, self._func.__name__) for v, n in zip(args, names)]
 
+    def _checked_activities(self, activities, allowed: tuple, mode: str) -> list:
+        """``activities`` as :class:`Activity` objects, one per parameter, each in ``allowed``
+        (an AutodiffError naming the parameter otherwise)."""
+        names = self.parameters
+        if len(activities) != len(names):
+            raise AutodiffError(f"{self._func.__name__}() has {len(names)} parameters "
+                                f"({', '.join(names)}) but {len(activities)} activities were given")
+        checked = [as_activity(a) for a in activities]
+        for act, name in zip(checked, names):
+            if act not in allowed:
+                raise AutodiffError(f"activity {act} of '{name}' is not a {mode}-mode activity "
+                                    f"(use one of {', '.join(a.name for a in allowed)})")
+        return checked
+
     @property
     def tape_bytes(self) -> int | None:
         """Bytes of the tape and checkpoints of the last call (None before a first call)."""
@@ -156,21 +170,9 @@ class ReverseFunction(_Derived):
 
     def __init__(self, fun, activities, ret="Active", checkpoint=None):
         super().__init__(fun, checkpoint)
-        names = self.parameters
-        if len(activities) != len(names):
-            raise AutodiffError(f"{self._func.__name__}() has {len(names)} parameters "
-                                f"({', '.join(names)}) but {len(activities)} activities were given")
-        self.activities = [as_activity(a) for a in activities]
-        for act, name in zip(self.activities, names):
-            if act not in REVERSE_ARGUMENT:
-                raise AutodiffError(f"activity {act} of '{name}' is not a reverse-mode activity "
-                                    f"(use one of {', '.join(a.name for a in REVERSE_ARGUMENT)})")
-        ret_name = ret.name if hasattr(ret, "name") else str(ret)
-        if ret_name not in _RETURNS:
-            raise AutodiffError(f"ret={ret_name!r} is not a reverse-mode return activity "
-                                f"(use one of {', '.join(_RETURNS)})")
-        self.ret = ret_name
-        self.seeded, self.returns_primal = _RETURNS[ret_name]
+        self.activities = self._checked_activities(activities, REVERSE_ARGUMENT, "reverse")
+        self.ret = _checked_return(ret, _RETURNS, "reverse")
+        self.seeded, self.returns_primal = _RETURNS[self.ret]
 
     def __call__(self, *args):
         names, fname = self.parameters, self._func.__name__
@@ -381,6 +383,15 @@ def _seed_arguments(seed, typ, fname: str, where: str = "the seed") -> list:
     if not isinstance(seed, numbers.Real) or isinstance(seed, bool):
         raise TypeError(f"{where} of {fname}() must be a number, got {type(seed).__name__}")
     return [float(seed)]
+
+
+def _checked_return(ret, returns: dict, mode: str) -> str:
+    """The name of return activity ``ret``, one of ``returns`` (an AutodiffError otherwise)."""
+    name = ret.name if hasattr(ret, "name") else str(ret)
+    if name not in returns:
+        raise AutodiffError(f"ret={name!r} is not a {mode}-mode return activity "
+                            f"(use one of {', '.join(returns)})")
+    return name
 
 
 def _resolved_argnums(argnums, count: int, what: str) -> tuple[int, ...]:

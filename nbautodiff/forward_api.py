@@ -15,8 +15,9 @@ import numbers
 import numpy as np
 
 from . import program
-from .activities import Const, Dual, DualOnly, Dualv, as_activity
-from .api import _check_value, _Derived, _is_float_array, _resolved_argnums, _typeof
+from .activities import Const, Dual, DualOnly, Dualv
+from .api import (_check_value, _checked_return, _Derived, _is_float_array,
+                  _resolved_argnums, _typeof)
 from .errors import AutodiffError
 
 FORWARD_ARGUMENT = (Const, Dual, DualOnly, Dualv)
@@ -30,23 +31,12 @@ class ForwardFunction(_Derived):
 
     def __init__(self, fun, activities, ret="Dual", width=1):
         super().__init__(fun)
-        names, fname = self.parameters, self._func.__name__
-        if len(activities) != len(names):
-            raise AutodiffError(f"{fname}() has {len(names)} parameters ({', '.join(names)}) "
-                                f"but {len(activities)} activities were given")
-        self.activities = [as_activity(a) for a in activities]
-        for act, name in zip(self.activities, names):
-            if act not in FORWARD_ARGUMENT:
-                raise AutodiffError(f"activity {act} of '{name}' is not a forward-mode activity "
-                                    f"(use one of {', '.join(a.name for a in FORWARD_ARGUMENT)})")
-        ret_name = ret.name if hasattr(ret, "name") else str(ret)
-        if ret_name not in _RETURNS:
-            raise AutodiffError(f"ret={ret_name!r} is not a forward-mode return activity "
-                                f"(use one of {', '.join(_RETURNS)})")
+        self.activities = self._checked_activities(activities, FORWARD_ARGUMENT, "forward")
+        self.ret = _checked_return(ret, _RETURNS, "forward")
         if not isinstance(width, numbers.Integral) or isinstance(width, bool) or width < 1:
             raise AutodiffError(f"width must be a positive int, got {width!r}")
-        self.ret, self.width = ret_name, int(width)
-        self.result_dual, self.returns_primal = _RETURNS[ret_name]
+        self.width = int(width)
+        self.result_dual, self.returns_primal = _RETURNS[self.ret]
 
     def __call__(self, *args):
         names, fname, width = self.parameters, self._func.__name__, self.width

@@ -416,12 +416,13 @@ class _Flattener:
         """A whole-array primitive (``np.sum(x, axis=k)``, ``x.T``...) as an "array" call."""
         axis = [k for k in keywords if k.arg == "axis"]
         others = [k.arg for k in keywords if k.arg != "axis"]
+        plain = rules.ARRAY_CALLS.get((id(function), False))      # the rule without an axis
         if others:
             raise self.refuse(node, f"keyword argument '{others[0]}' in the call to '{label}'")
         if axis:
             args = args + [axis[0].value]
         elif len(args) == 2 and (id(function), True) in rules.ARRAY_CALLS and \
-                len(getattr(rules.ARRAY_CALLS.get((id(function), False)), "params", "x")) == 1:
+                (plain is None or len(plain.params) == 1):
             axis = [args[1]]                     # np.sum(x, 1): the axis given by position
         rule = rules.ARRAY_CALLS.get((id(function), bool(axis)))
         if rule is None or len(args) != len(rule.params):
