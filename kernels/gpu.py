@@ -163,8 +163,17 @@ class Runtime:
 
     kernels: object
     device: int = 0
+    timed: bool = False
     launches: list = field(default_factory=list)
-    transfers: list = field(default_factory=list)
+    events: list = field(default_factory=list)
+
+    def kernel_seconds(self) -> float:
+        """Seconds the kernels ran (CUDA events around each launch; ``timed`` runtimes only)."""
+        total = 0.0
+        for start, stop in self.events:
+            stop.synchronize()
+            total += start.elapsed_time(stop) / 1e3
+        return total
 
     # allocations, with NumPy's signatures -------------------------------------------------------
     def empty(self, shape, dtype=float):
@@ -209,8 +218,14 @@ class Runtime:
             partials = [cuda.device_array(config.blocks, np.dtype(d)) for d in dtypes]
             identities = tuple(_identity(op, np.dtype(d)) for op, d in
                                zip(self.kernels.operators(number), dtypes))
+            if self.timed:
+                events = (cuda.event(), cuda.event())
+                events[0].record()
             kernel[config.blocks, config.threads](start, step, count, *arguments, *partials,
                                                    *identities)
+            if self.timed:
+                events[1].record()
+                self.events.append(events)
             self.launches.append(LaunchRecord(number, count, config.blocks, config.threads,
                                               self.device))
             if not initials:

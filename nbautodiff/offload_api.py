@@ -61,6 +61,7 @@ class OffloadPlan:
 
     function: str
     device: str
+    kernel_seconds: float | None = None    # with ``OffloadFunction.timed``: kernels' run time
     movements: list = field(default_factory=list)
     kernels: list = field(default_factory=list)   # (kernel number, line, iterations, blocks,
     #                                                threads, reductions, atomics, device)
@@ -121,6 +122,7 @@ class OffloadFunction:
         self.devices = _checked_devices(devices)
         self.derived = hasattr(fun, "_invoke")
         self.plan: OffloadPlan | None = None
+        self.timed = False           # True: time each kernel with CUDA events (plan.kernel_seconds)
         self.source = ""
         self._programs: dict = {}
         self.__name__ = f"offload_{getattr(fun, '__name__', 'function')}"
@@ -162,7 +164,7 @@ class OffloadFunction:
         if entry is None:
             entry = self._programs[key] = _Compiled(fs, kinds, self.devices)
         self.source = entry.describe()
-        result, self.plan = entry.call(args)
+        result, self.plan = entry.call(args, self.timed)
         return result
 
 
@@ -207,10 +209,10 @@ class _Compiled:
     def operators(self, number: int) -> tuple:
         return tuple(r.operator for r in self.program.kernels[number].reductions)
 
-    def call(self, args):
+    def call(self, args, timed: bool = False):
         program = self.program
         device = self.devices[0]
-        runtime = gpu.Runtime(_Kernels(self), device)
+        runtime = gpu.Runtime(_Kernels(self), device, timed)
         namespace = self.host.__globals__
         namespace[naming.OFFLOAD_RUNTIME] = runtime
         movements, leaves, host_of = [], [], {}
@@ -232,7 +234,8 @@ class _Compiled:
             if id(leaf_value) in host_of and original[0] in program.writes:
                 gpu.copy_to_host(leaf_value, host_of[id(leaf_value)])
         result = _results(result, host_of, all_on_device)
-        plan = OffloadPlan(self.fs.name, gpu.device_name(device), movements,
+        plan = OffloadPlan(self.fs.name, gpu.device_name(device),
+                           runtime.kernel_seconds() if timed else None, movements,
                            [(r.kernel, program.kernels[r.kernel].lineno, r.count, r.blocks,
                              r.threads, [x.name for x in program.kernels[r.kernel].reductions],
                              program.kernels[r.kernel].atomics, r.device)

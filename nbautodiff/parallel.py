@@ -225,6 +225,8 @@ class _Analysis:
         updates: dict[str, list[tuple[str, int]]] = {}
         for node in ast.walk(module):
             found = _reduction_update(node)
+            if found is None:
+                found = self._reduction_through_temporary(node, occurrences)
             if found is not None:
                 updates.setdefault(found[0], []).append(found[1:])
         reductions = []
@@ -233,6 +235,18 @@ class _Analysis:
             if len(operators) == 1 and occurrences[name] == sum(count for _, count in found):
                 reductions.append(Reduction(name, operators.pop()))
         return reductions
+
+    def _reduction_through_temporary(self, node: ast.AST, occurrences: Counter):
+        """``t = s + e; s = t`` (normalised code's ``s += e``), ``t`` used nowhere else."""
+        if not (isinstance(node, ast.Assign) and len(node.targets) == 1
+                and isinstance(node.targets[0], ast.Name) and isinstance(node.value, ast.Name)
+                and node.value.id in self.temporaries and occurrences[node.value.id] == 2):
+            return None
+        name = node.targets[0].id
+        definition = ast.Assign(targets=[ast.Name(id=name, ctx=ast.Store())],
+                                value=self.temporaries[node.value.id])
+        found = _reduction_update(definition)
+        return found
 
     def _check_private(self, reduced: set[str]) -> set[str]:
         """Every name assigned in the body (but reductions) must be assigned before it is read in
