@@ -120,8 +120,7 @@ def main() -> None:
     cpu_axpy = numba.njit(parallel=True)(axpy)
     cpu = cpu_time(lambda: cpu_axpy(2.0, x, y))
     e2e = end_to_end_time(lambda: offloaded_axpy(2.0, x, y))
-    rows.append(("axpy", n, 24 * n / ours / 1e12, 24 * n / hand / 1e12, hand / ours, cpu / ours,
-                 cpu / e2e))
+    rows.append(("axpy", n, 24 * n / ours / 1e12, hand / ours, cpu / ours, cpu / e2e))
     details["axpy"] = {"n": n, "hand_s": hand, "offload_s": ours, "cpu_parallel_s": cpu,
                        "end_to_end_s": e2e, "plan": str(offloaded_axpy.plan)}
 
@@ -135,7 +134,7 @@ def main() -> None:
     cpu_heat = numba.njit(parallel=True)(heat_step)
     cpu = cpu_time(lambda: cpu_heat(u, un, 0.1))
     e2e = end_to_end_time(lambda: offloaded_heat(u, un, 0.1))
-    rows.append(("heat step", n, 16 * n / ours / 1e12, floor / ours, None, cpu / ours, cpu / e2e))
+    rows.append(("heat step", n, 16 * n / ours / 1e12, floor / ours, cpu / ours, cpu / e2e))
     details["heat"] = {"n": n, "offload_s": ours, "floor_s": floor, "cpu_parallel_s": cpu,
                        "end_to_end_s": e2e, "plan": str(offloaded_heat.plan)}
 
@@ -145,7 +144,7 @@ def main() -> None:
     cpu = cpu_time(lambda: cpu_dot(u, un))
     e2e = end_to_end_time(lambda: offloaded_dot(u, un))
     rel = abs(offloaded_dot(du, dun) - cpu_dot(u, un)) / abs(cpu_dot(u, un))
-    rows.append(("dot", n, 16 * n / ours / 1e12, floor / ours, None, cpu / ours, cpu / e2e))
+    rows.append(("dot", n, 16 * n / ours / 1e12, floor / ours, cpu / ours, cpu / e2e))
     details["dot"] = {"n": n, "offload_s": ours, "floor_s": floor, "cpu_parallel_s": cpu,
                       "end_to_end_s": e2e, "relative_error": rel}
 
@@ -164,20 +163,20 @@ def main() -> None:
         offloaded_grad(u, 0.1)
         kernel_times.append(offloaded_grad.plan.kernel_seconds)
     ours = statistics.median(kernel_times)
-    rows.append(("grad stencil", n, None, None, None, cpu / ours, cpu / e2e))
+    rows.append(("grad stencil", n, None, None, cpu / ours, cpu / e2e))
     details["grad"] = {"n": n, "offload_s": ours, "cpu_grad_s": cpu, "end_to_end_s": e2e,
                        "max_rel_error": error, "plan": str(offloaded_grad.plan)}
 
     print(f"device: {details['device']}; CPU: numba parallel=True on {details['cpu_threads']} "
           "threads (gradient: nad.grad on the CPU)")
-    print(f"{'kernel':<13} {'n':>11} {'TB/s':>6} {'of ref':>7} {'vs hand':>8} "
-          f"{'GPU/CPU':>8} {'e2e/CPU':>8}")
-    for name, size, tbs, of_ref, vs_hand, speedup, e2e_speedup in rows:
+    print(f"hand-written axpy kernel: {bandwidth / 1e12:.2f} TB/s")
+    print(f"{'kernel':<13} {'n':>11} {'TB/s':>6} {'of ref':>7} {'GPU/CPU':>8} {'e2e/CPU':>8}")
+    for name, size, tbs, of_ref, speedup, e2e_speedup in rows:
         def fmt(v, spec):
             width = int(spec.split(".")[0])
             return "-".rjust(width) if v is None else format(v, spec)
         print(f"{name:<13} {size:>11} {fmt(tbs, '6.2f')} {fmt(of_ref, '7.0%')} "
-              f"{fmt(vs_hand, '8.0%')} {fmt(speedup, '7.1f')}x {fmt(e2e_speedup, '7.2f')}x")
+              f"{fmt(speedup, '7.1f')}x {fmt(e2e_speedup, '7.2f')}x")
     print("of ref: axpy, the hand-written kernel's bandwidth; others, the bandwidth floor. "
           "GPU/CPU: speedup of the kernel (device arrays) over numba parallel=True; e2e: with "
           "NumPy arrays moved in and out.")

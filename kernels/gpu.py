@@ -16,6 +16,7 @@ small (:data:`SIMULATOR_THREADS`) so that tests stay fast.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import types
@@ -51,6 +52,7 @@ def device_count() -> int:
     return len(cuda.gpus) if available() else 0
 
 
+@functools.lru_cache(maxsize=None)
 def device_name(device_id: int) -> str:
     if simulated():
         return "CUDA simulator"
@@ -76,8 +78,20 @@ def launch_config(count: int) -> LaunchConfig:
     if simulated():
         return LaunchConfig(max(1, min(SIMULATOR_MAX_BLOCKS, -(-count // SIMULATOR_THREADS))),
                             SIMULATOR_THREADS)
-    sms = cuda.get_current_device().MULTIPROCESSOR_COUNT
+    sms = _multiprocessors(cuda.get_current_device().id)
     return LaunchConfig(max(1, min(sms * BLOCKS_PER_SM, -(-count // THREADS))), THREADS)
+
+
+@functools.lru_cache(maxsize=None)
+def _multiprocessors(device_id: int) -> int:
+    return cuda.get_current_device().MULTIPROCESSOR_COUNT
+
+
+def on_device(device_id: int):
+    """Context in which CUDA calls go to ``device_id`` (no switch when it is current)."""
+    if simulated() or cuda.get_current_device().id == device_id:
+        return contextlib.nullcontext()
+    return cuda.gpus[device_id]
 
 
 def threads_per_block() -> int:
@@ -177,12 +191,12 @@ class Runtime:
 
     # allocations, with NumPy's signatures -------------------------------------------------------
     def empty(self, shape, dtype=float):
-        with cuda.gpus[self.device]:
+        with on_device(self.device):
             return cuda.device_array(shape, np.dtype(dtype))
 
     def full(self, shape, fill_value, dtype=None):
         array = self.empty(shape, np.asarray(fill_value).dtype if dtype is None else dtype)
-        with cuda.gpus[self.device]:
+        with on_device(self.device):
             fill(array, fill_value)
         return array
 
@@ -211,7 +225,7 @@ class Runtime:
         count = len(range(start, stop, step))
         if count == 0:
             return initials
-        with cuda.gpus[self.device]:
+        with on_device(self.device):
             config = launch_config(count)
             dtypes = tuple(numba_type_name(v) for v in initials)
             kernel = self.kernels(number, config.threads, dtypes)
@@ -249,12 +263,12 @@ def _identity(operator: str, dtype: np.dtype):
 
 
 def to_device(host: np.ndarray, device: int = 0):
-    with cuda.gpus[device]:
+    with on_device(device):
         return cuda.to_device(np.ascontiguousarray(host))
 
 
 def empty_like(host: np.ndarray, device: int = 0):
-    with cuda.gpus[device]:
+    with on_device(device):
         return cuda.device_array(host.shape, host.dtype)
 
 
@@ -269,5 +283,5 @@ def copy_to_host(device_array, host: np.ndarray | None = None):
 
 
 def synchronize(device: int = 0) -> None:
-    with cuda.gpus[device]:
+    with on_device(device):
         cuda.synchronize()

@@ -341,12 +341,19 @@ def _checked_devices(devices) -> tuple:
         if devices != "all":
             raise OffloadError(f"devices must be None, an int, a list of ints or 'all', got "
                                f"{devices!r}")
-        return tuple(range(max(count, 1)))
+        chosen = tuple(range(max(count, 1)))
+        if len(chosen) > 1:
+            raise OffloadError(f"devices='all' ({count} GPUs): splitting work across several "
+                               "GPUs is not supported yet; pass one device")
+        return chosen
     chosen = (devices,) if isinstance(devices, numbers.Integral) else tuple(devices)
     if not chosen or not all(isinstance(d, numbers.Integral) and not isinstance(d, bool)
                              for d in chosen):
         raise OffloadError(f"devices must be None, an int, a list of ints or 'all', got "
                            f"{devices!r}")
+    if len(chosen) > 1:
+        raise OffloadError(f"devices={devices!r}: splitting work across several GPUs is not "
+                           "supported yet; pass one device")
     if gpu.available():
         missing = [d for d in chosen if not 0 <= d < count]
         if missing:

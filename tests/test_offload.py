@@ -180,6 +180,8 @@ def test_refused_with_the_line(rng, function, pattern):
 def test_bad_devices_are_refused():
     with pytest.raises(OffloadError, match="no CUDA device 7"):
         nad.offload(cases.axpy, devices=[7])
+    with pytest.raises(OffloadError, match="several GPUs is not supported yet"):
+        nad.offload(cases.axpy, devices=[0, 1])
     with pytest.raises(OffloadError, match="devices must be"):
         nad.offload(cases.axpy, devices="some")
 

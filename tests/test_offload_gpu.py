@@ -66,17 +66,3 @@ def test_gradient_of_the_stencil(rng):
     got = nad.offload(g)(u, 0.3)
     close(got[0], expected[0], rtol=1e-11)
     close(got[1], expected[1], rtol=1e-10)
-
-
-@pytest.mark.skipif(not config.ENABLE_CUDASIM and cuda.is_available() and len(cuda.gpus) < 2,
-                    reason="needs two GPUs")
-def test_two_devices(rng):
-    x, y = rng.random(N), rng.random(N)
-    expected = 3.0 * x + y
-    nad.offload(cases.axpy, devices=[0, 1])(3.0, x, y)
-    close(y, expected)
-    u = rng.random(N)
-    close(nad.offload(cases.heat, devices="all")(u.copy(), 0.2, 7), cases.heat(u.copy(), 0.2, 7))
-    xs, ys = rng.random(N) - 0.5, rng.random(N)
-    close(nad.offload(cases.dot_and_max, devices=[0, 1])(xs, ys)[0],
-          cases.dot_and_max(xs, ys)[0], rtol=1e-11)
