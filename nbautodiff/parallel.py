@@ -362,7 +362,8 @@ class _Analysis:
                     f"iterations of the parallel loop (line {self.loop.lineno}) add into the "
                     f"same elements of '{base}': a race", found[0].node)
             first_write = next(a for a in found if a.kind != "read")
-            other = next((a for a in found if a is not first_write), first_write)
+            other = next((a for a in found if a.text != first_write.text),
+                         next((a for a in found if a is not first_write), first_write))
             raise self.error(
                 f"iterations of the parallel loop (line {self.loop.lineno}) are not independent: "
                 f"{first_write.text} (line {first_write.node.lineno}) may write what another "

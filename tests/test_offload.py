@@ -189,3 +189,28 @@ def test_bad_devices_are_refused():
 def test_bad_argument_is_named():
     with pytest.raises(OffloadError, match="argument 'x' of axpy\\(\\) is str"):
         nad.offload(cases.axpy)(1.0, "no", np.zeros(3))
+
+
+def test_without_a_gpu_it_says_so_once_and_runs_on_the_cpu(tmp_path):
+    import os
+    import subprocess
+    import sys
+    script = tmp_path / "cpu.py"
+    script.write_text(
+        "import sys; sys.path.insert(0, %r)\n"
+        "import numpy as np, nbautodiff as nad, offload_cases as cases\n"
+        "from numba import cuda\n"
+        "if cuda.is_available(): print('HAS GPU'); raise SystemExit\n"
+        "x, y = np.arange(5.0), np.ones(5)\n"
+        "f = nad.offload(cases.axpy)\n"
+        "f(2.0, x, y); f(2.0, x, y)\n"
+        "print(y.tolist())\n" % os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="0")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env,
+                          timeout=300)
+    if "HAS GPU" in done.stdout:
+        pytest.skip("this machine has a GPU")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str([1.0 + 4.0 * k for k in range(5)])
+    lines = [line for line in done.stderr.splitlines() if "no CUDA GPU" in line]
+    assert len(lines) == 1 and "parallel=True" in lines[0]
