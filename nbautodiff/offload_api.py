@@ -123,8 +123,8 @@ class OffloadFunction:
         self.derived = hasattr(fun, "_invoke")
         self.plan: OffloadPlan | None = None
         self.timed = False           # True: time each kernel with CUDA events (plan.kernel_seconds)
-        self.source = ""
         self._programs: dict = {}
+        self._latest = None
         self.__name__ = f"offload_{getattr(fun, '__name__', 'function')}"
         self.__doc__ = f"{getattr(fun, '__name__', 'function')} offloaded to a CUDA GPU"
 
@@ -163,9 +163,14 @@ class OffloadFunction:
         entry = self._programs.get(key)
         if entry is None:
             entry = self._programs[key] = _Compiled(fs, kinds, self.devices)
-        self.source = entry.describe()
+        self._latest = entry
         result, self.plan = entry.call(args, self.timed)
         return result
+
+    @property
+    def source(self) -> str:
+        """The host code and kernels of the latest call's program ("" before the first call)."""
+        return "" if self._latest is None else self._latest.describe()
 
 
 class _Compiled:
