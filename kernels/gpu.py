@@ -64,7 +64,7 @@ def device_name(device_id: int) -> str:
 
 def is_device_array(value) -> bool:
     """A numba device array, or anything with ``__cuda_array_interface__`` (CuPy, PyTorch)."""
-    return hasattr(value, "__cuda_array_interface__") or cuda.devicearray.is_cuda_ndarray(value)
+    return cuda.devicearray.is_cuda_ndarray(value) or hasattr(value, "__cuda_array_interface__")
 
 
 @dataclass(frozen=True)
@@ -73,23 +73,30 @@ class LaunchConfig:
     threads: int
 
 
-def launch_config(count: int) -> LaunchConfig:
-    """Blocks and threads for ``count`` iterations on the current device."""
+def launch_config(count: int, device_id: int | None = None) -> LaunchConfig:
+    """Blocks and threads for ``count`` iterations on device ``device_id`` (default: the
+    current device)."""
     if simulated():
         return LaunchConfig(max(1, min(SIMULATOR_MAX_BLOCKS, -(-count // SIMULATOR_THREADS))),
                             SIMULATOR_THREADS)
-    sms = _multiprocessors(cuda.get_current_device().id)
+    sms = _multiprocessors(cuda.get_current_device().id if device_id is None else device_id)
     return LaunchConfig(max(1, min(sms * BLOCKS_PER_SM, -(-count // THREADS))), THREADS)
 
 
 @functools.lru_cache(maxsize=None)
 def _multiprocessors(device_id: int) -> int:
-    return cuda.get_current_device().MULTIPROCESSOR_COUNT
+    with cuda.gpus[device_id]:
+        return cuda.get_current_device().MULTIPROCESSOR_COUNT
+
+
+@functools.lru_cache(maxsize=1)
+def _single_device() -> bool:
+    return simulated() or len(cuda.gpus) == 1
 
 
 def on_device(device_id: int):
-    """Context in which CUDA calls go to ``device_id`` (no switch when it is current)."""
-    if simulated() or cuda.get_current_device().id == device_id:
+    """Context in which CUDA calls go to ``device_id`` (no switch on a one-GPU machine)."""
+    if _single_device():
         return contextlib.nullcontext()
     return cuda.gpus[device_id]
 
@@ -226,7 +233,7 @@ class Runtime:
         if count == 0:
             return initials
         with on_device(self.device):
-            config = launch_config(count)
+            config = launch_config(count, self.device)
             dtypes = tuple(numba_type_name(v) for v in initials)
             kernel = self.kernels(number, config.threads, dtypes)
             partials = [cuda.device_array(config.blocks, np.dtype(d)) for d in dtypes]

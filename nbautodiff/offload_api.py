@@ -121,7 +121,7 @@ class OffloadFunction:
         self.primal = fun
         self.devices = _checked_devices(devices)
         self.derived = hasattr(fun, "_invoke")
-        self.plan: OffloadPlan | None = None
+        self._plan = None
         self.timed = False           # True: time each kernel with CUDA events (plan.kernel_seconds)
         self._programs: dict = {}
         self._latest = None
@@ -164,8 +164,15 @@ class OffloadFunction:
         if entry is None:
             entry = self._programs[key] = _Compiled(fs, kinds, self.devices)
         self._latest = entry
-        result, self.plan = entry.call(args, self.timed)
+        result, self._plan = entry.call(args, self.timed)
         return result
+
+    @property
+    def plan(self) -> OffloadPlan | None:
+        """The latest call's :class:`OffloadPlan` (None before the first call on a GPU)."""
+        if callable(self._plan):
+            self._plan = self._plan()
+        return self._plan
 
     @property
     def source(self) -> str:
@@ -215,41 +222,46 @@ class _Compiled:
         return tuple(r.operator for r in self.program.kernels[number].reductions)
 
     def call(self, args, timed: bool = False):
+        """Run the program on ``args``: (result, a function building the call's plan)."""
         program = self.program
         device = self.devices[0]
         runtime = gpu.Runtime(_Kernels(self), device, timed)
-        namespace = self.host.__globals__
-        namespace[naming.OFFLOAD_RUNTIME] = runtime
-        movements, leaves, host_of = [], [], {}
+        self.host.__globals__[naming.OFFLOAD_RUNTIME] = runtime
+        moved_arrays, leaves, write_back = [], [], []
         all_on_device = True
         for name, value in zip(self.fs.parameters, args):
             for leaf, item in _leaves(name, value, program):
-                if not (isinstance(item, np.ndarray) or gpu.is_device_array(item)):
+                on_host = isinstance(item, np.ndarray)
+                if not (on_host or gpu.is_device_array(item)):
                     leaves.append(item)
                     continue
-                moved, action = self._to_device(leaf, item, device)
-                if isinstance(item, np.ndarray):
+                moved, action = self._to_device(leaf, item, device, on_host)
+                if on_host:
                     all_on_device = False
-                    host_of[id(moved)] = item
-                movements.append(Movement(_label(leaf), tuple(item.shape), str(item.dtype),
-                                          action, int(item.nbytes)))
+                    if leaf in program.writes:
+                        write_back.append((moved, item))
+                moved_arrays.append((leaf, item, moved, action))
                 leaves.append(moved)
         result = self.host(*leaves)
-        for leaf_value, original in zip(leaves, _originals(self.fs.parameters, args, program)):
-            if id(leaf_value) in host_of and original[0] in program.writes:
-                gpu.copy_to_host(leaf_value, host_of[id(leaf_value)])
+        for moved, original in write_back:
+            gpu.copy_to_host(moved, original)
+        host_of = {id(moved): item for _, item, moved, _ in moved_arrays if moved is not item}
         result = _results(result, host_of, all_on_device)
-        plan = OffloadPlan(self.fs.name, gpu.device_name(device),
-                           runtime.kernel_seconds() if timed else None, movements,
-                           [(r.kernel, program.kernels[r.kernel].lineno, r.count, r.blocks,
-                             r.threads, [x.name for x in program.kernels[r.kernel].reductions],
-                             program.kernels[r.kernel].atomics, r.device)
-                            for r in runtime.launches])
-        return result, plan
+        kernel_seconds = runtime.kernel_seconds() if timed else None
+        return result, lambda: self._plan(device, moved_arrays, runtime.launches, kernel_seconds)
 
-    def _to_device(self, leaf: str, value, device: int):
+    def _plan(self, device, moved_arrays, launches, kernel_seconds) -> OffloadPlan:
+        kernels = self.program.kernels
+        movements = [Movement(_label(leaf), tuple(item.shape), str(item.dtype), action,
+                              int(item.nbytes)) for leaf, item, _, action in moved_arrays]
+        return OffloadPlan(self.fs.name, gpu.device_name(device), kernel_seconds, movements,
+                           [(r.kernel, kernels[r.kernel].lineno, r.count, r.blocks, r.threads,
+                             [x.name for x in kernels[r.kernel].reductions],
+                             kernels[r.kernel].atomics, r.device) for r in launches])
+
+    def _to_device(self, leaf: str, value, device: int, on_host: bool):
         program = self.program
-        if gpu.is_device_array(value):
+        if not on_host:
             return value, "on the device (in place)"
         read, written = leaf in program.reads, leaf in program.writes
         if leaf in program.overwritten:
@@ -280,10 +292,11 @@ def _called_names(spec) -> set[str]:
 
 
 def _kind(value, name: str, fname: str) -> ArgumentKind:
-    if isinstance(value, np.ndarray) or gpu.is_device_array(value):
-        return ArgumentKind("array", len(value.shape))
     if isinstance(value, (bool, numbers.Number, np.generic)):
-        return ArgumentKind("scalar")
+        return _SCALAR
+    if isinstance(value, np.ndarray) or gpu.is_device_array(value):
+        return _ARRAYS[len(value.shape)] if len(value.shape) < len(_ARRAYS) else \
+            ArgumentKind("array", len(value.shape))
     if isinstance(value, tuple):
         keys = value._fields if hasattr(value, "_fields") else range(len(value))
         items = [getattr(value, k) for k in keys] if hasattr(value, "_fields") else list(value)
@@ -298,6 +311,10 @@ def _kind(value, name: str, fname: str) -> ArgumentKind:
     raise OffloadError(f"argument '{name}' of {fname}() is {type(value).__name__}: offload "
                        "takes numbers, arrays (NumPy or device) and tuples, namedtuples or "
                        "dataclasses of those")
+
+
+_SCALAR = ArgumentKind("scalar")
+_ARRAYS = [ArgumentKind("array", ndim) for ndim in range(8)]
 
 
 def _structure(kind: ArgumentKind):
@@ -315,10 +332,6 @@ def _leaves(name: str, value, program):
         item = getattr(value, key) if isinstance(key, str) else value[key]
         out.append((leaf, item))
     return out
-
-
-def _originals(parameters, args, program):
-    return [leaf for name, value in zip(parameters, args) for leaf in _leaves(name, value, program)]
 
 
 def _label(leaf: str) -> str:
