@@ -2,7 +2,8 @@
 the example check, the plan, the comparison, and bad options."""
 import numpy as np
 import pytest
-from IPython.core.error import UsageError
+pytest.importorskip("IPython")
+from IPython.core.error import UsageError  # noqa: E402
 
 import nbautodiff as nad
 from fd import central_diff
