@@ -349,9 +349,7 @@ class _Splitter:
                 if isinstance(target, ast.Subscript):
                     self._check_host_expressions(target.slice)
         elif isinstance(statement, ast.Return) and statement.value is not None:
-            values = statement.value.elts if isinstance(statement.value, ast.Tuple) \
-                else [statement.value]
-            for value in values:
+            for value in _tuple_leaves(statement.value):
                 if not (isinstance(value, ast.Name) and value.id in self.arrays):
                     self._check_host_expressions(value)
         elif isinstance(statement, ast.AugAssign):
@@ -606,6 +604,13 @@ def _assigned_pairs(node: ast.Assign) -> list[tuple[ast.expr, ast.expr]]:
         else:
             pairs.append((target, node.value))
     return pairs
+
+
+def _tuple_leaves(node: ast.expr) -> list[ast.expr]:
+    """The elements of a (nested) tuple display, or the expression itself."""
+    if isinstance(node, ast.Tuple):
+        return [leaf for element in node.elts for leaf in _tuple_leaves(element)]
+    return [node]
 
 
 def _base_name(node: ast.expr) -> str | None:

@@ -143,3 +143,11 @@ def no_prange(x):
     for i in range(len(x)):
         s += x[i]
     return s
+
+
+def call_price(s, k, t, r, v):
+    """Black-Scholes price of a European call: scalar code, for offload(batch(...))."""
+    d1 = (math.log(s / k) + (r + 0.5 * v * v) * t) / (v * math.sqrt(t))
+    d2 = d1 - v * math.sqrt(t)
+    return (s * 0.5 * math.erfc(-d1 / math.sqrt(2.0))
+            - k * math.exp(-r * t) * 0.5 * math.erfc(-d2 / math.sqrt(2.0)))

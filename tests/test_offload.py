@@ -214,3 +214,17 @@ def test_without_a_gpu_it_says_so_once_and_runs_on_the_cpu(tmp_path):
     assert done.stdout.strip() == str([1.0 + 4.0 * k for k in range(5)])
     lines = [line for line in done.stderr.splitlines() if "no CUDA GPU" in line]
     assert len(lines) == 1 and "parallel=True" in lines[0]
+
+
+def test_batched_scalar_function_and_its_gradient(rng):
+    axes = (0, None, None, None, 0)
+    spots, vols = 80.0 + 40.0 * rng.random(40), 0.1 + 0.3 * rng.random(40)
+    batched = nad.batch(cases.call_price, in_axes=axes)
+    f = nad.offload(batched)
+    close(f(spots, 100.0, 1.0, 0.02, vols), batched(spots, 100.0, 1.0, 0.02, vols))
+    assert len(f.plan.kernels) == 1
+    per_example = nad.batch(nad.grad(cases.call_price, argnums=(0, 4)), in_axes=axes)
+    got = nad.offload(per_example)(spots, 100.0, 1.0, 0.02, vols)
+    expected = per_example(spots, 100.0, 1.0, 0.02, vols)
+    close(got[0], expected[0])
+    close(got[1], expected[1])
