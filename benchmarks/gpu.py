@@ -53,6 +53,15 @@ def dot(x, y):
     return s
 
 
+def logistic_orbits(r, out, steps):
+    """Compute-bound: ``steps`` iterations of the logistic map per element."""
+    for i in prange(len(r)):
+        x = 0.5
+        for t in range(steps):
+            x = r[i] * x * (1.0 - x)
+        out[i] = x
+
+
 def stencil_loss(u, alpha):
     n = len(u)
     s = 0.0
@@ -105,7 +114,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", help="folder for results.json")
     parser.add_argument("--scale", type=int, default=0, help="log2 size reduction (for trials)")
+    parser.add_argument("--devices", action="store_true",
+                        help="only the comparison of one GPU with all of them")
     options = parser.parse_args()
+    if options.devices:
+        return several_devices(options)
     rng = np.random.default_rng(0)
     rows, details = [], {"device": gpu.device_name(0), "cpu_threads": numba.get_num_threads()}
 
@@ -186,6 +199,33 @@ def main() -> None:
         os.makedirs(options.out, exist_ok=True)
         with open(os.path.join(options.out, "results.json"), "w") as handle:
             json.dump(details, handle, indent=1)
+
+
+def several_devices(options) -> None:
+    """One GPU against all of them, NumPy arrays in and out (several devices take NumPy
+    arrays): a bandwidth-bound axpy and a compute-bound loop."""
+    count = len(cuda.gpus)
+    rng = np.random.default_rng(1)
+    n = 2 ** (26 - options.scale)
+    x, y = rng.random(n), rng.random(n)
+    r, out = 3.5 + 0.5 * rng.random(n), np.zeros(n)
+    print(f"{count} x {gpu.device_name(0)}")
+    print(f"{'kernel':<22} {'n':>10} {'1 GPU':>10} {f'{count} GPUs':>10} {'speedup':>8}")
+    cases = (("axpy", axpy, lambda: (2.0, x, y)), ("logistic map x2000", logistic_orbits,
+                                                   lambda: (r, out, 2000)))
+    results = {}
+    for name, function, arguments in cases:
+        one, every = nad.offload(function), nad.offload(function, devices="all")
+        t_one = end_to_end_time(lambda: one(*arguments()))
+        t_every = end_to_end_time(lambda: every(*arguments()))
+        results[name] = {"one_s": t_one, "all_s": t_every, "devices": count,
+                         "plan": str(every.plan)}
+        print(f"{name:<22} {n:>10} {t_one * 1e3:>8.1f}ms {t_every * 1e3:>8.1f}ms "
+              f"{t_one / t_every:>7.2f}x")
+    if options.out:
+        os.makedirs(options.out, exist_ok=True)
+        with open(os.path.join(options.out, "devices.json"), "w") as handle:
+            json.dump(results, handle, indent=1)
 
 
 if __name__ == "__main__":

@@ -159,15 +159,6 @@ _REDUCE = {"+": np.sum, "*": np.prod, "max": np.max, "min": np.min}
 
 
 @dataclass
-class Transfer:
-    """One copy between host and device: ``direction`` "to device" or "to host"."""
-
-    name: str
-    direction: str
-    nbytes: int
-
-
-@dataclass
 class LaunchRecord:
     kernel: int
     count: int
@@ -180,7 +171,7 @@ class LaunchRecord:
 class Runtime:
     """What the host code of one offloaded program calls: allocation on ``device`` and kernel
     launches. ``kernels(number, threads, dtypes)`` returns the compiled kernel of that loop.
-    ``launches`` and ``transfers`` record what happened (for the plan)."""
+    ``launches`` records what ran (for the plan); ``events`` the CUDA events of ``timed`` runs."""
 
     kernels: object
     device: int = 0
@@ -237,7 +228,7 @@ class Runtime:
             dtypes = tuple(numba_type_name(v) for v in initials)
             kernel = self.kernels(number, config.threads, dtypes)
             partials = [cuda.device_array(config.blocks, np.dtype(d)) for d in dtypes]
-            identities = tuple(_identity(op, np.dtype(d)) for op, d in
+            identities = tuple(identity(op, np.dtype(d)) for op, d in
                                zip(self.kernels.operators(number), dtypes))
             if self.timed:
                 events = (cuda.event(), cuda.event())
@@ -251,21 +242,25 @@ class Runtime:
                                               self.device))
             if not initials:
                 return ()
-            results = []
-            for initial, part, op in zip(initials, partials, self.kernels.operators(number)):
-                results.append(_COMBINE[op](initial, type(initial)(_REDUCE[op](
-                    part.copy_to_host()))))
-            return tuple(results)
+            return combined(initials, [[p.copy_to_host()] for p in partials],
+                            self.kernels.operators(number))
 
 
-def _identity(operator: str, dtype: np.dtype):
+def combined(initials: tuple, partials: list, operators: tuple) -> tuple:
+    """Each reduction's value before the loop combined with its per-block partial values
+    (``partials[r]``: a list of arrays, one per device), in a fixed order."""
+    return tuple(_COMBINE[op](initial, type(initial)(_REDUCE[op](np.concatenate(parts))))
+                 for initial, parts, op in zip(initials, partials, operators))
+
+
+def identity(operator: str, dtype: np.dtype):
     if operator == "+":
         return dtype.type(0)
     if operator == "*":
         return dtype.type(1)
-    info = np.finfo(dtype) if dtype.kind == "f" else np.iinfo(dtype)
     if dtype.kind == "f":
         return dtype.type(-math.inf if operator == "max" else math.inf)
+    info = np.iinfo(dtype)
     return dtype.type(info.min if operator == "max" else info.max)
 
 

@@ -36,7 +36,7 @@ import numpy as np
 
 from . import emit, naming, offloading
 from .errors import AutodiffError
-from .kernels import gpu
+from .kernels import gpu, multigpu
 from .offloading import ArgumentKind, OffloadError
 from .source import function_source, python_function
 
@@ -65,6 +65,8 @@ class OffloadPlan:
     movements: list = field(default_factory=list)
     kernels: list = field(default_factory=list)   # (kernel number, line, iterations, blocks,
     #                                                threads, reductions, atomics, device)
+    merges: list = field(default_factory=list)    # several devices: (how, shape) per array
+    #                                               made equal again after a launch
 
     @property
     def bytes_to_device(self) -> int:
@@ -86,6 +88,8 @@ class OffloadPlan:
             lines.append("  {:<16} {:>12} {:>8}  {:<26} {:>10}".format(*row))
         lines.append(f"  to device {_bytes(self.bytes_to_device)}, to host "
                      f"{_bytes(self.bytes_to_host)}")
+        for how, shape in self.merges:
+            lines.append(f"  merged across devices: {'x'.join(map(str, shape))} by {how}")
         for number, line, count, blocks, threads, reductions, atomics, device in self.kernels:
             extra = "".join([f", reduces {', '.join(reductions)}" if reductions else "",
                              f", {atomics} atomic addition(s)" if atomics else ""])
@@ -221,11 +225,32 @@ class _Compiled:
     def operators(self, number: int) -> tuple:
         return tuple(r.operator for r in self.program.kernels[number].reductions)
 
+    def argument_names(self, number: int) -> tuple:
+        return self.program.kernels[number].arguments
+
+    def effects(self, number: int) -> list:
+        """Per argument of kernel ``number``: None (not written), ("rows", form) (written at
+        rows ``c*i + k``), ("added",) (only added into) or ("changed",)."""
+        loop = self.program.kernels[number].loop
+        effects = []
+        for name in self.program.kernels[number].arguments:
+            if name not in loop.arrays_written:
+                effects.append(None)
+            elif name in loop.partitions and loop.partitions[name][0] == 0:
+                effects.append(("rows", loop.partitions[name][1]))
+            elif name in loop.accumulated:
+                effects.append(("added",))
+            else:
+                effects.append(("changed",))
+        return effects
+
     def call(self, args, timed: bool = False):
         """Run the program on ``args``: (result, a function building the call's plan)."""
         program = self.program
         device = self.devices[0]
-        runtime = gpu.Runtime(_Kernels(self), device, timed)
+        kernels = _Kernels(self)
+        runtime = (gpu.Runtime(kernels, device, timed) if len(self.devices) == 1 else
+                   multigpu.MultiRuntime(kernels, device, timed, devices=self.devices))
         self.host.__globals__[naming.OFFLOAD_RUNTIME] = runtime
         moved_arrays, leaves, write_back = [], [], []
         all_on_device = True
@@ -248,19 +273,28 @@ class _Compiled:
         host_of = {id(moved): item for _, item, moved, _ in moved_arrays if moved is not item}
         result = _results(result, host_of, all_on_device)
         kernel_seconds = runtime.kernel_seconds() if timed else None
-        return result, lambda: self._plan(device, moved_arrays, runtime.launches, kernel_seconds)
+        return result, lambda: self._plan(device, moved_arrays, runtime.launches, kernel_seconds,
+                                          getattr(runtime, "merges", []))
 
-    def _plan(self, device, moved_arrays, launches, kernel_seconds) -> OffloadPlan:
+    def _plan(self, device, moved_arrays, launches, kernel_seconds, merges) -> OffloadPlan:
         kernels = self.program.kernels
         movements = [Movement(_label(leaf), tuple(item.shape), str(item.dtype), action,
                               int(item.nbytes)) for leaf, item, _, action in moved_arrays]
-        return OffloadPlan(self.fs.name, gpu.device_name(device), kernel_seconds, movements,
+        names = ", ".join(gpu.device_name(d) for d in self.devices)
+        return OffloadPlan(self.fs.name, names, kernel_seconds, movements,
                            [(r.kernel, kernels[r.kernel].lineno, r.count, r.blocks, r.threads,
                              [x.name for x in kernels[r.kernel].reductions],
-                             kernels[r.kernel].atomics, r.device) for r in launches])
+                             kernels[r.kernel].atomics, r.device) for r in launches],
+                           list(merges))
 
     def _to_device(self, leaf: str, value, device: int, on_host: bool):
         program = self.program
+        if len(self.devices) > 1:
+            if not on_host:
+                raise OffloadError(f"argument '{_label(leaf)}' is a device array: with several "
+                                   "devices pass NumPy arrays (each device gets a copy)")
+            return multigpu.replicate(value, self.devices), \
+                f"copied in{' and out' if leaf in program.writes else ''} (each device)"
         if not on_host:
             return value, "on the device (in place)"
         read, written = leaf in program.reads, leaf in program.writes
@@ -283,6 +317,12 @@ class _Kernels:
 
     def operators(self, number):
         return self.compiled.operators(number)
+
+    def argument_names(self, number):
+        return self.compiled.argument_names(number)
+
+    def effects(self, number):
+        return self.compiled.effects(number)
 
 
 def _called_names(spec) -> set[str]:
@@ -344,7 +384,7 @@ def _label(leaf: str) -> str:
 def _results(value, host_of: dict, stay_on_device: bool):
     if isinstance(value, tuple):
         return tuple(_results(v, host_of, stay_on_device) for v in value)
-    if gpu.is_device_array(value):
+    if isinstance(value, multigpu.Replicas) or gpu.is_device_array(value):
         if id(value) in host_of:
             return host_of[id(value)]
         return value if stay_on_device else value.copy_to_host()
@@ -359,19 +399,12 @@ def _checked_devices(devices) -> tuple:
         if devices != "all":
             raise OffloadError(f"devices must be None, an int, a list of ints or 'all', got "
                                f"{devices!r}")
-        chosen = tuple(range(max(count, 1)))
-        if len(chosen) > 1:
-            raise OffloadError(f"devices='all' ({count} GPUs): splitting work across several "
-                               "GPUs is not supported yet; pass one device")
-        return chosen
+        return tuple(range(max(count, 1)))
     chosen = (devices,) if isinstance(devices, numbers.Integral) else tuple(devices)
     if not chosen or not all(isinstance(d, numbers.Integral) and not isinstance(d, bool)
                              for d in chosen):
         raise OffloadError(f"devices must be None, an int, a list of ints or 'all', got "
                            f"{devices!r}")
-    if len(chosen) > 1:
-        raise OffloadError(f"devices={devices!r}: splitting work across several GPUs is not "
-                           "supported yet; pass one device")
     if gpu.available():
         missing = [d for d in chosen if not 0 <= d < count]
         if missing:

@@ -53,7 +53,10 @@ class ParallelLoop:
 
     ``free`` are the names read from outside, in order of first use; ``arrays_written`` the shared
     arrays the body writes or accumulates into; ``atomic`` the ``id`` of each augmented assignment
-    that must be an atomic addition; ``views`` maps a view defined in the body to its array.
+    that must be an atomic addition; ``views`` maps a view defined in the body to its array;
+    ``partitions`` gives, for each written array whose iterations touch disjoint elements, the
+    index position and its form ``c*i + k`` (k: a constant and loop-invariant terms, by name or
+    source text); ``accumulated`` the written arrays only ever added into.
     """
 
     loop: ast.For
@@ -66,6 +69,8 @@ class ParallelLoop:
     atomic: frozenset
     views: dict = field(default_factory=dict)
     elementwise_writes: frozenset = frozenset()
+    partitions: dict = field(default_factory=dict)   # written array -> (position, (c, k0, terms))
+    accumulated: frozenset = frozenset()             # written arrays only ever added into
 
     @property
     def needs_atomics(self) -> bool:
@@ -215,7 +220,8 @@ class _Analysis:
         return ParallelLoop(self.loop, self.index, frozenset(private), tuple(reductions),
                             tuple(free), frozenset(read), frozenset(written), frozenset(atomic),
                             {view: base for view, (base, _) in self.views.items()},
-                            frozenset(elementwise))
+                            frozenset(elementwise), dict(self.partitions),
+                            frozenset(self.accumulated))
 
     # -- scalars --------------------------------------------------------------------------------
 
@@ -344,15 +350,20 @@ class _Analysis:
 
     def _check_arrays(self, accesses: dict[str, list[_Access]]):
         read, written, atomic = set(), set(), set()
+        self.partitions, self.accumulated = {}, set()
         for base, found in accesses.items():
             kinds = {a.kind for a in found}
             if kinds == {"read"}:
                 read.add(base)
                 continue
             written.add(base)
+            if kinds == {"accumulate"}:
+                self.accumulated.add(base)
             if kinds & {"read", "call", "accumulate"}:
                 read.add(base)
-            if self._disjoint(found):
+            partition = self._partition(found)
+            if partition is not None:
+                self.partitions[base] = partition
                 continue
             if kinds == {"accumulate"}:
                 if self.allow_atomics:
@@ -371,12 +382,13 @@ class _Analysis:
                 f"access of '{base}' by the loop index at the same position", first_write.node)
         return read, written, atomic
 
-    def _disjoint(self, accesses: list[_Access]) -> bool:
-        """Whether one index position is the same ``c*i + k`` (c != 0) at every access."""
+    def _partition(self, accesses: list[_Access]):
+        """(position, (c, constant, invariant terms)) of an index position that is the same
+        ``c*i + k`` (c != 0) at every access, the first such position; None if there is none."""
         common = None
         for access in accesses:
             if access.index is None:
-                return False
+                return None
             keys = set()
             for position, expression in enumerate(access.index):
                 form = self._affine(expression, depth=0)
@@ -384,8 +396,8 @@ class _Analysis:
                     keys.add((position, form))
             common = keys if common is None else common & keys
             if not common:
-                return False
-        return bool(common)
+                return None
+        return min(common, key=lambda key: key[0]) if common else None
 
     def _temporaries(self) -> dict[str, ast.expr]:
         counts = Counter(n.id for n in ast.walk(ast.Module(body=self.loop.body, type_ignores=[]))

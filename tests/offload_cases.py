@@ -151,3 +151,9 @@ def call_price(s, k, t, r, v):
     d2 = d1 - v * math.sqrt(t)
     return (s * 0.5 * math.erfc(-d1 / math.sqrt(2.0))
             - k * math.exp(-r * t) * 0.5 * math.erfc(-d2 / math.sqrt(2.0)))
+
+
+def transpose_into(A, B):
+    for i in prange(A.shape[0]):
+        for j in range(A.shape[1]):
+            B[j, i] = 2.0 * A[i, j]

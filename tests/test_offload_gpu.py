@@ -66,3 +66,31 @@ def test_gradient_of_the_stencil(rng):
     got = nad.offload(g)(u, 0.3)
     close(got[0], expected[0], rtol=1e-11)
     close(got[1], expected[1], rtol=1e-10)
+
+
+@pytest.mark.skipif(config.ENABLE_CUDASIM or not cuda.is_available() or len(cuda.gpus) < 2,
+                    reason="needs two GPUs")
+def test_two_devices(rng):
+    x, y = rng.random(N), rng.random(N)
+    expected = 3.0 * x + y
+    f = nad.offload(cases.axpy, devices=[0, 1])
+    f(3.0, x, y)
+    close(y, expected)
+    assert {k[7] for k in f.plan.kernels} == {0, 1}
+    u = rng.random(N)
+    close(nad.offload(cases.heat, devices="all")(u.copy(), 0.2, 7), cases.heat(u.copy(), 0.2, 7))
+    xs, ys = rng.random(N) - 0.5, rng.random(N)
+    close(nad.offload(cases.dot_and_max, devices=[0, 1])(xs, ys)[0],
+          cases.dot_and_max(xs, ys)[0], rtol=1e-11)
+    idx, w = rng.integers(0, 64, N), rng.random(N)
+    close(nad.offload(cases.histogram, devices=[0, 1])(idx, w, 64), cases.histogram(idx, w, 64),
+          rtol=1e-11)
+    A = rng.random((3000, 200))
+    B = np.zeros((200, 3000))
+    nad.offload(cases.transpose_into, devices=[0, 1])(A, B)
+    close(B, 2.0 * A.T)
+    g = nad.grad(cases.heat_loss, argnums=(0, 1))
+    expected = g(u, 0.3)
+    got = nad.offload(g, devices=[0, 1])(u, 0.3)
+    close(got[0], expected[0], rtol=1e-11)
+    close(got[1], expected[1], rtol=1e-10)
