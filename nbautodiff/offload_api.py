@@ -228,6 +228,18 @@ class _Compiled:
     def argument_names(self, number: int) -> tuple:
         return self.program.kernels[number].arguments
 
+    def row_forms(self, number: int) -> list:
+        """Per argument of kernel ``number``: the forms of the first index of its accesses,
+        () when the kernel writes but never reads it, None when unknown (see parallel)."""
+        loop = self.program.kernels[number].loop
+        def forms(name):
+            if name not in loop.row_forms:
+                return ()                           # not indexed in the loop (a shape, a scalar)
+            if name in loop.arrays_written and name not in loop.arrays_read:
+                return () if loop.row_forms[name] is not None else None
+            return loop.row_forms[name]
+        return [forms(name) for name in self.program.kernels[number].arguments]
+
     def effects(self, number: int) -> list:
         """Per argument of kernel ``number``: None (not written), ("rows", form) (written at
         rows ``c*i + k``), ("added",) (only added into) or ("changed",)."""
@@ -293,8 +305,8 @@ class _Compiled:
             if not on_host:
                 raise OffloadError(f"argument '{_label(leaf)}' is a device array: with several "
                                    "devices pass NumPy arrays (each device gets a copy)")
-            return multigpu.replicate(value, self.devices), \
-                f"copied in{' and out' if leaf in program.writes else ''} (each device)"
+            return multigpu.scatter(value, self.devices), \
+                f"rows copied in{' and out' if leaf in program.writes else ''} as needed"
         if not on_host:
             return value, "on the device (in place)"
         read, written = leaf in program.reads, leaf in program.writes
@@ -323,6 +335,9 @@ class _Kernels:
 
     def effects(self, number):
         return self.compiled.effects(number)
+
+    def row_forms(self, number):
+        return self.compiled.row_forms(number)
 
 
 def _called_names(spec) -> set[str]:
@@ -384,7 +399,7 @@ def _label(leaf: str) -> str:
 def _results(value, host_of: dict, stay_on_device: bool):
     if isinstance(value, tuple):
         return tuple(_results(v, host_of, stay_on_device) for v in value)
-    if isinstance(value, multigpu.Replicas) or gpu.is_device_array(value):
+    if isinstance(value, multigpu.Distributed) or gpu.is_device_array(value):
         if id(value) in host_of:
             return host_of[id(value)]
         return value if stay_on_device else value.copy_to_host()

@@ -56,7 +56,10 @@ class ParallelLoop:
     that must be an atomic addition; ``views`` maps a view defined in the body to its array;
     ``partitions`` gives, for each written array whose iterations touch disjoint elements, the
     index position and its form ``c*i + k`` (k: a constant and loop-invariant terms, by name or
-    source text); ``accumulated`` the written arrays only ever added into.
+    source text); ``accumulated`` the written arrays only ever added into; ``row_forms`` maps each
+    shared array to the forms ``c*i + k`` of its first index at every access (``c`` may be 0), or
+    to None when some access's first index has no such form (so which rows an iteration
+    touches is unknown).
     """
 
     loop: ast.For
@@ -71,6 +74,7 @@ class ParallelLoop:
     elementwise_writes: frozenset = frozenset()
     partitions: dict = field(default_factory=dict)   # written array -> (position, (c, k0, terms))
     accumulated: frozenset = frozenset()             # written arrays only ever added into
+    row_forms: dict = field(default_factory=dict)    # array -> forms of its first index, or None
 
     @property
     def needs_atomics(self) -> bool:
@@ -208,6 +212,7 @@ class _Analysis:
         private = self._check_private(reduced)
         accesses = self._array_accesses(private)
         read, written, atomic = self._check_arrays(accesses)
+        row_forms = {base: self._row_forms(found) for base, found in accesses.items()}
         elementwise = {base for base, found in accesses.items() if all(
             a.kind == "write" and a.index is not None and len(a.index) == 1
             and isinstance(a.index[0], ast.Name) and a.index[0].id == self.index for a in found)}
@@ -221,7 +226,7 @@ class _Analysis:
                             tuple(free), frozenset(read), frozenset(written), frozenset(atomic),
                             {view: base for view, (base, _) in self.views.items()},
                             frozenset(elementwise), dict(self.partitions),
-                            frozenset(self.accumulated))
+                            frozenset(self.accumulated), row_forms)
 
     # -- scalars --------------------------------------------------------------------------------
 
@@ -381,6 +386,17 @@ class _Analysis:
                 f"iteration accesses as {other.text} (line {other.node.lineno}); index every "
                 f"access of '{base}' by the loop index at the same position", first_write.node)
         return read, written, atomic
+
+    def _row_forms(self, accesses: list[_Access]):
+        forms = set()
+        for access in accesses:
+            if not access.index:
+                return None
+            form = self._affine(access.index[0], depth=0)
+            if form is None:
+                return None
+            forms.add(form)
+        return tuple(sorted(forms))
 
     def _partition(self, accesses: list[_Access]):
         """(position, (c, constant, invariant terms)) of an index position that is the same
