@@ -62,6 +62,11 @@ def device_name(device_id: int) -> str:
         return f"{name} (device {device_id}, compute capability {device.compute_capability})"
 
 
+def out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is CUDA's out-of-memory error (as numba-cuda raises it)."""
+    return "OUT_OF_MEMORY" in str(error) or "out of memory" in str(error).lower()
+
+
 def is_device_array(value) -> bool:
     """A numba device array, or anything with ``__cuda_array_interface__`` (CuPy, PyTorch)."""
     return cuda.devicearray.is_cuda_ndarray(value) or hasattr(value, "__cuda_array_interface__")

@@ -168,7 +168,16 @@ class OffloadFunction:
         if entry is None:
             entry = self._programs[key] = _Compiled(fs, kinds, self.devices)
         self._latest = entry
-        result, self._plan = entry.call(args, self.timed)
+        try:
+            result, self._plan = entry.call(args, self.timed)
+        except Exception as error:
+            if not gpu.out_of_memory(error):
+                raise
+            need = sum(a.nbytes for a in args if isinstance(a, np.ndarray))
+            raise OffloadError(
+                f"{fs.name}(): the GPU ran out of memory ({_bytes(need)} of array arguments, "
+                f"plus what the function allocates); use smaller arrays, free device arrays, "
+                f"or several devices") from None
         return result
 
     @property

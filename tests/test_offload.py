@@ -278,3 +278,14 @@ def test_two_devices_gradient(rng, two_devices):
     got = two_devices(g)(u, 0.3)
     close(got[0], expected[0])
     close(got[1], expected[1])
+
+
+def test_out_of_device_memory_is_a_clear_error(rng, monkeypatch):
+    from nbautodiff.kernels import gpu
+
+    def full_device(*args, **kwargs):
+        raise RuntimeError("[CUresult.CUDA_ERROR_OUT_OF_MEMORY] Call to cuMemAlloc results in "
+                           "CUDA_ERROR_OUT_OF_MEMORY")
+    monkeypatch.setattr(gpu, "to_device", full_device)
+    with pytest.raises(OffloadError, match="axpy\\(\\): the GPU ran out of memory \\(1.6 KiB"):
+        nad.offload(cases.axpy)(1.0, rng.random(100), rng.random(100))
