@@ -2,12 +2,16 @@
 
 The helper modules next to this file (``fd``, ``corpus``, ``corpus_helpers``) are imported by
 plain name; the tests folder is put on ``sys.path`` here so that works whatever pytest's import
-mode is.
+mode is. Each test process gets an empty artifact cache of its own (``NBAUTODIFF_CACHE_DIR``),
+so tests build what they test and do not depend on earlier runs.
 """
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -17,6 +21,9 @@ if TESTS_DIR not in sys.path:
     sys.path.insert(0, TESTS_DIR)
 
 SEED = 20261121
+
+os.environ["NBAUTODIFF_CACHE_DIR"] = tempfile.mkdtemp(prefix="nbautodiff-test-cache-")
+atexit.register(shutil.rmtree, os.environ["NBAUTODIFF_CACHE_DIR"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
