@@ -256,12 +256,15 @@ def _cuda_target() -> dict:
     from numba import config
     if config.ENABLE_CUDASIM:
         return {"simulator": True}
-    from numba import cuda
-    device = cuda.get_current_device()
-    return {"simulator": False, "compute capability": list(device.compute_capability),
-            "runtime": list(cuda.runtime.get_version()),
-            "driver": list(cuda.cudadrv.driver.driver.get_version()),
-            "device": str(device.name)}
+    try:
+        from numba import cuda
+        device = cuda.get_current_device()
+        return {"simulator": False, "compute capability": list(device.compute_capability),
+                "runtime": list(cuda.runtime.get_version()),
+                "driver": list(cuda.cudadrv.driver.driver.get_version()),
+                "device": str(device.name)}
+    except Exception as error:        # noqa: BLE001 - no GPU: nothing will be compiled for one
+        return {"simulator": False, "unavailable": type(error).__name__}
 
 
 def _sources_digest() -> str:
@@ -407,7 +410,10 @@ class Entry:
         import numba
         dispatcher = numba.njit(function, **options)
         if self.key.shared and _freezable(function):
-            self.attach(dispatcher)
+            try:
+                self.attach(dispatcher)
+            except (OSError, RuntimeError):           # the entry went away (cleared, evicted):
+                pass                                  # compile without keeping the code
         remember_key(dispatcher, self.key)
         return dispatcher
 
@@ -467,7 +473,8 @@ def _built(artifact_key: Key, build, root: str) -> Entry:
     started = time.perf_counter()
     made = build()
     entry = _write(os.path.join(root, ENTRIES, artifact_key.digest), artifact_key, made)
-    _state.force_done.add(artifact_key.digest)
+    if _state.force_depth:
+        _state.force_done.add(artifact_key.digest)
     _state.counts["misses"] += 1
     _state.in_use.add(artifact_key.digest)
     progress.report(made.stem, artifact_key.kind, "generated", time.perf_counter() - started)

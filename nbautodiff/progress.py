@@ -4,8 +4,9 @@ A *task* (``with progress.task("Deriving loss", total=3) as t: ... t.step("check
 magic or a benchmark does; while one runs, :func:`report` (called by :mod:`.cache`) records every
 artifact it requests: its generated source read from the cache or generated, its compiled code
 read from the cache or compiled, and the seconds it took. A *display* shows the task as it goes:
-:class:`TextDisplay` (the default) writes plain lines; the magics give a notebook display that
-draws a progress bar updated in place. Outside a task nothing is shown.
+:class:`TextDisplay` (the default) writes plain lines once the task has run for a second (short
+work stays quiet); the magics give a notebook display that draws a progress bar updated in place.
+Outside a task nothing is shown.
 """
 from __future__ import annotations
 
@@ -44,6 +45,11 @@ class Task:
     events: list = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
     display: object = None
+    failed: bool = False                 # ended by an exception
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self.started
 
     def step(self, label: str = "") -> None:
         """Start the next step, called ``label`` (the previous one is done)."""
@@ -66,7 +72,8 @@ class Task:
     def summary(self) -> str:
         counted = self.counts()
         parts = [f"{counted[o]} {ORIGINS[o]}" for o in ORIGINS if counted.get(o)]
-        return (f"{self.title}: done in {time.perf_counter() - self.started:.2f} s"
+        ended = "stopped after" if self.failed else "done in"
+        return (f"{self.title}: {ended} {self.seconds:.2f} s"
                 + (f"; artifacts: {', '.join(parts)}" if parts else ""))
 
     def _show(self) -> None:
@@ -75,12 +82,15 @@ class Task:
 
 
 class TextDisplay:
-    """Plain lines on a stream (stderr by default): each step and each artifact as it comes."""
+    """Plain lines on a stream (stderr by default): each step and each artifact as it comes,
+    once the task has run ``delay_s`` seconds (what came before is then written at once)."""
 
-    def __init__(self, stream=None):
+    def __init__(self, stream=None, delay_s: float = 1.0):
         self.stream = stream
+        self.delay_s = delay_s
         self._shown_events = 0
         self._shown_label = None
+        self._started = False
 
     def _write(self, line: str) -> None:
         stream = self.stream or sys.stderr
@@ -88,9 +98,14 @@ class TextDisplay:
         stream.flush()
 
     def start(self, task: Task) -> None:
-        self._write(f"nbautodiff: {task.title}")
+        self.update(task)
 
     def update(self, task: Task) -> None:
+        if not self._started:
+            if task.seconds < self.delay_s:
+                return
+            self._started = True
+            self._write(f"nbautodiff: {task.title}")
         if task.label and task.label != self._shown_label:
             count = f"[{task.done + 1}/{task.total}] " if task.total else ""
             self._write(f"  {count}{task.label}")
@@ -100,7 +115,9 @@ class TextDisplay:
         self._shown_events = len(task.events)
 
     def finish(self, task: Task) -> None:
-        self._write(f"  {task.summary()}")
+        self.update(task)
+        if self._started:
+            self._write(f"  {task.summary()}")
 
 
 _local = threading.local()
@@ -127,6 +144,9 @@ def task(title: str, total: int | None = None, display=None):
     display.start(current)
     try:
         yield current
+    except BaseException:
+        current.failed = True
+        raise
     finally:
         tasks.pop()
         if current.label:
