@@ -67,7 +67,8 @@ FOLDER_VARIABLE = "NBAUTODIFF_CACHE_DIR"
 LIMIT_VARIABLE = "NBAUTODIFF_CACHE_SIZE"
 DEFAULT_LIMIT = 1 << 30
 LOCK_TIMEOUT_S = 600.0
-STALE_TEMPORARY_S = 3600.0                # a temporary folder this old belongs to a dead writer
+STALE_TEMPORARY_S = 3600.0
+RESCAN_EVERY = 200                        # additions between scans of the folder's size                # a temporary folder this old belongs to a dead writer
 NUMBA_FROZEN_ARRAY_BYTES = 10 ** 6        # numba freezes smaller global arrays into the code
 
 LIBRARIES = ("builtins", "math", "cmath", "numpy", "numba")   # callables known by name
@@ -465,7 +466,7 @@ def artifact(artifact_key: Key, build: Callable[[], Built]) -> Entry:
             if found is not None:
                 return found
         entry = _built(artifact_key, build, root)
-    _evict(root)
+    _evict(root, _folder_bytes(entry.path))
     return entry
 
 
@@ -700,8 +701,8 @@ class _CheckedNumbaCache:
         if os.path.exists(os.path.join(self._entry.path, MANIFEST)):   # not evicted meanwhile
             with _locked(root, self._entry.key.digest):
                 self._inner.save_overload(sig, data)
-                self._record_sums()
-            _evict(root)
+                added = self._record_sums()
+            _evict(root, added)
         progress.report(self._entry.stem, "compiled code", "compiled", seconds)
 
     def _record_sums(self) -> None:
@@ -710,8 +711,9 @@ class _CheckedNumbaCache:
                 sums = json.load(handle)
         except (OSError, ValueError):
             sums = {}
+        files = self._files()
         sums[self._inner._impl.filename_base] = {name: _file_digest(path)
-                                                 for name, path in self._files().items()}
+                                                 for name, path in files.items()}
         temporary = f"{self._sums_path()}.{uuid.uuid4().hex[:12]}.tmp"
         try:
             _write_file(temporary, json.dumps(sums, indent=1).encode())
@@ -720,6 +722,7 @@ class _CheckedNumbaCache:
             with contextlib.suppress(OSError):
                 os.unlink(temporary)
             raise
+        return sum(os.path.getsize(path) for path in files.values())
 
 
 def _file_digest(path: str) -> str | None:
@@ -798,8 +801,9 @@ def clear() -> int:
     root = folder()
     removed = 0
     for _, _, path in _entries(root, every=True):
-        _remove(path)
+        _discard(root, path)
         removed += not os.path.basename(path).startswith(".")
+    _state.estimate = None
     return removed
 
 
@@ -824,6 +828,7 @@ def set_limit(nbytes: int | None) -> None:
     """Set the size limit (None: back to ``NBAUTODIFF_CACHE_SIZE`` or 1 GiB); entries used least
     recently are evicted when the cache grows beyond it."""
     _state.limit = None if nbytes is None else int(nbytes)
+    _state.estimate = None
     _evict(folder())
 
 
@@ -854,9 +859,17 @@ def _folder_bytes(path: str) -> int:
     return total
 
 
-def _evict(root: str) -> None:
+def _evict(root: str, added: int = 0) -> None:
     """Remove least recently used entries until the cache fits its limit (entries this process
-    uses are kept), and temporary folders of writers that died."""
+    uses are kept), and temporary folders of writers that died. Scanning the folder costs a
+    walk of every entry, so after a scan the total is estimated from this process's additions
+    (``added`` bytes now), and scanned again when the estimate passes the limit or after
+    ``RESCAN_EVERY`` additions."""
+    if _state.estimate is not None and _state.estimate + added <= limit() \
+            and _state.additions < RESCAN_EVERY:
+        _state.estimate += added
+        _state.additions += 1
+        return
     now = time.time()
     for used, _, path in _entries(root, every=True):
         if os.path.basename(path).startswith(".") and now - used > STALE_TEMPORARY_S:
@@ -868,8 +881,16 @@ def _evict(root: str) -> None:
             break
         if os.path.basename(path) in _state.in_use:
             continue
-        _remove(path)
+        _discard(root, path)
         total -= size
+    _state.estimate, _state.additions = total, 0
+
+
+def _discard(root: str, path: str) -> None:
+    """Remove entry folder ``path`` and its lock file."""
+    _remove(path)
+    with contextlib.suppress(OSError):
+        os.unlink(os.path.join(root, LOCKS, f"{os.path.basename(path)}.lock"))
 
 
 # ---- state of this process --------------------------------------------------------------------
@@ -889,6 +910,8 @@ class _State:
     force_depth: int = 0
     force_done: set = field(default_factory=set)        # digests rebuilt in the forced block
     force_memory: set = field(default_factory=set)      # in-memory keys rebuilt in it
+    estimate: int | None = None                         # bytes in the folder (see _evict)
+    additions: int = 0                                  # entries added since the last scan
 
 
 _state = _State()

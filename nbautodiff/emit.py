@@ -80,3 +80,23 @@ def load(rendered: Rendered, stem: str, namespace: dict, key=None) -> tuple[str,
     from . import cache
     entry = cache.artifact(key or cache.private_key(stem), lambda: cache.Built(stem, rendered.text))
     return entry.source_path, entry.load(namespace)
+
+
+def annotations(tree: ast.AST) -> str:
+    """What the transforms read from ``tree`` beyond its rendered text: every ``nad_*``
+    annotation (call kinds, in-place rebindings, checkpoint marks...) with its node and line.
+    A cache key of a normalised function hashes this next to its text."""
+    notes = []
+    for node in ast.walk(tree):
+        marks = sorted((name, value) for name, value in vars(node).items()
+                       if name.startswith("nad_"))
+        if marks:
+            notes.append(f"{type(node).__name__}@{getattr(node, 'lineno', None)}:" + ",".join(
+                f"{name}={_annotation(value)}" for name, value in marks))
+    return "\n".join(notes)
+
+
+def _annotation(value) -> str:
+    if value is None or isinstance(value, (bool, int, float, str, tuple)):
+        return repr(value)
+    return getattr(value, "__qualname__", None) or type(value).__qualname__

@@ -134,7 +134,8 @@ def _build_primal(func) -> Primal:
         namespace[binding] = callee_primals[binding].dispatcher
     rendered = emit.render([normalized.tree], header=f"# primal of {fs.name}, normalised by nbautodiff\n"
                                                      "import math\nimport numpy as np")
-    key = cache.key("primal", rendered.text, rendered.user_lines, global_arrays,
+    key = cache.key("primal", rendered.text, rendered.user_lines,
+                    emit.annotations(normalized.tree), fs.generated, global_arrays,
                     {binding: p.key for binding, p in callee_primals.items()})
     entry = cache.artifact(key, lambda: cache.Built(f"{fs.name}_primal", rendered.text))
     namespace = entry.load(namespace)
