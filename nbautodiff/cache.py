@@ -160,6 +160,8 @@ def _canonical(part, seen: set) -> str:
 
 def array_digest(array: np.ndarray) -> str:
     """Content digest of ``array`` with its dtype, shape and memory order."""
+    if array.dtype.hasobject:
+        raise Private("array of Python objects")
     order = "C" if array.flags.c_contiguous else "F" if array.flags.f_contiguous else "A"
     digest = hashlib.sha256(f"{array.dtype.str}{array.shape}{order}".encode())
     digest.update(np.ascontiguousarray(array).view(np.uint8).data)
@@ -420,10 +422,14 @@ class Entry:
 
     def attach(self, dispatcher) -> None:
         """Keep ``dispatcher``'s compiled code in this entry, checksummed. For a dispatcher made
-        with ``cache=True`` (e.g. ``numba.cuda.jit``) its own numba cache is wrapped; for one
-        without, numba's CPU cache is made, in the entry's ``__pycache__``."""
+        with ``cache=True`` (e.g. ``numba.cuda.jit(cache=True)`` on a function of
+        :meth:`load`'s module) its own numba cache is wrapped; for one without, numba's CPU
+        cache is made, in the entry's ``__pycache__``. Dispatchers with no numba cache at all
+        (the CUDA simulator's kernels) are left as they are."""
         from numba.core.caching import NullCache
-        inner = dispatcher._cache
+        inner = getattr(dispatcher, "_cache", None)
+        if inner is None or not self.key.shared:
+            return
         if isinstance(inner, NullCache):
             inner = _entry_function_cache(dispatcher.py_func)
         dispatcher._cache = _CheckedNumbaCache(inner, self)
@@ -496,10 +502,10 @@ def _read(path: str, artifact_key: Key) -> Entry | None:
         return _damaged(path, f"its manifest cannot be read ({error.strerror})")
     try:
         manifest = json.loads(raw)
-        stem, sums = manifest["stem"], manifest["files"]
+        stem, sums = manifest["stem"], dict(manifest["files"])
         if manifest["format"] != FORMAT or manifest["key"] != artifact_key.digest:
             return _damaged(path, "its manifest names another key or format")
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, AttributeError):
         return _damaged(path, "its manifest is not valid")
     contents = {}
     for name, expected in sums.items():
