@@ -31,6 +31,7 @@ Contracts:
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import hashlib
@@ -352,8 +353,11 @@ def unsafe_reason(path: str) -> str | None:
 
 
 def _private_folder() -> str:
+    """A folder of this process only (mode 0700, removed at exit): private keys' entries, and
+    the cache when the configured folders are refused."""
     if _state.private_folder is None:
         _state.private_folder = tempfile.mkdtemp(prefix="nbautodiff-cache-")
+        atexit.register(shutil.rmtree, _state.private_folder, ignore_errors=True)
         for sub in (ENTRIES, LOCKS):
             os.mkdir(os.path.join(_state.private_folder, sub), 0o700)
     return _state.private_folder
