@@ -715,7 +715,8 @@ class _CheckedNumbaCache:
             _evict(root, added)
         progress.report(self._entry.stem, "compiled code", "compiled", seconds)
 
-    def _record_sums(self) -> None:
+    def _record_sums(self) -> int:
+        """Record the checksums of this function's numba files; returns their bytes."""
         try:
             with open(self._sums_path()) as handle:
                 sums = json.load(handle)
