@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench bench-checkpoint bench-second-order bench-batch bench-vector bench-gpu clean
+.PHONY: demo test bench bench-checkpoint bench-second-order bench-batch bench-vector bench-gpu bench-cache clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,9 @@ bench-vector: $(STAMP)
 
 bench-gpu: $(STAMP)
 	NUMBA_ENABLE_CUDASIM=0 $(PY) benchmarks/gpu.py
+
+bench-cache: $(STAMP)
+	$(PY) benchmarks/cache.py
 
 clean:
 	rm -rf $(VENV) build

@@ -14,6 +14,7 @@ The public API (a contract, see DESIGN.md)::
     nad.grad(fun, checkpoint=True); for t in nad.checkpointed(range(T)): ...   (checkpointing)
     nad.custom_vjp(fun), fun.defvjp(rule)   nad.non_differentiable(fun)
     nad.Const, nad.Active, nad.Duplicated, nad.DuplicatedOnly, nad.AutodiffError
+    nad.cache.info(), nad.cache.clear(), nad.cache.forced()   (the artifact cache, on disk)
 
 In IPython: ``%load_ext nbautodiff`` registers ``%%autodiff``.
 """
@@ -24,6 +25,7 @@ from .checkpoint import checkpointed
 from .forward_api import forward, hessian, jacfwd, jvp
 from .batch_api import batch
 from .custom import custom_vjp, non_differentiable
+from . import cache
 
 __version__ = "0.1.0"
 
@@ -31,7 +33,7 @@ __all__ = [
     "grad", "value_and_grad", "vjp", "jacrev", "reverse", "forward", "jvp", "jacfwd", "hessian", "batch", "offload", "check_grad", "checkpointed", "custom_vjp",
     "non_differentiable",
     "Const", "Active", "Duplicated", "DuplicatedOnly", "Dual", "DualOnly", "Dualv",
-    "AutodiffError", "__version__",
+    "AutodiffError", "cache", "__version__",
 ]
 
 
