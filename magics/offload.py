@@ -16,8 +16,11 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
-from .autodiff import DEFAULT_TEMPLATE, _derived_name, _parameters, _short_errors, _split
+from .. import progress
+from .autodiff import (DEFAULT_TEMPLATE, _derived_name, _parameters, _short_errors, _split,
+                       forced_if)
 from .cell import run_cell_body
+from .progress_bar import display_for
 from .offload_compare import DEFAULT_SIZES, SIMULATOR_SIZES, compare
 
 KIND = "offload"
@@ -69,7 +72,6 @@ class OffloadMagics(Magics):
         if args.help:
             from IPython.display import Pretty
             return Pretty(self.offload.parser.format_help())
-        import nbautodiff
         from nbautodiff.kernels import gpu
         devices = _devices(args.devices)
         functions = _split(args.func)
@@ -90,30 +92,40 @@ class OffloadMagics(Magics):
             SIMULATOR_SIZES if gpu.simulated() else DEFAULT_SIZES)
         result = OffloadResult(gpu.device_name(devices if isinstance(devices, int) else 0)
                                if gpu.available() else "no CUDA GPU (CPU, parallel=True)")
-        for fname in names:
-            fun = self._function(fname)
-            oname = _derived_name(args.name, fname, KIND, len(names))
-            with _short_errors(self.shell, oname, run.filename if run else None, fun):
-                offloaded = nbautodiff.offload(fun, devices)
-                self.shell.user_ns[oname] = offloaded
-                entry = Offloaded(oname, offloaded)
-                if args.autodiff is not None:
-                    argnums = _argnums(fun, args.autodiff)
-                    gradient = nbautodiff.grad(fun, argnums=argnums)
-                    gname = _derived_name(args.name, fname, "grad_" + KIND, len(names))
-                    entry.gradient_name = gname
-                    entry.gradient = nbautodiff.offload(gradient, devices)
-                    self.shell.user_ns[gname] = entry.gradient
-                if example is not None:
-                    _require_arity(fun, example)
-                    entry.check = _check(fun, offloaded, example)
-                    entry.plan = offloaded.plan
-                    entry.comparison = compare(fun, offloaded, example, sizes)
-                    if args.autodiff is not None:
-                        entry.gradient_comparison = compare(fun, entry.gradient, example, sizes,
-                                                            gradient=gradient)
-            result.offloaded.append(entry)
+        steps = len(names) * (1 + (2 if example is not None else 0))
+        with forced_if(args.force), progress.task(
+                f"%%offload {', '.join(names)}", steps, display_for(self.shell)) as task:
+            for fname in names:
+                result.offloaded.append(self._offload(fname, args, devices, names, run, example,
+                                                      sizes, task))
         return result
+
+    def _offload(self, fname, args, devices, names, run, example, sizes, task) -> "Offloaded":
+        import nbautodiff
+        fun = self._function(fname)
+        oname = _derived_name(args.name, fname, KIND, len(names))
+        with _short_errors(self.shell, oname, run.filename if run else None, fun):
+            task.step(f"offloading {oname}")
+            offloaded = nbautodiff.offload(fun, devices)
+            self.shell.user_ns[oname] = offloaded
+            entry = Offloaded(oname, offloaded)
+            gradient = None
+            if args.autodiff is not None:
+                gradient = nbautodiff.grad(fun, argnums=_argnums(fun, args.autodiff))
+                entry.gradient_name = _derived_name(args.name, fname, "grad_" + KIND, len(names))
+                entry.gradient = nbautodiff.offload(gradient, devices)
+                self.shell.user_ns[entry.gradient_name] = entry.gradient
+            if example is not None:
+                _require_arity(fun, example)
+                task.step(f"checking {oname} against the CPU")
+                entry.check = _check(fun, offloaded, example)
+                entry.plan = offloaded.plan
+                task.step(f"timing {oname}")
+                entry.comparison = compare(fun, offloaded, example, sizes)
+                if gradient is not None:
+                    entry.gradient_comparison = compare(fun, entry.gradient, example, sizes,
+                                                        gradient=gradient)
+        return entry
 
     def _example(self, words) -> tuple:
         expression = " ".join(words)

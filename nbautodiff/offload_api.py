@@ -204,9 +204,8 @@ class _Compiled:
         scope = dict(fs.globals)
         scope.update(fs.closure)
         self.scope = scope
-        host_scope = dict(scope)
         rendered = emit.Rendered(self.program.host_source + "\n")
-        emit.load(rendered, f"offload_host_{fs.name}", host_scope)
+        _, host_scope = emit.load(rendered, f"offload_host_{fs.name}", dict(scope))
         self.host = host_scope[self.program.host_name]
 
     def describe(self) -> str:
@@ -227,8 +226,8 @@ class _Compiled:
                 if gpu._is_callee(value):
                     namespace[name] = gpu.device_function(value)
             rendered = emit.Rendered(spec.source(threads, dtypes))
-            emit.load(rendered, f"offload_kernel_{self.fs.name}_{number}", namespace)
-            compiled = self._kernels[key] = gpu.cuda.jit(namespace[spec.name])
+            _, loaded = emit.load(rendered, f"offload_kernel_{self.fs.name}_{number}", namespace)
+            compiled = self._kernels[key] = gpu.cuda.jit(loaded[spec.name])
         return compiled
 
     def operators(self, number: int) -> tuple:
