@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench bench-checkpoint bench-second-order bench-batch bench-vector bench-gpu clean
+.PHONY: demo test bench bench-checkpoint bench-second-order bench-batch bench-vector bench-gpu bench-jax clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,16 @@ bench-vector: $(STAMP)
 
 bench-gpu: $(STAMP)
 	NUMBA_ENABLE_CUDASIM=0 $(PY) benchmarks/gpu.py
+
+# JAX is an optional extra (nbautodiff[jax]), installed into the venv on first use.
+JAX_STAMP := $(VENV)/.installed-jax
+
+$(JAX_STAMP): $(STAMP) pyproject.toml
+	$(PY) -m pip install --quiet -e ".[jax]"
+	touch $(JAX_STAMP)
+
+bench-jax: $(JAX_STAMP)
+	$(PY) benchmarks/jax_compare.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build
