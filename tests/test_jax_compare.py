@@ -19,6 +19,7 @@ def jc():
 
 def _row(name, primal, grad, jax_primal, jax_grad, cold=1.0, jax_cold=1.0):
     return {"name": name, "failure": None, "primal": primal, "grad": grad,
+            "cpu_grad": grad, "cpu_jax_grad": jax_grad,
             "jax_primal": jax_primal, "jax_grad": jax_grad, "cold": cold, "jax_cold": jax_cold,
             "error": 0.0}
 
