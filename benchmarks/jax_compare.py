@@ -435,7 +435,8 @@ def section(rows, info, repeats, cold_mode, today):
         f"Run of {today} by `make bench-jax` (`benchmarks/jax_compare.py`): {info['cores']} cores, "
         f"{info['cpu']}; numba {info['numba']}, NumPy {info['numpy']}, JAX {jax.__version__} "
         f"(jaxlib {jaxlib.__version__}), Python {info['python']}; one thread on both sides "
-        f"(BLAS threads 1, `XLA_FLAGS={_XLA_ONE_THREAD}`); load average at start {info['load']}.",
+        f"(BLAS threads 1, `XLA_FLAGS={_XLA_ONE_THREAD}`); load average at start {info['load']}, "
+        f"at the end {', '.join(f'{v:.2f}' for v in os.getloadavg())}.",
         "",
         f"Medians of {repeats} interleaved rounds after warm-up, float64 on both sides, same "
         "inputs as `make bench`; ours: `numba.njit(f)` and `nad.grad(f, argnums)` on the loop "
