@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench bench-checkpoint bench-second-order bench-batch bench-vector bench-gpu bench-cache clean
+.PHONY: demo test bench bench-checkpoint bench-second-order bench-batch bench-vector bench-gpu bench-cache bench-jax clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,16 @@ bench-gpu: $(STAMP)
 
 bench-cache: $(STAMP)
 	$(PY) benchmarks/cache.py
+
+# JAX is an optional extra (nbautodiff[jax]), installed into the venv on first use.
+JAX_STAMP := $(VENV)/.installed-jax
+
+$(JAX_STAMP): $(STAMP) pyproject.toml
+	$(PY) -m pip install --quiet -e ".[jax]"
+	touch $(JAX_STAMP)
+
+bench-jax: $(JAX_STAMP)
+	$(PY) benchmarks/jax_compare.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build
