@@ -47,7 +47,7 @@ from numba.extending import typeof_impl
 
 from . import emit, naming, tuples, typeinfer
 from .errors import AutodiffError
-from .source import python_function
+from .source import python_function, specializes
 from .kernels import tape as tape_module
 
 MARKER = "__nad_derivative__"
@@ -62,9 +62,10 @@ def kind_of(obj) -> str | None:
 
 
 def program_target(obj):
-    """What the program builds artifacts from: a wrapper itself (its derivative is declared),
-    otherwise the plain Python function behind ``obj``."""
-    return obj if kind_of(obj) else python_function(obj)
+    """What the program builds artifacts from: a wrapper itself (its derivative is declared), a
+    callee whose code depends on its argument types (:func:`.source.specializes`), otherwise the
+    plain Python function behind ``obj``."""
+    return obj if kind_of(obj) or specializes(obj) else python_function(obj)
 
 
 class _Wrapper:

@@ -40,6 +40,7 @@ TUPLE_ELEMENT = "_nad_e"      # an element of a tuple variable: _nad_e0_t, _nad_
 BATCH_CALLEE = "_nad_fn"      # the compiled function a batched function calls once per slice
 BATCH_SIZE, BATCH_INDEX = "_nad_n", "_nad_i"
 BATCH_OUT, BATCH_FIRST = "_nad_out", "_nad_first"   # result arrays; the result of slice 0
+BATCH_TYPED = "_nad_typed"    # in a batched function's stand-in: its code for argument types
 
 
 

@@ -29,7 +29,7 @@ from . import (arrayfence, custom, emit, fence, forward_mode, lifting, naming, r
                tuples, typeinfer)
 from .errors import AutodiffError, UnsupportedConstructError
 from .normalize import Normalized, normalize
-from .source import FunctionSource, function_source, python_function, resolve
+from .source import FunctionSource, function_source, python_function, resolve, specializes
 from .kernels import arrays as array_module
 from .kernels import checkpoint as checkpoint_module, tape as tape_module
 
@@ -81,6 +81,8 @@ def primal(func) -> Primal:
     :mod:`nbautodiff.custom`, whose primal is its original function)."""
     if custom.kind_of(func):
         return custom.primal(func)
+    if specializes(func):
+        return func.nad_primal()
     func = python_function(func)
     with _lock:
         key = (func, func.__code__)
@@ -235,6 +237,7 @@ def reverse_variant(func, argtypes: tuple, active: list[bool], result_active: bo
     not compute it. ``checkpoint`` (a :class:`.checkpoint.Schedule`) checkpoints the outermost
     loops of ``func`` that need a tape (loops marked in the source are checkpointed anyway).
     The variant returns ``(tape bytes, checkpoint bytes)`` of its call as its last item."""
+    func = _specialized(func, argtypes)
     prim = primal(func)
     key = (prim, tuple(argtypes), tuple(active), result_active, writeback, keep_value,
            checkpoint)
@@ -321,6 +324,7 @@ def forward_variant(func, argtypes: tuple, duals: list[bool], result_dual: bool,
                     width: int = 1) -> ForwardVariant:
     """The forward-mode variant of ``func`` for ``argtypes``; ``duals[i]``: argument i carries
     ``width`` tangents. A result that is not a float (array) is never dual."""
+    func = _specialized(func, argtypes)
     prim = primal(func)
     key = (prim, tuple(argtypes), tuple(duals), result_dual, width)
     with _lock:
@@ -361,6 +365,11 @@ def _build_forward(prim: Primal, argtypes: tuple, duals: list[bool], result_dual
     rendered, path, dispatcher = _compiled(tree, f"forward mode of {fs.name}", name, namespace)
     return ForwardVariant(name, rendered.text, path, dispatcher, duals, result_dual, result_type,
                           width)
+
+
+def _specialized(func, argtypes: tuple):
+    """``func``, or the function it runs for ``argtypes`` where that depends on the types."""
+    return func.nad_specialize(tuple(argtypes)) if specializes(func) else func
 
 
 def _typed(prim: Primal, argtypes: tuple) -> tuple[list[str], dict, object]:
