@@ -25,8 +25,9 @@ import numbers
 from dataclasses import dataclass
 
 import numpy as np
+from numba.extending import typeof_impl
 
-from . import batching, custom, program
+from . import batching, custom, program, typeinfer
 from .api import _check_value, _typeof
 from .batching import BatchError
 from .errors import AutodiffError
@@ -250,6 +251,12 @@ def _moved(result, out_axes):
         raise BatchError(f"out_axes {out_axes} is out of range for a batched result of "
                          f"{result.ndim} dimension{'s' * (result.ndim != 1)}")
     return result if out_axes % result.ndim == 0 else np.moveaxis(result, 0, out_axes)
+
+
+@typeof_impl.register(BatchedFunction)
+def _typeof_batched(batched, context):
+    """In numba-compiled code a batched function is its stand-in (its code for the types)."""
+    return typeinfer.function_type(batched.py_func)
 
 
 def batch(fun, in_axes=0, out_axes=0, parallel=False) -> BatchedFunction:

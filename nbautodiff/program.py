@@ -18,6 +18,7 @@ import ast
 import math
 import re
 import threading
+import types
 from dataclasses import dataclass, field
 
 import numba
@@ -129,7 +130,10 @@ def _build_primal(func) -> Primal:
     callee_primals = {}
     for binding, callee in normalized.callees.items():
         callee_primals[binding] = primal(callee)
-        namespace[binding] = callee_primals[binding].dispatcher
+        # a wrapper (custom rule) or batched function stays itself, numba-callable, so that
+        # differentiating this code again (forward over reverse) still sees what it declares
+        namespace[binding] = callee_primals[binding].dispatcher \
+            if isinstance(callee, types.FunctionType) else callee
     rendered = emit.render([normalized.tree], header=f"# primal of {fs.name}, normalised by nbautodiff\n"
                                                      "import math\nimport numpy as np")
     path, namespace = emit.load(rendered, f"{fs.name}_primal", namespace)

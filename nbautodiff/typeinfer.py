@@ -48,6 +48,11 @@ def refresh() -> None:
     _refreshed = True
 
 
+def function_type(func):
+    """The numba type of Python function ``func`` (one with an ``overload``) as a value."""
+    return cpu_target.typing_context.resolve_value_type(func)
+
+
 def _unify(a, b):
     if a == b:
         return a
