@@ -116,19 +116,12 @@ class BatchedFunction:
             (self.in_axes,) * len(self._parameters)
 
     def _primal_variant(self, argtypes: tuple, axes: tuple) -> batching.BatchedVariant:
-        self._writes()
-        return self._variant(program.primal(self.primal).dispatcher, argtypes, axes,
-                             self.out_axes)
-
-    def _writes(self) -> set:
-        """Positions of the arguments ``fun`` writes (each slice of a batched one); under
-        parallel=True a BatchError for one that is not batched."""
-        writes = program.primal(self.primal).writes
+        prim = program.primal(self.primal)
         if self.parallel:
-            _refuse_shared_writes(writes, self._axes(), self._parameters, self._fname,
+            _refuse_shared_writes(prim.writes, argtypes, axes, self._parameters, self._fname,
                                   "parallel=True would make the slices race on it "
                                   "(or use parallel=False)")
-        return writes
+        return self._variant(prim.dispatcher, argtypes, axes, self.out_axes)
 
     def _variant(self, callee, argtypes, axes, out_axes) -> batching.BatchedVariant:
         self.variant = batching.batched_variant(callee, argtypes, axes, out_axes, self.parallel,
@@ -151,7 +144,7 @@ class BatchedFunction:
     def nad_primal(self) -> CalleePrimal:
         """This batched function as a callee primal (compiled callers call :attr:`py_func`)."""
         self._refuse_derivative()
-        return CalleePrimal(self.py_func, self.py_func, self._writes())
+        return CalleePrimal(self.py_func, self.py_func, program.primal(self.primal).writes)
 
     def nad_specialize(self, argtypes: tuple):
         """The batched code for ``argtypes`` as a plain Python function to differentiate."""
@@ -180,7 +173,8 @@ class BatchedFunction:
         primals = derived._arguments(firsts)
         low = derived._lowered(primals, derived._activities(primals))
         writes = program.primal(derived._func).writes
-        _refuse_shared_writes(writes, axes, self._parameters, fname,
+        _refuse_shared_writes(writes, tuple(_typeof(v) for v in values), axes,
+                              self._parameters, fname,
                               "each slice's derivative needs the argument as it was passed")
         arguments, low_axes = [], []
         for k, (value, origin) in enumerate(zip(low.arguments, low.origins)):
@@ -218,10 +212,10 @@ def _resolved_in_axes(values, axes, names, fname) -> tuple[tuple, int]:
     return resolved, size
 
 
-def _refuse_shared_writes(writes, axes, names, fname, why: str) -> None:
-    """A BatchError naming the first (array) argument ``fname`` writes that all slices share."""
+def _refuse_shared_writes(writes, argtypes, axes, names, fname, why: str) -> None:
+    """A BatchError naming the first array argument ``fname`` writes that all slices share."""
     for position in sorted(writes):
-        if axes[position] is None:
+        if axes[position] is None and typeinfer.is_array(argtypes[position]):
             raise BatchError(f"{fname}() writes argument '{names[position]}', which is not "
                              f"batched (in_axes None), and {why}: batch it")
 

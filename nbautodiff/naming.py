@@ -87,6 +87,11 @@ def custom_reverse_name(function_name: str, signature_code: str) -> str:
     return f"{function_name}__custom_{signature_code}"
 
 
+def custom_forward_name(function_name: str, signature_code: str) -> str:
+    """Name of a forward variant that calls a declared tangent rule, ``f__custom_fwd_d_r``."""
+    return f"{function_name}__custom_fwd_{signature_code}"
+
+
 def unused(name: str, is_taken) -> str:
     """``name``, or the first of ``name_2``, ``name_3``... for which ``is_taken`` is false."""
     candidate, suffix = name, 1

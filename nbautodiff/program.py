@@ -144,9 +144,9 @@ def _build_primal(func) -> Primal:
 
 
 def _written_params(normalized: Normalized, callee_primals: dict) -> set[int]:
-    """Positions of parameters whose arrays the function writes (directly, via aliases or callees;
-    in generated code also by in-place operators, which user code may not apply to arguments)."""
-    generated = normalized.source.generated
+    """Positions of parameters whose arrays the function writes: directly, via aliases or
+    callees, and by in-place operators (``A += ...``: forward mode stores into the array, reverse
+    mode refuses them on arrays the caller sees, generated code uses them on its buffers)."""
     tree = normalized.tree
     params = [a.arg for a in tree.args.args]
     origin = {p: {p} for p in params}              # name -> parameters whose arrays it may hold
@@ -159,7 +159,7 @@ def _written_params(normalized: Normalized, callee_primals: dict) -> set[int]:
                 origin[target.id] = origin.get(target.id, set()) | sources
             elif isinstance(target, ast.Subscript) and target.value.id in origin:
                 written |= origin[target.value.id]
-            if generated and getattr(statement, "nad_in_place", False):
+            if getattr(statement, "nad_in_place", False):
                 written |= origin.get(target.id, set())   # `A += ...` on an argument's array
         call = getattr(statement, "value", None)
         positions = []
@@ -332,7 +332,12 @@ def forward_variant(func, argtypes: tuple, duals: list[bool], result_dual: bool,
     prim = primal(func)
     key = (prim, tuple(argtypes), tuple(duals), result_dual, width)
     with _lock:
-        if key not in _forward_variants:
+        if key in _forward_variants:
+            pass
+        elif custom.kind_of(func):
+            _forward_variants[key] = custom.forward_variant(func, tuple(argtypes), list(duals),
+                                                            result_dual, width)
+        else:
             _forward_variants[key] = _build_forward(prim, tuple(argtypes), list(duals),
                                                     result_dual, width)
         return _forward_variants[key]

@@ -207,6 +207,13 @@ def writes_shared(x, out):
     return x
 
 
+RACING = nad.batch(writes_shared, (0, None), parallel=True)
+
+
+def racing_loss(xs, out):
+    return np.sum(RACING(xs, out))
+
+
 def test_refusals_and_checks(rng):
     per_example = nad.batch(nad.grad(neuron), (None, 0))
 
@@ -217,9 +224,10 @@ def test_refusals_and_checks(rng):
         nad.grad(loss_of_per_example_gradients)(np.ones(4), np.ones((3, 4)))
     with pytest.raises(ValueError, match="argument 'y' does not have the batch size of 'x'"):
         nad.grad(batch_size_mismatch)(np.ones(3), np.ones(4))
-    racing = nad.batch(writes_shared, (0, None), parallel=True)
     with pytest.raises(nad.AutodiffError, match="writes argument 'out'.*race"):
-        nad.vjp(racing, np.ones(3), np.zeros(1))
+        nad.vjp(RACING, np.ones(3), np.zeros(1))
+    with pytest.raises(nad.AutodiffError, match="writes argument 'out'.*race"):
+        nad.grad(racing_loss)(np.ones(3), np.zeros(1))       # from compiled code
     with pytest.raises(nad.AutodiffError, match="argument 'x' of neuron.. is batched .in_axes "
                                                 "0. but is a float64"):
         nad.grad(NEURONS, argnums=0)(np.ones(4), 1.0)
