@@ -146,21 +146,25 @@ def _build_primal(func) -> Primal:
 def _written_params(normalized: Normalized, callee_primals: dict) -> set[int]:
     """Positions of parameters whose arrays the function writes: directly, via aliases or
     callees, and by in-place operators (``A += ...``: forward mode stores into the array, reverse
-    mode refuses them on arrays the caller sees, generated code uses them on its buffers)."""
+    mode refuses them on arrays the caller sees, generated code uses them on its buffers). In
+    user code an in-place operator counts on a name bound to the array or to a slice of it."""
+    generated = normalized.source.generated
     tree = normalized.tree
     params = [a.arg for a in tree.args.args]
     origin = {p: {p} for p in params}              # name -> parameters whose arrays it may hold
+    bound = {p: {p} for p in params}               # ... that it is bound to, or to a slice of
     written = set()
     for statement, _ in analysis_mod.walk_statements(tree.body):
         if isinstance(statement, ast.Assign):
             target, value = statement.targets[0], statement.value
+            if getattr(statement, "nad_in_place", False):     # `A += ...` on an argument's array
+                written |= (origin if generated else bound).get(target.id, set())
             sources = set().union(*(origin.get(name, set()) for name in _held_names(value)))
             if isinstance(target, ast.Name) and sources:
                 origin[target.id] = origin.get(target.id, set()) | sources
+                bound[target.id] = bound.get(target.id, set()) | _bound_to(value, bound)
             elif isinstance(target, ast.Subscript) and target.value.id in origin:
                 written |= origin[target.value.id]
-            if getattr(statement, "nad_in_place", False):
-                written |= origin.get(target.id, set())   # `A += ...` on an argument's array
         call = getattr(statement, "value", None)
         positions = []
         if isinstance(call, ast.Call) and call.nad_kind == "user":
@@ -173,6 +177,17 @@ def _written_params(normalized: Normalized, callee_primals: dict) -> set[int]:
             if isinstance(arg, ast.Name) and arg.id in origin:
                 written |= origin[arg.id]
     return {params.index(p) for p in written}
+
+
+def _bound_to(value: ast.expr, bound: dict) -> set:
+    """The parameters whose arrays ``value`` is, or is a slice of (``x[1:]``); in user code an
+    element ``x[i]`` may be a number, whose ``s += ...`` writes no array."""
+    if isinstance(value, ast.Subscript):
+        index = value.slice.elts if isinstance(value.slice, ast.Tuple) else [value.slice]
+        if not any(isinstance(part, ast.Slice) for part in index):
+            return set()
+        value = value.value
+    return bound.get(value.id, set()) if isinstance(value, ast.Name) else set()
 
 
 def _held_names(value: ast.expr) -> list[str]:
