@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench bench-checkpoint bench-second-order bench-batch bench-vector clean
+.PHONY: demo test bench bench-checkpoint bench-second-order bench-batch bench-vector bench-gpu clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,9 @@ bench-batch: $(STAMP)
 
 bench-vector: $(STAMP)
 	$(PY) benchmarks/vector_mode.py
+
+bench-gpu: $(STAMP)
+	NUMBA_ENABLE_CUDASIM=0 $(PY) benchmarks/gpu.py
 
 clean:
 	rm -rf $(VENV) build

@@ -10,6 +10,7 @@ The public API (a contract, see DESIGN.md)::
     nad.hessian(fun, argnums=0)         (forward over reverse; also jvp(grad(f)), grad(grad(f)))
     nad.check_grad(fun, *args, argnums=0)
     nad.batch(fun, in_axes=0, out_axes=0, parallel=False)   (vmap semantics; batch(grad(f)))
+    nad.offload(fun, devices=None)      (prange loops as CUDA kernels; offload(grad(f)))
     nad.grad(fun, checkpoint=True); for t in nad.checkpointed(range(T)): ...   (checkpointing)
     nad.custom_vjp(fun), fun.defvjp(rule)   nad.non_differentiable(fun)
     nad.Const, nad.Active, nad.Duplicated, nad.DuplicatedOnly, nad.AutodiffError
@@ -27,7 +28,7 @@ from .custom import custom_vjp, non_differentiable
 __version__ = "0.1.0"
 
 __all__ = [
-    "grad", "value_and_grad", "vjp", "jacrev", "reverse", "forward", "jvp", "jacfwd", "hessian", "batch", "check_grad", "checkpointed", "custom_vjp",
+    "grad", "value_and_grad", "vjp", "jacrev", "reverse", "forward", "jvp", "jacfwd", "hessian", "batch", "offload", "check_grad", "checkpointed", "custom_vjp",
     "non_differentiable",
     "Const", "Active", "Duplicated", "DuplicatedOnly", "Dual", "DualOnly", "Dualv",
     "AutodiffError", "__version__",
@@ -44,3 +45,10 @@ def load_ipython_extension(ipython):
     """``%load_ext nbautodiff``: register the cell magics."""
     from .magics import load_ipython_extension as _load
     _load(ipython)
+
+
+def offload(fun, devices=None):
+    """``fun`` with its ``prange`` loops run on CUDA GPU(s); see :mod:`nbautodiff.offload_api`
+    (imported on first use: it imports ``numba.cuda``)."""
+    from .offload_api import offload as _offload
+    return _offload(fun, devices)

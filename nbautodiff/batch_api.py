@@ -108,7 +108,12 @@ class BatchedFunction:
             return self._call_derivative(values, axes, size)
         variant = self._primal_variant(tuple(_typeof(v) for v in values), axes)
         _refuse_empty(variant, size, fname)
-        return variant.dispatcher(*values)
+        return self._invoke(variant.dispatcher, values)
+
+    @staticmethod
+    def _invoke(dispatcher, arguments):
+        """Run the generated code ``dispatcher`` (offload replaces this to run it on a GPU)."""
+        return dispatcher(*arguments)
 
     def _axes(self) -> tuple:
         """``in_axes`` with one entry per parameter."""
@@ -192,7 +197,7 @@ class BatchedFunction:
                 low_axes.append(None)
         variant = self._variant(low.dispatcher, tuple(_typeof(v) for v in arguments),
                                 tuple(low_axes), 0)
-        out = variant.dispatcher(*arguments)
+        out = self._invoke(variant.dispatcher, arguments)
         return _moved(low.assemble(out, arguments), self.out_axes)
 
 

@@ -3,11 +3,17 @@
 The helper modules next to this file (``fd``, ``corpus``, ``corpus_helpers``) are imported by
 plain name; the tests folder is put on ``sys.path`` here so that works whatever pytest's import
 mode is.
+
+Offload tests run under numba's CUDA simulator unless ``NUMBA_ENABLE_CUDASIM`` says otherwise
+(``NUMBA_ENABLE_CUDASIM=0`` on a machine with a GPU runs them, and the ``gpu`` tests, for real);
+numba reads the variable once, at its import, so it is set here before anything imports numba.
 """
 from __future__ import annotations
 
 import os
 import sys
+
+os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
 
 import numpy as np
 import pytest
