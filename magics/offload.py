@@ -16,8 +16,8 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
-from .autodiff import DEFAULT_TEMPLATE, _derived_name, _parameters, _short_errors, _split
-from .cell import run_cell_body
+from .cell import (DEFAULT_TEMPLATE, derived_name, parameters, run_cell_body, short_errors,
+                   split)
 from .offload_compare import DEFAULT_SIZES, SIMULATOR_SIZES, compare
 
 KIND = "offload"
@@ -72,7 +72,7 @@ class OffloadMagics(Magics):
         import nbautodiff
         from nbautodiff.kernels import gpu
         devices = _devices(args.devices)
-        functions = _split(args.func)
+        functions = split(args.func)
         if cell is None and not functions:
             raise UsageError("%offload (one %) offloads functions defined earlier: name them "
                              "with --func, or use %%offload on a cell")
@@ -92,15 +92,15 @@ class OffloadMagics(Magics):
                                if gpu.available() else "no CUDA GPU (CPU, parallel=True)")
         for fname in names:
             fun = self._function(fname)
-            oname = _derived_name(args.name, fname, KIND, len(names))
-            with _short_errors(self.shell, oname, run.filename if run else None, fun):
+            oname = derived_name(args.name, fname, KIND, len(names))
+            with short_errors(self.shell, oname, run.filename if run else None, fun):
                 offloaded = nbautodiff.offload(fun, devices)
                 self.shell.user_ns[oname] = offloaded
                 entry = Offloaded(oname, offloaded)
                 if args.autodiff is not None:
                     argnums = _argnums(fun, args.autodiff)
                     gradient = nbautodiff.grad(fun, argnums=argnums)
-                    gname = _derived_name(args.name, fname, "grad_" + KIND, len(names))
+                    gname = derived_name(args.name, fname, "grad_" + KIND, len(names))
                     entry.gradient_name = gname
                     entry.gradient = nbautodiff.offload(gradient, devices)
                     self.shell.user_ns[gname] = entry.gradient
@@ -148,10 +148,10 @@ def _devices(words):
 
 
 def _argnums(fun, names: list) -> int | tuple:
-    params = _parameters(fun)
+    params = parameters(fun)
     if not names:
         return 0
-    chosen = _split(names)
+    chosen = split(names)
     unknown = [n for n in chosen if n not in params]
     if unknown:
         raise UsageError(f"--autodiff {unknown[0]}: {fun.__name__}() has no argument of that "
@@ -161,7 +161,7 @@ def _argnums(fun, names: list) -> int | tuple:
 
 
 def _require_arity(fun, example: tuple) -> None:
-    params = _parameters(fun)
+    params = parameters(fun)
     if len(example) != len(params):
         raise UsageError(f"--compare: {len(example)} example arguments for {fun.__name__}"
                          f"({', '.join(params)}), which takes {len(params)}")

@@ -120,17 +120,19 @@ class BatchedFunction:
         return self.in_axes if isinstance(self.in_axes, tuple) else \
             (self.in_axes,) * len(self._parameters)
 
-    def _primal_variant(self, argtypes: tuple, axes: tuple) -> batching.BatchedVariant:
+    def _primal_variant(self, argtypes: tuple, axes: tuple,
+                        checks: bool = False) -> batching.BatchedVariant:
         prim = program.primal(self.primal)
         if self.parallel:
             _refuse_shared_writes(prim.writes, argtypes, axes, self._parameters, self._fname,
                                   "parallel=True would make the slices race on it "
                                   "(or use parallel=False)")
-        return self._variant(prim.dispatcher, argtypes, axes, self.out_axes)
+        return self._variant(prim.dispatcher, argtypes, axes, self.out_axes, checks)
 
-    def _variant(self, callee, argtypes, axes, out_axes) -> batching.BatchedVariant:
+    def _variant(self, callee, argtypes, axes, out_axes,
+                 checks: bool = False) -> batching.BatchedVariant:
         self.variant = batching.batched_variant(callee, argtypes, axes, out_axes, self.parallel,
-                                                f"{self._fname}()")
+                                                f"{self._fname}()", checks)
         return self.variant
 
     # -- as a callee of differentiated code (see source.specializes) -----------------------
@@ -144,7 +146,7 @@ class BatchedFunction:
         self._refuse_derivative()
         axes = batching.resolved_in_axes(argtypes, self._axes(), self._parameters,
                                          f"{self._fname}()")
-        return self._primal_variant(argtypes, axes).dispatcher.py_func
+        return self._primal_variant(argtypes, axes, checks=True).dispatcher.py_func
 
     def nad_primal(self) -> CalleePrimal:
         """This batched function as a callee primal (compiled callers call :attr:`py_func`)."""
