@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 import pytest
 
@@ -91,6 +92,18 @@ def test_grad_of_a_loss_calling_a_batched_function(data, parallel):
 
 def square_of_neuron(w, x):
     return neuron(w, x) ** 2
+
+
+@numba.njit
+def compiled_total(w, xs):
+    return NEURONS(w, xs).sum()
+
+
+def test_numba_code_calls_a_batched_function_and_is_differentiated(data):
+    w, xs = data
+    assert compiled_total(w, xs) == pytest.approx(sum(neuron(w, x) for x in xs), rel=1e-14)
+    assert_grad_close(nad.grad(compiled_total)(w, xs), central_diff(compiled_total, (w, xs)),
+                      rtol=1e-8, atol=1e-10)
 
 
 @pytest.mark.parametrize("parallel", [False, True])
