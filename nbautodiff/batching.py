@@ -15,6 +15,11 @@ generated reverse code.
 A result that holds arrays needs their shape before the result can be allocated: the first
 slice is then evaluated before the loop (a batch of such a function has at least one slice).
 Variants are cached per callee, argument types, axes and parallelism.
+
+For compiled callers and the differentiating transforms (``grad`` of code calling a batched
+function): :func:`stand_in` is a Python function that numba compiles, through an ``overload``,
+as the batched variant for the types of each call, and :func:`differentiable_function` the
+same code calling the user's own function per slice, which the transforms differentiate.
 """
 from __future__ import annotations
 
