@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 from IPython.core.error import UsageError
@@ -19,11 +18,11 @@ from .. import api, cache, checkpoint, custom, progress
 from ..activities import REVERSE_ARGUMENT, REVERSE_RETURN, Active, as_activity
 from ..check import check_grad, gradient_of_reverse
 from ..errors import AutodiffError, SourceNotFoundError, UnsupportedConstructError
-from .cell import run_cell_body
+from .cell import (DEFAULT_TEMPLATE, derived_name, parameters, run_cell_body, short_errors,
+                   split)
 from .output import AutodiffResult, CellAutodiffError, Derived
 from .progress_bar import display_for
 
-DEFAULT_TEMPLATE = "{name}_{kind}"
 
 
 @magics_class
@@ -108,7 +107,7 @@ class AutodiffMagics(Magics):
         with forced_if(options.force), progress.task(
                 f"%%autodiff {', '.join(targets)}", steps, display_for(self.shell)) as task:
             for dname, fun in targets.items():
-                with _short_errors(self.shell, dname, cell_filename, fun):
+                with short_errors(self.shell, dname, cell_filename, fun):
                     task.step(f"deriving {dname}")
                     derived, summary, gradient, argnums = _derive(fun, options)
                     self.shell.user_ns[dname] = derived
@@ -134,7 +133,7 @@ class AutodiffMagics(Magics):
             raise UsageError(f"--activities describe one function's arguments but {len(names)} "
                              f"are selected ({', '.join(names)}); choose one with --func")
         kind = "grad" if options.activities is None else "rev"
-        targets = {_derived_name(options.template, fname, kind, len(names)): self._function(fname)
+        targets = {derived_name(options.template, fname, kind, len(names)): self._function(fname)
                    for fname in names}
         if len(targets) < len(names):
             raise UsageError(f"--name {options.template!r} gives several functions the same name")
@@ -164,7 +163,7 @@ class AutodiffMagics(Magics):
         declares afresh). Returns the names not to derive by default: rules, and functions
         declared non-differentiable."""
         not_derived = set()
-        for item in _split(args.custom):
+        for item in split(args.custom):
             fname, equals, rname = item.partition("=")
             if not (equals and fname.isidentifier() and rname.isidentifier()):
                 raise UsageError(f"--custom {item}: expected F=RULE, the names of a function "
@@ -175,7 +174,7 @@ class AutodiffMagics(Magics):
             except AutodiffError as error:
                 raise UsageError(f"--custom {item}: {error}") from None
             not_derived.add(rname)
-        for fname in _split(args.nondiff):
+        for fname in split(args.nondiff):
             fun = self._function(fname, "--nondiff")
             try:
                 self.shell.user_ns[fname] = custom.non_differentiable(_undeclared(fun))
@@ -202,7 +201,7 @@ class _Options:
         if args.mode == "forward":
             raise UsageError("%%autodiff --mode forward arrives with issue 4 (forward mode); "
                              "use --mode reverse for now")
-        functions, wrt = _split(args.func), _split(args.wrt)
+        functions, wrt = split(args.func), split(args.wrt)
         activities, ret = _parse_activities(args)
         if activities is not None and wrt:
             raise UsageError("--wrt and --activities exclude each other: activities already say "
@@ -215,24 +214,6 @@ class _Options:
         except AutodiffError as error:
             raise UsageError(f"--checkpoint: {error}") from None
         return cls(functions, wrt, activities, ret, args.name, args.force, schedule)
-
-
-@contextmanager
-def _short_errors(shell, derived_name: str, cell_filename: str | None, fun):
-    """Turn an AutodiffError into a :class:`CellAutodiffError`: a short message with the line
-    of the cell (or of the earlier cell or file it is about), no traceback."""
-    def file_label(filename: str) -> str:
-        if filename == cell_filename:
-            return "the cell"
-        named = shell.compile.format_code_name(filename)
-        return named[1] if named else filename
-
-    try:
-        yield
-    except CellAutodiffError:
-        raise
-    except AutodiffError as error:
-        raise CellAutodiffError(error, derived_name, _code_filename(fun), file_label) from None
 
 
 def _source(derived):
@@ -291,7 +272,7 @@ def _parse_activities(args):
     if args.activities is None:
         return None, None
     try:
-        activities = [as_activity(a) for a in _split(args.activities)]
+        activities = [as_activity(a) for a in split(args.activities)]
         ret = as_activity(args.ret)
     except AutodiffError as error:
         raise UsageError(str(error)) from None
@@ -304,12 +285,8 @@ def _parse_activities(args):
     return activities, ret
 
 
-def _parameters(fun) -> list:
-    return list(inspect.signature(getattr(fun, "py_func", fun)).parameters)
-
-
 def _argnums(fun, wrt: list):
-    params = _parameters(fun)
+    params = parameters(fun)
     if not wrt:
         if not params:
             raise UsageError(f"{fun.__name__} takes no argument: nothing to differentiate")
@@ -323,41 +300,18 @@ def _argnums(fun, wrt: list):
 
 
 def _require_arity(fun, activities) -> None:
-    params = _parameters(fun)
+    params = parameters(fun)
     if len(params) != len(activities):
         raise UsageError(f"{len(activities)} activities for {fun.__name__}({', '.join(params)}), "
                          f"which takes {len(params)} arguments")
 
 
 def _describe(fun, argnums) -> str:
-    params = _parameters(fun)
+    params = parameters(fun)
     items = argnums if isinstance(argnums, tuple) else (argnums,)
     return ", ".join(params[k] for k in items)
-
-
-def _derived_name(template: str, fname: str, kind: str, count: int) -> str:
-    try:
-        name = template.format(name=fname, kind=kind)
-    except (KeyError, IndexError, ValueError) as error:
-        raise UsageError(f"--name {template!r}: not a template with {{name}} and {{kind}} "
-                         f"({error})") from None
-    if not name.isidentifier():
-        raise UsageError(f"--name {template!r} gives {name!r}, not a Python name")
-    if count > 1 and "{name}" not in template:
-        raise UsageError(f"--name {template!r} has no {{name}}, but {count} functions are derived")
-    return name
 
 
 def _undeclared(fun):
     """The original function of a function declared by nbautodiff.custom, else ``fun``."""
     return fun.fun if custom.kind_of(fun) else fun
-
-
-def _split(values) -> list:
-    """Option values given space and/or comma separated, as one flat list."""
-    return [item for value in values or () for item in value.split(",") if item]
-
-
-def _code_filename(fun):
-    code = getattr(getattr(fun, "py_func", fun), "__code__", None)
-    return code.co_filename if code is not None else None

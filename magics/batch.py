@@ -16,10 +16,10 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_exp
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from .. import progress
-from .autodiff import (DEFAULT_TEMPLATE, _derived_name, _parameters, _short_errors, _split,
-                       forced_if)
+from .autodiff import forced_if
 from .batch_compare import DEFAULT_SIZES, METHODS, compare
-from .cell import run_cell_body
+from .cell import (DEFAULT_TEMPLATE, derived_name, parameters, run_cell_body, short_errors,
+                   split)
 from .progress_bar import display_for
 
 KIND = "batch"
@@ -88,7 +88,7 @@ class BatchMagics(Magics):
             raise UsageError("the cell defines no function at top level; "
                              "define one or choose one with --func")
         example = self._example(args.compare) if args.compare is not None else None
-        targets = {_derived_name(options.template, fname, KIND, len(names)): self._function(fname)
+        targets = {derived_name(options.template, fname, KIND, len(names)): self._function(fname)
                    for fname in names}
         if len(targets) < len(names):
             raise UsageError(f"--name {options.template!r} gives several functions the same name")
@@ -99,7 +99,7 @@ class BatchMagics(Magics):
                 f"%%batch {', '.join(targets)}", steps, display_for(self.shell)) as task:
             for bname, fun in targets.items():
                 in_axes = _per_argument(fun, options.in_axes)
-                with _short_errors(self.shell, bname, run.filename if run else None, fun):
+                with short_errors(self.shell, bname, run.filename if run else None, fun):
                     task.step(f"batching {bname}")
                     batched = batch(fun, in_axes=options.in_axes, out_axes=options.out_axes,
                                     parallel=options.parallel)
@@ -156,7 +156,7 @@ class _Options:
 
     @classmethod
     def parse(cls, args, line_magic: bool) -> "_Options":
-        functions = _split(args.func)
+        functions = split(args.func)
         if line_magic and not functions:
             raise UsageError("%batch (one %) batches functions defined earlier: name them "
                              "with --func, or use %%batch on a cell")
@@ -193,7 +193,7 @@ def parse_axes(words, option: str):
 
 def _per_argument(fun, in_axes) -> list:
     """``in_axes`` as one axis per argument of ``fun``; a UsageError if the count is wrong."""
-    params = _parameters(fun)
+    params = parameters(fun)
     if not isinstance(in_axes, tuple):
         return [in_axes] * len(params)
     if len(in_axes) != len(params):
@@ -203,7 +203,7 @@ def _per_argument(fun, in_axes) -> list:
 
 
 def _require_arity(fun, example: tuple, option: str) -> None:
-    params = _parameters(fun)
+    params = parameters(fun)
     if len(example) != len(params):
         raise UsageError(f"{option}: {len(example)} example arguments for {fun.__name__}"
                          f"({', '.join(params)}), which takes {len(params)}")

@@ -1,6 +1,7 @@
-"""Running the body of a cell magic as ordinary code in the user namespace.
+"""The layer the cell magics share: running a cell's body, naming what it derives, options,
+short errors.
 
-The body is registered in ``linecache`` through IPython's compiler, so that ``inspect.getsource``
+The body of a cell magic runs as ordinary code in the user namespace. It is registered in ``linecache`` through IPython's compiler, so that ``inspect.getsource``
 finds the functions it defines (nbautodiff reads their source) and tracebacks show its lines.
 The registered text starts with the magic line as a comment: line numbers, ``co_firstlineno``
 and the ``lineno`` of errors then count from the cell's first line, the ``%%magic`` line, the
@@ -9,7 +10,16 @@ same numbering as the notebook shows.
 from __future__ import annotations
 
 import ast
+import inspect
+from contextlib import contextmanager
 from dataclasses import dataclass
+
+from IPython.core.error import UsageError
+
+from ..errors import AutodiffError
+from .output import CellAutodiffError
+
+DEFAULT_TEMPLATE = "{name}_{kind}"        # --name: the derivative of f is f_grad, its batch f_batch
 
 
 @dataclass(frozen=True)
@@ -35,3 +45,52 @@ def top_level_functions(tree: ast.Module) -> tuple:
     names = [node.name for node in tree.body
              if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))]
     return tuple(dict.fromkeys(names))
+
+
+def derived_name(template: str, fname: str, kind: str, count: int) -> str:
+    """The name ``--name`` ``template`` gives the ``kind`` derived from ``fname`` (one of
+    ``count`` functions derived by the cell); a UsageError when it is not a Python name or
+    cannot tell the functions apart."""
+    try:
+        name = template.format(name=fname, kind=kind)
+    except (KeyError, IndexError, ValueError) as error:
+        raise UsageError(f"--name {template!r}: not a template with {{name}} and {{kind}} "
+                         f"({error})") from None
+    if not name.isidentifier():
+        raise UsageError(f"--name {template!r} gives {name!r}, not a Python name")
+    if count > 1 and "{name}" not in template:
+        raise UsageError(f"--name {template!r} has no {{name}}, but {count} functions are derived")
+    return name
+
+
+def parameters(fun) -> list:
+    """The parameter names of ``fun`` (of its ``py_func`` for a dispatcher or a wrapper)."""
+    return list(inspect.signature(getattr(fun, "py_func", fun)).parameters)
+
+
+def split(values) -> list:
+    """Option values given space and/or comma separated, as one flat list."""
+    return [item for value in values or () for item in value.split(",") if item]
+
+
+@contextmanager
+def short_errors(shell, derived: str, cell_filename: str | None, fun):
+    """Turn an AutodiffError into a :class:`CellAutodiffError`: a short message with the line
+    of the cell (or of the earlier cell or file it is about), no traceback."""
+    def file_label(filename: str) -> str:
+        if filename == cell_filename:
+            return "the cell"
+        named = shell.compile.format_code_name(filename)
+        return named[1] if named else filename
+
+    try:
+        yield
+    except CellAutodiffError:
+        raise
+    except AutodiffError as error:
+        raise CellAutodiffError(error, derived, _code_filename(fun), file_label) from None
+
+
+def _code_filename(fun):
+    code = getattr(getattr(fun, "py_func", fun), "__code__", None)
+    return code.co_filename if code is not None else None

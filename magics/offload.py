@@ -17,9 +17,9 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_exp
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from .. import progress
-from .autodiff import (DEFAULT_TEMPLATE, _derived_name, _parameters, _short_errors, _split,
-                       forced_if)
-from .cell import run_cell_body
+from .autodiff import forced_if
+from .cell import (DEFAULT_TEMPLATE, derived_name, parameters, run_cell_body, short_errors,
+                   split)
 from .progress_bar import display_for
 from .offload_compare import DEFAULT_SIZES, SIMULATOR_SIZES, compare
 
@@ -74,7 +74,7 @@ class OffloadMagics(Magics):
             return Pretty(self.offload.parser.format_help())
         from nbautodiff.kernels import gpu
         devices = _devices(args.devices)
-        functions = _split(args.func)
+        functions = split(args.func)
         if cell is None and not functions:
             raise UsageError("%offload (one %) offloads functions defined earlier: name them "
                              "with --func, or use %%offload on a cell")
@@ -103,8 +103,8 @@ class OffloadMagics(Magics):
     def _offload(self, fname, args, devices, names, run, example, sizes, task) -> "Offloaded":
         import nbautodiff
         fun = self._function(fname)
-        oname = _derived_name(args.name, fname, KIND, len(names))
-        with _short_errors(self.shell, oname, run.filename if run else None, fun):
+        oname = derived_name(args.name, fname, KIND, len(names))
+        with short_errors(self.shell, oname, run.filename if run else None, fun):
             task.step(f"offloading {oname}")
             offloaded = nbautodiff.offload(fun, devices)
             self.shell.user_ns[oname] = offloaded
@@ -112,7 +112,7 @@ class OffloadMagics(Magics):
             gradient = None
             if args.autodiff is not None:
                 gradient = nbautodiff.grad(fun, argnums=_argnums(fun, args.autodiff))
-                entry.gradient_name = _derived_name(args.name, fname, "grad_" + KIND, len(names))
+                entry.gradient_name = derived_name(args.name, fname, "grad_" + KIND, len(names))
                 entry.gradient = nbautodiff.offload(gradient, devices)
                 self.shell.user_ns[entry.gradient_name] = entry.gradient
             if example is not None:
@@ -160,10 +160,10 @@ def _devices(words):
 
 
 def _argnums(fun, names: list) -> int | tuple:
-    params = _parameters(fun)
+    params = parameters(fun)
     if not names:
         return 0
-    chosen = _split(names)
+    chosen = split(names)
     unknown = [n for n in chosen if n not in params]
     if unknown:
         raise UsageError(f"--autodiff {unknown[0]}: {fun.__name__}() has no argument of that "
@@ -173,7 +173,7 @@ def _argnums(fun, names: list) -> int | tuple:
 
 
 def _require_arity(fun, example: tuple) -> None:
-    params = _parameters(fun)
+    params = parameters(fun)
     if len(example) != len(params):
         raise UsageError(f"--compare: {len(example)} example arguments for {fun.__name__}"
                          f"({', '.join(params)}), which takes {len(params)}")

@@ -237,7 +237,7 @@ class _Analyser:
             return []
         target, value = statement.targets[0], statement.value
         if isinstance(target, ast.Subscript):
-            return [(a.rep(target.value.id), [n for n in [atom_name(value)] if n])]
+            return [(a.rep(target.value.id), [a.rep(n) for n in [atom_name(value)] if n])]
         if isinstance(target, ast.Tuple):            # a tuple unpacked whole (see .tuples)
             names = target_names(target)
             if isinstance(value, ast.Call) and value.nad_kind == "user":

@@ -11,14 +11,23 @@ not batched (the slices would race on it).
 
 ``fun`` may be a derivative from :mod:`.api` (``batch(grad(f))``: per-example gradients): the
 batch then runs its generated reverse code once per slice, each with a shadow of its own.
+
+A batched function (of a plain function) is differentiable: called by differentiated code or
+given to ``grad``/``vjp``/``jvp``... itself, it is a callee whose code depends on its argument
+types (:func:`.source.specializes`): :meth:`BatchedFunction.nad_primal` is its primal for
+compiled callers, :meth:`BatchedFunction.nad_specialize` the batched code the transforms
+differentiate for given argument types (see :func:`.batching.differentiable_function`).
 """
 from __future__ import annotations
 
+import functools
 import numbers
+from dataclasses import dataclass
 
 import numpy as np
+from numba.extending import typeof_impl
 
-from . import batching, custom, program
+from . import batching, custom, program, typeinfer
 from .api import _check_value, _typeof
 from .batching import BatchError
 from .errors import AutodiffError
@@ -40,10 +49,20 @@ def _checked_axes(axes, what: str, allow_none: bool):
     raise BatchError(f"{what} must be {allowed} or a tuple of those, got {axes!r}")
 
 
+@dataclass(eq=False)
+class CalleePrimal:
+    """A batched function as the primal of a callee (as :mod:`.program` uses callee primals)."""
+    dispatcher: object          # its stand-in: compiled callers call the batched code for their types
+    py_func: object
+    writes: set                 # positions of the array arguments it writes
+
+
 class BatchedFunction:
     """``batch(fun, in_axes, out_axes, parallel)``; see the module docstring. Carries
-    ``.primal``, ``.source`` (the generated code of the latest call's signature) and
-    ``.variant`` (that code compiled: ``.variant.dispatcher``, a plain numba function)."""
+    ``.primal``, ``.source`` (the generated code of the latest call's signature),
+    ``.variant`` (that code compiled: ``.variant.dispatcher``, a plain numba function) and
+    ``.py_func`` (a stand-in with ``fun``'s parameters, which calls it; numba-compiled code
+    calls it as the batched code for the types of the call)."""
 
     def __init__(self, fun, in_axes=0, out_axes=0, parallel=False):
         self.primal = fun
@@ -84,16 +103,10 @@ class BatchedFunction:
             raise TypeError(f"{fname}() takes {len(names)} arguments ({', '.join(names)}), got "
                             f"{len(args)}")
         values = [_check_value(v, n, fname) for v, n in zip(args, names)]
-        axes = self.in_axes if isinstance(self.in_axes, tuple) else (self.in_axes,) * len(names)
-        axes, size = _resolved_in_axes(values, axes, names, fname)
+        axes, size = _resolved_in_axes(values, self._axes(), names, fname)
         if self._derivative:
             return self._call_derivative(values, axes, size)
-        prim = program.primal(self.primal)
-        if self.parallel:
-            _refuse_shared_writes(prim.writes, values, axes, names, fname,
-                                  "parallel=True would make the slices race on it "
-                                  "(or use parallel=False)")
-        variant = self._variant(prim.dispatcher, values, axes, self.out_axes)
+        variant = self._primal_variant(tuple(_typeof(v) for v in values), axes)
         _refuse_empty(variant, size, fname)
         return self._invoke(variant.dispatcher, values)
 
@@ -102,11 +115,59 @@ class BatchedFunction:
         """Run the generated code ``dispatcher`` (offload replaces this to run it on a GPU)."""
         return dispatcher(*arguments)
 
-    def _variant(self, callee, values, axes, out_axes) -> batching.BatchedVariant:
-        argtypes = tuple(_typeof(v) for v in values)
+    def _axes(self) -> tuple:
+        """``in_axes`` with one entry per parameter."""
+        return self.in_axes if isinstance(self.in_axes, tuple) else \
+            (self.in_axes,) * len(self._parameters)
+
+    def _primal_variant(self, argtypes: tuple, axes: tuple,
+                        checks: bool = False) -> batching.BatchedVariant:
+        prim = program.primal(self.primal)
+        if self.parallel:
+            _refuse_shared_writes(prim.writes, argtypes, axes, self._parameters, self._fname,
+                                  "parallel=True would make the slices race on it "
+                                  "(or use parallel=False)")
+        return self._variant(prim.dispatcher, argtypes, axes, self.out_axes, checks)
+
+    def _variant(self, callee, argtypes, axes, out_axes,
+                 checks: bool = False) -> batching.BatchedVariant:
         self.variant = batching.batched_variant(callee, argtypes, axes, out_axes, self.parallel,
-                                                f"{self._fname}()")
+                                                f"{self._fname}()", checks)
         return self.variant
+
+    # -- as a callee of differentiated code (see source.specializes) -----------------------
+    @functools.cached_property
+    def py_func(self):
+        return batching.stand_in(self.__name__, self._parameters, self, self._typed,
+                                 self.parallel)
+
+    def _typed(self, argtypes: tuple):
+        """The Python function numba compiles for a call of :attr:`py_func` with ``argtypes``."""
+        self._refuse_derivative()
+        axes = batching.resolved_in_axes(argtypes, self._axes(), self._parameters,
+                                         f"{self._fname}()")
+        return self._primal_variant(argtypes, axes, checks=True).dispatcher.py_func
+
+    def nad_primal(self) -> CalleePrimal:
+        """This batched function as a callee primal (compiled callers call :attr:`py_func`)."""
+        self._refuse_derivative()
+        return CalleePrimal(self.py_func, self.py_func, program.primal(self.primal).writes)
+
+    def nad_specialize(self, argtypes: tuple):
+        """The batched code for ``argtypes`` as a plain Python function to differentiate."""
+        self._refuse_derivative()
+        label = f"{self._fname}()"
+        axes = batching.resolved_in_axes(argtypes, self._axes(), self._parameters, label)
+        return batching.differentiable_function(custom.program_target(self.primal),
+                                                program.primal(self.primal).dispatcher,
+                                                argtypes, axes, self.out_axes, label)
+
+    def _refuse_derivative(self) -> None:
+        if self._derivative:
+            raise AutodiffError(f"the batch of a derivative of {self._fname}() cannot be "
+                                "differentiated or called from compiled code; batch the "
+                                "function, then differentiate", construct="batch of a derivative",
+                                function=self._fname)
 
     def _call_derivative(self, values, axes, size):
         """The derivative lowered at slice 0 to its generated code, then that code batched:
@@ -119,7 +180,8 @@ class BatchedFunction:
         primals = derived._arguments(firsts)
         low = derived._lowered(primals, derived._activities(primals))
         writes = program.primal(derived._func).writes
-        _refuse_shared_writes(writes, values, axes, self._parameters, fname,
+        _refuse_shared_writes(writes, tuple(_typeof(v) for v in values), axes,
+                              self._parameters, fname,
                               "each slice's derivative needs the argument as it was passed")
         arguments, low_axes = [], []
         for k, (value, origin) in enumerate(zip(low.arguments, low.origins)):
@@ -135,40 +197,32 @@ class BatchedFunction:
             else:
                 arguments.append(value)
                 low_axes.append(None)
-        variant = self._variant(low.dispatcher, arguments, tuple(low_axes), 0)
+        variant = self._variant(low.dispatcher, tuple(_typeof(v) for v in arguments),
+                                tuple(low_axes), 0)
         out = self._invoke(variant.dispatcher, arguments)
         return _moved(low.assemble(out, arguments), self.out_axes)
 
 
 def _resolved_in_axes(values, axes, names, fname) -> tuple[tuple, int]:
     """(non-negative axes, batch size); a BatchError naming the argument that does not fit."""
-    resolved, size, sized_by = [], None, None
-    for value, axis, name in zip(values, axes, names):
+    resolved = batching.resolved_in_axes(tuple(_typeof(v) for v in values), axes, names,
+                                         f"{fname}()")
+    size, sized_by = None, None
+    for value, axis, name in zip(values, resolved, names):
         if axis is None:
-            resolved.append(None)
             continue
-        if not isinstance(value, np.ndarray):
-            raise BatchError(f"argument '{name}' of {fname}() is batched (in_axes {axis}) but is "
-                             f"a {type(value).__name__}: pass a 1-D array of its values, or "
-                             "None in in_axes to pass it whole")
-        if not -value.ndim <= axis < value.ndim:
-            raise BatchError(f"in_axes {axis} is out of range for argument '{name}' of "
-                             f"{fname}(), which has {value.ndim} dimension"
-                             f"{'s' * (value.ndim != 1)} (shape {value.shape})")
-        axis %= value.ndim
         if size is None:
             size, sized_by = value.shape[axis], name
         elif value.shape[axis] != size:
             raise BatchError(f"argument '{name}' of {fname}() has batch size {value.shape[axis]} "
                              f"(axis {axis}), but '{sized_by}' has batch size {size}")
-        resolved.append(axis)
-    return tuple(resolved), size
+    return resolved, size
 
 
-def _refuse_shared_writes(writes, values, axes, names, fname, why: str) -> None:
-    """A BatchError naming the first argument ``fname`` writes that all slices share."""
+def _refuse_shared_writes(writes, argtypes, axes, names, fname, why: str) -> None:
+    """A BatchError naming the first array argument ``fname`` writes that all slices share."""
     for position in sorted(writes):
-        if axes[position] is None and isinstance(values[position], np.ndarray):
+        if axes[position] is None and typeinfer.is_array(argtypes[position]):
             raise BatchError(f"{fname}() writes argument '{names[position]}', which is not "
                              f"batched (in_axes None), and {why}: batch it")
 
@@ -198,6 +252,12 @@ def _moved(result, out_axes):
         raise BatchError(f"out_axes {out_axes} is out of range for a batched result of "
                          f"{result.ndim} dimension{'s' * (result.ndim != 1)}")
     return result if out_axes % result.ndim == 0 else np.moveaxis(result, 0, out_axes)
+
+
+@typeof_impl.register(BatchedFunction)
+def _typeof_batched(batched, context):
+    """In numba-compiled code a batched function is its stand-in (its code for the types)."""
+    return typeinfer.function_type(batched.py_func)
 
 
 def batch(fun, in_axes=0, out_axes=0, parallel=False) -> BatchedFunction:

@@ -15,6 +15,11 @@ generated reverse code.
 A result that holds arrays needs their shape before the result can be allocated: the first
 slice is then evaluated before the loop (a batch of such a function has at least one slice).
 Variants are cached per callee, argument types, axes and parallelism.
+
+For compiled callers and the differentiating transforms (``grad`` of code calling a batched
+function): :func:`stand_in` is a Python function that numba compiles, through an ``overload``,
+as the batched variant for the types of each call, and :func:`differentiable_function` the
+same code calling the user's own function per slice, which the transforms differentiate.
 """
 from __future__ import annotations
 
@@ -22,9 +27,11 @@ import threading
 from dataclasses import dataclass
 
 import numba
+import numpy as np
 from numba import types as nbtypes
+from numba.extending import overload
 
-from . import cache, naming, typeinfer
+from . import cache, emit, naming, typeinfer
 from .errors import AutodiffError
 
 _lock = threading.RLock()
@@ -67,16 +74,18 @@ def leaves(typ) -> list:
 
 
 def batched_variant(callee, argtypes: tuple, in_axes: tuple, out_axes, parallel: bool,
-                    label: str) -> BatchedVariant:
+                    label: str, checks: bool = False) -> BatchedVariant:
     """The batched variant of ``callee`` (a numba dispatcher with a ``py_func``) for batched
     argument types ``argtypes``; ``in_axes[k]`` is the batch axis of argument k (an int within
     its rank, or None: passed whole). ``out_axes``: an int for every result leaf or a tuple with
-    one entry per element of a tuple result. ``label`` names the function in errors."""
-    key = (callee, tuple(argtypes), tuple(in_axes), out_axes, parallel)
+    one entry per element of a tuple result. ``label`` names the function in errors. With
+    ``checks`` the code raises a ValueError for batch sizes that differ, or a batch of size 0
+    where the result has arrays (for compiled callers; a Python caller checks first)."""
+    key = (callee, tuple(argtypes), tuple(in_axes), out_axes, parallel, checks)
     with _lock:
         if not cache.memoized(_variants, key):
             _variants[key] = _build(callee, tuple(argtypes), tuple(in_axes), out_axes, parallel,
-                                    label)
+                                    label, checks)
         return _variants[key]
 
 
@@ -87,37 +96,103 @@ def _inline_always(callee):
     return _inlined[callee]
 
 
-def _build(callee, argtypes, in_axes, out_axes, parallel, label) -> BatchedVariant:
-    key = cache.key("batch", callee, argtypes, in_axes, out_axes, parallel)
-    entry = cache.artifact(key, lambda: _generate(callee, argtypes, in_axes, out_axes, parallel,
-                                                  label))
+def _build(callee, argtypes, in_axes, out_axes, parallel, label, checks) -> BatchedVariant:
+    key = cache.key("batch", callee, argtypes, in_axes, out_axes, parallel, checks)
+    entry = cache.artifact(key, lambda: _built(callee, argtypes, in_axes, out_axes, parallel,
+                                               label, checks))
     data = entry.data
-    namespace = {"np": __import__("numpy"), "numba": numba,
+    namespace = {"np": np, "numba": numba,
                  naming.BATCH_CALLEE: callee if parallel else _inline_always(callee)}
     dispatcher = entry.njit(entry.load(namespace)[data["name"]], parallel=parallel)
     return BatchedVariant(data["name"], entry.text, entry.source_path, dispatcher,
                           data["result_type"], data["first_outside"], data["axes"])
 
 
-def _generate(callee, argtypes, in_axes, out_axes, parallel, label) -> cache.Built:
+def _built(callee, argtypes, in_axes, out_axes, parallel, label, checks) -> cache.Built:
     """The source of a batched variant, and what loading it needs."""
+    name, text, result_type, axes = _generated(callee, argtypes, in_axes, out_axes, parallel,
+                                               label, checks)
+    first_outside = any(typeinfer.is_array(leaf) for leaf in leaves(result_type))
+    return cache.Built(name, text, {"name": name, "result_type": result_type,
+                                    "first_outside": first_outside, "axes": axes})
+
+
+def differentiable_function(target, callee, argtypes: tuple, in_axes: tuple, out_axes,
+                            label: str):
+    """The batched code of :func:`batched_variant` as a plain Python function for the
+    differentiating transforms: each slice calls ``target``, the function the user batched (or
+    its wrapper of :mod:`.custom`), whose source and declared rules the transforms then follow,
+    and the batch loop is a ``range``: its reverse sweep adds every slice's adjoint into the
+    adjoints of the arguments that are not batched, which would race across threads."""
+    key = ("differentiable", target, callee, tuple(argtypes), tuple(in_axes), out_axes)
+    with _lock:
+        if key not in _variants:
+            name, text, _, _ = _generated(callee, tuple(argtypes), tuple(in_axes), out_axes,
+                                          False, label, checks=True)
+            namespace = {"np": np, "numba": numba, naming.BATCH_CALLEE: target}
+            _variants[key] = emit.load(emit.Rendered(text), name, namespace)[1][name]
+        return _variants[key]
+
+
+def _generated(callee, argtypes, in_axes, out_axes, parallel, label, checks) -> tuple:
+    """(name, source, result type of one slice, out axis per result leaf) of the batched code."""
     element_types = tuple(slice_type(t, a) for t, a in zip(argtypes, in_axes))
     _, result_type = typeinfer.infer(callee.py_func, element_types)
     result_type = nbtypes.unliteral(result_type)
     axes = _leaf_out_axes(result_type, out_axes, label)
-    params = [p if p not in _MODULES else f"{p}_arg"
-              for p in callee.py_func.__code__.co_varnames[:len(argtypes)]]
-    name = naming.batch_name(callee.py_func.__name__, _signature_code(in_axes, axes, parallel))
-    lines = _body(params, in_axes, result_type, axes, parallel)
+    params = parameter_names(callee.py_func.__code__.co_varnames[:len(argtypes)])
+    name = naming.batch_name(callee.py_func.__name__, _signature_code(in_axes, axes, parallel)
+                             + ("_chk" if checks else ""))
+    lines = _body(params, in_axes, result_type, axes, parallel, label if checks else None)
     doc = (f"Batched {callee.py_func.__name__}: one call per slice along in_axes "
            f"{tuple(in_axes)}, results stacked along out_axes {axes}.")
     text = (f"# batched {callee.py_func.__name__}, generated by nbautodiff\n"
             "import math\nimport numba\nimport numpy as np\n\n\n"
             f"def {name}({', '.join(params)}):\n    {doc!r}\n"
             + "".join(f"    {line}\n" for line in lines))
-    first_outside = any(typeinfer.is_array(leaf) for leaf in leaves(result_type))
-    return cache.Built(name, text, {"name": name, "result_type": result_type,
-                                    "first_outside": first_outside, "axes": axes})
+    return name, text, result_type, axes
+
+
+def parameter_names(names) -> list[str]:
+    """The parameters of batched code for the function parameters ``names`` (those that
+    would hide a module the generated code uses get a suffix)."""
+    return [p if p not in _MODULES else f"{p}_arg" for p in names]
+
+
+def stand_in(name: str, params: list[str], batched, implementation, parallel: bool):
+    """A Python function ``name(params)`` standing for the batched function ``batched``, as
+    a callee of compiled code: called from Python it calls ``batched``; numba compiles a call
+    to it as the Python function that ``implementation(argtypes)`` returns for the argument
+    types of the call (numba's ``overload``, whose typing function must have the same
+    parameters, hence generated too)."""
+    joined = ", ".join(parameter_names(params))
+    text = (f"# stand-in of {name}, generated by nbautodiff\n\n\n"
+            f"def {name}({joined}):\n    return {naming.BATCH_CALLEE}({joined})\n\n\n"
+            f"def {name}_typed({joined}):\n    return {naming.BATCH_TYPED}(({joined},))\n")
+    namespace = {naming.BATCH_CALLEE: batched, naming.BATCH_TYPED: implementation}
+    _, namespace = emit.load(emit.Rendered(text), name, namespace)
+    overload(namespace[name], jit_options={"parallel": parallel})(namespace[f"{name}_typed"])
+    typeinfer.refresh()
+    return namespace[name]
+
+
+def resolved_in_axes(argtypes: tuple, in_axes: tuple, names: list[str], label: str) -> tuple:
+    """``in_axes`` made non-negative for arguments of types ``argtypes``; a BatchError naming
+    the argument that is batched but not an array, or whose rank the axis exceeds."""
+    resolved = []
+    for typ, axis, name in zip(argtypes, in_axes, names):
+        if axis is None:
+            resolved.append(None)
+            continue
+        if not typeinfer.is_array(typ):
+            raise BatchError(f"argument '{name}' of {label} is batched (in_axes {axis}) but is "
+                             f"a {typ}: pass a 1-D array of its values, or None in in_axes to "
+                             "pass it whole")
+        if not -typ.ndim <= axis < typ.ndim:
+            raise BatchError(f"in_axes {axis} is out of range for argument '{name}' of {label}, "
+                             f"which has {typ.ndim} dimension{'s' * (typ.ndim != 1)}")
+        resolved.append(axis % typ.ndim)
+    return tuple(resolved)
 
 
 def _signature_code(in_axes, axes, parallel) -> str:
@@ -154,10 +229,15 @@ def _index(name: str, axis: int, index: str) -> str:
     return f"{name}[{':, ' * axis}{index}]"
 
 
-def _body(params, in_axes, result_type, axes, parallel) -> list[str]:
+def _body(params, in_axes, result_type, axes, parallel, label) -> list[str]:
+    """The lines of the batched function, with the batch checks when ``label`` (the function
+    as their messages name it) is given."""
     n, i, first = naming.BATCH_SIZE, naming.BATCH_INDEX, naming.BATCH_FIRST
-    size_of = next((p, a) for p, a in zip(params, in_axes) if a is not None)
-    lines = [f"{n} = {size_of[0]}.shape[{size_of[1]}]"]
+    batched = [(p, a) for p, a in zip(params, in_axes) if a is not None]
+    lines = [f"{n} = {batched[0][0]}.shape[{batched[0][1]}]"]
+    for param, axis in batched[1:] if label else ():
+        lines += _raise_if(f"{param}.shape[{axis}] != {n}", f"batch of {label}: argument "
+                           f"'{param}' does not have the batch size of '{batched[0][0]}'")
 
     def call(index: str) -> str:
         args = [p if a is None else _index(p, a, index) for p, a in zip(params, in_axes)]
@@ -168,6 +248,9 @@ def _body(params, in_axes, result_type, axes, parallel) -> list[str]:
     first_outside = any(typeinfer.is_array(t) for t in leaf_types)
     paths = _leaf_paths(result_type)
     start = "0"
+    if first_outside and label:
+        lines += _raise_if(f"{n} == 0", f"batch of {label}: a function returning an array "
+                           "needs a batch of at least one slice")
     if first_outside:
         lines.append(f"{first} = {call('0')}")
         start = "1"
@@ -176,9 +259,9 @@ def _body(params, in_axes, result_type, axes, parallel) -> list[str]:
         if typ == nbtypes.boolean:
             dtype = "np.bool_"
         if typeinfer.is_array(typ):
-            shape = f"{first}{path}.shape"
-            lines.append(f"{out} = np.empty({shape}[:{axis}] + ({n},) + {shape}[{axis}:], "
-                         f"{dtype})")
+            shape = [f"{first}{path}.shape[{d}]" for d in range(typ.ndim)]
+            shape.insert(axis, n)
+            lines.append(f"{out} = np.empty(({', '.join(shape)},), {dtype})")
             lines.append(f"{_index(out, axis, '0')} = {first}{path}")
         else:
             lines.append(f"{out} = np.empty({n}, {dtype})")
@@ -200,6 +283,10 @@ def _body(params, in_axes, result_type, axes, parallel) -> list[str]:
         lines.append(f"    {_index(outs[0], axes[0], i)} = {call(i)}")
     lines.append(f"return {_rebuilt(result_type, iter(outs))}")
     return lines
+
+
+def _raise_if(condition: str, message: str) -> list[str]:
+    return [f"if {condition}:", f"    raise ValueError({message!r})"]
 
 
 def _leaf_paths(typ, path: str = "") -> list[str]:

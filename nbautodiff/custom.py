@@ -47,7 +47,7 @@ from numba.extending import typeof_impl
 
 from . import cache, emit, naming, tuples, typeinfer
 from .errors import AutodiffError
-from .source import python_function
+from .source import python_function, specializes
 from .kernels import tape as tape_module
 
 MARKER = "__nad_derivative__"
@@ -62,9 +62,10 @@ def kind_of(obj) -> str | None:
 
 
 def program_target(obj):
-    """What the program builds artifacts from: a wrapper itself (its derivative is declared),
-    otherwise the plain Python function behind ``obj``."""
-    return obj if kind_of(obj) else python_function(obj)
+    """What the program builds artifacts from: a wrapper itself (its derivative is declared), a
+    callee whose code depends on its argument types (:func:`.source.specializes`), otherwise the
+    plain Python function behind ``obj``."""
+    return obj if kind_of(obj) or specializes(obj) else python_function(obj)
 
 
 class _Wrapper:
@@ -98,7 +99,8 @@ class CustomVJP(_Wrapper):
     def __init__(self, fun, rule=None):
         super().__init__(fun)
         self.rule = None
-        self._rule_used = False
+        self.tangent_rule = None
+        self._used: set[str] = set()             # the rules derivatives were built with
         if rule is not None:
             self.defvjp(rule)
 
@@ -107,24 +109,36 @@ class CustomVJP(_Wrapper):
 
         Raises AutodiffError naming the rule when it does not take ``2 + len(args)`` positional
         parameters, or when derivatives were already built with another rule."""
+        self._set("rule", rule, 2 + len(self.parameters),
+                  "g (the adjoint of the result), z (the result), then the arguments")
+        return rule
+
+    def defjvp(self, rule):
+        """Set ``rule(z, *args, *tangents)`` as the tangent rule (forward mode): it returns the
+        tangent of the result ``z`` from one tangent per argument (0.0, or zeros of the
+        argument's shape, for an argument that is not differentiated). Returns ``rule``; the
+        same errors as :meth:`defvjp`."""
+        self._set("tangent_rule", rule, 1 + 2 * len(self.parameters),
+                  "z (the result), the arguments, then one tangent per argument")
+        return rule
+
+    def _set(self, which: str, rule, expected: int, parameters: str) -> None:
         func = python_function(rule)
-        expected = 2 + len(self.parameters)
         kinds = [p.kind for p in inspect.signature(func).parameters.values()]
         positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
         if len(kinds) != expected or any(k not in positional for k in kinds):
             raise _rule_error(func, self, f"takes ({_signature(func)}) but must take {expected} "
-                              f"positional parameters: g (the adjoint of the result), z (the "
-                              f"result), then the arguments of {self.__name__}"
+                              f"positional parameters: {parameters} of {self.__name__}"
                               f"({', '.join(self.parameters)})", line=func.__code__.co_firstlineno)
-        if self._rule_used and rule is not self.rule:
-            raise _rule_error(func, self, f"cannot replace the rule '{self.rule.__name__}' of "
+        current = getattr(self, which)
+        if which in self._used and rule is not current:
+            raise _rule_error(func, self, f"cannot replace the rule '{current.__name__}' of "
                               f"{self.__name__}: derivatives were already built with it; define "
                               f"{self.__name__} again to change its rule")
-        if self._primal is not None and rule is not self.rule:
+        if self._primal is not None and rule is not current:
             cache.keep_private(f"the rule of {self.__name__} changed after code calling it "
                                "was compiled")
-        self.rule = rule
-        return rule
+        setattr(self, which, rule)
 
 
 class NonDifferentiable(_Wrapper):
@@ -198,11 +212,11 @@ def reverse_variant(wrapper: _Wrapper, argtypes: tuple, active: list[bool], resu
                                                           result_active, keep_value))
     data = entry.data
     namespace = {naming.TAPE_MODULE: tape_module,
-                 data["primal_binding"]: primal(wrapper).dispatcher}
+                 data["primal_binding"]: wrapper}     # numba-callable; forward sees it
     if data["rule_binding"] is not None:
         rule = wrapper.rule
         namespace[data["rule_binding"]] = rule if hasattr(rule, "py_func") else numba.njit(rule)
-        wrapper._rule_used = True
+        wrapper._used.add("rule")
     dispatcher = entry.njit(entry.load(namespace)[data["name"]])
     return Variant(data["name"], entry.text, entry.source_path, dispatcher, data["shadows"],
                    data["adjoint_positions"], data["result_type"])
@@ -274,6 +288,109 @@ def _generate_reverse(wrapper: _Wrapper, argtypes: tuple, active: list[bool],
         "rule_binding": rule_binding})
 
 
+def forward_variant(wrapper: _Wrapper, argtypes: tuple, duals: list[bool], result_dual: bool,
+                    width: int):
+    """A forward variant of ``wrapper`` (a :class:`nbautodiff.program.ForwardVariant`) calling
+    its tangent rule once per direction, with the calling convention of the variants of
+    :func:`nbautodiff.program.forward_variant`. A :class:`NonDifferentiable` has no tangent
+    (its result is not dual); a :class:`CustomVJP` without a tangent rule is refused."""
+    from .program import ForwardVariant
+    func, params = wrapper.py_func, wrapper.parameters
+    result_type = _result_type(wrapper, argtypes)
+    duals = [flag and typeinfer.is_differentiable(t) for flag, t in zip(duals, argtypes)]
+    if isinstance(wrapper, NonDifferentiable):
+        duals = [False] * len(params)
+    result_dual = result_dual and any(duals) and typeinfer.is_differentiable(result_type)
+    fname = _identifier(func.__name__, "function")
+    name = naming.custom_forward_name(fname, "".join("d" if d else "c" for d in duals)
+                                      + ("_r" if result_dual else "") +
+                                      (f"_w{width}" if width > 1 else ""))
+    primal_binding = naming.unused(fname, (set(params) | {"math", "np"}).__contains__)
+    namespace = {primal_binding: wrapper}            # numba-callable (see _typeof_wrapper)
+    arguments = [item for param, dual in zip(params, duals) for item in
+                 [param] + ([naming.tangent(param, k, width) for k in range(width)] if dual else [])]
+    lines = [f"{naming.RESULT} = {primal_binding}({', '.join(params)})"]
+    returned = [naming.RESULT]
+    if result_dual:
+        rule = _tangent_rule_of(wrapper)
+        rule_binding = naming.unused(_identifier(python_function(rule).__name__,
+                                                 f"{fname}_tangent_rule"),
+                                     (set(params) | {primal_binding}).__contains__)
+        namespace[rule_binding] = rule if hasattr(rule, "py_func") else numba.njit(rule)
+        _check_tangent_type(wrapper, result_type, argtypes, duals)
+        for k in range(width):
+            tangents = [naming.tangent(p, k, width) if dual else
+                        f"np.zeros({p}.shape)" if typeinfer.is_array(t) else "0.0"
+                        for p, dual, t in zip(params, duals, argtypes)]
+            tangent = naming.tangent(naming.RESULT, k, width)
+            lines.append(f"{tangent} = {rule_binding}({', '.join([naming.RESULT] + params + tangents)})")
+            if typeinfer.is_array(result_type):
+                lines += [f"if {tangent}.shape != {naming.RESULT}.shape:",
+                          f"    raise ValueError('tangent rule {rule_binding}: the tangent does "
+                          f"not have the shape of the result of {fname}')"]
+            returned.append(tangent)
+        wrapper._used.add("tangent_rule")
+        how = f"its tangent rule {python_function(rule).__name__}"
+    else:
+        how = "no tangent (declared non-differentiable)" if isinstance(
+            wrapper, NonDifferentiable) else "no tangent (none flows in or out)"
+    lines.append(f"return ({', '.join(returned)},)" if result_dual else f"return {naming.RESULT}")
+    text, path, dispatcher = _compiled(name, arguments, f"Forward mode of {func.__name__} by "
+                                       f"{how}.", lines, "forward", func.__name__, namespace)
+    return ForwardVariant(name, text, path, dispatcher, duals, result_dual, result_type, width)
+
+
+def _compiled(name: str, arguments: list, doc: str, lines: list, mode: str, fname: str,
+              namespace: dict) -> tuple:
+    """(source, file, numba dispatcher) of the generated function ``name``."""
+    text = (f"def {name}({', '.join(arguments)}):\n    {doc!r}\n"
+            + textwrap.indent("\n".join(lines), "    "))
+    rendered = emit.render([ast.parse(text).body[0]],
+                           header=f"# {mode} mode of {fname} from its declared derivative, "
+                                  "generated by nbautodiff\nimport math\nimport numpy as np")
+    path, namespace = emit.load(rendered, name, {**namespace, naming.TAPE_MODULE: tape_module})
+    return rendered.text, path, numba.njit(namespace[name])
+
+
+def _tangent_rule_of(wrapper: CustomVJP):
+    """The tangent rule of ``wrapper``, refused (naming the function) when it has none or
+    when the function returns a tuple."""
+    func = wrapper.py_func
+    if wrapper.tangent_rule is None:
+        raise AutodiffError(f"forward mode of '{wrapper.__name__}' needs a tangent rule: it has "
+                            f"a custom reverse rule (custom_vjp), so its code is not "
+                            f"differentiated; declare one with @{wrapper.__name__}.defjvp",
+                            construct="custom_vjp without a tangent rule",
+                            function=wrapper.__name__, filename=func.__code__.co_filename,
+                            lineno=func.__code__.co_firstlineno)
+    return wrapper.tangent_rule
+
+
+def _check_tangent_type(wrapper: CustomVJP, result_type, argtypes: tuple, duals: list) -> None:
+    """A tangent rule returning a number for a scalar result, an array of its rank for an array
+    result (a tuple result is refused)."""
+    func = python_function(wrapper.tangent_rule)
+    if tuples.is_tuple(result_type):
+        raise _rule_error(func, wrapper, "cannot be used: the function returns a tuple, and "
+                          "declared rules of functions with several outputs are not supported",
+                          line=func.__code__.co_firstlineno)
+    tangent_types = [t if dual else nbtypes.Array(nbtypes.float64, t.ndim, "C")
+                     if typeinfer.is_array(t) else nbtypes.float64
+                     for t, dual in zip(argtypes, duals)]
+    try:
+        _, returned = typeinfer.infer(func, (result_type, *argtypes, *tangent_types))
+    except numba_errors.NumbaError as exc:
+        raise _numba_error(func, exc, f"tangent rule '{func.__name__}'") from None
+    if typeinfer.is_array(result_type):
+        fits = typeinfer.is_array(returned) and returned.ndim == result_type.ndim
+    else:
+        fits = isinstance(returned, (nbtypes.Float, nbtypes.Integer))
+    if not fits:
+        raise _rule_error(func, wrapper, f"returns {returned} as the tangent of a result of type "
+                          f"{result_type}: return {'an array of its shape' if typeinfer.is_array(result_type) else 'a number'}",
+                          line=_return_line(func))
+
+
 def _rule_of(wrapper: _Wrapper):
     """The rule of a :class:`CustomVJP` (refused when it has none); None for the others."""
     if not isinstance(wrapper, CustomVJP):
@@ -304,6 +421,9 @@ def _rule_call(wrapper: CustomVJP, binding: str, argtypes: tuple, active: list[b
         _check_adjoint_type(wrapper, param, argtypes[position], typ)
         value = rule_result if bare else f"{rule_result}[{position}]"
         if typeinfer.is_array(argtypes[position]):
+            if not bare:                 # a name: conditions read attributes of names only
+                lines.append(f"{naming.CALL_RESULT}{position} = {value}")
+                value = f"{naming.CALL_RESULT}{position}"
             lines.append(f"if {value}.shape != {param}.shape:\n"
                          f"    raise ValueError('custom rule {binding}: the adjoint of "
                          f"{param} does not have the shape of {param}')")

@@ -65,7 +65,7 @@ class ForwardFunction(_Derived):
         out = self._invoke(variant.dispatcher,
                            _without_unused_tangents(call, duals, variant.duals, self.width))
         if not variant.result_dual:
-            tangents = tuple(_zero_like(out) for _ in range(self.width)) \
+            tangents = tuple(_zero_tangent(out) for _ in range(self.width)) \
                 if self.result_dual else ()
             value = out
         else:
@@ -142,10 +142,6 @@ def _without_unused_tangents(call: list, duals: list[bool], used: list[bool], wi
     return out
 
 
-def _zero_like(value):
-    return np.zeros_like(value) if isinstance(value, np.ndarray) else 0.0
-
-
 def forward(fun, *activities, ret="Dual", width=1) -> ForwardFunction:
     """Forward mode with Enzyme/Rust activities; see :class:`ForwardFunction`."""
     return ForwardFunction(fun, activities, ret, width)
@@ -199,7 +195,7 @@ def _forward_over(derived, primals: list, lanes: list[dict]) -> tuple:
                 call.append(tangent)
         elif duals[k]:
             for j in range(width):
-                lane_arguments[j][k] = _zero_like(value)
+                lane_arguments[j][k] = _zero_tangent(value)
     out = variant.dispatcher(*call)
     value = out[0] if variant.result_dual else out
     tangents = list(out[1:]) if variant.result_dual else [_zero_tangent(out)] * width
@@ -212,12 +208,13 @@ def _copied_if(value, condition: bool):
 
 
 def _zero_tangent(value):
-    """A zero with the structure of ``value`` (tuples kept, arrays as zero arrays)."""
+    """A zero tangent with the structure of ``value``: tuples kept, arrays as zero arrays,
+    numbers as 0.0, None as None."""
     if isinstance(value, tuple):
         return tuple(_zero_tangent(v) for v in value)
     if isinstance(value, np.ndarray):
         return np.zeros_like(value)
-    return 0.0 if isinstance(value, float) else value
+    return None if value is None else 0.0
 
 
 def jvp(fun, primals, tangents):

@@ -328,11 +328,13 @@ class ForwardTransform:
         duals = [self.active(arg) is not None for arg in call.args]
         result_dual = t is not None and any(self.active(ast.Name(id=n))
                                             for n in tuples.flat_names(_target_node(t)))
-        if not any(duals) and not result_dual:
-            return [s]
-        if custom.kind_of(call.nad_target) == "custom":
+        declared = custom.kind_of(call.nad_target) == "custom"
+        if (not any(duals) or declared) and not result_dual:
+            return [s]                   # (a declared function writes no argument)
+        if declared and call.nad_target.tangent_rule is None:
             raise self.refuse(call, f"calling '{src(call.func)}', which has a custom reverse "
-                              "rule (custom_vjp)", " (it has no tangent rule)")
+                              "rule (custom_vjp) but no tangent rule",
+                              f" (declare one with @{src(call.func)}.defjvp)")
         callee = self.callee_variant(call, duals, result_dual)
         arguments = []
         for arg, dual in zip(call.args, callee.duals):

@@ -40,6 +40,7 @@ TUPLE_ELEMENT = "_nad_e"      # an element of a tuple variable: _nad_e0_t, _nad_
 BATCH_CALLEE = "_nad_fn"      # the compiled function a batched function calls once per slice
 BATCH_SIZE, BATCH_INDEX = "_nad_n", "_nad_i"
 BATCH_OUT, BATCH_FIRST = "_nad_out", "_nad_first"   # result arrays; the result of slice 0
+BATCH_TYPED = "_nad_typed"    # in a batched function's stand-in: its code for argument types
 OFFLOAD_HOST = "_nad_host_"   # the host part of an offloaded function: _nad_host_f
 OFFLOAD_KERNEL = "_nad_kernel"   # its kernels: _nad_kernel0, _nad_kernel1...
 OFFLOAD_RUNTIME = "_nad_gpu"  # the runtime object host code launches kernels and allocates with
@@ -89,6 +90,11 @@ def reverse_name(function_name: str, signature_code: str) -> str:
 def custom_reverse_name(function_name: str, signature_code: str) -> str:
     """Name of a reverse variant that calls a declared rule (nbautodiff.custom), ``f__custom_a_r``."""
     return f"{function_name}__custom_{signature_code}"
+
+
+def custom_forward_name(function_name: str, signature_code: str) -> str:
+    """Name of a forward variant that calls a declared tangent rule, ``f__custom_fwd_d_r``."""
+    return f"{function_name}__custom_fwd_{signature_code}"
 
 
 def unused(name: str, is_taken) -> str:

@@ -20,6 +20,7 @@ import ast
 import math
 import re
 import threading
+import types
 from dataclasses import dataclass, field
 
 import numba
@@ -31,7 +32,7 @@ from . import (arrayfence, cache, custom, emit, fence, forward_mode, lifting, na
                reverse_mode, tuples, typeinfer)
 from .errors import AutodiffError, UnsupportedConstructError
 from .normalize import Normalized, normalize
-from .source import FunctionSource, function_source, python_function, resolve
+from .source import FunctionSource, function_source, python_function, resolve, specializes
 from .kernels import arrays as array_module
 from .kernels import checkpoint as checkpoint_module, tape as tape_module
 
@@ -84,6 +85,8 @@ def primal(func) -> Primal:
     :mod:`nbautodiff.custom`, whose primal is its original function)."""
     if custom.kind_of(func):
         return custom.primal(func)
+    if specializes(func):
+        return func.nad_primal()
     func = python_function(func)
     with _lock:
         key = (func, func.__code__)
@@ -131,7 +134,10 @@ def _build_primal(func) -> Primal:
     callee_primals = {}
     for binding, callee in normalized.callees.items():
         callee_primals[binding] = primal(callee)
-        namespace[binding] = callee_primals[binding].dispatcher
+        # a wrapper (custom rule) or batched function stays itself, numba-callable, so that
+        # differentiating this code again (forward over reverse) still sees what it declares
+        namespace[binding] = callee_primals[binding].dispatcher \
+            if isinstance(callee, types.FunctionType) else callee
     rendered = emit.render([normalized.tree], header=f"# primal of {fs.name}, normalised by nbautodiff\n"
                                                      "import math\nimport numpy as np")
     key = cache.key("primal", rendered.text, rendered.user_lines,
@@ -146,23 +152,27 @@ def _build_primal(func) -> Primal:
 
 
 def _written_params(normalized: Normalized, callee_primals: dict) -> set[int]:
-    """Positions of parameters whose arrays the function writes (directly, via aliases or callees;
-    in generated code also by in-place operators, which user code may not apply to arguments)."""
+    """Positions of parameters whose arrays the function writes: directly, via aliases or
+    callees, and by in-place operators (``A += ...``: forward mode stores into the array, reverse
+    mode refuses them on arrays the caller sees, generated code uses them on its buffers). In
+    user code an in-place operator counts on a name bound to the array or to a slice of it."""
     generated = normalized.source.generated
     tree = normalized.tree
     params = [a.arg for a in tree.args.args]
     origin = {p: {p} for p in params}              # name -> parameters whose arrays it may hold
+    bound = {p: {p} for p in params}               # ... that it is bound to, or to a slice of
     written = set()
     for statement, _ in analysis_mod.walk_statements(tree.body):
         if isinstance(statement, ast.Assign):
             target, value = statement.targets[0], statement.value
+            if getattr(statement, "nad_in_place", False):     # `A += ...` on an argument's array
+                written |= (origin if generated else bound).get(target.id, set())
             sources = set().union(*(origin.get(name, set()) for name in _held_names(value)))
             if isinstance(target, ast.Name) and sources:
                 origin[target.id] = origin.get(target.id, set()) | sources
+                bound[target.id] = bound.get(target.id, set()) | _bound_to(value, bound)
             elif isinstance(target, ast.Subscript) and target.value.id in origin:
                 written |= origin[target.value.id]
-            if generated and getattr(statement, "nad_in_place", False):
-                written |= origin.get(target.id, set())   # `A += ...` on an argument's array
         call = getattr(statement, "value", None)
         positions = []
         if isinstance(call, ast.Call) and call.nad_kind == "user":
@@ -175,6 +185,17 @@ def _written_params(normalized: Normalized, callee_primals: dict) -> set[int]:
             if isinstance(arg, ast.Name) and arg.id in origin:
                 written |= origin[arg.id]
     return {params.index(p) for p in written}
+
+
+def _bound_to(value: ast.expr, bound: dict) -> set:
+    """The parameters whose arrays ``value`` is, or is a slice of (``x[1:]``); in user code an
+    element ``x[i]`` may be a number, whose ``s += ...`` writes no array."""
+    if isinstance(value, ast.Subscript):
+        index = value.slice.elts if isinstance(value.slice, ast.Tuple) else [value.slice]
+        if not any(isinstance(part, ast.Slice) for part in index):
+            return set()
+        value = value.value
+    return bound.get(value.id, set()) if isinstance(value, ast.Name) else set()
 
 
 def _held_names(value: ast.expr) -> list[str]:
@@ -243,6 +264,7 @@ def reverse_variant(func, argtypes: tuple, active: list[bool], result_active: bo
     not compute it. ``checkpoint`` (a :class:`.checkpoint.Schedule`) checkpoints the outermost
     loops of ``func`` that need a tape (loops marked in the source are checkpointed anyway).
     The variant returns ``(tape bytes, checkpoint bytes)`` of its call as its last item."""
+    func = _specialized(func, argtypes)
     prim = primal(func)
     key = (prim, tuple(argtypes), tuple(active), result_active, writeback, keep_value,
            checkpoint)
@@ -344,10 +366,16 @@ def forward_variant(func, argtypes: tuple, duals: list[bool], result_dual: bool,
                     width: int = 1) -> ForwardVariant:
     """The forward-mode variant of ``func`` for ``argtypes``; ``duals[i]``: argument i carries
     ``width`` tangents. A result that is not a float (array) is never dual."""
+    func = _specialized(func, argtypes)
     prim = primal(func)
     key = (prim, tuple(argtypes), tuple(duals), result_dual, width)
     with _lock:
-        if not cache.memoized(_forward_variants, key):
+        if cache.memoized(_forward_variants, key):
+            pass
+        elif custom.kind_of(func):
+            _forward_variants[key] = custom.forward_variant(func, tuple(argtypes), list(duals),
+                                                            result_dual, width)
+        else:
             _forward_variants[key] = _build_forward(prim, tuple(argtypes), list(duals),
                                                     result_dual, width)
         return _forward_variants[key]
@@ -398,6 +426,11 @@ def _generate_forward(prim: Primal, argtypes: tuple, duals: list[bool], result_d
     return _generated(tree, f"forward mode of {fs.name}", name, {
         "callees": callees, "duals": duals, "result_dual": result_dual,
         "result_type": result_type})
+
+
+def _specialized(func, argtypes: tuple):
+    """``func``, or the function it runs for ``argtypes`` where that depends on the types."""
+    return func.nad_specialize(tuple(argtypes)) if specializes(func) else func
 
 
 def _typed(prim: Primal, argtypes: tuple) -> tuple[list[str], dict, object]:

@@ -60,6 +60,14 @@ def python_function(obj) -> types.FunctionType:
                         "only functions with Python source can be differentiated")
 
 
+def specializes(obj) -> bool:
+    """Whether ``obj`` is a callee whose code depends on its argument types (a batched function,
+    :class:`nbautodiff.batch_api.BatchedFunction`): ``obj.nad_specialize(argtypes)`` is the plain
+    Python function it runs for those types, the one to differentiate, and ``obj.nad_primal()``
+    its primal (a ``dispatcher`` that compiled code calls with any types, and ``writes``)."""
+    return callable(getattr(obj, "nad_specialize", None))
+
+
 _cache: dict[types.FunctionType, tuple[object, FunctionSource]] = {}
 
 

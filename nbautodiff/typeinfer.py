@@ -6,8 +6,11 @@ unifies the types of all assignments to a name, which is the type the generated 
 """
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from numba import types as nbtypes
 from numba.core import compiler, errors as nberrors, typed_passes
+from numba.core.rewrites import rewrite_registry
 from numba.core.registry import cpu_target
 
 _refreshed = False
@@ -18,12 +21,13 @@ def infer(py_func, argtypes: tuple) -> tuple[dict[str, nbtypes.Type], nbtypes.Ty
 
     Raises numba's ``TypingError`` when the function does not type (the caller locates it).
     """
-    global _refreshed
     if not _refreshed:
-        cpu_target.typing_context.refresh()
-        cpu_target.target_context.refresh()
-        _refreshed = True
+        refresh()
     ir = compiler.run_frontend(py_func)
+    state = SimpleNamespace(func_ir=ir, typingctx=cpu_target.typing_context,
+                            targetctx=cpu_target.target_context, typemap=None, calltypes=None,
+                            args=argtypes, locals={})
+    rewrite_registry.apply("before-inference", state)     # e.g. `raise E(...)` as a static raise
     result = typed_passes.type_inference_stage(cpu_target.typing_context,
                                                cpu_target.target_context, ir, argtypes, None)
     names: dict[str, nbtypes.Type] = {}
@@ -33,6 +37,20 @@ def infer(py_func, argtypes: tuple) -> tuple[dict[str, nbtypes.Type], nbtypes.Ty
         base = name.split(".")[0]
         names[base] = typ if base not in names else _unify(names[base], typ)
     return names, result.return_type
+
+
+def refresh() -> None:
+    """Make numba's typing see the extensions registered so far (an ``overload`` made after a
+    first inference, such as the stand-in of a batched function)."""
+    global _refreshed
+    cpu_target.typing_context.refresh()
+    cpu_target.target_context.refresh()
+    _refreshed = True
+
+
+def function_type(func):
+    """The numba type of Python function ``func`` (one with an ``overload``) as a value."""
+    return cpu_target.typing_context.resolve_value_type(func)
 
 
 def _unify(a, b):

@@ -456,3 +456,18 @@ def test_same_array_for_two_arguments():
     dz = np.zeros(3)
     nad.reverse(two_arrays, nad.Duplicated, nad.Duplicated)(z, dz, z, dz, 1.0)
     assert_grad_close(dz, 3 * z * z, rtol=1e-14, atol=0, label="shared shadow")
+
+
+def checked_log(x, floor):
+    if x <= floor:
+        raise ValueError("x must exceed the floor")
+    return math.log(x - floor) * x
+
+
+def test_raise_in_the_function_is_typed_and_raised_by_the_derivatives():
+    x = 2.5
+    assert nad.grad(checked_log)(x, 0.5) == pytest.approx(math.log(2.0) + x / 2.0, rel=1e-14)
+    assert nad.jvp(checked_log, (x, 0.5), (1.0, 0.0))[1] == pytest.approx(
+        math.log(2.0) + x / 2.0, rel=1e-14)
+    with pytest.raises(ValueError, match="must exceed"):
+        nad.grad(checked_log)(0.2, 0.5)

@@ -249,6 +249,107 @@ def test_non_differentiable_call_contributes_nothing(rng):
     assert largest_magnitude(a) == m
 
 
+# ---- forward mode: tangent rules (defjvp); where a mode has no rule it refuses -------------
+
+@nad.custom_vjp
+def clip_both(x):
+    return min(max(x, -1.0), 1.0)
+
+
+@clip_both.defvjp
+def clip_both_vjp(g, z, x):                 # straight-through in both modes
+    return g
+
+
+@clip_both.defjvp
+def clip_both_jvp(z, x, dx):
+    return dx
+
+
+@nad.custom_vjp
+def smooth_abs(a, eps):
+    return np.sqrt(a * a + eps)
+
+
+@smooth_abs.defvjp
+def smooth_abs_vjp(g, z, a, eps):
+    return g * a / z, np.sum(g * 0.5 / z)
+
+
+@smooth_abs.defjvp
+def smooth_abs_jvp(z, a, eps, da, deps):
+    return (a * da + 0.5 * deps) / z
+
+
+def clipped_squares(x):
+    s = 0.0
+    for i in range(x.shape[0]):
+        s += clip_both(x[i] * x[i]) * (i + 1.0)
+    return s
+
+
+def energy(a, eps):
+    z = smooth_abs(a, eps)
+    return np.sum(z * z * a)                # the value z is needed by the gradient
+
+
+def test_tangent_rule_runs_in_forward_mode_and_agrees_with_the_reverse_rule(rng):
+    x = rng.uniform(1.5, 3.0, size=4) * rng.choice([-1.0, 1.0], size=4)    # clip saturated
+    v = rng.normal(size=4)
+    weights = np.arange(1.0, 5.0)
+    _, tangent = nad.jvp(clipped_squares, (x,), (v,))
+    assert tangent == pytest.approx(np.sum(weights * 2 * x * v), rel=1e-12)   # AD of clip: 0
+    np.testing.assert_allclose(nad.hessian(clipped_squares)(x), np.diag(2 * weights),
+                               rtol=1e-14)
+    a, eps = rng.normal(size=5), 0.3
+    jacobian = nad.jacfwd(smooth_abs, argnums=(0, 1))(a, eps)
+    reverse = nad.jacrev(smooth_abs, argnums=(0, 1))(a, eps)
+    for forward_block, reverse_block, k in zip(jacobian, reverse, (0, 1)):
+        np.testing.assert_allclose(forward_block, reverse_block, rtol=1e-14)
+        np.testing.assert_allclose(forward_block, np.stack(
+            [central_diff(lambda *args: smooth_abs(*args)[i], (a, eps), k) for i in range(5)]),
+            rtol=1e-7, atol=1e-9)
+    hessian = nad.hessian(energy)(a, eps)             # forward over reverse: both rules run
+    grad_a = nad.grad(energy)
+    expected = np.stack([central_diff(lambda u: grad_a(u, eps)[i], (a,)) for i in range(5)])
+    np.testing.assert_allclose(hessian, expected, rtol=1e-6, atol=1e-8)
+
+
+def value_needed(x):
+    return softplus(x) ** 2                  # the gradient reads softplus(x)
+
+
+def value_not_needed(x):
+    return softplus(x) * 3.0
+
+
+@pytest.mark.parametrize("mode", ["jvp", "hessian"])
+def test_forward_mode_over_a_custom_vjp_without_tangent_rule_is_refused(mode):
+    derive = {"jvp": lambda f: nad.jvp(f, (0.3,), (1.0,)),
+              "hessian": lambda f: nad.hessian(f)(0.3)}[mode]
+    with pytest.raises(nad.AutodiffError, match="softplus.*custom reverse rule.*defjvp"):
+        derive(value_needed if mode == "hessian" else softplus)
+    if mode == "hessian":          # the tangent of softplus(x) is not needed: only the rule's
+        s = 1.0 / (1.0 + math.exp(-0.3))
+        assert derive(value_not_needed) == pytest.approx(3.0 * s * (1.0 - s), rel=1e-12)
+
+
+def damped_energy(a, w):
+    m = largest_magnitude(a)
+    return w * np.sum(a * a) * m * m
+
+
+def test_non_differentiable_in_forward_mode_and_second_order(rng):
+    a, w, v = rng.normal(size=5), 0.7, rng.normal(size=5)
+    m = np.max(np.abs(a))
+    assert nad.jvp(largest_magnitude, (a,), (v,)) == (m, 0.0)
+    _, tangent = nad.jvp(damped_energy, (a, w), (v, 0.0))
+    assert tangent == pytest.approx(2 * w * m * m * np.sum(a * v), rel=1e-12)
+    # forward over reverse must treat it as a constant too (it differentiated through it)
+    np.testing.assert_allclose(nad.hessian(damped_energy)(a, w), 2 * w * m * m * np.eye(5),
+                               rtol=1e-13)
+
+
 # ---- bad input ------------------------------------------------------------------------------
 
 def test_rule_of_the_wrong_arity_names_the_rule():

@@ -446,6 +446,10 @@ def test_in_place_operator_on_a_shared_array_is_refused_with_its_line(fun, name,
             as info:
         nad.grad(fun)(np.ones(3))
     assert info.value.lineno == fun.__code__.co_firstlineno + line
+    # forward mode supports it (the store is a store into the array and its tangent)
+    x, v = np.array([0.5, -1.0, 2.0]), np.array([1.0, 2.0, -0.5])
+    assert nad.jvp(fun, (x,), (v,)) == (2.0 * np.sum(x), 2.0 * np.sum(v))
+    assert np.array_equal(x, [0.5, -1.0, 2.0])               # the caller's array untouched
 
 
 # ---- tuples: the constructs that stay refused -------------------------------------------------

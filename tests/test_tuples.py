@@ -48,6 +48,16 @@ def calls_and_returns(x):
     return b * a, a
 
 
+def stored_callee_elements(x):
+    # array elements of a callee's tuple result stored into rows (the shape of batched code)
+    rows = np.zeros((2, 3))
+    t = _halves(x)
+    rows[0] = t[1]
+    a, b = _halves(x * x)
+    rows[1] = b
+    return rows, a + t[0]
+
+
 def like_generated_code(x, y):
     # the shape of what reverse variants return: None, adjoints, a nested tuple with an int
     count = 0
@@ -65,6 +75,8 @@ CASES = {
                                           (r.normal(), r.normal(size=4)))),
     "calls_and_returns": (calls_and_returns, lambda r: (r.uniform(-1, 1, 5),),
                           lambda r, out: (r.normal(size=3), r.normal())),
+    "stored_callee_elements": (stored_callee_elements, lambda r: (r.uniform(-1, 1, 5),),
+                               lambda r, out: (r.normal(size=(2, 3)), r.normal())),
     "like_generated_code": (like_generated_code, lambda r: (r.uniform(-1, 1), r.uniform(-1, 1)),
                             lambda r, out: (None, r.normal(), (r.normal(), 0))),
 }
