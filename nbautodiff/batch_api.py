@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import functools
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from numba.extending import typeof_impl
 
-from . import batching, custom, program, typeinfer
+from . import batching, cache, custom, program, typeinfer
 from .api import _check_value, _typeof
 from .batching import BatchError
 from .errors import AutodiffError
@@ -55,6 +55,8 @@ class CalleePrimal:
     dispatcher: object          # its stand-in: compiled callers call the batched code for their types
     py_func: object
     writes: set                 # positions of the array arguments it writes
+    key: object = field(default_factory=lambda: cache.private_key("batched callee"))
+    # its stand-in is made in this process (a numba overload): code calling it is not shared
 
 
 class BatchedFunction:

@@ -135,7 +135,7 @@ class CustomVJP(_Wrapper):
             raise _rule_error(func, self, f"cannot replace the rule '{current.__name__}' of "
                               f"{self.__name__}: derivatives were already built with it; define "
                               f"{self.__name__} again to change its rule")
-        if self._primal is not None and rule is not current:
+        if which == "rule" and self._primal is not None and rule is not current:
             cache.keep_private(f"the rule of {self.__name__} changed after code calling it "
                                "was compiled")
         setattr(self, which, rule)
