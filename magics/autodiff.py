@@ -18,8 +18,8 @@ from .. import api, cache, checkpoint, custom, progress
 from ..activities import REVERSE_ARGUMENT, REVERSE_RETURN, Active, as_activity
 from ..check import check_grad, gradient_of_reverse
 from ..errors import AutodiffError, SourceNotFoundError, UnsupportedConstructError
-from .cell import (DEFAULT_TEMPLATE, derived_name, parameters, run_cell_body, short_errors,
-                   split)
+from .cell import (DEFAULT_TEMPLATE, derived_name, example_arguments, parameters,
+                   run_cell_body, short_errors, split, user_function)
 from .output import AutodiffResult, CellAutodiffError, Derived
 from .progress_bar import display_for
 
@@ -140,22 +140,10 @@ class AutodiffMagics(Magics):
         return targets
 
     def _example(self, words) -> tuple:
-        """The example arguments of ``--check``, evaluated in the user namespace."""
-        expression = " ".join(words)
-        try:
-            example = self.shell.ev(expression)
-        except Exception as error:
-            raise UsageError(f"--check {expression}: {type(error).__name__}: {error}") from None
-        return example if isinstance(example, tuple) else (example,)
+        return example_arguments(self.shell, words, "--check")
 
     def _function(self, name: str, option: str = "--func"):
-        try:
-            fun = self.shell.user_ns[name]
-        except KeyError:
-            raise UsageError(f"{option} {name}: no such name in the namespace") from None
-        if not callable(fun):
-            raise UsageError(f"{option} {name}: {type(fun).__name__} is not a function")
-        return fun
+        return user_function(self.shell, name, option)
 
     def _declare(self, args) -> set:
         """Apply ``--custom`` and ``--nondiff``: replace each function named in the namespace by

@@ -91,6 +91,28 @@ def short_errors(shell, derived: str, cell_filename: str | None, fun):
         raise CellAutodiffError(error, derived, _code_filename(fun), file_label) from None
 
 
+def example_arguments(shell, words, option: str) -> tuple:
+    """The example arguments of ``option`` (``--check``, ``--compare``): ``words`` evaluated as
+    one expression in the user namespace, a tuple (one value becomes a 1-tuple)."""
+    expression = " ".join(words)
+    try:
+        example = shell.ev(expression)
+    except Exception as error:
+        raise UsageError(f"{option} {expression}: {type(error).__name__}: {error}") from None
+    return example if isinstance(example, tuple) else (example,)
+
+
+def user_function(shell, name: str, option: str = "--func"):
+    """The callable ``name`` of the user namespace, or a UsageError naming ``option``."""
+    try:
+        fun = shell.user_ns[name]
+    except KeyError:
+        raise UsageError(f"{option} {name}: no such name in the namespace") from None
+    if not callable(fun):
+        raise UsageError(f"{option} {name}: {type(fun).__name__} is not a function")
+    return fun
+
+
 def _code_filename(fun):
     code = getattr(getattr(fun, "py_func", fun), "__code__", None)
     return code.co_filename if code is not None else None

@@ -18,8 +18,8 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 
 from .. import progress
 from .autodiff import forced_if
-from .cell import (DEFAULT_TEMPLATE, derived_name, parameters, run_cell_body, short_errors,
-                   split)
+from .cell import (DEFAULT_TEMPLATE, derived_name, example_arguments, parameters,
+                   run_cell_body, short_errors, split, user_function)
 from .progress_bar import display_for
 from .offload_compare import DEFAULT_SIZES, SIMULATOR_SIZES, compare
 
@@ -128,21 +128,10 @@ class OffloadMagics(Magics):
         return entry
 
     def _example(self, words) -> tuple:
-        expression = " ".join(words)
-        try:
-            example = self.shell.ev(expression)
-        except Exception as error:
-            raise UsageError(f"--compare {expression}: {type(error).__name__}: {error}") from None
-        return example if isinstance(example, tuple) else (example,)
+        return example_arguments(self.shell, words, "--compare")
 
-    def _function(self, name: str):
-        try:
-            fun = self.shell.user_ns[name]
-        except KeyError:
-            raise UsageError(f"--func {name}: no such name in the namespace") from None
-        if not callable(fun):
-            raise UsageError(f"--func {name}: {type(fun).__name__} is not a function")
-        return fun
+    def _function(self, name: str, option: str = "--func"):
+        return user_function(self.shell, name, option)
 
 
 def _devices(words):
