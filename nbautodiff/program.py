@@ -64,6 +64,7 @@ class Variant:
     adjoint_positions: list[int]
     result_type: object
     checkpointed: list = field(default_factory=list)   # (line, schedule) of checkpointed loops
+    user_lines: list = field(default_factory=list)     # line of the source -> line of the user's
 
 
 _primals: dict = {}
@@ -298,7 +299,7 @@ def _build_variant(prim: Primal, argtypes: tuple, active: list[bool], result_act
     positions = [i for i, (flag, t) in enumerate(zip(active, argtypes))
                  if flag and not typeinfer.is_array(t)]
     return Variant(name, rendered.text, path, dispatcher, shadows, positions, result_type,
-                   tree.nad_checkpointed)
+                   tree.nad_checkpointed, rendered.user_lines)
 
 
 @dataclass(eq=False)
