@@ -384,7 +384,7 @@ def _sweep(fun, args, k, index, steps, eps):
             continue
         try:
             f_plus, f_minus = _evaluate(fun, plus), _evaluate(fun, minus)
-        except (ArithmeticError, ValueError):       # a step left the function's domain
+        except (ArithmeticError, ValueError, IndexError):   # a step left the domain
             continue
         fd[j] = (f_plus - f_minus) / width
         noise[j] = eps * max(abs(f_plus), abs(f_minus)) / width

@@ -98,7 +98,10 @@ def detect(evidence: Evidence) -> list:
         found += detector(evidence)
     if any(f.severity == "warning" and f.category in _EXPLAINS_STEPS for f in found):
         found = [f for f in found if f.category != "finite differences"]
-    return sorted(found, key=lambda f: f.severity != "warning")
+    unique = {}
+    for finding in found:                    # one finding per construct and line
+        unique.setdefault((finding.category, finding.severity, finding.title), finding)
+    return sorted(unique.values(), key=lambda f: f.severity != "warning")
 
 
 #: Warnings that already explain why central differences disagree.
@@ -313,11 +316,20 @@ def loop_length(e: Evidence) -> list:
 
 
 def _chaos(e, name, n, lengths, values, norms, curve):
+    """Exponential growth of the gradient relative to the value: log(|g| / |f|) grows
+    linearly with the loop length (a good linear fit, over three decades or more)."""
     scale = max(np.median(np.abs(values)), 1e-300)
-    sensitivity = np.log10(np.maximum(norms, 1e-300) / np.maximum(np.abs(values), scale))
-    slope, _ = np.polyfit(lengths, sensitivity, 1)
-    decades = slope * (lengths[-1] - lengths[0])
-    if decades < 3.0 or sensitivity[-1] - sensitivity[0] < 3.0:
+    kept = [(m, g, v) for m, g, v in zip(lengths, norms, values) if g > 0.0]
+    if len(kept) < 4:
+        return None
+    x = np.array([m for m, _, _ in kept], dtype=float)
+    sensitivity = np.log10(np.array([g / max(abs(v), scale) for _, g, v in kept]))
+    slope, intercept = np.polyfit(x, sensitivity, 1)
+    residual = sensitivity - (slope * x + intercept)
+    spread = np.sum((sensitivity - sensitivity.mean()) ** 2)
+    fit = 1.0 - np.sum(residual ** 2) / spread if spread > 0 else 0.0
+    decades = slope * (x[-1] - x[0])
+    if decades < 3.0 or sensitivity[-1] - sensitivity[0] < 3.0 or fit < 0.8:
         return None
     rate = slope * math.log(10.0)
     return Finding(

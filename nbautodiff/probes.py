@@ -84,13 +84,14 @@ class Record:
 
     def distances(self) -> np.ndarray:
         """Relative distance to the boundary of every execution (and array element): the
-        margin over the spread; 0 on the boundary, inf where the boundary does not move."""
+        margin over the spread; 0 on the boundary, inf where the boundary does not move (also
+        for a tie of two values that move together, such as ``max(a, a)``)."""
         if not self.margins:
             return np.zeros(0)
         margins = np.concatenate([np.ravel(m) for m in self.margins]).astype(float)
         spreads = np.concatenate([np.ravel(s) for s in self.spreads]).astype(float)
         with np.errstate(divide="ignore", invalid="ignore"):
-            out = np.where(margins == 0.0, 0.0, margins / spreads)
+            out = np.where((margins == 0.0) & (spreads > 0.0), 0.0, margins / spreads)
         out[np.isnan(out)] = np.inf
         return out
 
