@@ -54,13 +54,18 @@ def _int_power(x, n: int):
 
 
 def power(x, y):
+    """``x ** y``. Where ``x <= 0`` the real function exists for integral ``y`` only, so a
+    perturbation of ``y`` is dropped there (its rule gives zero too)."""
+    if is_complex(y) and not np.any(np.imag(y)):
+        y = re(y)
     if not (is_complex(x) or is_complex(y)):
         return x ** y
     if not is_complex(y):
         if np.ndim(y) == 0 and float(y) == int(y) and abs(y) <= 1024:
             return _int_power(x, int(y))
         return np.power(x, y)          # NumPy multiplies for integral exponents up to 100
-    return np.exp(y * np.log(x))
+    with np.errstate(all="ignore"):
+        return _pick(re(x) > 0, np.exp(y * np.log(x)), power(x, re(y)))
 
 
 def absolute(x):
