@@ -42,8 +42,9 @@ NEAR = 1e-6
 MANY, CROWDED = 10, 1e-2
 #: Extra iterations of data-dependent loops (at least as many as they ran) for the convergence test.
 EXTRA_ITERATIONS = 20
-#: A derivative changing by more than this (relatively), and by more than ten times the value,
-#: when its loop runs further has not converged with the value.
+#: A derivative changing by more than this (relatively) when its loop runs further, and by more
+#: than ten times the value (or twice, when the value is within the check's tolerance and the
+#: derivative is not), has not converged with the value.
 LAG = 1e-7
 #: Loop lengths tried by the loop-length detector: these fractions of the given one.
 LENGTHS = tuple(k / 8 for k in range(1, 9))
@@ -243,22 +244,30 @@ def loops(e: Evidence) -> list:
         return []
     value_change = abs(f1 - f0) / max(abs(f0), abs(f1), 1e-300)
     derivative_change = abs(d1 - d0) / max(abs(d0), abs(d1), 1e-300)
-    if not (derivative_change > LAG and derivative_change > 10.0 * value_change):
+    rtol = e.check.rtol
+    lagging = derivative_change > LAG and (
+        derivative_change > 10.0 * value_change
+        or value_change <= rtol < derivative_change and derivative_change > 2.0 * value_change)
+    if not lagging:
         return []
     first = ran[0]
     counts = ", ".join(f"{r.site.where}: {_iterations(r.iterations)}" for r in ran)
+    title = ("the derivative has not converged when the loop stops: while loop at "
+             f"{first.site.where}")
+    story = ("AD differentiates the iterations that ran, and the derivative of an iteration "
+             "converges more slowly than its value: running the loop further changes the value "
+             f"by {value_change:.1e} (relative) but the derivative by {derivative_change:.1e}. "
+             "The derivative you get is that of a solution truncated where the value, not the "
+             "derivative, met the stopping test; the check agrees with it because it "
+             "differentiates the same truncated code.")
     return [_located(
-        first.site, "loop", "warning",
-        f"the derivative has not converged when the loop stops: while loop at {first.site.where}",
-        f"The number of iterations depends on the differentiated inputs ({counts}). AD "
-        "differentiates the iterations that ran, and the derivative of an iteration converges "
-        "more slowly than its value: running the loop further changes the value by "
-        f"{value_change:.1e} (relative) but the derivative by {derivative_change:.1e}. The "
-        "derivative you get is that of a solution truncated where the value, not the "
-        "derivative, met the stopping test.",
+        first.site, "loop", "warning", title,
+        f"The number of iterations depends on the differentiated inputs ({counts}). {story}",
         "Tighten the stopping test (or also test the change of the derivative), or "
         "differentiate the converged solution implicitly: at a fixed point x = g(x, p) the "
-        "derivative solves (I - dg/dx) dx/dp = dg/dp, one linear solve (a custom_vjp rule).",
+        "derivative solves (I - dg/dx) dx/dp = dg/dp, one linear solve (a custom_vjp rule); "
+        "for a linear system use a direct solver (np.linalg.solve), whose derivative is one "
+        "solve with the transpose.",
         value_change=value_change, derivative_change=derivative_change,
         iterations=[list(r.iterations) for r in ran])]
 

@@ -26,10 +26,12 @@ def verdict(check) -> str:
     wrt = ", ".join(check.argnames[k] for k in check.argnums)
     n = len(check.rows)
     sample = f" (a random sample of {n} of {n + check.skipped})" if check.skipped else ""
+    warnings = len(check.warnings)
+    doubt = f", but {warnings} warning{'s' * (warnings > 1)} about this point" if warnings else ""
     if check.ok:
         return (f"gradient check passed: {check.function} w.r.t. {wrt}, {n} component"
                 f"{'s' if n != 1 else ''}{sample}, max rel. error {_num(check.max_rel_error)} "
-                f"<= tolerance {_num(check.rtol)} ({check.reference})")
+                f"<= tolerance {_num(check.rtol)} ({check.reference}){doubt}")
     bad = len(check.failures)
     return (f"gradient check FAILED: {bad} of {n} component{'s' if n != 1 else ''}{sample} of "
             f"{check.function} w.r.t. {wrt} exceed the tolerance {_num(check.rtol)}, "
@@ -114,8 +116,7 @@ def check_html(check, max_rows: int = MAX_ROWS_HTML) -> str:
     """An HTML table (component, AD value, each reference, rel. error) under a verdict line,
     the verdict in words, and one box per finding."""
     rows, note = _shown_rows(check, max_rows)
-    colour = _PASS_COLOUR if check.ok else _FAIL_COLOUR
-    mark = "&#10003;" if check.ok else "&#10007;"
+    colour, mark = _status(check)
     columns = _columns(check)
     out = ['<div class="nbautodiff-check">',
            f'<p style="color:{colour};font-weight:bold">{mark} {html.escape(verdict(check))}</p>',
@@ -202,8 +203,10 @@ def _error_curves(ax, check, max_curves: int) -> None:
     ax.set_xlabel("relative step h")
     ax.set_ylabel("|FD - AD| / max(|AD|, |FD|, floor)")
     status = "passed" if check.ok else "FAILED"
-    ax.set_title(f"gradient check of {check.function}: {status}",
-                 color=_PASS_COLOUR if check.ok else _FAIL_COLOUR)
+    warnings = len(check.warnings)
+    if warnings:
+        status += f", {warnings} warning{'s' * (warnings > 1)}"
+    ax.set_title(f"gradient check of {check.function}: {status}", color=_status(check)[0])
     ax.legend(fontsize="small", loc="best")
     ax.grid(True, which="major", linewidth=0.3)
 
@@ -224,6 +227,15 @@ def figure_png(fig, dpi: int = 100) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi)
     return buffer.getvalue()
+
+
+def _status(check) -> tuple[str, str]:
+    """(colour, HTML mark) of a check: passed, passed with warnings, failed."""
+    if not check.ok:
+        return _FAIL_COLOUR, "&#10007;"
+    if check.warnings:
+        return _NOTE_COLOUR, "&#9888;"
+    return _PASS_COLOUR, "&#10003;"
 
 
 def _columns(check) -> list:
