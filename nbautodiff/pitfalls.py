@@ -86,7 +86,6 @@ class Evidence:
     argnums: tuple
     check: object
     gradient: object
-    own_gradient: bool
     replay: object
     recorder: probes.Recorder
     near: float = NEAR
@@ -154,7 +153,7 @@ def boundaries(e: Evidence) -> list:
                     "rounding": "a rounding jump"}[site.kind]
             found.append(_located(
                 site, site.kind, "warning",
-                f"evaluated {at} {kind}: {site.what} at {site.where}",
+                f"evaluated {at} {kind}: {what} at {site.where}",
                 _EXPLAIN[site.kind].format(what=what, distance=_fraction(closest),
                                            jumps=_JUMPS.get(probes.ROUNDING.get(site.what), "")),
                 _ADVICE[site.kind], closest=closest, executions=record.executions))
@@ -234,9 +233,10 @@ def loops(e: Evidence) -> list:
         x = np.asarray(e.args[k], dtype=float)
         signs = rng.choice([-1.0, 1.0], size=x.shape)
         direction[k] = signs * np.maximum(1.0, np.abs(x))
+    budget = 100 * sum(sum(r.iterations) for r in ran) + 10_000
     try:
-        base = _directional(e, direction, 0)
-        further = _directional(e, direction, EXTRA_ITERATIONS)
+        base = _directional(e, direction, 0, budget)
+        further = _directional(e, direction, EXTRA_ITERATIONS, budget)
     except Exception:                                   # running further broke the loop's code
         return []
     (f0, d0), (f1, d1) = base, further
@@ -272,13 +272,13 @@ def loops(e: Evidence) -> list:
         iterations=[list(r.iterations) for r in ran])]
 
 
-def _directional(e: Evidence, direction: dict, extra: int) -> tuple:
+def _directional(e: Evidence, direction: dict, extra: int, budget: int) -> tuple:
     """(value, directional derivative) by one complex-step run along ``direction``, the data-
-    dependent loops running ``extra`` more iterations."""
+    dependent loops running ``extra`` more iterations (at most ``budget`` in all)."""
     args = replay.complex_arguments(e.args, e.argnums)
     for k, v in direction.items():
         args[k] = args[k] + 1j * probes.H * v
-    with probes.recording(probes.Recorder(extra_iterations=extra)):
+    with probes.recording(probes.Recorder(extra_iterations=extra, budget=budget)):
         out = replay.run(e.replay, args)
     return float(np.real(out)), float(np.imag(out)) / probes.H
 

@@ -105,6 +105,7 @@ class Recorder:
     """Records of the sites reached during the runs inside :func:`recording`."""
 
     extra_iterations: int = 0
+    budget: int | None = None                           # most loop iterations of one run
     records: dict = field(default_factory=dict)        # Site -> Record
     run: int = 0
     _counters: dict = field(default_factory=dict)
@@ -217,6 +218,10 @@ def iterate(site: Site, condition) -> bool:
     if recorder is None or not recorder._loops or recorder._loops[-1][0] is not site:
         return bool(condition)
     state = recorder._loops[-1]
+    if recorder.budget is not None:
+        recorder.budget -= 1
+        if recorder.budget < 0:
+            raise RuntimeError("a loop run further did not stop")
     if condition and state[2] is None:
         state[1] += 1
         return True

@@ -46,7 +46,7 @@ def explanation(check) -> str:
     sentences = []
     fd_bad = [r for r in rows if not r.fd_error <= check.rtol]
     cs_bad = [r for r in rows if not r.cs_error <= check.rtol]
-    fw_bad = [r for r in rows if not r.forward_error <= check.mode_rtol]
+    fw_bad = [r for r in rows if not r.forward_error <= check.rtol]
     agreement = []
     agreement.append(_agreement(CENTRAL, fd_bad, [r.fd_error for r in rows], len(rows)))
     if COMPLEX not in check.unavailable:

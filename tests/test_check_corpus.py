@@ -49,4 +49,4 @@ def test_default_check_with_forward_mode(name):
     case = next(c for c in corpus.CORPUS if c.name == name)
     check = _check(case, forward=True)
     assert check.ok and FORWARD not in check.unavailable, str(check)
-    assert all(r.forward_error <= check.mode_rtol for r in check.rows)
+    assert all(r.forward_error <= check.rtol for r in check.rows)
