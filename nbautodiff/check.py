@@ -389,8 +389,9 @@ def _sweep(fun, args, k, index, steps, eps):
         if width == 0.0:
             continue
         try:
-            f_plus, f_minus = _evaluate(fun, plus), _evaluate(fun, minus)
-        except (ArithmeticError, ValueError, IndexError):   # a step left the domain
+            with np.errstate(all="ignore"):          # a step may leave the function's domain
+                f_plus, f_minus = _evaluate(fun, plus), _evaluate(fun, minus)
+        except (ArithmeticError, ValueError, IndexError):
             continue
         fd[j] = (f_plus - f_minus) / width
         noise[j] = eps * max(abs(f_plus), abs(f_minus)) / width

@@ -62,9 +62,9 @@ def first_nonfinite(gradient, args) -> NonFinite | None:
     primals = gradient._arguments(args)
     lowered = gradient._lowered(primals, gradient._activities(primals))
     variant = gradient._variant
-    run = _instrumented.get(variant.name)
+    run = _instrumented.get(variant)
     if run is None:
-        run = _instrumented[variant.name] = _instrument(variant)
+        run = _instrumented[variant] = _instrument(variant)
     record = np.zeros(1, dtype=np.int64)
     run(*lowered.arguments, record)
     line = int(record[0])

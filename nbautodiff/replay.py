@@ -61,6 +61,9 @@ _lock = threading.RLock()
 def replay(func, argtypes: tuple, active: tuple) -> Replay:
     """The replay of ``func`` for numba ``argtypes``, ``active[i]`` saying whether argument i
     is differentiated (built once per process and signature)."""
+    if custom.kind_of(func):
+        raise NotReplayable(f"{func.__name__} has a declared derivative (nbautodiff.custom): "
+                            "the complex step would check the function, not the declaration")
     prim = program.primal(func)
     key = (prim, tuple(argtypes), tuple(active))
     with _lock:

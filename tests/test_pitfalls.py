@@ -223,6 +223,18 @@ def test_nonfinite_adjoint_names_the_first_line():
     assert all(not math.isfinite(r.ad) for r in check.rows)
 
 
+def root_sum(x):
+    y = 2.0 * x
+    return np.sum(np.sqrt(x)) + np.sum(y * y)
+
+
+def test_nonfinite_adjoint_of_an_array_statement():
+    check = nad.check_grad(root_sum, np.array([1.0, 0.0, 4.0]))
+    finding = only(check, "nonfinite")
+    assert finding.lineno == root_sum.__code__.co_firstlineno + 2 and "np.sqrt" in finding.source
+    assert math.isinf(check.rows[1].ad)
+
+
 def test_nonfinite_stays_quiet_on_a_finite_gradient():
     check = nad.check_grad(norm_times, np.array([1.0, -0.5, 2.0]))
     assert check.ok and not check.findings, str(check)
