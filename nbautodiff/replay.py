@@ -247,14 +247,16 @@ class _Transformer(ast.NodeTransformer):
 
     # -- expressions ------------------------------------------------------------------------
     def visit_Compare(self, node: ast.Compare) -> ast.expr:
+        operands = [node.left] + node.comparators
+        varied = [self.is_varied(pair) for pair in zip(operands, operands[1:])]
         self.generic_visit(node)
         operands = [node.left] + node.comparators
         pairs = []
-        for op, left, right in zip(node.ops, operands, operands[1:]):
+        for op, left, right, probed in zip(node.ops, operands, operands[1:], varied):
             kind = type(op).__name__
             if kind not in probes._OPERATORS:          # is, in: not on numbers
                 raise NotReplayable(f"'{ast.unparse(node)}' at line {self.line}")
-            if self.is_varied([left, right]):
+            if probed:
                 site = self.site("branch", probes.symbol(kind))
                 pairs.append(self.call(f"{PROBE}.compare", [self.name(site), ast.Constant(kind),
                                                              left, right]))
@@ -271,13 +273,14 @@ class _Transformer(ast.NodeTransformer):
         return node
 
     def visit_Call(self, node: ast.Call) -> ast.expr:
+        first_varied, varied = self.is_varied(node.args[:1]), self.is_varied(node.args[:2])
         self.generic_visit(node)
         kind = getattr(node, "nad_kind", None)
         if kind in ("rule", "array"):
-            return self.primitive(node)
+            return self.primitive(node, varied)
         if kind == "zero":
             spelling = ast.unparse(node.func)
-            if spelling in probes.ROUNDING and self.is_varied(node.args[:1]):
+            if spelling in probes.ROUNDING and first_varied:
                 site = self.site("rounding", spelling)
                 return self.call(f"{PROBE}.rounding", [self.name(site), node.func,
                                                        ast.Constant(probes.ROUNDING[spelling]),
@@ -292,14 +295,14 @@ class _Transformer(ast.NodeTransformer):
             return node
         raise NotReplayable(f"'{ast.unparse(node)}' at line {self.line} (generated code)")
 
-    def primitive(self, node: ast.Call) -> ast.expr:
+    def primitive(self, node: ast.Call, varied: bool) -> ast.expr:
         target = node.nad_target            # a rule; the callable itself inside a condition
         rule = target.name if isinstance(target, rules.ReverseRule) else \
             getattr(rules.CALLS.get(id(target)), "name", None)
         if rule not in complex_math.BY_RULE:
             raise NotReplayable(f"{ast.unparse(node.func)} at line {self.line} has no "
                                 "complex-step extension")
-        if rule in _KINKS and self.is_varied(node.args[:2]) and self.result_is_active(node):
+        if rule in _KINKS and varied and self.result_is_active(node):
             site = self.site("kink", _kink_name(ast.unparse(node.func), rule))
             return self.call(f"{PROBE}.kink", [self.name(site), ast.Constant(rule), *node.args])
         binding = self.bind(f"_nad_c_{rule}", complex_math.BY_RULE[rule])
@@ -310,6 +313,9 @@ class _Transformer(ast.NodeTransformer):
         if kind == "nondiff" or custom.kind_of(target):
             if custom.kind_of(target) == "custom":
                 self.result.declared.append(target.__name__)
+            return self.call(f"{CS}.real_call", [node.func, *node.args])
+        if not all(isinstance(arg, (ast.Name, ast.Constant, ast.Tuple)) for arg in node.args):
+            # a call inside a condition, on expressions: only its real value decides
             return self.call(f"{CS}.real_call", [node.func, *node.args])
         argtypes = tuple(program._atom_type(arg, self.types) for arg in node.args)
         flags = tuple(isinstance(arg, ast.Name) and arg.id in self.varied
