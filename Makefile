@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench bench-checkpoint bench-second-order bench-batch bench-vector clean
+.PHONY: demo test bench bench-checkpoint bench-second-order bench-batch bench-vector bench-gpu bench-cache clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,12 @@ bench-batch: $(STAMP)
 
 bench-vector: $(STAMP)
 	$(PY) benchmarks/vector_mode.py
+
+bench-gpu: $(STAMP)
+	NUMBA_ENABLE_CUDASIM=0 $(PY) benchmarks/gpu.py
+
+bench-cache: $(STAMP)
+	$(PY) benchmarks/cache.py
 
 clean:
 	rm -rf $(VENV) build

@@ -2,7 +2,8 @@
 
 ``%%autodiff`` (see :mod:`nbautodiff.magics.autodiff`) runs a cell and pushes derivatives of its
 functions into the namespace; ``%%batch`` (see :mod:`nbautodiff.magics.batch`) pushes batched
-versions of them (``nbautodiff.batch``). The magics only call nbautodiff's public Python API.
+versions of them (``nbautodiff.batch``); ``%%offload`` (see :mod:`nbautodiff.magics.offload`)
+GPU versions (``nbautodiff.offload``). The magics only call nbautodiff's public Python API.
 """
 
 
@@ -10,5 +11,7 @@ def load_ipython_extension(ipython):
     """Register the magics with ``ipython`` (called by ``%load_ext nbautodiff``)."""
     from .autodiff import AutodiffMagics
     from .batch import BatchMagics
+    from .offload import OffloadMagics
     ipython.register_magics(AutodiffMagics)
     ipython.register_magics(BatchMagics)
+    ipython.register_magics(OffloadMagics)

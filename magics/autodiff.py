@@ -6,6 +6,7 @@ when ``--activities`` are given): ``f_grad``, ``f_rev``. ``--name`` replaces the
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,12 +15,13 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
-from .. import api, checkpoint, custom
+from .. import api, cache, checkpoint, custom, progress
 from ..activities import REVERSE_ARGUMENT, REVERSE_RETURN, Active, as_activity
 from ..check import check_grad, gradient_of_reverse
 from ..errors import AutodiffError, SourceNotFoundError, UnsupportedConstructError
 from .cell import run_cell_body
 from .output import AutodiffResult, CellAutodiffError, Derived
+from .progress_bar import display_for
 
 DEFAULT_TEMPLATE = "{name}_{kind}"
 
@@ -69,7 +71,8 @@ class AutodiffMagics(Magics):
                    "calls to it from differentiated code contribute no derivative, its result "
                    "is a constant. F is replaced in the namespace and is not derived itself")
     @argument("--force", action="store_true",
-              help="derive and compile again, bypassing any cached artifact")
+              help="derive and compile again, bypassing the artifact cache (nbautodiff.cache): "
+                   "what this cell builds replaces the cached entries")
     @no_var_expand
     @line_cell_magic
     def autodiff(self, line, cell=None):
@@ -101,19 +104,24 @@ class AutodiffMagics(Magics):
 
         cell_filename = run.filename if run is not None else None
         result = AutodiffResult()
-        for dname, fun in targets.items():
-            with _short_errors(self.shell, dname, cell_filename, fun):
-                derived, summary, gradient, argnums = _derive(fun, options)
-                self.shell.user_ns[dname] = derived
-                check = None
-                if example is not None:
-                    if gradient is None:
-                        raise UsageError("--check needs a scalar result and an argument that is "
-                                         "Active or Duplicated")
-                    check = check_grad(fun, *example, argnums=argnums, gradient=gradient)
-                source = _source(derived)
-            result.derived.append(Derived(dname, derived, summary, check, args.show, source,
-                                          getattr(derived, "memory", None)))
+        steps = len(targets) * (2 if example is not None else 1)
+        with forced_if(options.force), progress.task(
+                f"%%autodiff {', '.join(targets)}", steps, display_for(self.shell)) as task:
+            for dname, fun in targets.items():
+                with _short_errors(self.shell, dname, cell_filename, fun):
+                    task.step(f"deriving {dname}")
+                    derived, summary, gradient, argnums = _derive(fun, options)
+                    self.shell.user_ns[dname] = derived
+                    check = None
+                    if example is not None:
+                        if gradient is None:
+                            raise UsageError("--check needs a scalar result and an argument "
+                                             "that is Active or Duplicated")
+                        task.step(f"compiling and checking {dname}")
+                        check = check_grad(fun, *example, argnums=argnums, gradient=gradient)
+                    source = _source(derived)
+                result.derived.append(Derived(dname, derived, summary, check, args.show, source,
+                                              getattr(derived, "memory", None)))
         return result
 
     def _targets(self, options, cell_functions) -> dict:
@@ -254,32 +262,29 @@ def _innermost_autodiff_error(error: AutodiffError) -> AutodiffError:
         error = inner
 
 
+def forced_if(force: bool):
+    """:func:`nbautodiff.cache.forced` when ``force`` (``--force``): everything the magic builds
+    is built and compiled again, replacing the cached entries."""
+    return cache.forced() if force else contextlib.nullcontext()
+
+
 def _derive(fun, options: _Options):
     """Derive ``fun``; return ``(derived, summary, gradient, argnums)`` where ``gradient`` is
     the function ``--check`` compares for ``argnums`` (None if there is nothing to check)."""
     activities, ret = options.activities, options.ret
     if activities is None:
         argnums = _argnums(fun, options.wrt)
-        derived = _call(api.grad, fun, argnums=argnums, force=options.force,
-                        checkpoint=options.checkpoint)
+        derived = api.grad(fun, argnums=argnums, checkpoint=options.checkpoint)
         summary = f"gradient of {fun.__name__} w.r.t. {_describe(fun, argnums)}"
         return derived, summary, derived, argnums
     _require_arity(fun, activities)
-    derived = _call(api.reverse, fun, *activities, ret=ret, force=options.force,
-                    checkpoint=options.checkpoint)
+    derived = api.reverse(fun, *activities, ret=ret, checkpoint=options.checkpoint)
     summary = (f"reverse derivative of {fun.__name__}({', '.join(map(repr, activities))}) "
                f"-> {ret!r}")
     gradient, argnums = gradient_of_reverse(derived, activities)
     if ret is not Active or not argnums:
         gradient = None
     return derived, summary, gradient, argnums
-
-
-def _call(api_function, fun, *activities, force: bool, **options):
-    """Call ``api_function``, passing ``force`` on when it accepts it (the artifact cache)."""
-    if force and "force" in inspect.signature(api_function).parameters:
-        options["force"] = True
-    return api_function(fun, *activities, **options)
 
 
 def _parse_activities(args):

@@ -15,9 +15,12 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
-from .autodiff import DEFAULT_TEMPLATE, _derived_name, _parameters, _short_errors, _split
-from .batch_compare import DEFAULT_SIZES, compare
+from .. import progress
+from .autodiff import (DEFAULT_TEMPLATE, _derived_name, _parameters, _short_errors, _split,
+                       forced_if)
+from .batch_compare import DEFAULT_SIZES, METHODS, compare
 from .cell import run_cell_body
+from .progress_bar import display_for
 
 KIND = "batch"
 
@@ -55,6 +58,9 @@ class BatchMagics(Magics):
               help="the batch sizes of --compare (default: "
                    + " ".join(str(n) for n in DEFAULT_SIZES) + "); a method is not run at a "
                    "size where one run is expected to take more than a second")
+    @argument("--force", action="store_true",
+              help="generate and compile again, bypassing the artifact cache "
+                   "(nbautodiff.cache): what this cell builds replaces the cached entries")
     @no_var_expand
     @line_cell_magic
     def batch(self, line, cell=None):
@@ -88,18 +94,23 @@ class BatchMagics(Magics):
             raise UsageError(f"--name {options.template!r} gives several functions the same name")
 
         result = BatchResult()
-        for bname, fun in targets.items():
-            in_axes = _per_argument(fun, options.in_axes)
-            with _short_errors(self.shell, bname, run.filename if run else None, fun):
-                batched = batch(fun, in_axes=options.in_axes, out_axes=options.out_axes,
-                                parallel=options.parallel)
-                self.shell.user_ns[bname] = batched
-                comparison = None
-                if example is not None:
-                    _require_arity(fun, example, "--compare")
-                    comparison = compare(fun, batched, example, in_axes, options.out_axes,
-                                         options.sizes)
-            result.batched.append(Batched(bname, batched, _summary(fun, options), comparison))
+        steps = len(targets) * (1 + (len(options.sizes) * len(METHODS) if example else 0))
+        with forced_if(args.force), progress.task(
+                f"%%batch {', '.join(targets)}", steps, display_for(self.shell)) as task:
+            for bname, fun in targets.items():
+                in_axes = _per_argument(fun, options.in_axes)
+                with _short_errors(self.shell, bname, run.filename if run else None, fun):
+                    task.step(f"batching {bname}")
+                    batched = batch(fun, in_axes=options.in_axes, out_axes=options.out_axes,
+                                    parallel=options.parallel)
+                    self.shell.user_ns[bname] = batched
+                    comparison = None
+                    if example is not None:
+                        _require_arity(fun, example, "--compare")
+                        comparison = compare(fun, batched, example, in_axes, options.out_axes,
+                                             options.sizes, step=task.step)
+                result.batched.append(Batched(bname, batched, _summary(fun, options),
+                                              comparison))
         return result
 
     def _example(self, words) -> tuple:

@@ -26,6 +26,7 @@ from ..source import python_function
 from .speedup import SpeedComparison, measure
 
 BATCHED, LOOP, VECTORIZE = "batch", "loop of compiled calls", "np.vectorize"
+METHODS = (BATCHED, LOOP, VECTORIZE)
 DEFAULT_SIZES = (10, 100, 1_000, 10_000, 100_000)
 #: Relative size of the perturbation of the copies of a float example (so that the N examples
 #: differ and a result taken from the wrong slice shows in the agreement check).
@@ -33,10 +34,11 @@ PERTURBATION = 1e-3
 
 
 def compare(fun, batched, example: tuple, in_axes: list, out_axes, sizes=DEFAULT_SIZES,
-            budget_s: float | None = None, seed: int = 0) -> SpeedComparison:
+            budget_s: float | None = None, seed: int = 0, step=None) -> SpeedComparison:
     """Time ``batched`` (``nbautodiff.batch(fun, in_axes, out_axes)``) against a loop of single
     compiled calls and ``np.vectorize`` of ``fun``, on ``len(sizes)`` batch sizes built from
-    ``example`` (one argument tuple of ``fun``). ``in_axes`` has one entry per argument."""
+    ``example`` (one argument tuple of ``fun``). ``in_axes`` has one entry per argument.
+    ``step(label)`` is called before each method at each size (progress)."""
     sizes = tuple(sorted(sizes))
     single, plain = _single_and_plain(fun)
     reference = single(*example)
@@ -65,7 +67,8 @@ def compare(fun, batched, example: tuple, in_axes: list, out_axes, sizes=DEFAULT
 
     note = _agreement(batched, single, inputs(sizes[0]), slices, sizes[0], out_axes)
     methods = {BATCHED: batched_run, LOOP: loop_run, VECTORIZE: vectorize_run}
-    times = measure(methods, sizes) if budget_s is None else measure(methods, sizes, budget_s)
+    options = {} if budget_s is None else {"budget_s": budget_s}
+    times = measure(methods, sizes, step=step, **options)
     return SpeedComparison(title=f"{getattr(fun, '__name__', 'function')}: N evaluations", sizes=sizes, times=times,
                            reference=BATCHED, note=note, unit="examples")
 

@@ -103,15 +103,18 @@ class SpeedComparison:
                 f"<tbody>{body}</tbody></table>{note}</div>")
 
 
-def measure(methods: dict, sizes, budget_s: float = DEFAULT_BUDGET_S) -> dict:
+def measure(methods: dict, sizes, budget_s: float = DEFAULT_BUDGET_S, step=None) -> dict:
     """Label -> seconds per run at each size, in increasing order of size (None where skipped,
-    see the module docstring), for ``methods`` (label -> ``prepare(n)``). Each size is run once untimed first (caches,
-    lazy compilation), then timed, repeated while the runs add up to less than
-    ``REPEAT_UNTIL_S``; the best time is kept."""
+    see the module docstring), for ``methods`` (label -> ``prepare(n)``). Each size is run once
+    untimed first (caches, lazy compilation), then timed, repeated while the runs add up to less
+    than ``REPEAT_UNTIL_S``; the best time is kept. ``step(label)``, if given, is called before
+    each method at each size (progress)."""
     times = {}
     for label, prepare in methods.items():
         row, last = [], None
         for n in sorted(sizes):
+            if step is not None:
+                step(f"timing {label} at N = {n:,}")
             if last is not None and last[1] * n / last[0] > budget_s:
                 row.append(None)
                 continue

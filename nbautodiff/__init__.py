@@ -10,9 +10,11 @@ The public API (a contract, see DESIGN.md)::
     nad.hessian(fun, argnums=0)         (forward over reverse; also jvp(grad(f)), grad(grad(f)))
     nad.check_grad(fun, *args, argnums=0)
     nad.batch(fun, in_axes=0, out_axes=0, parallel=False)   (vmap semantics; batch(grad(f)))
+    nad.offload(fun, devices=None)      (prange loops as CUDA kernels; offload(grad(f)))
     nad.grad(fun, checkpoint=True); for t in nad.checkpointed(range(T)): ...   (checkpointing)
     nad.custom_vjp(fun), fun.defvjp(rule)   nad.non_differentiable(fun)
     nad.Const, nad.Active, nad.Duplicated, nad.DuplicatedOnly, nad.AutodiffError
+    nad.cache.info(), nad.cache.clear(), nad.cache.forced()   (the artifact cache, on disk)
 
 In IPython: ``%load_ext nbautodiff`` registers ``%%autodiff``.
 """
@@ -23,14 +25,15 @@ from .checkpoint import checkpointed
 from .forward_api import forward, hessian, jacfwd, jvp
 from .batch_api import batch
 from .custom import custom_vjp, non_differentiable
+from . import cache
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "grad", "value_and_grad", "vjp", "jacrev", "reverse", "forward", "jvp", "jacfwd", "hessian", "batch", "check_grad", "checkpointed", "custom_vjp",
+    "grad", "value_and_grad", "vjp", "jacrev", "reverse", "forward", "jvp", "jacfwd", "hessian", "batch", "offload", "check_grad", "checkpointed", "custom_vjp",
     "non_differentiable",
     "Const", "Active", "Duplicated", "DuplicatedOnly", "Dual", "DualOnly", "Dualv",
-    "AutodiffError", "__version__",
+    "AutodiffError", "cache", "__version__",
 ]
 
 
@@ -44,3 +47,10 @@ def load_ipython_extension(ipython):
     """``%load_ext nbautodiff``: register the cell magics."""
     from .magics import load_ipython_extension as _load
     _load(ipython)
+
+
+def offload(fun, devices=None):
+    """``fun`` with its ``prange`` loops run on CUDA GPU(s); see :mod:`nbautodiff.offload_api`
+    (imported on first use: it imports ``numba.cuda``)."""
+    from .offload_api import offload as _offload
+    return _offload(fun, devices)

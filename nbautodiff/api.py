@@ -77,6 +77,11 @@ class _Derived:
     def __repr__(self) -> str:
         return f"<nbautodiff {self.kind} of {self._func.__qualname__}>"
 
+    @staticmethod
+    def _invoke(dispatcher, arguments):
+        """Run the generated code ``dispatcher`` (offload replaces this to run it on a GPU)."""
+        return dispatcher(*arguments)
+
     def _arguments(self, args) -> list:
         names = self.parameters
         if len(args) != len(names):
@@ -243,7 +248,7 @@ class ReverseFunction(_Derived):
         elif self.seeded:
             call.append(seed if isinstance(seed, np.ndarray) else float(seed))
         try:
-            out = variant.dispatcher(*call)
+            out = self._invoke(variant.dispatcher, call)
         except TapeMemoryError as error:
             raise TapeMemoryError(error.message, construct=error.construct,
                                   function=self._func.__name__) from None
@@ -295,7 +300,7 @@ class GradFunction(_Derived):
         activities = self._activities(primals)
         low = self._lowered(primals, activities)
         try:
-            out = low.dispatcher(*low.arguments)
+            out = self._invoke(low.dispatcher, low.arguments)
         except TapeMemoryError as error:
             raise TapeMemoryError(error.message, construct=error.construct,
                                   function=self._func.__name__) from None

@@ -95,7 +95,12 @@ class BatchedFunction:
                                   "(or use parallel=False)")
         variant = self._variant(prim.dispatcher, values, axes, self.out_axes)
         _refuse_empty(variant, size, fname)
-        return variant.dispatcher(*values)
+        return self._invoke(variant.dispatcher, values)
+
+    @staticmethod
+    def _invoke(dispatcher, arguments):
+        """Run the generated code ``dispatcher`` (offload replaces this to run it on a GPU)."""
+        return dispatcher(*arguments)
 
     def _variant(self, callee, values, axes, out_axes) -> batching.BatchedVariant:
         argtypes = tuple(_typeof(v) for v in values)
@@ -131,7 +136,7 @@ class BatchedFunction:
                 arguments.append(value)
                 low_axes.append(None)
         variant = self._variant(low.dispatcher, arguments, tuple(low_axes), 0)
-        out = variant.dispatcher(*arguments)
+        out = self._invoke(variant.dispatcher, arguments)
         return _moved(low.assemble(out, arguments), self.out_axes)
 
 

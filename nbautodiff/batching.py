@@ -1,7 +1,7 @@
 """The batching transform: one compiled function that calls a compiled function once per slice.
 
 :func:`batched_variant` generates ``f__batch_<code>`` as Python source (a real file, via
-:mod:`.emit`) and compiles it with ``numba.njit``: a loop over the batch (``numba.prange`` when
+:mod:`.cache`) and compiles it with ``numba.njit``: a loop over the batch (``numba.prange`` when
 parallel) whose body calls the compiled callee on the slices of the batched arguments and stores
 each result in the batch's result arrays. For a callee without loops the batch loop is the only,
 hence innermost, loop once LLVM has inlined the callee, so it vectorises where the arithmetic
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numba
 from numba import types as nbtypes
 
-from . import emit, naming, typeinfer
+from . import cache, naming, typeinfer
 from .errors import AutodiffError
 
 _lock = threading.RLock()
@@ -74,7 +74,7 @@ def batched_variant(callee, argtypes: tuple, in_axes: tuple, out_axes, parallel:
     one entry per element of a tuple result. ``label`` names the function in errors."""
     key = (callee, tuple(argtypes), tuple(in_axes), out_axes, parallel)
     with _lock:
-        if key not in _variants:
+        if not cache.memoized(_variants, key):
             _variants[key] = _build(callee, tuple(argtypes), tuple(in_axes), out_axes, parallel,
                                     label)
         return _variants[key]
@@ -88,6 +88,19 @@ def _inline_always(callee):
 
 
 def _build(callee, argtypes, in_axes, out_axes, parallel, label) -> BatchedVariant:
+    key = cache.key("batch", callee, argtypes, in_axes, out_axes, parallel)
+    entry = cache.artifact(key, lambda: _generate(callee, argtypes, in_axes, out_axes, parallel,
+                                                  label))
+    data = entry.data
+    namespace = {"np": __import__("numpy"), "numba": numba,
+                 naming.BATCH_CALLEE: callee if parallel else _inline_always(callee)}
+    dispatcher = entry.njit(entry.load(namespace)[data["name"]], parallel=parallel)
+    return BatchedVariant(data["name"], entry.text, entry.source_path, dispatcher,
+                          data["result_type"], data["first_outside"], data["axes"])
+
+
+def _generate(callee, argtypes, in_axes, out_axes, parallel, label) -> cache.Built:
+    """The source of a batched variant, and what loading it needs."""
     element_types = tuple(slice_type(t, a) for t, a in zip(argtypes, in_axes))
     _, result_type = typeinfer.infer(callee.py_func, element_types)
     result_type = nbtypes.unliteral(result_type)
@@ -102,12 +115,9 @@ def _build(callee, argtypes, in_axes, out_axes, parallel, label) -> BatchedVaria
             "import math\nimport numba\nimport numpy as np\n\n\n"
             f"def {name}({', '.join(params)}):\n    {doc!r}\n"
             + "".join(f"    {line}\n" for line in lines))
-    namespace = {"np": __import__("numpy"), "numba": numba,
-                 naming.BATCH_CALLEE: callee if parallel else _inline_always(callee)}
-    path, namespace = emit.load(emit.Rendered(text), name, namespace)
-    dispatcher = numba.njit(namespace[name], parallel=parallel)
     first_outside = any(typeinfer.is_array(leaf) for leaf in leaves(result_type))
-    return BatchedVariant(name, text, path, dispatcher, result_type, first_outside, axes)
+    return cache.Built(name, text, {"name": name, "result_type": result_type,
+                                    "first_outside": first_outside, "axes": axes})
 
 
 def _signature_code(in_axes, axes, parallel) -> str:

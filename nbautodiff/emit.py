@@ -1,20 +1,15 @@
 """Syntax trees to Python source in real files, and from there to live functions.
 
-Generated code is written to a file (so ``inspect``, tracebacks and numba's on-disk cache work)
-and executed in a namespace of its own. :func:`render` keeps, for every generated line, the line
-of the user's source it came from, so errors in generated code point at the user's line.
+Generated code is written to a file (so ``inspect``, tracebacks and numba's on-disk cache work),
+an entry of :mod:`.cache`, and executed in a module of its own. :func:`render` keeps, for every
+generated line, the line of the user's source it came from, so errors in generated code point at
+the user's line.
 """
 from __future__ import annotations
 
 import ast
 import copy
-import hashlib
-import linecache
-import os
-import tempfile
 from dataclasses import dataclass, field
-
-from . import naming
 
 INDENT = "    "
 
@@ -77,25 +72,31 @@ def _header_only(node):
     return clone
 
 
-def generated_dir() -> str:
-    """Folder for generated sources (issue #6 replaces this with the content-addressed cache)."""
-    base = os.environ.get("NBAUTODIFF_CACHE_DIR") or os.path.join(tempfile.gettempdir(),
-                                                                   f"nbautodiff-{os.getuid()}")
-    path = os.path.join(base, "generated")
-    os.makedirs(path, mode=0o700, exist_ok=True)
-    return path
+def load(rendered: Rendered, stem: str, namespace: dict, key=None) -> tuple[str, dict]:
+    """Write ``rendered`` to a real file and execute it in a module holding ``namespace``;
+    returns (the file, the module's namespace). With a :class:`.cache.Key` the file is the
+    artifact of that key in the cache (read from it when there); without, a file of this
+    process. Builders that want the transform skipped too use :func:`.cache.artifact`."""
+    from . import cache
+    entry = cache.artifact(key or cache.private_key(stem), lambda: cache.Built(stem, rendered.text))
+    return entry.source_path, entry.load(namespace)
 
 
-def load(rendered: Rendered, stem: str, namespace: dict) -> tuple[str, dict]:
-    """Write ``rendered`` to a file named after its content, execute it in ``namespace``."""
-    digest = hashlib.sha256(rendered.text.encode()).hexdigest()[:16]
-    path = os.path.join(generated_dir(), f"{stem}_{digest}.py")
-    if not os.path.exists(path):
-        temporary = f"{path}.{os.getpid()}.tmp"
-        with open(temporary, "w") as handle:
-            handle.write(rendered.text)
-        os.replace(temporary, path)
-    linecache.cache[path] = (len(rendered.text), None, rendered.text.splitlines(True), path)
-    namespace.setdefault("__name__", f"{naming.GENERATED_MODULE}.{stem}")
-    exec(compile(rendered.text, path, "exec"), namespace)
-    return path, namespace
+def annotations(tree: ast.AST) -> str:
+    """What the transforms read from ``tree`` beyond its rendered text: every ``nad_*``
+    annotation (call kinds, in-place rebindings, checkpoint marks...) with its node and line.
+    A cache key of a normalised function hashes this next to its text."""
+    notes = []
+    for node in ast.walk(tree):
+        marks = sorted((name, value) for name, value in vars(node).items()
+                       if name.startswith("nad_"))
+        if marks:
+            notes.append(f"{type(node).__name__}@{getattr(node, 'lineno', None)}:" + ",".join(
+                f"{name}={_annotation(value)}" for name, value in marks))
+    return "\n".join(notes)
+
+
+def _annotation(value) -> str:
+    if value is None or isinstance(value, (bool, int, float, str, tuple)):
+        return repr(value)
+    return getattr(value, "__qualname__", None) or type(value).__qualname__

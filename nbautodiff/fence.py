@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import ast
 
+import numba
+
 from . import checkpoint, naming
 from .errors import UnsupportedConstructError
-from .source import FunctionSource
+from .source import FunctionSource, resolve
 
 _STATEMENTS = (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Expr, ast.If, ast.For, ast.While,
                ast.Break, ast.Continue, ast.Return, ast.Pass, ast.Raise, ast.Assert)
@@ -109,9 +111,8 @@ class _Fence(ast.NodeVisitor):
             iterator = iterator.args[0]
         if isinstance(iterator, ast.Tuple):
             self.refuse(iterator, "iteration over a tuple", " (index its elements: t[0], t[1]...)")
-        if not (isinstance(iterator, ast.Call) and isinstance(iterator.func, ast.Name)
-                and iterator.func.id == "range" and not iterator.keywords
-                and 1 <= len(iterator.args) <= 3):
+        if not (isinstance(iterator, ast.Call) and not iterator.keywords
+                and 1 <= len(iterator.args) <= 3 and _is_range(self.fs, iterator.func)):
             self.refuse(iterator, f"for loop over '{ast.unparse(iterator)}'",
                         " (loop over range(...) and index the array)")
         for field in (node.target, iterator, *node.body):
@@ -149,3 +150,11 @@ def check(fs: FunctionSource) -> None:
     fence.visit(fs.tree.args)
     for statement in fs.tree.body:
         fence.visit(statement)
+
+
+def _is_range(fs: FunctionSource, func: ast.expr) -> bool:
+    """``range``, or numba's ``prange``: a derivative runs its iterations in order (each a
+    parallel loop's iterations being independent, that order is as good as any)."""
+    if isinstance(func, ast.Name) and func.id == "range":
+        return True
+    return resolve(fs, func) is numba.prange

@@ -62,7 +62,8 @@ class ForwardFunction(_Derived):
     def _run(self, call: list, duals: list[bool]):
         primals = _primals_of(call, duals, self.width)
         variant = self._variant_for(primals, duals)
-        out = variant.dispatcher(*_without_unused_tangents(call, duals, variant.duals, self.width))
+        out = self._invoke(variant.dispatcher,
+                           _without_unused_tangents(call, duals, variant.duals, self.width))
         if not variant.result_dual:
             tangents = tuple(_zero_like(out) for _ in range(self.width)) \
                 if self.result_dual else ()

@@ -40,6 +40,11 @@ TUPLE_ELEMENT = "_nad_e"      # an element of a tuple variable: _nad_e0_t, _nad_
 BATCH_CALLEE = "_nad_fn"      # the compiled function a batched function calls once per slice
 BATCH_SIZE, BATCH_INDEX = "_nad_n", "_nad_i"
 BATCH_OUT, BATCH_FIRST = "_nad_out", "_nad_first"   # result arrays; the result of slice 0
+OFFLOAD_HOST = "_nad_host_"   # the host part of an offloaded function: _nad_host_f
+OFFLOAD_KERNEL = "_nad_kernel"   # its kernels: _nad_kernel0, _nad_kernel1...
+OFFLOAD_RUNTIME = "_nad_gpu"  # the runtime object host code launches kernels and allocates with
+OFFLOAD_LOCAL = "_nad_gpu_"   # names local to a kernel: _nad_gpu_start, _nad_gpu_part_s...
+OFFLOAD_FIELD = "_nad_field_"  # a field of an aggregate argument: _nad_field_state__u
 
 
 

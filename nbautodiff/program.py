@@ -2,7 +2,9 @@
 
 This module drives the pipeline (source -> fence -> normalise -> types -> analysis ->
 transform -> emit -> numba) and keeps its results in memory, keyed by the function's code and the
-argument types, so every artifact is built once per process:
+argument types, so every artifact is built once per process; across processes the artifacts
+(generated source and numba's compiled code) come from :mod:`.cache`, where a variant found skips
+everything after normalisation:
 
 * :func:`primal` - the normalised function compiled with ``numba.njit``; callees are bound to
   their own primals. Recursion is refused (the callee graph must be acyclic).
@@ -25,8 +27,8 @@ import numpy as np
 from numba import types as nbtypes
 
 from . import analysis as analysis_mod
-from . import (arrayfence, custom, emit, fence, forward_mode, lifting, naming, reverse_mode,
-               tuples, typeinfer)
+from . import (arrayfence, cache, custom, emit, fence, forward_mode, lifting, naming,
+               reverse_mode, tuples, typeinfer)
 from .errors import AutodiffError, UnsupportedConstructError
 from .normalize import Normalized, normalize
 from .source import FunctionSource, function_source, python_function, resolve
@@ -47,6 +49,7 @@ class Primal:
     namespace: dict
     dispatcher: object
     writes: set = field(default_factory=set)         # positions of array params it writes
+    key: object = None                               # cache.Key of its artifact
 
     @property
     def py_func(self):
@@ -85,7 +88,7 @@ def primal(func) -> Primal:
     func = python_function(func)
     with _lock:
         key = (func, func.__code__)
-        if key in _primals:
+        if cache.memoized(_primals, key):
             return _primals[key]
         if func in _building:
             chain = " -> ".join(f.__name__ for f in _building[_building.index(func):] + [func])
@@ -124,16 +127,21 @@ def _build_primal(func) -> Primal:
             filename=error.filename, function=error.function) from None
     normalized = normalize(fs)
     namespace = _base_namespace()
-    namespace.update(normalized.globals)
+    global_arrays = cache.frozen(normalized.globals)
+    namespace.update(global_arrays)
     callee_primals = {}
     for binding, callee in normalized.callees.items():
         callee_primals[binding] = primal(callee)
         namespace[binding] = callee_primals[binding].dispatcher
     rendered = emit.render([normalized.tree], header=f"# primal of {fs.name}, normalised by nbautodiff\n"
                                                      "import math\nimport numpy as np")
-    path, namespace = emit.load(rendered, f"{fs.name}_primal", namespace)
-    dispatcher = numba.njit(namespace[fs.name])
-    built = Primal(fs, normalized, rendered, path, namespace, dispatcher)
+    key = cache.key("primal", rendered.text, rendered.user_lines,
+                    emit.annotations(normalized.tree), fs.generated, global_arrays,
+                    {binding: p.key for binding, p in callee_primals.items()})
+    entry = cache.artifact(key, lambda: cache.Built(f"{fs.name}_primal", rendered.text))
+    namespace = entry.load(namespace)
+    dispatcher = entry.njit(namespace[fs.name])
+    built = Primal(fs, normalized, rendered, entry.source_path, namespace, dispatcher, key=key)
     built.writes = _written_params(normalized, callee_primals)
     return built
 
@@ -240,7 +248,7 @@ def reverse_variant(func, argtypes: tuple, active: list[bool], result_active: bo
     key = (prim, tuple(argtypes), tuple(active), result_active, writeback, keep_value,
            checkpoint)
     with _lock:
-        if key in _variants:
+        if cache.memoized(_variants, key):
             return _variants[key]
         if custom.kind_of(func):
             built = custom.reverse_variant(func, tuple(argtypes), list(active), result_active,
@@ -254,6 +262,20 @@ def reverse_variant(func, argtypes: tuple, active: list[bool], result_active: bo
 
 def _build_variant(prim: Primal, argtypes: tuple, active: list[bool], result_active: bool,
                    writeback: bool, keep_value: bool, checkpoint=None) -> Variant:
+    key = cache.key("reverse", prim.key, argtypes, active, result_active, writeback, keep_value,
+                    checkpoint)
+    entry = cache.artifact(key, lambda: _generate_variant(prim, argtypes, active, result_active,
+                                                          writeback, keep_value, checkpoint))
+    data = entry.data
+    dispatcher = _loaded(entry, prim)
+    return Variant(data["name"], entry.text, entry.source_path, dispatcher, data["shadows"],
+                   data["adjoint_positions"], data["result_type"], data["checkpointed"],
+                   data["user_lines"])
+
+
+def _generate_variant(prim: Primal, argtypes: tuple, active: list[bool], result_active: bool,
+                      writeback: bool, keep_value: bool, checkpoint) -> cache.Built:
+    """The source of a reverse variant, and what :func:`_loaded` needs to load it."""
     fs, normalized = prim.fs, prim.normalized
     if fs.generated and naming.is_derivative_name(fs.name):
         raise AutodiffError(f"reverse mode of the generated derivative {fs.name} is not "
@@ -274,6 +296,7 @@ def _build_variant(prim: Primal, argtypes: tuple, active: list[bool], result_act
     name = naming.reverse_name(fs.name, signature_code(argtypes, active, result_active,
                                                        keep_value)
                                 + ("_ckpt" if checkpoint else ""))
+    callees = []
 
     def callee_variant(call: ast.Call, seeded: bool) -> reverse_mode.CalleeVariant:
         arg_types = tuple(_atom_type(arg, types) for arg in call.args)
@@ -282,6 +305,7 @@ def _build_variant(prim: Primal, argtypes: tuple, active: list[bool], result_act
         callee = reverse_variant(call.nad_target, arg_types, flags, seeded, writeback=False,
                                  keep_value=False)
         binding = _bind(namespace, callee.name, callee.dispatcher, name)
+        callees.append((binding, _callee_binding(prim, call), ("reverse", arg_types, flags, seeded)))
         seeds = tuples.seeded_leaves(callee.result_type) \
             if tuples.is_tuple(callee.result_type) else None
         return reverse_mode.CalleeVariant(binding, callee.shadows, callee.adjoint_positions,
@@ -294,12 +318,12 @@ def _build_variant(prim: Primal, argtypes: tuple, active: list[bool], result_act
                              checkpoint=checkpoint)
     tree.nad_doc = (f"Reverse mode of {fs.name}: returns (result, adjoints of active scalar "
                     f"arguments); active arguments: {', '.join(sorted(active_params)) or 'none'}.")
-    rendered, path, dispatcher = _compiled(tree, f"reverse mode of {fs.name}", name, namespace)
     shadows = [flag and typeinfer.is_array(t) for flag, t in zip(active, argtypes)]
     positions = [i for i, (flag, t) in enumerate(zip(active, argtypes))
                  if flag and not typeinfer.is_array(t)]
-    return Variant(name, rendered.text, path, dispatcher, shadows, positions, result_type,
-                   tree.nad_checkpointed, rendered.user_lines)
+    return _generated(tree, f"reverse mode of {fs.name}", name, {
+        "callees": callees, "shadows": shadows, "adjoint_positions": positions,
+        "result_type": result_type, "checkpointed": tree.nad_checkpointed})
 
 
 @dataclass(eq=False)
@@ -325,7 +349,7 @@ def forward_variant(func, argtypes: tuple, duals: list[bool], result_dual: bool,
     prim = primal(func)
     key = (prim, tuple(argtypes), tuple(duals), result_dual, width)
     with _lock:
-        if key not in _forward_variants:
+        if not cache.memoized(_forward_variants, key):
             _forward_variants[key] = _build_forward(prim, tuple(argtypes), list(duals),
                                                     result_dual, width)
         return _forward_variants[key]
@@ -333,6 +357,17 @@ def forward_variant(func, argtypes: tuple, duals: list[bool], result_dual: bool,
 
 def _build_forward(prim: Primal, argtypes: tuple, duals: list[bool], result_dual: bool,
                    width: int) -> ForwardVariant:
+    key = cache.key("forward", prim.key, argtypes, duals, result_dual, width)
+    entry = cache.artifact(key, lambda: _generate_forward(prim, argtypes, duals, result_dual,
+                                                          width))
+    data = entry.data
+    return ForwardVariant(data["name"], entry.text, entry.source_path, _loaded(entry, prim),
+                          data["duals"], data["result_dual"], data["result_type"], width)
+
+
+def _generate_forward(prim: Primal, argtypes: tuple, duals: list[bool], result_dual: bool,
+                      width: int) -> cache.Built:
+    """The source of a forward variant, and what :func:`_loaded` needs to load it."""
     fs, normalized = prim.fs, prim.normalized
     params, types, result_type = _typed(prim, argtypes)
     duals = [flag and typeinfer.is_differentiable(typ) for flag, typ in zip(duals, argtypes)]
@@ -347,11 +382,14 @@ def _build_forward(prim: Primal, argtypes: tuple, duals: list[bool], result_dual
     code = "".join("d" if flag else "c" for flag in duals) + ("_r" if result_dual else "") + \
         (f"_w{width}" if width > 1 else "")
     name = naming.forward_name(fs.name, code)
+    callees = []
 
     def callee_variant(call: ast.Call, flags: list[bool], dual_result: bool):
         arg_types = tuple(_atom_type(arg, types) for arg in call.args)
         callee = forward_variant(call.nad_target, arg_types, flags, dual_result, width)
         binding = _bind(namespace, callee.name, callee.dispatcher, name)
+        callees.append((binding, _callee_binding(prim, call),
+                        ("forward", arg_types, flags, dual_result, width)))
         return forward_mode.CalleeForward(binding, callee.duals, callee.result_dual)
 
     tree = forward_mode.transform(tree, an, fs, dual_params=dual_params, result_dual=result_dual,
@@ -359,9 +397,9 @@ def _build_forward(prim: Primal, argtypes: tuple, duals: list[bool], result_dual
     tree.nad_doc = (f"Forward mode of {fs.name} ({width} direction{'s' * (width > 1)}): returns "
                     f"{'(result, tangents...)' if result_dual else 'the result'}; dual "
                     f"arguments: {', '.join(p for p in params if p in dual_params) or 'none'}.")
-    rendered, path, dispatcher = _compiled(tree, f"forward mode of {fs.name}", name, namespace)
-    return ForwardVariant(name, rendered.text, path, dispatcher, duals, result_dual, result_type,
-                          width)
+    return _generated(tree, f"forward mode of {fs.name}", name, {
+        "callees": callees, "duals": duals, "result_dual": result_dual,
+        "result_type": result_type})
 
 
 def _typed(prim: Primal, argtypes: tuple) -> tuple[list[str], dict, object]:
@@ -386,12 +424,40 @@ def _bind(namespace: dict, callee_name: str, dispatcher, own_name: str) -> str:
     return binding
 
 
-def _compiled(tree: ast.FunctionDef, what: str, name: str, namespace: dict):
-    """(rendered source, file, numba dispatcher) of generated function ``tree``."""
+def _callee_binding(prim: Primal, call: ast.Call) -> str:
+    """The name under which ``prim``'s namespace binds the callee of ``call`` (the call's own
+    spelling: its annotations are deep copies, not the objects bound)."""
+    binding = ast.unparse(call.func)
+    if binding not in prim.normalized.callees:
+        raise AssertionError(f"{prim.fs.name}: the callee {binding} of a variant is not bound")
+    return binding
+
+
+def _generated(tree: ast.FunctionDef, what: str, name: str, data: dict) -> cache.Built:
+    """The artifact of generated function ``tree``; ``data`` holds its ``callees``: (binding,
+    callee's binding in the primal, request of :func:`_callee_variant`) per bound variant."""
     rendered = emit.render([tree], header=f"# {what}, generated by nbautodiff\n"
                                           "import math\nimport numpy as np")
-    path, namespace = emit.load(rendered, name, namespace)
-    return rendered, path, numba.njit(namespace[name])
+    return cache.Built(name, rendered.text, dict(data, name=name, user_lines=rendered.user_lines))
+
+
+def _loaded(entry: cache.Entry, prim: Primal):
+    """The dispatcher of variant ``entry`` of ``prim``, its callees' variants bound."""
+    namespace = dict(prim.namespace)
+    for binding, callee_binding, request in entry.data["callees"]:
+        target = prim.normalized.callees[callee_binding]
+        namespace[binding] = _callee_variant(target, *request).dispatcher
+    return entry.njit(entry.load(namespace)[entry.data["name"]])
+
+
+def _callee_variant(target, mode: str, argtypes: tuple, *signature):
+    """The variant of callee ``target`` that a generated variant calls."""
+    if mode == "reverse":
+        flags, seeded = signature
+        return reverse_variant(target, argtypes, flags, seeded, writeback=False,
+                               keep_value=False)
+    flags, dual_result, width = signature
+    return forward_variant(target, argtypes, flags, dual_result, width)
 
 
 def copy_tree(tree: ast.FunctionDef) -> ast.FunctionDef:

@@ -3,11 +3,22 @@
 The helper modules next to this file (``fd``, ``corpus``, ``corpus_helpers``) are imported by
 plain name; the tests folder is put on ``sys.path`` here so that works whatever pytest's import
 mode is.
+
+Offload tests run under numba's CUDA simulator unless ``NUMBA_ENABLE_CUDASIM`` says otherwise
+(``NUMBA_ENABLE_CUDASIM=0`` on a machine with a GPU runs them, and the ``gpu`` tests, for real);
+numba reads the variable once, at its import, so it is set here before anything imports numba.
+Each test process gets an empty artifact cache of its own (``NBAUTODIFF_CACHE_DIR``),
+so tests build what they test and do not depend on earlier runs.
 """
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
+import tempfile
+
+os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
 
 import numpy as np
 import pytest
@@ -17,6 +28,9 @@ if TESTS_DIR not in sys.path:
     sys.path.insert(0, TESTS_DIR)
 
 SEED = 20261121
+
+os.environ["NBAUTODIFF_CACHE_DIR"] = tempfile.mkdtemp(prefix="nbautodiff-test-cache-")
+atexit.register(shutil.rmtree, os.environ["NBAUTODIFF_CACHE_DIR"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -71,6 +71,19 @@ def test_batching_notebook_shows_the_speedup_tables_and_plots(batching):
 
 
 @pytest.fixture(scope="module")
+def offload_notebook():
+    return execute_notebook(NOTEBOOKS / "offload.ipynb", timeout=600)
+
+
+def test_offload_notebook_runs_with_its_plots(offload_notebook):
+    outputs = _outputs(offload_notebook)
+    assert not [out for out in outputs if out.output_type == "error"]
+    assert sum("image/png" in out.get("data", {}) for out in outputs) >= 4
+    text = "".join(out.get("text", "") for out in outputs)
+    assert "not independent" in text and "u[i - 1]" in text
+
+
+@pytest.fixture(scope="module")
 def pitfalls():
     return execute_notebook(NOTEBOOKS / "pitfalls.ipynb", timeout=300)
 
