@@ -35,7 +35,7 @@ def is_complex(value) -> bool:
 
 
 def _pick(condition, a, b):
-    """``a`` where ``condition`` holds, else ``b``: a conditional for scalars, np.where for arrays."""
+    """``a`` where ``condition`` holds, else ``b`` (np.where for arrays)."""
     if np.ndim(condition) == 0 and np.ndim(a) == 0 and np.ndim(b) == 0:
         return a if condition else b
     return np.where(condition, a, b)

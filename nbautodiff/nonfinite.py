@@ -71,10 +71,23 @@ def first_nonfinite(gradient, args) -> NonFinite | None:
     if line == 0:
         return None
     fs = function_source(gradient._func)
-    user_line = variant.user_lines[line - 1] if line <= len(variant.user_lines) else None
+    user_line = _user_lines(variant, fs)[line - 1]
     text = linecache.getline(fs.filename, user_line).strip() if user_line else ""
     written = variant.source.splitlines()[line - 1].strip().split("=")[0].strip(" +-*/")
     return NonFinite(user_line, fs.filename, text, written, line)
+
+
+def _user_lines(variant, fs) -> list:
+    """The user's line of each line of the variant's source: its own where it lies inside the
+    function, else that of the closest line before it that does (statements added by later
+    passes, such as local sums, belong to the statement they follow)."""
+    first, last = fs.tree.lineno, getattr(fs.tree, "end_lineno", None) or fs.tree.lineno
+    lines, current = [], None
+    for line in variant.user_lines:
+        if line is not None and first < line <= last:
+            current = line
+        lines.append(current)
+    return lines
 
 
 def _instrument(variant):

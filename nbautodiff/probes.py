@@ -109,7 +109,7 @@ class Recorder:
     records: dict = field(default_factory=dict)        # Site -> Record
     run: int = 0
     _counters: dict = field(default_factory=dict)
-    _loops: list = field(default_factory=list)         # [site, iterations, extra left] per open loop
+    _loops: list = field(default_factory=list)         # [site, iterations, extras left] per loop
 
     def start_run(self, run: int) -> None:
         self.run = run

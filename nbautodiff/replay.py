@@ -166,8 +166,9 @@ def _reached(body: list, seeds: set, control: bool) -> set:
         for statement in statements:
             dependent = guarded or bool(own_reads(statement) & reached)
             targets = assigned_names(statement)
-            if isinstance(statement, ast.Assign) and isinstance(statement.targets[0], ast.Subscript):
-                targets = [statement.targets[0].value.id]
+            target = getattr(statement, "targets", [None])[0]
+            if isinstance(statement, ast.Assign) and isinstance(target, ast.Subscript):
+                targets = [target.value.id]
             if dependent and not set(targets) <= reached:
                 reached.update(targets)
                 changed = True

@@ -16,8 +16,8 @@ BINARY = {"atan2": [(0.7, -1.2), (-0.3, 0.2), (2.0, 0.1)], "hypot": [(0.7, -1.2)
           "copysign": [(0.7, -1.2)], "fmod": [(5.3, 1.2), (-5.3, 1.2)], "mod": [(-5.3, 1.2)],
           "minimum": [(0.7, -1.2)], "maximum": [(0.7, -1.2)],
           "add": [(0.7, -1.2)], "sub": [(0.7, -1.2)], "mul": [(0.7, -1.2)], "div": [(0.7, -1.2)]}
-SCALAR_RULES = sorted({r.name for r in rules.CALLS.values()} | {r.name for r in rules.OPERATORS.values()}
-                      - {"floordiv", "dot"})
+SCALAR_RULES = sorted({r.name for r in rules.CALLS.values()}
+                      | {r.name for r in rules.OPERATORS.values()} - {"floordiv", "dot"})
 
 
 def real_function(name):

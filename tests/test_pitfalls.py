@@ -107,7 +107,8 @@ def only(check, category):
 def test_kink_fires_near_and_at_the_kink():
     near = nad.check_grad(shifted_abs, 1.0 + 1e-9)
     finding = only(near, "kink")
-    assert finding.severity == "warning" and finding.lineno == shifted_abs.__code__.co_firstlineno + 1
+    assert finding.severity == "warning"
+    assert finding.lineno == shifted_abs.__code__.co_firstlineno + 1
     assert "near a kink" in finding.title and "abs(x - 1.0)" in finding.source
     assert 1e-10 < finding.data["closest"] < 1e-8
     assert near.ok                            # AD and the complex step agree on the side taken
