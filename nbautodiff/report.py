@@ -254,6 +254,7 @@ def _columns(check) -> list:
 def _agreement(method: str, bad: list, errors: list, n: int) -> str:
     finite = [e for e in errors if not math.isnan(e)]
     worst = max(finite) if finite else math.nan
+    method = "the complex step" if method == "complex step" else method
     if not bad:
         return f"agrees with {method} (max rel. error {_num(worst)})"
     return (f"disagrees with {method} on {len(bad)} of {n} component{'s' * (n > 1)} "
