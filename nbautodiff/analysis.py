@@ -122,6 +122,7 @@ class Analysis:
     types: dict
     alias: dict = field(default_factory=dict)            # array name -> class representative
     active: set = field(default_factory=set)             # active scalars and array classes
+    varied: set = field(default_factory=set)             # depend on active inputs (not all useful)
     needed: set = field(default_factory=set)
     restored: set = field(default_factory=set)
     recompute: dict = field(default_factory=dict)        # id(block) -> [statements]
@@ -340,6 +341,7 @@ class _Analyser:
                             useful.add(s)
                             changed = True
         a.active = (varied & useful) - {OUTPUT}
+        a.varied = varied - {OUTPUT}
         self.needed_values()
         return a
 

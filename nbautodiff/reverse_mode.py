@@ -152,10 +152,11 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
                      for p in self.params if p in self.active_params and not a.is_array(p)]
         returned.append(checkpoint.memory_source(self))
         epilogue = [f"return ({', '.join(returned)},)"]
-        body = (parse("\n".join(prologue)) + forward + parse("\n".join(middle) or "pass")
-                + backward + parse("\n".join(epilogue)))
-        for statement in body:
+        framing = [parse("\n".join(prologue)), parse("\n".join(middle) or "pass"),
+                   parse("\n".join(epilogue))]
+        for statement in (s for part in framing for s in part):
             ast.copy_location(statement, self.tree)
+        body = framing[0] + forward + framing[1] + backward + framing[2]
         function = ast.FunctionDef(
             name=self.name, args=ast.arguments(posonlyargs=[], args=[ast.arg(arg=x) for x in args],
                                                kwonlyargs=[], kw_defaults=[], defaults=[]),
@@ -395,7 +396,14 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
     def backward(self, body: list) -> list[ast.stmt]:
         out = [copy.deepcopy(s) for s in self.a.recompute.get(id(body), [])]
         for statement in reversed(body):
-            out.extend(self.backward_statement(statement))
+            made = self.backward_statement(statement)
+            compound = isinstance(statement, (ast.If, ast.For, ast.While))
+            for node in made:            # the adjoint code of a line keeps that line's number
+                for inner in ([node] if compound else ast.walk(node)):
+                    if isinstance(inner, ast.stmt) and not isinstance(inner, (ast.If, ast.For,
+                                                                              ast.While)):
+                        ast.copy_location(inner, statement)
+            out.extend(made)
         return out
 
     def backward_statement(self, s: ast.stmt) -> list[ast.stmt]:

@@ -194,3 +194,57 @@ def test_engine_reverse_passes():
     x2 = np.random.default_rng(6).normal(size=(2, 2))
     check = check_grad(mixed, -0.4, x2, 3, argnums=argnums, gradient=gradient)
     assert check.ok, str(check)
+
+
+# The complex step and forward mode next to central differences.
+
+def scaled(x, c):
+    return c * math.exp(x) * math.sin(3.0 * x)
+
+
+def test_complex_step_and_forward_mode_are_compared():
+    check = nad.check_grad(scaled, 0.4, 2.0, argnums=(0, 1))
+    assert check.reference == "complex step" and not check.unavailable
+    assert check.methods == ["central differences", "complex step", "forward mode"]
+    exact = 2.0 * math.exp(0.4) * (math.sin(1.2) + 3.0 * math.cos(1.2))
+    assert abs(check.rows[0].cs - exact) <= 1e-14 * abs(exact)
+    assert abs(check.rows[0].forward - exact) <= 1e-14 * abs(exact)
+    assert "complex step" in str(check).splitlines()[1] and "forward mode" in check._repr_html_()
+
+
+def test_forward_mode_exposes_a_wrong_reverse_gradient(x):
+    check = nad.check_grad(rosen, x, gradient=lambda x: rosen_grad(x) * (1.0 + 1e-3))
+    assert not check.ok and all(r.forward_error > check.rtol for r in check.rows)
+    assert all(r.cs_error < 1e-12 for r in check.rows) is False
+    assert "Forward and reverse mode disagree" in check.explain()
+
+
+def test_methods_that_cannot_run_say_why():
+    check = check_grad(lambda x: x ** 3, 1.0, gradient=lambda x: 3.0)
+    assert check.ok and check.reference == "central differences"
+    assert "source" in check.unavailable["complex step"]
+    assert "source" in check.unavailable["forward mode"]
+    assert "does not apply here" in check.explain()
+    plain = check_grad(rosen, np.ones(3), gradient=rosen_grad, complex_step=False, forward=False)
+    assert plain.methods == ["central differences"] and "complex step" not in str(plain)
+
+
+@nad.custom_vjp
+def softplus(v):
+    return math.log1p(math.exp(v))
+
+
+@softplus.defvjp
+def softplus_vjp(g, z, v):
+    return g / (1.0 + math.exp(-v))
+
+
+def uses_softplus(a):
+    return softplus(a) * a
+
+
+def test_complex_step_does_not_claim_to_check_a_declared_rule():
+    check = nad.check_grad(uses_softplus, 0.3)
+    assert check.ok and check.reference == "central differences"
+    assert "softplus" in check.unavailable["complex step"]
+    assert "declared" in check.unavailable["complex step"]

@@ -81,3 +81,53 @@ def test_offload_notebook_runs_with_its_plots(offload_notebook):
     assert sum("image/png" in out.get("data", {}) for out in outputs) >= 4
     text = "".join(out.get("text", "") for out in outputs)
     assert "not independent" in text and "u[i - 1]" in text
+
+
+@pytest.fixture(scope="module")
+def pitfalls():
+    return execute_notebook(NOTEBOOKS / "pitfalls.ipynb", timeout=300)
+
+
+def _sections(notebook) -> dict:
+    """Section heading -> the outputs of the code cells under it."""
+    sections, current = {}, None
+    for cell in notebook.cells:
+        if cell.cell_type == "markdown" and cell.source.startswith("## "):
+            current = cell.source.splitlines()[0][3:]
+            sections[current] = []
+        elif cell.cell_type == "code" and current is not None:
+            sections[current] += cell.outputs
+    return sections
+
+
+def test_pitfalls_notebook_runs_without_errors(pitfalls):
+    assert not [out for out in _outputs(pitfalls) if out.output_type == "error"]
+
+
+def test_pitfalls_notebook_has_a_check_and_a_plot_per_section(pitfalls):
+    sections = _sections(pitfalls)
+    assert len(sections) == 12
+    for title, outputs in sections.items():
+        data = [out.get("data", {}) for out in outputs]
+        assert any("image/png" in d for d in data), f"no plot in section {title!r}"
+        assert any("nbautodiff-check" in d.get("text/html", "") for d in data), \
+            f"no gradient check in section {title!r}"
+
+
+@pytest.mark.parametrize("section, says", [
+    ("1. Choosing", "central differences cannot resolve"),
+    ("2. Kinks", "evaluated near a kink"),
+    ("3. Branches", "evaluated near a branch boundary"),
+    ("4. `floor`", "zero derivative through math.floor"),
+    ("5. Lookup", "lookup table"),
+    ("6. Fixed-point", "the derivative has not converged when the loop stops"),
+    ("7. Linear", "the derivative has not converged when the loop stops"),
+    ("8. Probabilistic", "many branch decisions close to their boundary"),
+    ("9. Chaos", "grows exponentially with the loop length"),
+    ("10. Time-averaged", "does not settle as the loop length"),
+    ("12. NaN", "NaN/inf in the gradient"),
+])
+def test_pitfalls_notebook_explains_each_pitfall(pitfalls, section, says):
+    outputs = next(o for title, o in _sections(pitfalls).items() if title.startswith(section))
+    html = " ".join(out.get("data", {}).get("text/html", "") for out in outputs)
+    assert says in html and "What to do" in html
