@@ -32,6 +32,8 @@ from numba import cuda, prange
 import nbautodiff as nad
 from nbautodiff.kernels import gpu
 
+from batching import timed      # benchmarks/batching.py: median of perf_counter runs
+
 REPEATS = 15
 
 
@@ -92,22 +94,12 @@ def gpu_time(call) -> float:
     return statistics.median(times)
 
 
-def cpu_time(call, repeats: int = REPEATS) -> float:
-    call()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def end_to_end_time(call) -> float:
     """Median seconds of a call with NumPy arguments (transfers included), synchronised."""
     def synced():
         call()
         cuda.synchronize()
-    return cpu_time(synced, repeats=5)
+    return timed(synced, 5)
 
 
 def main() -> None:
@@ -131,7 +123,7 @@ def main() -> None:
     ours = gpu_time(lambda: offloaded_axpy(2.0, dx, dy))
     bandwidth = 24 * n / hand
     cpu_axpy = numba.njit(parallel=True)(axpy)
-    cpu = cpu_time(lambda: cpu_axpy(2.0, x, y))
+    cpu = timed(lambda: cpu_axpy(2.0, x, y), REPEATS)
     e2e = end_to_end_time(lambda: offloaded_axpy(2.0, x, y))
     rows.append(("axpy", n, 24 * n / ours / 1e12, hand / ours, cpu / ours, cpu / e2e))
     details["axpy"] = {"n": n, "hand_s": hand, "offload_s": ours, "cpu_parallel_s": cpu,
@@ -145,7 +137,7 @@ def main() -> None:
     ours = gpu_time(lambda: offloaded_heat(du, dun, 0.1))
     floor = 16 * n / bandwidth
     cpu_heat = numba.njit(parallel=True)(heat_step)
-    cpu = cpu_time(lambda: cpu_heat(u, un, 0.1))
+    cpu = timed(lambda: cpu_heat(u, un, 0.1), REPEATS)
     e2e = end_to_end_time(lambda: offloaded_heat(u, un, 0.1))
     rows.append(("heat step", n, 16 * n / ours / 1e12, floor / ours, cpu / ours, cpu / e2e))
     details["heat"] = {"n": n, "offload_s": ours, "floor_s": floor, "cpu_parallel_s": cpu,
@@ -154,7 +146,7 @@ def main() -> None:
     offloaded_dot = nad.offload(dot)
     ours = gpu_time(lambda: offloaded_dot(du, dun))
     cpu_dot = numba.njit(parallel=True)(dot)
-    cpu = cpu_time(lambda: cpu_dot(u, un))
+    cpu = timed(lambda: cpu_dot(u, un), REPEATS)
     e2e = end_to_end_time(lambda: offloaded_dot(u, un))
     rel = abs(offloaded_dot(du, dun) - cpu_dot(u, un)) / abs(cpu_dot(u, un))
     rows.append(("dot", n, 16 * n / ours / 1e12, floor / ours, cpu / ours, cpu / e2e))
@@ -168,7 +160,7 @@ def main() -> None:
     expected = grad(u, 0.1)
     got = offloaded_grad(u, 0.1)
     error = float(np.max(np.abs(got[0] - expected[0])) / np.max(np.abs(expected[0])))
-    cpu = cpu_time(lambda: grad(u, 0.1), repeats=3)
+    cpu = timed(lambda: grad(u, 0.1), 3)
     e2e = end_to_end_time(lambda: offloaded_grad(u, 0.1))
     offloaded_grad.timed = True
     kernel_times = []
@@ -195,10 +187,7 @@ def main() -> None:
           "NumPy arrays moved in and out.")
     print(f"dot relative error {details['dot']['relative_error']:.1e}; gradient max relative "
           f"error {details['grad']['max_rel_error']:.1e}")
-    if options.out:
-        os.makedirs(options.out, exist_ok=True)
-        with open(os.path.join(options.out, "results.json"), "w") as handle:
-            json.dump(details, handle, indent=1)
+    write_json(options.out, "results.json", details)
 
 
 def several_devices(options) -> None:
@@ -222,10 +211,15 @@ def several_devices(options) -> None:
                          "plan": str(every.plan)}
         print(f"{name:<22} {n:>10} {t_one * 1e3:>8.1f}ms {t_every * 1e3:>8.1f}ms "
               f"{t_one / t_every:>7.2f}x")
-    if options.out:
-        os.makedirs(options.out, exist_ok=True)
-        with open(os.path.join(options.out, "devices.json"), "w") as handle:
-            json.dump(results, handle, indent=1)
+    write_json(options.out, "devices.json", results)
+
+
+def write_json(folder: str | None, name: str, data: dict) -> None:
+    """``data`` as ``folder/name`` (nothing without a folder)."""
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, name), "w") as handle:
+            json.dump(data, handle, indent=1)
 
 
 if __name__ == "__main__":

@@ -32,10 +32,6 @@ SIMULATOR_THREADS = 16
 SIMULATOR_MAX_BLOCKS = 2
 
 
-class NoGPUError(RuntimeError):
-    """No CUDA device (and no simulator)."""
-
-
 def simulated() -> bool:
     return bool(numba.config.ENABLE_CUDASIM)
 
@@ -229,26 +225,33 @@ class Runtime:
         if count == 0:
             return initials
         with on_device(self.device):
-            config = launch_config(count, self.device)
-            dtypes = tuple(numba_type_name(v) for v in initials)
-            kernel = self.kernels(number, config.threads, dtypes)
-            partials = [cuda.device_array(config.blocks, np.dtype(d)) for d in dtypes]
-            identities = tuple(identity(op, np.dtype(d)) for op, d in
-                               zip(self.kernels.operators(number), dtypes))
-            if self.timed:
-                events = (cuda.event(), cuda.event())
-                events[0].record()
-            kernel[config.blocks, config.threads](start, step, count, *arguments, *partials,
-                                                   *identities)
-            if self.timed:
-                events[1].record()
-                self.events.append(events)
-            self.launches.append(LaunchRecord(number, count, config.blocks, config.threads,
-                                              self.device))
+            partials = self.start(number, self.device, start, step, count, arguments, initials)
             if not initials:
                 return ()
             return combined(initials, [[p.copy_to_host()] for p in partials],
                             self.kernels.operators(number))
+
+    def start(self, number: int, device: int, first, step, count: int, arguments: tuple,
+              initials: tuple) -> list:
+        """Launch kernel ``number`` for iterations ``first, first + step, ...`` (``count`` of
+        them) on ``device``, already current; returns the reductions' per-block partials (device
+        arrays, ready once the launch is done)."""
+        config = launch_config(count, device)
+        dtypes = tuple(numba_type_name(v) for v in initials)
+        operators = self.kernels.operators(number)
+        kernel = self.kernels(number, config.threads, dtypes)
+        partials = [cuda.device_array(config.blocks, np.dtype(d)) for d in dtypes]
+        identities = tuple(identity(op, np.dtype(d)) for op, d in zip(operators, dtypes))
+        if self.timed:
+            events = (cuda.event(), cuda.event())
+            events[0].record()
+        kernel[config.blocks, config.threads](first, step, count, *arguments, *partials,
+                                               *identities)
+        if self.timed:
+            events[1].record()
+            self.events.append(events)
+        self.launches.append(LaunchRecord(number, count, config.blocks, config.threads, device))
+        return partials
 
 
 def combined(initials: tuple, partials: list, operators: tuple) -> tuple:

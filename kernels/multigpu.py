@@ -45,7 +45,6 @@ class Distributed:
         self.fresh = {location: [] for location in (HOST, *range(len(self.devices)))}
         if host is not None and rows:
             self.fresh[HOST] = [rows]
-        self.copies = 0            # row intervals moved (for the plan)
 
     size = property(lambda self: int(np.prod(self.shape)))
     ndim = property(lambda self: len(self.shape))
@@ -73,7 +72,6 @@ class Distributed:
                     for c, d in _overlaps(intervals, a, b):
                         with cuda.gpus[self.devices[source]]:
                             self.parts[source][c:d].copy_to_host(self._host()[c:d])
-            self.copies += 1
             self.fresh[location] = _union(self.fresh[location], a, b)
 
     def wrote(self, location: int, start: int, stop: int) -> None:
@@ -161,27 +159,19 @@ class MultiRuntime(gpu.Runtime):
         values = dict(zip(self.kernels.argument_names(number), arguments))
         effects, forms = self.kernels.effects(number), self.kernels.row_forms(number)
         merges = self._prepared(arguments, effects, forms, pieces, start, step, values)
-        dtypes = tuple(gpu.numba_type_name(v) for v in initials)
-        operators = self.kernels.operators(number)
         partials = [[] for _ in initials]
         for d, (first, last) in enumerate(pieces):
+            local = [a.parts[d] if isinstance(a, Distributed) else a for a in arguments]
             with cuda.gpus[self.devices[d]]:
-                config = gpu.launch_config(last - first, self.devices[d])
-                kernel = self.kernels(number, config.threads, dtypes)
-                parts = [cuda.device_array(config.blocks, np.dtype(t)) for t in dtypes]
-                identities = tuple(gpu.identity(op, np.dtype(t))
-                                   for op, t in zip(operators, dtypes))
-                local = [a.parts[d] if isinstance(a, Distributed) else a for a in arguments]
-                kernel[config.blocks, config.threads](start + first * step, step, last - first,
-                                                       *local, *parts, *identities)
-                self.launches.append(gpu.LaunchRecord(number, last - first, config.blocks,
-                                                      config.threads, self.devices[d]))
-                for r, part in enumerate(parts):
-                    partials[r].append(part)
+                parts = self.start(number, self.devices[d], start + first * step, step,
+                                   last - first, local, initials)
+            for r, part in enumerate(parts):
+                partials[r].append(part)
         partials = [[part.copy_to_host() for part in parts] for parts in partials]
         for array, kind, detail in merges:
-            self._merge(array, kind, detail, pieces)
-        return gpu.combined(initials, partials, operators) if initials else ()
+            self._merge(array, kind, detail)
+        return gpu.combined(initials, partials, self.kernels.operators(number)) \
+            if initials else ()
 
     def _prepared(self, arguments, effects, forms, pieces, start, step, values) -> list:
         """Fetch the rows each device reads; returns the merges to do after the launch."""
@@ -217,7 +207,7 @@ class MultiRuntime(gpu.Runtime):
                 merges.append((argument, "changed", argument.copy_to_host().copy()))
         return merges
 
-    def _merge(self, array: Distributed, kind: str, detail, pieces) -> None:
+    def _merge(self, array: Distributed, kind: str, detail) -> None:
         if kind == "rows":
             for d, (low, high) in enumerate(detail):
                 array.wrote(d, low, high)
@@ -234,8 +224,7 @@ class MultiRuntime(gpu.Runtime):
                         mine = part.copy_to_host()
                     changed = _bits(mine) != _bits(detail)
                     total[changed] = mine[changed]
-            array.host = np.ascontiguousarray(total) if array.host is None else array.host
-            array.host[...] = total
+            array._host()[...] = total
             array.fresh = {location: [] for location in array.fresh}
             array.wrote(HOST, 0, array.rows)
         self.merges.append((kind, array.shape))

@@ -194,7 +194,10 @@ class OffloadFunction:
 
 
 class _Compiled:
-    """One offload program, its host function, its kernels compiled on demand."""
+    """One offload program, its host function, its kernels compiled on demand. It is the
+    ``kernels`` of its runtime (:class:`~nbautodiff.kernels.gpu.Runtime`): called with (kernel
+    number, threads, reduction dtypes) it returns that kernel compiled; its other methods say
+    what each kernel reduces, reads and writes."""
 
     def __init__(self, fs, kinds: dict, devices: tuple):
         self.fs = fs
@@ -214,7 +217,7 @@ class _Compiled:
                               for k in self.program.kernels)
         return f"{self.program.host_source}\n\n# kernels\n{kernels}"
 
-    def kernel(self, number: int, threads: int, dtypes: tuple):
+    def __call__(self, number: int, threads: int, dtypes: tuple):
         key = (number, threads, dtypes)
         compiled = self._kernels.get(key)
         if compiled is None:
@@ -268,9 +271,8 @@ class _Compiled:
         """Run the program on ``args``: (result, a function building the call's plan)."""
         program = self.program
         device = self.devices[0]
-        kernels = _Kernels(self)
-        runtime = (gpu.Runtime(kernels, device, timed) if len(self.devices) == 1 else
-                   multigpu.MultiRuntime(kernels, device, timed, devices=self.devices))
+        runtime = (gpu.Runtime(self, device, timed) if len(self.devices) == 1 else
+                   multigpu.MultiRuntime(self, device, timed, devices=self.devices))
         self.host.__globals__[naming.OFFLOAD_RUNTIME] = runtime
         moved_arrays, leaves, write_back = [], [], []
         all_on_device = True
@@ -326,28 +328,6 @@ class _Compiled:
         return moved, "copied in and out" if written else "copied in"
 
 
-class _Kernels:
-    """The kernels of one program as the runtime asks for them."""
-
-    def __init__(self, compiled: _Compiled):
-        self.compiled = compiled
-
-    def __call__(self, number, threads, dtypes):
-        return self.compiled.kernel(number, threads, dtypes)
-
-    def operators(self, number):
-        return self.compiled.operators(number)
-
-    def argument_names(self, number):
-        return self.compiled.argument_names(number)
-
-    def effects(self, number):
-        return self.compiled.effects(number)
-
-    def row_forms(self, number):
-        return self.compiled.row_forms(number)
-
-
 def _called_names(spec) -> set[str]:
     import ast
     return {n.func.id for n in ast.walk(ast.Module(body=spec.loop.loop.body, type_ignores=[]))
@@ -360,20 +340,23 @@ def _kind(value, name: str, fname: str) -> ArgumentKind:
     if isinstance(value, np.ndarray) or gpu.is_device_array(value):
         return _ARRAYS[len(value.shape)] if len(value.shape) < len(_ARRAYS) else \
             ArgumentKind("array", len(value.shape))
-    if isinstance(value, tuple):
-        keys = value._fields if hasattr(value, "_fields") else range(len(value))
-        items = [getattr(value, k) for k in keys] if hasattr(value, "_fields") else list(value)
+    fields = _aggregate_fields(value)
+    if fields is not None:
         return ArgumentKind("aggregate", fields=tuple(
-            (k, _kind(v, f"{name}.{k}", fname)) for k, v in zip(keys, items)),
-            container=type(value))
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        names = [f.name for f in dataclasses.fields(value)]
-        return ArgumentKind("aggregate", fields=tuple(
-            (k, _kind(getattr(value, k), f"{name}.{k}", fname)) for k in names),
-            container=type(value))
+            (k, _kind(v, f"{name}.{k}", fname)) for k, v in fields), container=type(value))
     raise OffloadError(f"argument '{name}' of {fname}() is {type(value).__name__}: offload "
                        "takes numbers, arrays (NumPy or device) and tuples, namedtuples or "
                        "dataclasses of those")
+
+
+def _aggregate_fields(value) -> list | None:
+    """(key, field) pairs of a tuple, namedtuple or dataclass instance; None for anything else."""
+    if isinstance(value, tuple):
+        return ([(k, getattr(value, k)) for k in value._fields] if hasattr(value, "_fields")
+                else list(enumerate(value)))
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return [(f.name, getattr(value, f.name)) for f in dataclasses.fields(value)]
+    return None
 
 
 _SCALAR = ArgumentKind("scalar")

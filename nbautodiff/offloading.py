@@ -26,11 +26,12 @@ import copy
 import math
 from dataclasses import dataclass, field
 
+import numba
 import numpy as np
 
-from . import naming, parallel
+from . import naming, parallel, program
 from .errors import AutodiffError
-from .parallel import ParallelismError, ParallelLoop
+from .parallel import ParallelLoop
 from .source import MISSING, FunctionSource, resolve
 
 
@@ -102,7 +103,6 @@ class OffloadProgram:
     reads: frozenset
     writes: frozenset
     overwritten: dict = field(default_factory=dict)
-    host_loops_touching_arrays: tuple = ()
 
 
 def split(fs: FunctionSource, kinds: dict[str, ArgumentKind], generated: bool) -> OffloadProgram:
@@ -120,7 +120,6 @@ class _Splitter:
         self.fs, self.kinds, self.generated = fs, kinds, generated
         self.tree = copy.deepcopy(fs.tree)
         self.kernels: list[KernelSpec] = []
-        self.host_loops: list[int] = []
 
     def error(self, message: str, node: ast.AST | None = None) -> OffloadError:
         return self.fs.error(message, node, kind=OffloadError)
@@ -130,7 +129,7 @@ class _Splitter:
         parameters = tuple(a.arg for a in self.tree.args.args)
         self.locals = parallel.assigned_names(self.tree.body) | set(parameters)
         self.arrays = self._array_names(parameters, leaves)
-        self.tree.body = self._host_block(self.tree.body, in_loop=False)
+        self.tree.body = self._host_block(self.tree.body)
         if not self.kernels:
             what = "no loop that runs in parallel" if self.generated else "no prange loop"
             raise self.error(f"'{self.fs.name}' has {what}: nothing to offload (write the "
@@ -142,8 +141,7 @@ class _Splitter:
         reads, writes = self._array_effects(parameters)
         return OffloadProgram(self.fs.name, host_name, ast.unparse(self.tree), parameters, leaves,
                               self.kernels, frozenset(reads), frozenset(writes),
-                              self._overwritten(parameters, reads),
-                              tuple(self.host_loops))
+                              self._overwritten(parameters, reads))
 
     # -- aggregates ------------------------------------------------------------------------------
 
@@ -202,7 +200,7 @@ class _Splitter:
                 return name
         return None
 
-    def _host_block(self, block: list[ast.stmt], in_loop: bool) -> list[ast.stmt]:
+    def _host_block(self, block: list[ast.stmt]) -> list[ast.stmt]:
         out = []
         for statement in block:
             if isinstance(statement, ast.For):
@@ -210,18 +208,13 @@ class _Splitter:
                 if verdict is not None:
                     out += self._launch(statement, verdict)
                     continue
-                statement.body = self._host_block(statement.body, True)
-                if self._touches_arrays(statement):
-                    self.host_loops.append(statement.lineno)
+                statement.body = self._host_block(statement.body)
                 self._check_host_expressions(statement.iter)
                 out.append(statement)
             elif isinstance(statement, (ast.While, ast.If)):
                 self._check_host_expressions(statement.test)
-                statement.body = self._host_block(statement.body, in_loop or
-                                                  isinstance(statement, ast.While))
-                statement.orelse = self._host_block(statement.orelse, in_loop)
-                if isinstance(statement, ast.While) and self._touches_arrays(statement):
-                    self.host_loops.append(statement.lineno)
+                statement.body = self._host_block(statement.body)
+                statement.orelse = self._host_block(statement.orelse)
                 out.append(statement)
             else:
                 self._check_host_statement(statement)
@@ -258,23 +251,17 @@ class _Splitter:
         return verdict
 
     def _call_writes(self, call: ast.Call, position: int) -> bool:
+        """Whether the callee of ``call`` may write its ``position``-th argument: what the
+        program knows of the callee's writes (directly, through aliases and its own callees);
+        True when the callee has no source to read."""
         target = resolve(self.fs, call.func)
         if target is MISSING or isinstance(target, type) or getattr(target, "__module__", "") in (
                 "math", "numpy", "builtins") or target in (len, range, min, max, abs):
             return False
-        function = getattr(target, "py_func", target)
         try:
-            from .source import function_source
-            callee = function_source(function)
+            return position in program.primal(target).writes
         except AutodiffError:
             return True
-        if position >= len(callee.parameters):
-            return True
-        name = callee.parameters[position]
-        return any(isinstance(n, (ast.Subscript,)) and isinstance(n.ctx, ast.Store)
-                   and _base_name(n) == name for n in ast.walk(callee.tree)) or any(
-            isinstance(n, ast.AugAssign) and _base_name(n.target) == name
-            for n in ast.walk(callee.tree))
 
     def _check_device_code(self, loop: ast.For) -> None:
         for node in ast.walk(ast.Module(body=loop.body, type_ignores=[])):
@@ -334,10 +321,6 @@ class _Splitter:
         else:
             statement = ast.Expr(value=call)
         return [ast.copy_location(statement, loop)]
-
-    def _touches_arrays(self, statement: ast.stmt) -> bool:
-        return any(isinstance(n, ast.Subscript) and _base_name(n) in self.arrays
-                   for n in ast.walk(statement))
 
     def _check_host_statement(self, statement: ast.stmt) -> None:
         if isinstance(statement, ast.Assign):
@@ -622,5 +605,4 @@ def _base_name(node: ast.expr) -> str | None:
 def _is_prange(fs: FunctionSource, call: ast.expr) -> bool:
     if not isinstance(call, ast.Call):
         return False
-    import numba
     return resolve(fs, call.func) is numba.prange

@@ -53,10 +53,10 @@ class ParallelLoop:
 
     ``free`` are the names read from outside, in order of first use; ``arrays_written`` the shared
     arrays the body writes or accumulates into; ``atomic`` the ``id`` of each augmented assignment
-    that must be an atomic addition; ``views`` maps a view defined in the body to its array;
-    ``partitions`` gives, for each written array whose iterations touch disjoint elements, the
-    index position and its form ``c*i + k`` (k: a constant and loop-invariant terms, by name or
-    source text); ``accumulated`` the written arrays only ever added into; ``row_forms`` maps each
+    that must be an atomic addition; ``elementwise_writes`` the arrays only ever written as
+    ``A[i]``; ``partitions`` gives, for each written array whose iterations touch disjoint
+    elements, the index position and its form ``c*i + k`` (k: a constant and loop-invariant
+    terms, by name or source text); ``accumulated`` the written arrays only ever added into; ``row_forms`` maps each
     shared array to the forms ``c*i + k`` of its first index at every access (``c`` may be 0), or
     to None when some access's first index has no such form (so which rows an iteration
     touches is unknown).
@@ -70,15 +70,10 @@ class ParallelLoop:
     arrays_read: frozenset
     arrays_written: frozenset
     atomic: frozenset
-    views: dict = field(default_factory=dict)
     elementwise_writes: frozenset = frozenset()
     partitions: dict = field(default_factory=dict)   # written array -> (position, (c, k0, terms))
     accumulated: frozenset = frozenset()             # written arrays only ever added into
     row_forms: dict = field(default_factory=dict)    # array -> forms of its first index, or None
-
-    @property
-    def needs_atomics(self) -> bool:
-        return bool(self.atomic)
 
 
 @dataclass
@@ -224,7 +219,6 @@ class _Analysis:
         free.extend(r.name for r in reductions if r.name not in seen)
         return ParallelLoop(self.loop, self.index, frozenset(private), tuple(reductions),
                             tuple(free), frozenset(read), frozenset(written), frozenset(atomic),
-                            {view: base for view, (base, _) in self.views.items()},
                             frozenset(elementwise), dict(self.partitions),
                             frozenset(self.accumulated), row_forms)
 
