@@ -6,7 +6,6 @@ when ``--activities`` are given): ``f_grad``, ``f_rev``. ``--name`` replaces the
 """
 from __future__ import annotations
 
-import contextlib
 import inspect
 from dataclasses import dataclass
 
@@ -14,12 +13,12 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
-from .. import api, cache, checkpoint, custom, progress
+from .. import api, checkpoint, custom, progress
 from ..activities import REVERSE_ARGUMENT, REVERSE_RETURN, Active, as_activity
 from ..check import check_grad, gradient_of_reverse
 from ..errors import AutodiffError, SourceNotFoundError, UnsupportedConstructError
-from .cell import (DEFAULT_TEMPLATE, derived_name, example_arguments, parameters,
-                   run_cell_body, short_errors, split, user_function)
+from .cell import (DEFAULT_TEMPLATE, cell_objects, derived_name, example_arguments, forced_if,
+                   parameters, run_cell_body, short_errors, split, user_function)
 from .output import AutodiffResult, CellAutodiffError, Derived
 from .progress_bar import display_for
 
@@ -104,7 +103,8 @@ class AutodiffMagics(Magics):
         cell_filename = run.filename if run is not None else None
         result = AutodiffResult()
         steps = len(targets) * (2 if example is not None else 1)
-        with forced_if(options.force), progress.task(
+        with forced_if(options.force, cell_objects(self.shell, run, targets.values())), \
+                progress.task(
                 f"%%autodiff {', '.join(targets)}", steps, display_for(self.shell)) as task:
             for dname, fun in targets.items():
                 with short_errors(self.shell, dname, cell_filename, fun):
@@ -229,12 +229,6 @@ def _innermost_autodiff_error(error: AutodiffError) -> AutodiffError:
             return error
         seen.add(id(inner))
         error = inner
-
-
-def forced_if(force: bool):
-    """:func:`nbautodiff.cache.forced` when ``force`` (``--force``): everything the magic builds
-    is built and compiled again, replacing the cached entries."""
-    return cache.forced() if force else contextlib.nullcontext()
 
 
 def _derive(fun, options: _Options):

@@ -16,10 +16,9 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_exp
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from .. import progress
-from .autodiff import forced_if
 from .batch_compare import DEFAULT_SIZES, METHODS, compare
-from .cell import (DEFAULT_TEMPLATE, derived_name, example_arguments, parameters,
-                   run_cell_body, short_errors, split, user_function)
+from .cell import (DEFAULT_TEMPLATE, cell_objects, derived_name, example_arguments, forced_if,
+                   parameters, run_cell_body, short_errors, split, user_function)
 from .progress_bar import display_for
 
 KIND = "batch"
@@ -95,7 +94,8 @@ class BatchMagics(Magics):
 
         result = BatchResult()
         steps = len(targets) * (1 + (len(options.sizes) * len(METHODS) if example else 0))
-        with forced_if(args.force), progress.task(
+        with forced_if(args.force, cell_objects(self.shell, run, targets.values())), \
+                progress.task(
                 f"%%batch {', '.join(targets)}", steps, display_for(self.shell)) as task:
             for bname, fun in targets.items():
                 in_axes = _per_argument(fun, options.in_axes)

@@ -10,12 +10,14 @@ same numbering as the notebook shows.
 from __future__ import annotations
 
 import ast
+import contextlib
 import inspect
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from IPython.core.error import UsageError
 
+from .. import cache
 from ..errors import AutodiffError
 from .output import CellAutodiffError
 
@@ -38,6 +40,24 @@ def run_cell_body(shell, magic: str, line: str, body: str) -> CellRun:
     tree = shell.compile.ast_parse(text, filename=filename)
     shell.ex(shell.compile(tree, filename, "exec"))
     return CellRun(filename=filename, functions=top_level_functions(tree))
+
+
+def cell_objects(shell, run: CellRun | None, chosen=()) -> list:
+    """The functions the cell ``run`` defined (as bound in ``shell``'s namespace now), then
+    ``chosen`` (those a magic works on, which may come from earlier cells)."""
+    defined = [shell.user_ns[name] for name in (run.functions if run else ())
+               if name in shell.user_ns]
+    return defined + list(chosen)
+
+
+def forced_if(force: bool, functions=()):
+    """With ``force`` (``--force``): everything the magic builds is built and compiled again,
+    replacing the cached entries (:func:`nbautodiff.cache.forced`), and so is what is built
+    later for ``functions``, the cell's (:func:`nbautodiff.cache.force_functions`)."""
+    if not force:
+        return contextlib.nullcontext()
+    cache.force_functions(functions)
+    return cache.forced()
 
 
 def top_level_functions(tree: ast.Module) -> tuple:

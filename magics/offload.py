@@ -17,9 +17,8 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_exp
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from .. import progress
-from .autodiff import forced_if
-from .cell import (DEFAULT_TEMPLATE, derived_name, example_arguments, parameters,
-                   run_cell_body, short_errors, split, user_function)
+from .cell import (DEFAULT_TEMPLATE, cell_objects, derived_name, example_arguments, forced_if,
+                   parameters, run_cell_body, short_errors, split, user_function)
 from .progress_bar import display_for
 from .offload_compare import DEFAULT_SIZES, SIMULATOR_SIZES, compare
 
@@ -93,7 +92,9 @@ class OffloadMagics(Magics):
         result = OffloadResult(gpu.device_name(devices if isinstance(devices, int) else 0)
                                if gpu.available() else "no CUDA GPU (CPU, parallel=True)")
         steps = len(names) * (1 + (2 if example is not None else 0))
-        with forced_if(args.force), progress.task(
+        with forced_if(args.force, cell_objects(self.shell, run,
+                                                    map(self._function, names))), \
+                progress.task(
                 f"%%offload {', '.join(names)}", steps, display_for(self.shell)) as task:
             for fname in names:
                 result.offloaded.append(self._offload(fname, args, devices, names, run, example,

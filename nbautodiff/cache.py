@@ -25,14 +25,16 @@ Contracts:
   folder when running under IPython, else the platform's user cache folder. It is created with
   mode 0700; a folder that other users can write to is refused (with a warning saying why) and a
   private one used instead.
-* :func:`forced` rebuilds every artifact requested inside it once (the ``--force`` of the
-  magics); :func:`info`, :func:`clear` and :func:`set_limit` (least recently used entries are
+* :func:`forced` rebuilds every artifact requested inside it once, and :func:`force_functions`
+  every artifact of the functions it is given whenever first requested later (together, the
+  ``--force`` of the magics); :func:`info`, :func:`clear` and :func:`set_limit` (least recently used entries are
   evicted beyond ``NBAUTODIFF_CACHE_SIZE`` bytes, 1 GiB by default) are ``nad.cache``'s controls.
 """
 from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import inspect
@@ -51,6 +53,7 @@ import time
 import types
 import uuid
 import warnings
+import weakref
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -91,39 +94,49 @@ class Private(Exception):
 @dataclass(frozen=True)
 class Key:
     """The hex ``digest`` naming an artifact, its ``kind``; ``shared`` is False for a key of this
-    process only (see :func:`key`)."""
+    process only (see :func:`key`); ``forced`` is True for a key determined by a function given
+    to :func:`force_functions` (not part of the key's identity)."""
     digest: str
     kind: str
     shared: bool = True
+    forced: bool = field(default=False, compare=False)
 
 
-def key(kind: str, *parts, target: str = "cpu") -> Key:
+def key(kind: str, *parts, target: str = "cpu", origin=None) -> Key:
     """The key of an artifact of ``kind`` determined by ``parts`` on ``target`` ("cpu" or
     "cuda"). Parts may be strings, numbers, None, numba types, NumPy arrays (hashed by content),
     other :class:`Key` objects (a dependency's artifact), functions (hashed by source and what
-    they read, see :func:`fingerprint`), modules, and tuples, lists or dicts of those."""
+    they read, see :func:`fingerprint`), modules, and tuples, lists or dicts of those.
+    ``origin``: the user's function the artifact is made from when no part names it (not
+    hashed; :func:`force_functions` looks for it)."""
     digest = hashlib.sha256()
     digest.update(_environment(target).encode())
     digest.update(kind.encode())
-    shared = not _state.private_reason
+    shared, forced = not _state.private_reason, origin in _state.forced_functions
     for part in parts:
+        read = set()                        # the functions and keys the part's text stands for
         try:
-            text = _canonical(part, set())
+            text = _canonical(part, read)
         except Private:
             shared, text = False, uuid.uuid4().hex
-        shared = shared and not _has_private_key(part)
+        read.update(_keys_in(part))
+        shared = shared and all(k.shared for k in read if isinstance(k, Key))
+        forced = forced or any(k.forced if isinstance(k, Key) else k in _state.forced_functions
+                               for k in read)
         digest.update(b"\0" + text.encode())
-    return Key(digest.hexdigest()[:40] if shared else "p" + digest.hexdigest()[:39], kind, shared)
+    return Key(digest.hexdigest()[:40] if shared else "p" + digest.hexdigest()[:39], kind, shared,
+               forced)
 
 
-def _has_private_key(part) -> bool:
+def _keys_in(part) -> list:
+    """The :class:`Key` objects in ``part`` (in its tuples, lists and dict values)."""
     if isinstance(part, Key):
-        return not part.shared
+        return [part]
     if isinstance(part, (tuple, list)):
-        return any(_has_private_key(p) for p in part)
+        return [k for p in part for k in _keys_in(p)]
     if isinstance(part, dict):
-        return any(_has_private_key(p) for p in part.values())
-    return False
+        return [k for p in part.values() for k in _keys_in(p)]
+    return []
 
 
 def keep_private(reason: str) -> None:
@@ -153,6 +166,7 @@ def _canonical(part, seen: set) -> str:
         return f"numba:{type(part).__name__}:{part}"
     known = key_of(part)
     if known is not None:
+        seen.add(known)
         return _canonical(known, seen)
     if callable(part):
         return fingerprint(part, seen)
@@ -486,6 +500,10 @@ def _built(artifact_key: Key, build, root: str) -> Entry:
     entry = _write(os.path.join(root, ENTRIES, artifact_key.digest), artifact_key, made)
     if _state.force_depth:
         _state.force_done.add(artifact_key.digest)
+    if artifact_key.forced:
+        _state.forced_done.add(artifact_key.digest)
+    if _state.force_depth or artifact_key.forced:      # what is derived from it is forced too
+        entry.key = dataclasses.replace(artifact_key, forced=True)
     _state.counts["misses"] += 1
     _state.in_use.add(artifact_key.digest)
     progress.report(made.stem, artifact_key.kind, "generated", time.perf_counter() - started)
@@ -763,8 +781,23 @@ def forced():
                 _state.force_memory.clear()
 
 
+def force_functions(functions) -> None:
+    """From now on, artifacts determined by any of ``functions`` (Python functions or objects
+    with a ``py_func``) are built again, once each, whenever first requested: ``--force`` then
+    also covers what is built after the magic ran (a derivative's variant for the argument types
+    of a later call)."""
+    with _state.lock:
+        for function in functions:
+            python = getattr(function, "py_func", function)
+            if isinstance(python, types.FunctionType):
+                _state.forced_functions.add(python)
+        _state.forced_done.clear()
+
+
 def _forcing(artifact_key: Key) -> bool:
-    return bool(_state.force_depth) and artifact_key.digest not in _state.force_done
+    if _state.force_depth and artifact_key.digest not in _state.force_done:
+        return True
+    return artifact_key.forced and artifact_key.digest not in _state.forced_done
 
 
 def memoized(memo: dict, memory_key) -> bool:
@@ -921,6 +954,8 @@ class _State:
     force_depth: int = 0
     force_done: set = field(default_factory=set)        # digests rebuilt in the forced block
     force_memory: set = field(default_factory=set)      # in-memory keys rebuilt in it
+    forced_functions: weakref.WeakSet = field(default_factory=weakref.WeakSet)
+    forced_done: set = field(default_factory=set)       # digests rebuilt for forced functions
     estimate: int | None = None                         # bytes in the folder (see _evict)
     additions: int = 0                                  # entries added since the last scan
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import numba
 import numpy as np
 
-from . import emit, naming, offloading
+from . import cache, naming, offloading
 from .errors import AutodiffError
 from .kernels import gpu, multigpu
 from .offloading import ArgumentKind, OffloadError
@@ -166,7 +166,7 @@ class OffloadFunction:
         key = (func, tuple((n, _structure(k)) for n, k in kinds.items()), self.devices)
         entry = self._programs.get(key)
         if entry is None:
-            entry = self._programs[key] = _Compiled(fs, kinds, self.devices)
+            entry = self._programs[key] = _Compiled(func, fs, kinds, self.devices)
         self._latest = entry
         try:
             result, self._plan = entry.call(args, self.timed)
@@ -197,9 +197,12 @@ class _Compiled:
     """One offload program, its host function, its kernels compiled on demand. It is the
     ``kernels`` of its runtime (:class:`~nbautodiff.kernels.gpu.Runtime`): called with (kernel
     number, threads, reduction dtypes) it returns that kernel compiled; its other methods say
-    what each kernel reduces, reads and writes."""
+    what each kernel reduces, reads and writes. The host code and every kernel are artifacts of
+    :mod:`.cache` (target "cuda"), keyed by ``func`` (its source and all it reads) and the
+    generated text; a kernel's compiled code is kept in its entry, so a new process on the same
+    GPU neither generates nor compiles again."""
 
-    def __init__(self, fs, kinds: dict, devices: tuple):
+    def __init__(self, func, fs, kinds: dict, devices: tuple):
         self.fs = fs
         self.program = offloading.split(fs, dict(kinds), fs.generated)
         self.devices = devices
@@ -207,9 +210,9 @@ class _Compiled:
         scope = dict(fs.globals)
         scope.update(fs.closure)
         self.scope = scope
-        rendered = emit.Rendered(self.program.host_source + "\n")
-        _, host_scope = emit.load(rendered, f"offload_host_{fs.name}", dict(scope))
-        self.host = host_scope[self.program.host_name]
+        self.key = cache.key("offload host", func, self.program.host_source, target="cuda")
+        host = _artifact(self.key, f"offload_host_{fs.name}", self.program.host_source + "\n")
+        self.host = host.load(dict(scope))[self.program.host_name]
 
     def describe(self) -> str:
         kernels = "\n\n".join(k.source(gpu.threads_per_block(),
@@ -228,9 +231,12 @@ class _Compiled:
                 value = namespace.get(name)
                 if gpu._is_callee(value):
                     namespace[name] = gpu.device_function(value)
-            rendered = emit.Rendered(spec.source(threads, dtypes))
-            _, loaded = emit.load(rendered, f"offload_kernel_{self.fs.name}_{number}", namespace)
-            compiled = self._kernels[key] = gpu.cuda.jit(loaded[spec.name])
+            text = spec.source(threads, dtypes)
+            entry = _artifact(cache.key("offload kernel", self.key, text, target="cuda"),
+                              f"offload_kernel_{self.fs.name}_{number}", text)
+            compiled = gpu.cuda.jit(entry.load(namespace)[spec.name], cache=entry.key.shared)
+            entry.attach(compiled)
+            self._kernels[key] = compiled
         return compiled
 
     def operators(self, number: int) -> tuple:
@@ -326,6 +332,11 @@ class _Compiled:
             return gpu.empty_like(value, device), "allocated (shape only)"
         moved = gpu.to_device(value, device)
         return moved, "copied in and out" if written else "copied in"
+
+
+def _artifact(artifact_key, stem: str, text: str):
+    """The cache entry of generated offload code ``text`` (see :class:`_Compiled`)."""
+    return cache.artifact(artifact_key, lambda: cache.Built(stem, text))
 
 
 def _called_names(spec) -> set[str]:

@@ -143,11 +143,12 @@ def _build_primal(func) -> Primal:
                                                      "import math\nimport numpy as np")
     key = cache.key("primal", rendered.text, rendered.user_lines,
                     emit.annotations(normalized.tree), fs.generated, global_arrays,
-                    {binding: p.key for binding, p in callee_primals.items()})
+                    {binding: p.key for binding, p in callee_primals.items()}, origin=func)
     entry = cache.artifact(key, lambda: cache.Built(f"{fs.name}_primal", rendered.text))
     namespace = entry.load(namespace)
     dispatcher = entry.njit(namespace[fs.name])
-    built = Primal(fs, normalized, rendered, entry.source_path, namespace, dispatcher, key=key)
+    built = Primal(fs, normalized, rendered, entry.source_path, namespace, dispatcher,
+                   key=entry.key)
     built.writes = _written_params(normalized, callee_primals)
     return built
 

@@ -170,6 +170,51 @@ def test_two_processes_building_the_same_artifacts_at_once_both_succeed(tmp_path
     assert not [p for p in (folder / "cache" / cache.ENTRIES).iterdir() if p.name[0] == "."]
 
 
+OFFLOADED = textwrap.dedent("""\
+    import json, sys
+    import numpy as np
+    from numba import config, prange
+    import nbautodiff as nad
+
+
+    def smooth(u, out):
+        total = 0.0
+        for i in prange(1, u.shape[0] - 1):
+            out[i] = 0.25 * u[i - 1] + 0.5 * u[i] + 0.25 * u[i + 1]
+            total += out[i]
+        return total
+
+
+    u = np.linspace(0.0, 1.0, 101) ** 2
+    out = np.zeros_like(u)
+    total = nad.offload(smooth)(u, out)
+    info = nad.cache.info()
+    print(json.dumps({"total": total, "out": out.tolist(), "hits": info.hits,
+                      "misses": info.misses, "compiled_hits": info.compiled_hits,
+                      "compiled_misses": info.compiled_misses,
+                      "simulator": bool(config.ENABLE_CUDASIM)}))
+    """)
+
+
+def test_offloaded_host_code_and_kernels_are_read_back_by_a_fresh_process(tmp_path):
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "probe.py").write_text(OFFLOADED)
+    cold, warm = _probe(tmp_path), _probe(tmp_path)
+    u = np.linspace(0.0, 1.0, 101) ** 2
+    expected = 0.25 * u[:-2] + 0.5 * u[1:-1] + 0.25 * u[2:]
+    for run in (cold, warm):
+        np.testing.assert_allclose(run["out"][1:-1], expected, rtol=1e-12)
+        np.testing.assert_allclose(run["total"], expected.sum(), rtol=1e-12)
+    assert cold["misses"] == 2 and cold["hits"] == 0           # the host code, one kernel
+    assert warm["misses"] == 0 and warm["hits"] == 2
+    if cold["simulator"]:                       # the simulator's kernels have no compiled code
+        assert cold["compiled_misses"] == warm["compiled_hits"] == 0
+    else:
+        assert cold["compiled_misses"] == warm["compiled_hits"] == 1
+        assert warm["compiled_misses"] == 0
+
+
 # ---- in this process: a cell, the folder, control ---------------------------------------------
 
 def test_a_changed_helper_in_another_cell_changes_the_derivative(ip):
@@ -277,6 +322,25 @@ def test_force_option_of_the_magics_rebuilds(ip, monkeypatch):
     built = cache.info().misses
     ip.run_cell_magic("batch", "--compare 1.5 --sizes 2 --force", cell)
     assert cache.info().misses > built
+
+
+def test_force_also_covers_what_is_built_after_the_magic(ip, monkeypatch):
+    cell = "def cube(x):\n    return x * x * x\n"
+    monkeypatch.setattr(cache, "_state", cache._State())
+    xs = np.linspace(0.5, 2.0, 4)
+
+    def call_and_count():
+        np.testing.assert_array_equal(ip.user_ns["cube_batch"](xs), xs * xs * xs)
+        return cache.info().misses
+
+    ip.run_cell_magic("batch", "", cell)
+    built = call_and_count()                 # the batched variant is built at the call
+    ip.run_cell_magic("batch", "", cell)
+    assert call_and_count() == built
+    ip.run_cell_magic("batch", "--force", cell)
+    assert call_and_count() == 2 * built
+    ip.run_cell_magic("batch", "", cell)               # rebuilt once, then read again
+    assert call_and_count() == 2 * built
 
 
 def test_progress_says_where_each_artifact_came_from(fresh):
