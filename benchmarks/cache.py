@@ -23,7 +23,9 @@ modules are compiled from source at every import, about 0.13 s more, cold and wa
 
 The table, with the date and the machine, replaces the section of ``benchmarks/RESULTS.md``
 between its markers. Options: ``--repeats N`` (default 3), ``--only NAME[,NAME]``,
-``--no-write``, ``--results PATH``.
+``--no-write``, ``--results PATH``; ``--offload``: the same for the first call of two kernels of
+``benchmarks/gpu.py`` offloaded to a CUDA GPU (the heat step, the stencil loss's gradient), whose
+host code, kernels and the kernels' compiled code come from the cache when warm (printed only).
 """
 from __future__ import annotations
 
@@ -63,11 +65,15 @@ def child(which: str) -> None:
     import nbautodiff as nad
     imported, imported_cpu = time.perf_counter(), time.process_time()
     sys.path.insert(0, str(HERE))
-    import reverse_mode
-    kernels = reverse_mode.kernels(np.random.default_rng(0))
-    chosen = kernels if which == ALL else [k for k in kernels if k.name == which]
+    if which in OFFLOADED:
+        calls = [_offloaded_call(which, nad, np)]
+    else:
+        import reverse_mode
+        kernels = reverse_mode.kernels(np.random.default_rng(0))
+        chosen = kernels if which == ALL else [k for k in kernels if k.name == which]
+        calls = [lambda k=k: nad.grad(k.fun, k.argnums)(*k.args) for k in chosen]
     started, started_cpu = time.perf_counter(), time.process_time()
-    values = [nad.grad(k.fun, k.argnums)(*k.args) for k in chosen]
+    values = [call() for call in calls]
     finished, finished_cpu = time.perf_counter(), time.process_time()
     digest = hashlib.sha256()
     for value in values:
@@ -80,6 +86,26 @@ def child(which: str) -> None:
                       "hits": info.hits, "misses": info.misses,
                       "compiled_hits": info.compiled_hits,
                       "compiled_misses": info.compiled_misses}))
+
+
+OFFLOADED = {"offloaded heat step (GPU)": "heat_step",
+             "offloaded stencil-loss gradient (GPU)": "stencil_loss"}
+
+
+def _offloaded_call(which: str, nad, np):
+    """The first call of an offloaded kernel of ``benchmarks/gpu.py`` (``--offload``): the heat
+    step, or the gradient of the stencil loss, on 2^20 points."""
+    import gpu as kernels
+    from numba import config
+    u = np.sin(np.linspace(0.0, 3.0, 1 << (10 if config.ENABLE_CUDASIM else 20)))
+
+    def heat_step():
+        un = np.zeros_like(u)
+        nad.offload(kernels.heat_step)(u, un, 0.1)
+        return un
+    if OFFLOADED[which] == "heat_step":
+        return heat_step
+    return lambda: nad.offload(nad.grad(kernels.stencil_loss))(u, 0.1)
 
 
 # ---- the parent: processes side by side ------------------------------------------------------
@@ -251,6 +277,8 @@ def main(argv=None) -> None:
     parser.add_argument("--only", help="kernel names, comma separated")
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
+    parser.add_argument("--offload", action="store_true",
+                        help="the offloaded kernels on a CUDA GPU instead (printed, not written)")
     args = parser.parse_args(argv)
     if args.child:
         child(args.child)
@@ -262,6 +290,8 @@ def main(argv=None) -> None:
     if args.only:
         wanted = [n.strip() for n in args.only.split(",")]
         names = [n for n in names if n in wanted]
+    if args.offload:
+        names, args.only, args.no_write = list(OFFLOADED), "offload", True
     numba_import = numba_import_seconds(max(5, args.repeats))
     floor = numba_floor_seconds(max(5, args.repeats))
     print(f"import numba alone: {numba_import[0]:.2f} s; first call of a cached numba "
