@@ -66,11 +66,17 @@ class BatchedFunction:
     ``.py_func`` (a stand-in with ``fun``'s parameters, which calls it; numba-compiled code
     calls it as the batched code for the types of the call)."""
 
-    def __init__(self, fun, in_axes=0, out_axes=0, parallel=False):
+    def __init__(self, fun, in_axes=0, out_axes=0, parallel=False, layout="auto",
+                 vector_math=False):
         self.primal = fun
         self.in_axes = _checked_axes(in_axes, "in_axes", allow_none=True)
         self.out_axes = _checked_axes(out_axes, "out_axes", allow_none=False)
         self.parallel = bool(parallel)
+        if layout not in batching.LAYOUTS:
+            raise BatchError(f"layout must be one of {', '.join(map(repr, batching.LAYOUTS))}, "
+                             f"got {layout!r}")
+        self.layout = layout
+        self.vector_math = bool(vector_math)
         self._derivative = hasattr(fun, "_lowered")
         target = fun._func if self._derivative else custom.program_target(fun)
         self._fname = target.__name__
@@ -129,12 +135,17 @@ class BatchedFunction:
             _refuse_shared_writes(prim.writes, argtypes, axes, self._parameters, self._fname,
                                   "parallel=True would make the slices race on it "
                                   "(or use parallel=False)")
-        return self._variant(prim.dispatcher, argtypes, axes, self.out_axes, checks)
+        return self._variant(prim.dispatcher, argtypes, axes, self.out_axes, checks, prim)
 
-    def _variant(self, callee, argtypes, axes, out_axes,
-                 checks: bool = False) -> batching.BatchedVariant:
-        self.variant = batching.batched_variant(callee, argtypes, axes, out_axes, self.parallel,
-                                                f"{self._fname}()", checks)
+    def _variant(self, callee, argtypes, axes, out_axes, checks: bool = False,
+                 primal=None) -> batching.BatchedVariant:
+        """The compiled batch of ``callee``; in the inner layout where this function's
+        ``layout`` asks for it and ``primal`` (the :class:`.program.Primal` of ``callee``, for
+        plain functions only) is given."""
+        self.variant = batching.batched_variant(
+            callee, argtypes, axes, out_axes, self.parallel, f"{self._fname}()", checks,
+            layout=self.layout, primal=primal,
+            vector_math=self.vector_math)
         return self.variant
 
     # -- as a callee of differentiated code (see source.specializes) -----------------------
@@ -262,6 +273,7 @@ def _typeof_batched(batched, context):
     return typeinfer.function_type(batched.py_func)
 
 
-def batch(fun, in_axes=0, out_axes=0, parallel=False) -> BatchedFunction:
+def batch(fun, in_axes=0, out_axes=0, parallel=False, layout="auto",
+          vector_math=False) -> BatchedFunction:
     """One compiled function evaluating ``fun`` on every slice; see :class:`BatchedFunction`."""
-    return BatchedFunction(fun, in_axes, out_axes, parallel)
+    return BatchedFunction(fun, in_axes, out_axes, parallel, layout, vector_math)

@@ -23,6 +23,8 @@ same code calling the user's own function per slice, which the transforms differ
 """
 from __future__ import annotations
 
+import ast
+import copy
 import threading
 from dataclasses import dataclass
 
@@ -31,7 +33,7 @@ import numpy as np
 from numba import types as nbtypes
 from numba.extending import overload
 
-from . import cache, emit, naming, typeinfer
+from . import cache, emit, lanes, naming, typeinfer
 from .errors import AutodiffError
 
 _lock = threading.RLock()
@@ -44,6 +46,9 @@ class BatchError(AutodiffError, ValueError):
     """Bad batch axes or batch sizes; the message names the argument (or result element)."""
 
 
+LAYOUTS = ("auto", "inner", "outer")
+
+
 @dataclass(eq=False)
 class BatchedVariant:
     """A batched function compiled for one signature."""
@@ -54,6 +59,8 @@ class BatchedVariant:
     result_type: object          # the type of one call's result (of one slice)
     first_outside: bool          # slice 0 is evaluated before the loop (array results)
     out_axes: tuple              # per leaf of the result (depth-first), its batch axis
+    layout: str = "outer"        # "inner" (lanes, see .lanes) or "outer" (a call per slice)
+    layout_note: str = ""        # why "auto" kept the outer layout
 
 
 def slice_type(typ, axis: int | None):
@@ -74,19 +81,52 @@ def leaves(typ) -> list:
 
 
 def batched_variant(callee, argtypes: tuple, in_axes: tuple, out_axes, parallel: bool,
-                    label: str, checks: bool = False) -> BatchedVariant:
+                    label: str, checks: bool = False, layout: str = "outer", primal=None,
+                    vector_math: bool = False) -> BatchedVariant:
     """The batched variant of ``callee`` (a numba dispatcher with a ``py_func``) for batched
     argument types ``argtypes``; ``in_axes[k]`` is the batch axis of argument k (an int within
     its rank, or None: passed whole). ``out_axes``: an int for every result leaf or a tuple with
     one entry per element of a tuple result. ``label`` names the function in errors. With
     ``checks`` the code raises a ValueError for batch sizes that differ, or a batch of size 0
-    where the result has arrays (for compiled callers; a Python caller checks first)."""
-    key = (callee, tuple(argtypes), tuple(in_axes), out_axes, parallel, checks)
+    where the result has arrays (for compiled callers; a Python caller checks first).
+
+    ``layout``: "outer" calls ``callee`` once per slice; "inner" runs the statements of
+    ``primal`` (the :class:`.program.Primal` of ``callee``) with the batch loop innermost (see
+    :mod:`.lanes`; ``vector_math`` replaces math functions in its lane loops by
+    :mod:`.kernels.vecmath`), a BatchError naming the construct where it cannot; "auto" is
+    "inner" where it can, else "outer" with the reason in ``layout_note``."""
+    if layout not in LAYOUTS:
+        raise BatchError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    key = (callee, tuple(argtypes), tuple(in_axes), out_axes, parallel, checks,
+           layout if primal is not None else "outer", vector_math)
     with _lock:
         if not cache.memoized(_variants, key):
-            _variants[key] = _build(callee, tuple(argtypes), tuple(in_axes), out_axes, parallel,
-                                    label, checks)
+            _variants[key] = _chosen(callee, tuple(argtypes), tuple(in_axes), out_axes, parallel,
+                                     label, checks, layout, primal, vector_math)
         return _variants[key]
+
+
+def _chosen(callee, argtypes, in_axes, out_axes, parallel, label, checks, layout, primal,
+            vector_math) -> BatchedVariant:
+    note = ""
+    if layout != "outer" and primal is not None:
+        try:
+            return _build_inner(primal, argtypes, in_axes, out_axes, parallel, label, checks,
+                                vector_math)
+        except lanes.NotLaneable as why:
+            if layout == "inner":
+                raise BatchError(f"{label} cannot be batched with layout='inner': {why.reason}",
+                                 construct="inner batch layout", lineno=why.lineno,
+                                 filename=primal.fs.filename, function=primal.fs.name) from None
+            note = f"outer layout: {why}"
+    elif layout == "inner":
+        raise BatchError(f"layout='inner' batches plain functions; {label} is a derivative: "
+                         "use layout='outer' or 'auto'", construct="inner batch layout")
+    elif layout == "auto":
+        note = "outer layout: a derivative's generated code is batched a call per slice"
+    variant = _build(callee, argtypes, in_axes, out_axes, parallel, label, checks)
+    variant.layout_note = note
+    return variant
 
 
 def _inline_always(callee):
@@ -115,6 +155,95 @@ def _built(callee, argtypes, in_axes, out_axes, parallel, label, checks) -> cach
     first_outside = any(typeinfer.is_array(leaf) for leaf in leaves(result_type))
     return cache.Built(name, text, {"name": name, "result_type": result_type,
                                     "first_outside": first_outside, "axes": axes})
+
+
+def _build_inner(prim, argtypes, in_axes, out_axes, parallel, label, checks,
+                 vector_math) -> BatchedVariant:
+    """The inner layout of ``prim`` for ``argtypes`` compiled (eagerly: a function numba
+    cannot compile in this layout is reported as :class:`.lanes.NotLaneable`)."""
+    key = cache.key("batch-inner", prim.key, argtypes, in_axes, out_axes, parallel, checks,
+                    vector_math, lanes.BLOCK, origin=prim.fs.func)
+    entry = cache.artifact(key, lambda: _inner_built(prim, argtypes, in_axes, out_axes,
+                                                     parallel, label, checks, vector_math))
+    data = entry.data
+    namespace = {name: value for name, value in prim.namespace.items()
+                 if not (name.startswith("__") and name.endswith("__"))}
+    namespace.update({"np": np, "numba": numba})
+    if vector_math:
+        namespace[naming.VECTOR_MATH] = _vector_math_module()
+    dispatcher = entry.njit(entry.load(namespace)[data["name"]], parallel=parallel)
+    try:
+        dispatcher.compile(tuple(argtypes))
+    except numba.core.errors.NumbaError as error:
+        first = next((line for line in str(error).splitlines() if line.strip()), str(error))
+        raise lanes.NotLaneable(f"numba cannot compile it: {first}") from None
+    return BatchedVariant(data["name"], entry.text, entry.source_path, dispatcher,
+                          data["result_type"], False, data["axes"], layout="inner")
+
+
+def _vector_math_module():
+    from .kernels import vecmath
+    return vecmath
+
+
+def _vector_table(vector_math: bool) -> dict:
+    return dict(_vector_math_module().VECTOR_FUNCTIONS) if vector_math else {}
+
+
+def _inner_built(prim, argtypes, in_axes, out_axes, parallel, label, checks,
+                 vector_math) -> cache.Built:
+    """The source of the inner layout (see :mod:`.lanes`): blocks of lanes, ``prange`` over
+    blocks when ``parallel``."""
+    element_types = tuple(slice_type(t, a) for t, a in zip(argtypes, in_axes))
+    types, result_type = typeinfer.infer(prim.py_func, element_types)
+    result_type = nbtypes.unliteral(result_type)
+    if any(typeinfer.is_array(leaf) for leaf in leaves(result_type)):
+        raise lanes.NotLaneable("it returns an array (the inner layout batches scalar results)")
+    axes = _leaf_out_axes(result_type, out_axes, label)
+    tree = prim.normalized.tree
+    params = [a.arg for a in tree.args.args]
+    if parameter_names(params) != params:
+        raise lanes.NotLaneable("a parameter is named like a module the generated code uses")
+    batched = {p: (-1 if t.ndim == 1 else a) for p, t, a in zip(params, argtypes, in_axes)
+               if a is not None}
+    ranks = {p: t.ndim for p, t, a in zip(params, argtypes, in_axes) if a is not None}
+    shared = [params[k] for k in sorted(prim.writes)
+              if in_axes[k] is None and typeinfer.is_array(argtypes[k])]
+    leaf_types = [t for t in leaves(result_type) if t != nbtypes.none]
+    outs = [f"{naming.BATCH_OUT}{k}" for k in range(len(leaf_types))]
+    body, lane_types = lanes.lane_body(copy.deepcopy(tree), types, batched, ranks, shared,
+                                       _vector_table(vector_math), _leaf_paths(result_type), outs)
+    name = naming.batch_name(prim.fs.name, _signature_code(in_axes, axes, parallel) + "_in"
+                             + ("_vm" if vector_math else "") + ("_chk" if checks else ""))
+    n, block = naming.BATCH_SIZE, lanes.BLOCK
+    prologue = _prologue(params, in_axes, label if checks else None)
+    for out, typ in zip(outs, leaf_types):
+        prologue.append(f"{out} = np.empty({n}, {_dtype_source(typ)})")
+    allocations = [f"{naming.lane_array(v)} = np.empty({block}, {_dtype_source(t)})"
+                   for v, t in lane_types.items()]
+    loop = "numba.prange" if parallel else "range"
+    head = (prologue + ([] if parallel else allocations)
+            + [f"for {naming.BATCH_BLOCK} in {loop}(({n} + {block - 1}) // {block}):"])
+    per_block = [f"{naming.BATCH_START} = {naming.BATCH_BLOCK} * {block}",
+                 f"{naming.BATCH_LANES} = min({block}, {n} - {naming.BATCH_START})"] + \
+        (allocations if parallel else [])
+    function = ast.parse(f"def {name}({', '.join(params)}):\n" + "".join(
+        f"    {line}\n" for line in head) + "".join(f"        {line}\n" for line in per_block)
+        + f"    return {_rebuilt(result_type, iter(outs))}\n").body[0]
+    block_loop = function.body[len(head) - 1]
+    block_loop.body.extend(body)
+    function.nad_doc = (f"Batched {prim.fs.name} (inner layout: lanes of {block} slices): "
+                        f"in_axes {tuple(in_axes)}, results along out_axes {axes}.")
+    rendered = emit.render([ast.fix_missing_locations(function)],
+                           header=f"# batched {prim.fs.name} (inner layout), generated by "
+                                  "nbautodiff\nimport math\nimport numba\nimport numpy as np")
+    return cache.Built(name, rendered.text, {"name": name, "result_type": result_type,
+                                             "axes": axes})
+
+
+def _dtype_source(typ) -> str:
+    typ = nbtypes.unliteral(typ)
+    return "np.bool_" if typ == nbtypes.boolean else f"np.{typ}"
 
 
 def differentiable_function(target, callee, argtypes: tuple, in_axes: tuple, out_axes,
@@ -233,11 +362,7 @@ def _body(params, in_axes, result_type, axes, parallel, label) -> list[str]:
     """The lines of the batched function, with the batch checks when ``label`` (the function
     as their messages name it) is given."""
     n, i, first = naming.BATCH_SIZE, naming.BATCH_INDEX, naming.BATCH_FIRST
-    batched = [(p, a) for p, a in zip(params, in_axes) if a is not None]
-    lines = [f"{n} = {batched[0][0]}.shape[{batched[0][1]}]"]
-    for param, axis in batched[1:] if label else ():
-        lines += _raise_if(f"{param}.shape[{axis}] != {n}", f"batch of {label}: argument "
-                           f"'{param}' does not have the batch size of '{batched[0][0]}'")
+    lines = _prologue(params, in_axes, label)
 
     def call(index: str) -> str:
         args = [p if a is None else _index(p, a, index) for p, a in zip(params, in_axes)]
@@ -255,9 +380,7 @@ def _body(params, in_axes, result_type, axes, parallel, label) -> list[str]:
         lines.append(f"{first} = {call('0')}")
         start = "1"
     for out, typ, axis, path in zip(outs, leaf_types, axes, paths):
-        dtype = f"np.{typ.dtype if typeinfer.is_array(typ) else typ}"
-        if typ == nbtypes.boolean:
-            dtype = "np.bool_"
+        dtype = _dtype_source(typ.dtype if typeinfer.is_array(typ) else typ)
         if typeinfer.is_array(typ):
             shape = [f"{first}{path}.shape[{d}]" for d in range(typ.ndim)]
             shape.insert(axis, n)
@@ -282,6 +405,17 @@ def _body(params, in_axes, result_type, axes, parallel, label) -> list[str]:
     else:
         lines.append(f"    {_index(outs[0], axes[0], i)} = {call(i)}")
     lines.append(f"return {_rebuilt(result_type, iter(outs))}")
+    return lines
+
+
+def _prologue(params, in_axes, label) -> list[str]:
+    """The lines reading the batch size, and checking it when ``label`` is given."""
+    n = naming.BATCH_SIZE
+    batched = [(p, a) for p, a in zip(params, in_axes) if a is not None]
+    lines = [f"{n} = {batched[0][0]}.shape[{batched[0][1]}]"]
+    for param, axis in batched[1:] if label else ():
+        lines += _raise_if(f"{param}.shape[{axis}] != {n}", f"batch of {label}: argument "
+                           f"'{param}' does not have the batch size of '{batched[0][0]}'")
     return lines
 
 

@@ -40,6 +40,10 @@ TUPLE_ELEMENT = "_nad_e"      # an element of a tuple variable: _nad_e0_t, _nad_
 BATCH_CALLEE = "_nad_fn"      # the compiled function a batched function calls once per slice
 BATCH_SIZE, BATCH_INDEX = "_nad_n", "_nad_i"
 BATCH_OUT, BATCH_FIRST = "_nad_out", "_nad_first"   # result arrays; the result of slice 0
+BATCH_LANE, BATCH_LANES = "_nad_l", "_nad_lanes"   # inner layout: a lane, lanes of a block
+BATCH_BLOCK, BATCH_START = "_nad_blk", "_nad_start"  # ... a block, its first batch index
+LANE_ARRAY = "_nad_lane_"     # ... a varying scalar's values, one per lane: _nad_lane_h
+VECTOR_MATH = "_nad_vm"       # nbautodiff.kernels.vecmath as seen by generated code
 BATCH_TYPED = "_nad_typed"    # in a batched function's stand-in: its code for argument types
 OFFLOAD_HOST = "_nad_host_"   # the host part of an offloaded function: _nad_host_f
 OFFLOAD_KERNEL = "_nad_kernel"   # its kernels: _nad_kernel0, _nad_kernel1...
@@ -70,6 +74,11 @@ def forward_name(function_name: str, signature_code: str) -> str:
 def batch_name(function_name: str, signature_code: str) -> str:
     """Name of a batched variant, e.g. ``f__batch_0n1_o0`` (in_axes 0, None, 1; out_axes 0)."""
     return f"{function_name}__batch_{signature_code}"
+
+
+def lane_array(name: str) -> str:
+    """The lane array of varying scalar ``name`` in the inner batch layout."""
+    return LANE_ARRAY + name
 
 
 def tuple_element(name: str, path: tuple[int, ...]) -> str:

@@ -142,7 +142,7 @@ def test_in_place_function_writes_each_slice():
 
 
 def test_source_is_readable_and_cached():
-    batched = nad.batch(piecewise)
+    batched = nad.batch(piecewise, layout="outer")
     with pytest.raises(nad.AutodiffError, match="call it once"):
         batched.source
     x, y = rng.normal(size=N), rng.normal(size=N)
@@ -150,12 +150,12 @@ def test_source_is_readable_and_cached():
     assert "def piecewise__batch_00_o0(x, y):" in batched.source
     assert "for _nad_i in range(_nad_n):" in batched.source
     variant = batched.variant
-    other = nad.batch(piecewise)
+    other = nad.batch(piecewise, layout="outer")
     other(y, x)
     assert other.variant is variant                  # cached per types, axes and parallelism
     other(x[:3], y[:3].astype(np.float32))
     assert other.variant is not variant and "float32" in str(other.variant.dispatcher.signatures)
-    parallel = nad.batch(piecewise, parallel=True)
+    parallel = nad.batch(piecewise, parallel=True, layout="outer")
     parallel(x, y)
     assert "numba.prange(_nad_n)" in parallel.source
 
