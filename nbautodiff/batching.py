@@ -230,7 +230,7 @@ def _inner_built(prim, argtypes, in_axes, out_axes, parallel, label, checks,
     function = ast.parse(f"def {name}({', '.join(params)}):\n" + "".join(
         f"    {line}\n" for line in head) + "".join(f"        {line}\n" for line in per_block)
         + f"    return {_rebuilt(result_type, iter(outs))}\n").body[0]
-    block_loop = function.body[len(head) - 1]
+    block_loop = function.body[-2]           # (then the return)
     block_loop.body.extend(body)
     function.nad_doc = (f"Batched {prim.fs.name} (inner layout: lanes of {block} slices): "
                         f"in_axes {tuple(in_axes)}, results along out_axes {axes}.")

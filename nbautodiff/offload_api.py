@@ -139,6 +139,8 @@ class OffloadFunction:
             clone = copy.copy(self.primal)
             clone._invoke = lambda dispatcher, arguments: self._run(
                 python_function(dispatcher), arguments)
+            if hasattr(clone, "layout"):      # a batch: one GPU thread per slice, not lanes
+                clone.layout, clone.vector_math = "outer", False
             return clone(*args)
         return self._run(python_function(self.primal), args)
 
