@@ -28,7 +28,8 @@ part of the contract (rounding the result to float32 is the caller's business).
 
 The exp/log family shares two kernels: ``_exp_dd`` (exp(x) as an unevaluated sum hi + lo
 times 2**k, fdlibm's rational form of exp on the reduced argument, carried in double-double)
-and ``_log1p_kernel`` (fdlibm's log1p polynomial). erf and erfc live in ``vecmath_erf``.
+and ``_log_sum`` (fdlibm's log1p polynomial). erf lives in ``vecmath_erf``; erfc, sin/cos, atan and
+pow are not provided yet (erfc from fdlibm's fits misses the 1-ulp contract for x > 0.25).
 """
 from __future__ import annotations
 
