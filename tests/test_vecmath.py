@@ -1,0 +1,205 @@
+"""nbautodiff.kernels.vecmath: accuracy, special values, scalar/vector bit identity, vectorisation.
+
+References: NumPy on ``np.longdouble`` (x87 80-bit, 64-bit significand: about 2**-10 ulp of a
+double) for the exp/log family, mpmath at 100 bits for erf. The full 10**6-argument
+measurement is ``benchmarks/vecmath.py --accuracy``; here a seeded sample keeps the file fast.
+"""
+from __future__ import annotations
+
+import math
+
+import llvmlite.binding as llvm
+import numba
+import numpy as np
+import pytest
+
+from nbautodiff.kernels import vecmath as vm
+
+LD = np.longdouble
+FUNCTIONS = ["exp", "expm1", "log", "log1p", "sinh", "cosh", "tanh", "erf"]
+LONGDOUBLE_REF = {"exp": np.exp, "expm1": np.expm1, "log": np.log, "log1p": np.log1p,
+                  "sinh": np.sinh, "cosh": np.cosh, "tanh": np.tanh}
+EXTENDED = np.finfo(LD).nmant >= 63
+
+
+def loop_of(f):
+    @numba.njit
+    def loop(x, out):
+        for i in range(x.size):
+            out[i] = f(x[i])
+    return loop
+
+
+LOOPS = {name: loop_of(getattr(vm, name)) for name in FUNCTIONS}
+
+
+def ulp_error(y, ref):
+    """|y - ref| in units of the last place of ref as a double (subnormal spacing below)."""
+    _, e = np.frexp(ref)
+    ulp = np.ldexp(LD(1), np.maximum(e.astype(np.int64) - 53, -1074))
+    with np.errstate(invalid="ignore", over="ignore"):
+        err = np.abs(y.astype(LD) - ref) / ulp
+        rounded = ref.astype(np.float64)
+    out = ~np.isfinite(rounded) | ~np.isfinite(y)         # overflow, inf, NaN: exact agreement
+    err[out] = np.where(
+        (y[out] == rounded[out]) | (np.isnan(y[out]) & np.isnan(rounded[out])), 0.0, np.inf)
+    return err
+
+
+def arguments(name, n, seed):
+    """Log-uniform magnitudes of both signs, a uniform slice of the interesting range, and
+    arguments within a few ulps of the range-reduction boundaries."""
+    rng = np.random.default_rng(seed)
+    q = n // 4
+    ln2 = math.log(2)
+
+    def log_uniform(lo, hi, signed=True):
+        x = np.exp2(rng.uniform(lo, hi, q))
+        return x * rng.choice([-1.0, 1.0], q) if signed else x
+
+    def near(points, spread=64):
+        p = rng.choice(np.asarray(points, dtype=float), q)
+        return p + rng.integers(-spread, spread + 1, q) * np.spacing(p)
+
+    halves = [(k + 0.5) * ln2 for k in range(-1076, 1026)]
+    table = {
+        "exp": (rng.uniform(-746, 710, q), log_uniform(-1074, 9.5), near(halves)),
+        "expm1": (rng.uniform(-45, 710, q), log_uniform(-1074, 6), near(halves[1016:])),
+        "log": (log_uniform(-1074, 1024, False), rng.uniform(0.5, 2, q),
+                near([2.0**k * math.sqrt(0.5) for k in range(-1070, 1020)] + [1.0], 1000)),
+        "log1p": (log_uniform(-1074, 1024), rng.uniform(-1, 2, q),
+                  near([math.sqrt(0.5) - 1, math.sqrt(2) - 1, 2.0**53], 1000)),
+        "sinh": (rng.uniform(-711, 711, q), log_uniform(-1074, 9.5), near(halves + [0.5, -0.5])),
+        "cosh": (rng.uniform(-711, 711, q), log_uniform(-1074, 9.5), near(halves)),
+        "tanh": (rng.uniform(-25, 25, q), log_uniform(-1074, 5), near(halves[1036:1116] + [0.55])),
+        "erf": (rng.uniform(-6.5, 6.5, q), log_uniform(-1074, 2.7),
+                near([0.84375, 1.25, 2.857142857142857, 6.0, -0.84375, -1.25], 10**6)),
+    }
+    x = np.concatenate(table[name] + (log_uniform(-60, 1),))
+    return x[np.isfinite(x)]
+
+
+def reference(name, x):
+    if name in LONGDOUBLE_REF:
+        with np.errstate(all="ignore"):
+            return LONGDOUBLE_REF[name](x.astype(LD))
+    mpmath = pytest.importorskip("mpmath")
+    with mpmath.workprec(100):
+        return np.array([LD(mpmath.nstr(mpmath.erf(mpmath.mpf(float(v))), 25)) for v in x])
+
+
+def run_loop(name, x):
+    out = np.empty_like(x)
+    LOOPS[name](x, out)
+    return out
+
+
+@pytest.mark.skipif(not EXTENDED, reason="np.longdouble is not 80-bit extended here")
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_within_one_ulp(name):
+    x = arguments(name, 20_000 if name == "erf" else 400_000, seed=FUNCTIONS.index(name))
+    err = ulp_error(run_loop(name, x), reference(name, x))
+    worst = int(np.argmax(err))
+    assert err[worst] < 1.0, f"{name}({x[worst]!r}): {err[worst]:.3f} ulp"
+
+
+SPECIAL = [0.0, -0.0, 5e-324, -5e-324, 2.2250738585072014e-308, -2.2250738585072014e-308,
+           1.0, -1.0, 0.5, -0.5, 0.55, -0.55, 0.84375, 1.25, 6.0, -6.0, 19.1, 22.0, -40.0,
+           709.782712893384, 709.7827128933841, 710.4758600739439, 710.475860073944,
+           -710.4758600739439, -745.1332191019411, -745.1332191019412, -746.0,
+           1e308, -1e308, 1.7976931348623157e308, -1.7976931348623157e308,
+           math.inf, -math.inf, math.nan]
+EXACT = [  # (function, argument, result), from C99 Annex F
+    ("exp", 0.0, 1.0), ("exp", -0.0, 1.0), ("exp", math.inf, math.inf), ("exp", -math.inf, 0.0),
+    ("exp", 709.7827128933841, math.inf), ("exp", -745.1332191019412, 0.0),
+    ("exp", -745.1332191019411, 5e-324),
+    ("expm1", 0.0, 0.0), ("expm1", -0.0, -0.0), ("expm1", math.inf, math.inf),
+    ("expm1", -math.inf, -1.0), ("expm1", -40.0, -1.0), ("expm1", 709.7827128933841, math.inf),
+    ("log", 0.0, -math.inf), ("log", -0.0, -math.inf), ("log", 1.0, 0.0),
+    ("log", math.inf, math.inf), ("log", -1.0, math.nan), ("log", -5e-324, math.nan),
+    ("log", -math.inf, math.nan),
+    ("log1p", 0.0, 0.0), ("log1p", -0.0, -0.0), ("log1p", -1.0, -math.inf),
+    ("log1p", math.inf, math.inf), ("log1p", -math.inf, math.nan), ("log1p", -1e308, math.nan),
+    ("log1p", 5e-324, 5e-324),
+    ("sinh", 0.0, 0.0), ("sinh", -0.0, -0.0), ("sinh", math.inf, math.inf),
+    ("sinh", -math.inf, -math.inf), ("sinh", 710.475860073944, math.inf),
+    ("sinh", -5e-324, -5e-324),
+    ("cosh", 0.0, 1.0), ("cosh", -0.0, 1.0), ("cosh", math.inf, math.inf),
+    ("cosh", -math.inf, math.inf), ("cosh", -710.475860073944, math.inf),
+    ("tanh", 0.0, 0.0), ("tanh", -0.0, -0.0), ("tanh", math.inf, 1.0),
+    ("tanh", -math.inf, -1.0), ("tanh", 22.0, 1.0), ("tanh", -5e-324, -5e-324),
+    ("erf", 0.0, 0.0), ("erf", -0.0, -0.0), ("erf", math.inf, 1.0), ("erf", -math.inf, -1.0),
+    ("erf", 6.0, 1.0), ("erf", -6.0, -1.0),
+]
+
+
+def same(a, b):
+    return (math.isnan(a) and math.isnan(b)) or (a == b and math.copysign(1, a) == math.copysign(1, b))
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_special_values(name):
+    f = getattr(vm, name)
+    assert math.isnan(f(math.nan)), name
+    for fname, x, expected in EXACT:
+        if fname == name:
+            assert same(f(x), expected), (name, x, f(x))
+    # every special argument: the correctly rounded result within 1 ulp (or exactly, off range)
+    x = np.array(SPECIAL)
+    if EXTENDED:
+        err = ulp_error(np.array([f(v) for v in SPECIAL]), reference(name, x))
+        assert np.all(err < 1.0), dict(zip(SPECIAL, err))
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_scalar_call_and_vector_loop_bit_identical(name):
+    x = np.concatenate([arguments(name, 4000, seed=99)[:3000], np.array(SPECIAL)])
+    scalar = np.array([getattr(vm, name)(v) for v in x])
+    assert np.array_equal(scalar.view(np.int64), run_loop(name, x).view(np.int64))
+
+
+def test_fastmath_caller_does_not_change_results():
+    """numba passes a caller's fastmath flag to callees that do not set theirs: ours do."""
+    @numba.njit(fastmath=True)
+    def loop(x, out):
+        for i in range(x.size):
+            out[i] = vm.tanh(x[i]) + vm.log1p(x[i] * x[i])
+
+    x = arguments("tanh", 4000, seed=5)
+    out = np.empty_like(x)
+    loop(x, out)
+    expected = np.array([vm.tanh(v) + vm.log1p(v * v) for v in x])
+    assert np.array_equal(out.view(np.int64), expected.view(np.int64))
+
+
+LIBM = {"exp": "exp", "expm1": "expm1", "log": "log", "log1p": "log1p", "sinh": "sinh",
+        "cosh": "cosh", "tanh": "tanh", "erf": "erf"}
+
+
+@pytest.mark.skipif("+avx2" not in llvm.get_host_cpu_features().flatten(),
+                    reason="the host CPU lacks AVX2: LLVM has no <4 x double> to vectorise to")
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_loop_vectorises_without_calls(name):
+    loop = LOOPS[name]
+    run_loop(name, np.linspace(-2.0, 2.0, 64))
+    ir_text = loop.inspect_llvm(loop.signatures[0])
+    assert "<4 x double>" in ir_text or "<2 x double>" in ir_text
+    calls = [line for line in ir_text.splitlines() if " call " in line]
+    # no libm call, no call left to a (non-inlined) function of nbautodiff.kernels
+    assert not [c for c in calls if f"@{LIBM[name]}(" in c or f"@llvm.{LIBM[name]}." in c
+                       or "@_ZN10nbautodiff7kernels" in c]
+
+
+def test_table():
+    assert vm.VECTOR_FUNCTIONS["math.exp"] == "exp"
+    assert vm.VECTOR_FUNCTIONS["np.tanh"] == "tanh"
+    assert vm.VECTOR_FUNCTIONS["numpy.log1p"] == "log1p"
+    assert vm.vectorised("math.erf") is vm.erf
+    assert vm.vectorised("np.log") is vm.log
+    assert vm.vectorised("math.erfc") is None          # not measured to the contract
+    assert vm.vectorised("math.gamma") is None
+    assert set(vm.VECTOR_FUNCTIONS.values()) == set(FUNCTIONS)
+    assert set(vm.MAX_ULP) == set(FUNCTIONS)
+    assert all(v < 1.0 for v in vm.MAX_ULP.values())
+    for name in FUNCTIONS:   # every listed function states its measured error
+        assert f"{vm.MAX_ULP[name]:.3f} ulp" in getattr(vm, name).__doc__
