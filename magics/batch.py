@@ -16,6 +16,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_exp
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from .. import progress
+from ..batching import LAYOUTS
 from .batch_compare import DEFAULT_SIZES, METHODS, compare
 from .cell import (DEFAULT_TEMPLATE, cell_objects, derived_name, example_arguments, forced_if,
                    parameters, run_cell_body, short_errors, split, user_function)
@@ -41,8 +42,19 @@ class BatchMagics(Magics):
               help="axis of the results along which the N results are stacked: one value, or "
                    "one per result of a function returning a tuple. Default: 0")
     @argument("-p", "--parallel", action="store_true",
-              help="run the batch loop across CPU cores (numba prange) instead of innermost, "
-                   "where it vectorises (the default)")
+              help="spread the batch across CPU cores (numba prange; with the inner layout, "
+                   "blocks of slices)")
+    @argument("-l", "--layout", default="auto", metavar="LAYOUT",
+              help="where the batch loop goes: inner (innermost in every statement, over "
+                   "blocks of slices: vectorises across slices), outer (one call of the "
+                   "compiled function per slice), auto (inner where the function allows it, "
+                   "else outer; the default). Both equal single calls bit for bit")
+    @argument("--vector-math", action="store_true",
+              help="in the inner layout, compute exp, log, tanh, erf... with nbautodiff's "
+                   "vectorisable implementations (nbautodiff.kernels.vecmath, within the "
+                   "accuracy it documents) instead of the C library, so that loops calling "
+                   "them vectorise too; results then differ from single calls in the last "
+                   "bits")
     @argument("-n", "--name", default=DEFAULT_TEMPLATE, metavar="TEMPLATE",
               help="name of each batched function, a str.format template with {name} (the "
                    "function's name) and {kind} (batch); default: {name}_{kind}")
@@ -102,14 +114,15 @@ class BatchMagics(Magics):
                 with short_errors(self.shell, bname, run.filename if run else None, fun):
                     task.step(f"batching {bname}")
                     batched = batch(fun, in_axes=options.in_axes, out_axes=options.out_axes,
-                                    parallel=options.parallel)
+                                    parallel=options.parallel, layout=options.layout,
+                                    vector_math=options.vector_math)
                     self.shell.user_ns[bname] = batched
                     comparison = None
                     if example is not None:
                         _require_arity(fun, example, "--compare")
                         comparison = compare(fun, batched, example, in_axes, options.out_axes,
                                              options.sizes, step=task.step)
-                result.batched.append(Batched(bname, batched, _summary(fun, options),
+                result.batched.append(Batched(bname, batched, _summary(fun, options, batched),
                                               comparison))
         return result
 
@@ -141,6 +154,8 @@ class _Options:
     parallel: bool
     template: str
     sizes: tuple
+    layout: str = "auto"
+    vector_math: bool = False
 
     @classmethod
     def parse(cls, args, line_magic: bool) -> "_Options":
@@ -154,8 +169,13 @@ class _Options:
                              "at least 1")
         if args.sizes and args.compare is None:
             raise UsageError("--sizes is the batch sizes of --compare: give --compare EXPR too")
+        if args.layout not in LAYOUTS:
+            raise UsageError(f"--layout {args.layout}: expected one of {', '.join(LAYOUTS)}")
+        if args.vector_math and args.layout == "outer":
+            raise UsageError("--vector-math applies to the inner layout: drop --layout outer")
         return cls(functions, parse_axes(args.in_axes, "--in-axes"),
-                   parse_axes(args.out_axes, "--out-axes"), args.parallel, args.name, sizes)
+                   parse_axes(args.out_axes, "--out-axes"), args.parallel, args.name, sizes,
+                   args.layout, args.vector_math)
 
 
 def parse_axes(words, option: str):
@@ -197,10 +217,18 @@ def _require_arity(fun, example: tuple, option: str) -> None:
                          f"({', '.join(params)}), which takes {len(params)}")
 
 
-def _summary(fun, options: _Options) -> str:
-    where = "across cores (prange)" if options.parallel else "innermost (vectorised)"
+def _summary(fun, options: _Options, batched) -> str:
+    layout = {"inner": "innermost, over blocks of slices (inner layout)",
+              "outer": "one compiled call per slice (outer layout)",
+              "auto": "innermost where the function allows it (layout auto)"}[options.layout]
+    cores = ", blocks across cores (prange)" if options.parallel else ""
+    math = ", vectorisable math functions" if options.vector_math else ""
+    used = getattr(batched, "variant", None)
+    if used is not None and options.layout == "auto":       # called by --compare: known
+        layout = "innermost, over blocks of slices (inner layout)" if used.layout == "inner" \
+            else f"one compiled call per slice ({used.layout_note})"
     return (f"{fun.__name__} batched over in_axes={options.in_axes!r}, "
-            f"out_axes={options.out_axes!r}, batch loop {where}")
+            f"out_axes={options.out_axes!r}, batch loop {layout}{cores}{math}")
 
 
 @dataclass(frozen=True)

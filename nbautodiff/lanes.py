@@ -159,6 +159,7 @@ class _Lanes:
         self.extended = self._extended()          # local array -> its rank (lanes added last)
         self.lane_arrays: set[str] = set()
         self.regions: list[Region] = []
+        self.uniform_count = 0
 
     # -- analysis -------------------------------------------------------------------------------
     def reads(self, node: ast.AST) -> set[str]:
@@ -267,7 +268,7 @@ class _Lanes:
                 out.append(self.regions[-1])
             region.statements, region.names = [], set()
 
-        for statement in body:
+        for statement in self._split_broadcasts(body):
             if self.per_lane(statement):
                 region.statements.append(statement)
                 region.names |= _names(statement)
@@ -283,6 +284,26 @@ class _Lanes:
                 statement.orelse = self.block(statement.orelse)
             out.append(statement)
         close()
+        return out
+
+    def _split_broadcasts(self, body: list) -> list:
+        """``v = f(uniform values)`` for a varying ``v`` split into ``u = f(...)``, computed once
+        per block, and the per-lane copy ``v = u``."""
+        out = []
+        for statement in body:
+            if isinstance(statement, ast.Assign) and isinstance(statement.targets[0], ast.Name) \
+                    and statement.targets[0].id in self.varying \
+                    and statement.targets[0].id not in self.extended \
+                    and not isinstance(statement.value, (ast.Name, ast.Constant)) \
+                    and not self.reads(statement.value) & self.varying:
+                self.uniform_count += 1
+                temporary = f"{naming.LANE_UNIFORM}{self.uniform_count}"
+                out.append(ast.copy_location(ast.Assign(
+                    targets=[ast.Name(id=temporary, ctx=ast.Store())], value=statement.value),
+                    statement))
+                statement = ast.copy_location(ast.Assign(targets=statement.targets,
+                                                         value=_load(temporary)), statement)
+            out.append(statement)
         return out
 
     def choose_lane_arrays(self) -> None:

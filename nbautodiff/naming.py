@@ -43,6 +43,7 @@ BATCH_OUT, BATCH_FIRST = "_nad_out", "_nad_first"   # result arrays; the result 
 BATCH_LANE, BATCH_LANES = "_nad_l", "_nad_lanes"   # inner layout: a lane, lanes of a block
 BATCH_BLOCK, BATCH_START = "_nad_blk", "_nad_start"  # ... a block, its first batch index
 LANE_ARRAY = "_nad_lane_"     # ... a varying scalar's values, one per lane: _nad_lane_h
+LANE_UNIFORM = "_nad_u"       # ... the uniform value a varying scalar is set to: _nad_u1
 VECTOR_MATH = "_nad_vm"       # nbautodiff.kernels.vecmath as seen by generated code
 BATCH_TYPED = "_nad_typed"    # in a batched function's stand-in: its code for argument types
 OFFLOAD_HOST = "_nad_host_"   # the host part of an offloaded function: _nad_host_f

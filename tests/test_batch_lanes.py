@@ -176,3 +176,26 @@ def test_inner_layout_is_a_cached_artifact():
     second(*args)
     assert second.variant is first.variant
     assert nad.batch(fun, in_axes, layout="outer")(*args) is not None
+
+
+def softplus_sum(x, scale):
+    s = math.exp(scale)                # uniform: stays the C library's
+    for i in range(x.shape[0]):
+        s += math.log1p(math.exp(x[i])) + math.tanh(x[i]) ** 2
+    return s
+
+
+def test_vector_math_replaces_lane_calls_within_their_accuracy():
+    from nbautodiff.kernels import vecmath
+    xs = rng.normal(size=(N, 5))
+    batched = nad.batch(softplus_sum, (0, None), layout="inner", vector_math=True)
+    out = batched(xs, 0.3)
+    source = batched.source
+    assert "_nad_vm.exp(" in source and "_nad_vm.log1p(" in source and "_nad_vm.tanh(" in source
+    assert "math.exp(scale)" in source                    # a uniform call is left alone
+    expected = np.array(looped(softplus_sum, (xs, 0.3), (0, None), N))
+    # every term is positive, so each 1-ulp function moves the sum by a few ulp at most
+    assert np.max(np.abs(out - expected) / expected) < 8 * np.finfo(float).eps
+    assert not np.array_equal(out, expected) or max(vecmath.MAX_ULP.values()) == 0.5
+    plain = nad.batch(softplus_sum, (0, None), layout="inner")(xs, 0.3)
+    assert np.array_equal(plain, expected)                # without it: bit for bit

@@ -18,7 +18,8 @@ from nbautodiff.magics.batch_compare import BATCHED, LOOP, VECTORIZE
 from nbautodiff.magics.speedup import SpeedComparison
 
 
-def stand_in_batch(fun, in_axes=0, out_axes=0, parallel=False):
+def stand_in_batch(fun, in_axes=0, out_axes=0, parallel=False, layout="auto",
+                   vector_math=False):
     """vmap semantics by a loop of single compiled calls (NOT fused: a test double only)."""
     try:
         single = program.primal(fun).dispatcher
@@ -38,7 +39,8 @@ def stand_in_batch(fun, in_axes=0, out_axes=0, parallel=False):
         return np.stack(results, axis=out_axes)
 
     stand_in_batch.calls.append(dict(fun=fun, in_axes=in_axes, out_axes=out_axes,
-                                     parallel=parallel))
+                                     parallel=parallel, layout=layout,
+                                     vector_math=vector_math))
     return batched
 
 
@@ -84,6 +86,24 @@ def test_cell_functions_get_batched_versions(ip, ns, batch_api):
     expected = [ns["predict"](xs[:, j], w0) for j in range(xs.shape[1])]
     np.testing.assert_allclose(ns["predict_batch"](xs, w0), expected, rtol=1e-13)
     assert "in_axes=(1, None)" in repr(result) and "across cores" in repr(result)
+
+
+def test_layout_and_vector_math_options_reach_batch(ip, ns, batch_api):
+    result = ip.run_cell_magic("batch", "--func predict --in-axes 0 None --layout inner "
+                                        "--vector-math", CELL)
+    (call,) = batch_api
+    assert (call["layout"], call["vector_math"]) == ("inner", True)
+    assert "inner layout" in repr(result) and "vectorisable math" in repr(result)
+
+
+def test_the_real_batch_reports_the_layout_it_chose(ip, rng):
+    ip.user_ns.update(np=np, x1=rng.normal(size=4), w1=rng.normal(size=4))
+    result = ip.run_cell_magic("batch", "--func predict --in-axes 0 None --compare (x1, w1) "
+                                        "--sizes 3 30", CELL)
+    assert "inner layout" in repr(result)
+    assert "exactly" in result.comparisons["predict_batch"].note
+    result = ip.run_line_magic("batch", "--func moments --compare (x1,) --sizes 3")
+    assert "one compiled call per slice" in repr(result) and "returns an array" in repr(result)
 
 
 def test_default_axes_batch_every_function_of_the_cell(ip, ns, batch_api):
@@ -140,6 +160,8 @@ def test_help(ip, batch_api):
     ("-f missing_function", "no such name"),
     ("--name 1{name}", "not a Python name"),
     ("--name same", "no {name}"),
+    ("--layout sideways", "expected one of auto, inner, outer"),
+    ("--layout outer --vector-math", "applies to the inner layout"),
 ])
 def test_bad_options_raise_usage_errors(ip, ns, line, message):
     with pytest.raises(UsageError, match=message):
