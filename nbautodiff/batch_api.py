@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numba.extending import typeof_impl
 
-from . import batching, cache, custom, program, typeinfer
+from . import batching, cache, custom, lanes, program, typeinfer
 from .api import _check_value, _typeof
 from .batching import BatchError
 from .errors import AutodiffError
@@ -114,7 +114,8 @@ class BatchedFunction:
         axes, size = _resolved_in_axes(values, self._axes(), names, fname)
         if self._derivative:
             return self._call_derivative(values, axes, size)
-        variant = self._primal_variant(tuple(_typeof(v) for v in values), axes)
+        variant = self._primal_variant(tuple(_typeof(v) for v in values), axes,
+                                       staged=_small_slices(values, axes))
         _refuse_empty(variant, size, fname)
         return self._invoke(variant.dispatcher, values)
 
@@ -128,24 +129,28 @@ class BatchedFunction:
         return self.in_axes if isinstance(self.in_axes, tuple) else \
             (self.in_axes,) * len(self._parameters)
 
-    def _primal_variant(self, argtypes: tuple, axes: tuple,
-                        checks: bool = False) -> batching.BatchedVariant:
+    def _primal_variant(self, argtypes: tuple, axes: tuple, checks: bool = False,
+                        staged: tuple = ()) -> batching.BatchedVariant:
+        """The batch of the function itself; ``staged``: positions of batched arrays whose
+        slices are small enough for the inner layout to copy them lane-major (those the
+        function does not write)."""
         prim = program.primal(self.primal)
         if self.parallel:
             _refuse_shared_writes(prim.writes, argtypes, axes, self._parameters, self._fname,
                                   "parallel=True would make the slices race on it "
                                   "(or use parallel=False)")
-        return self._variant(prim.dispatcher, argtypes, axes, self.out_axes, checks, prim)
+        staged = tuple(k for k in staged if k not in prim.writes)
+        return self._variant(prim.dispatcher, argtypes, axes, self.out_axes, checks, prim,
+                             staged)
 
     def _variant(self, callee, argtypes, axes, out_axes, checks: bool = False,
-                 primal=None) -> batching.BatchedVariant:
+                 primal=None, staged: tuple = ()) -> batching.BatchedVariant:
         """The compiled batch of ``callee``; in the inner layout where this function's
         ``layout`` asks for it and ``primal`` (the :class:`.program.Primal` of ``callee``, for
         plain functions only) is given."""
         self.variant = batching.batched_variant(
             callee, argtypes, axes, out_axes, self.parallel, f"{self._fname}()", checks,
-            layout=self.layout, primal=primal,
-            vector_math=self.vector_math)
+            layout=self.layout, primal=primal, vector_math=self.vector_math, staged=staged)
         return self.variant
 
     # -- as a callee of differentiated code (see source.specializes) -----------------------
@@ -230,6 +235,15 @@ def _resolved_in_axes(values, axes, names, fname) -> tuple[tuple, int]:
             raise BatchError(f"argument '{name}' of {fname}() has batch size {value.shape[axis]} "
                              f"(axis {axis}), but '{sized_by}' has batch size {size}")
     return resolved, size
+
+
+def _small_slices(values, axes) -> tuple:
+    """Positions of the batched arrays whose slices have at most ``lanes.STAGE_LIMIT``
+    elements and whose batch axis is not the last (where lanes are contiguous already)."""
+    return tuple(k for k, (value, axis) in enumerate(zip(values, axes))
+                 if axis is not None and value.ndim >= 2 and axis != value.ndim - 1
+                 and value.shape[axis] > 0
+                 and value.size // value.shape[axis] <= lanes.STAGE_LIMIT)
 
 
 def _refuse_shared_writes(writes, argtypes, axes, names, fname, why: str) -> None:

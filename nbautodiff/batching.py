@@ -82,7 +82,7 @@ def leaves(typ) -> list:
 
 def batched_variant(callee, argtypes: tuple, in_axes: tuple, out_axes, parallel: bool,
                     label: str, checks: bool = False, layout: str = "outer", primal=None,
-                    vector_math: bool = False) -> BatchedVariant:
+                    vector_math: bool = False, staged: tuple = ()) -> BatchedVariant:
     """The batched variant of ``callee`` (a numba dispatcher with a ``py_func``) for batched
     argument types ``argtypes``; ``in_axes[k]`` is the batch axis of argument k (an int within
     its rank, or None: passed whole). ``out_axes``: an int for every result leaf or a tuple with
@@ -94,25 +94,29 @@ def batched_variant(callee, argtypes: tuple, in_axes: tuple, out_axes, parallel:
     ``primal`` (the :class:`.program.Primal` of ``callee``) with the batch loop innermost (see
     :mod:`.lanes`; ``vector_math`` replaces math functions in its lane loops by
     :mod:`.kernels.vecmath`), a BatchError naming the construct where it cannot; "auto" is
-    "inner" where it can, else "outer" with the reason in ``layout_note``."""
+    "inner" where it can, else "outer" with the reason in ``layout_note``. ``staged``: positions
+    of batched arrays the inner layout reads from a lane-major copy of each block (small slices
+    batched along another axis than the last, which the function does not write)."""
     if layout not in LAYOUTS:
         raise BatchError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    inner = layout != "outer" and primal is not None
     key = (callee, tuple(argtypes), tuple(in_axes), out_axes, parallel, checks,
-           layout if primal is not None else "outer", vector_math)
+           layout if primal is not None else "outer", vector_math if inner else False,
+           tuple(staged) if inner else ())
     with _lock:
         if not cache.memoized(_variants, key):
             _variants[key] = _chosen(callee, tuple(argtypes), tuple(in_axes), out_axes, parallel,
-                                     label, checks, layout, primal, vector_math)
+                                     label, checks, layout, primal, vector_math, tuple(staged))
         return _variants[key]
 
 
 def _chosen(callee, argtypes, in_axes, out_axes, parallel, label, checks, layout, primal,
-            vector_math) -> BatchedVariant:
+            vector_math, staged) -> BatchedVariant:
     note = ""
     if layout != "outer" and primal is not None:
         try:
             return _build_inner(primal, argtypes, in_axes, out_axes, parallel, label, checks,
-                                vector_math)
+                                vector_math, staged)
         except lanes.NotLaneable as why:
             if layout == "inner":
                 raise BatchError(f"{label} cannot be batched with layout='inner': {why.reason}",
@@ -158,13 +162,14 @@ def _built(callee, argtypes, in_axes, out_axes, parallel, label, checks) -> cach
 
 
 def _build_inner(prim, argtypes, in_axes, out_axes, parallel, label, checks,
-                 vector_math) -> BatchedVariant:
+                 vector_math, staged) -> BatchedVariant:
     """The inner layout of ``prim`` for ``argtypes`` compiled (eagerly: a function numba
     cannot compile in this layout is reported as :class:`.lanes.NotLaneable`)."""
     key = cache.key("batch-inner", prim.key, argtypes, in_axes, out_axes, parallel, checks,
-                    vector_math, lanes.BLOCK, origin=prim.fs.func)
+                    vector_math, staged, lanes.BLOCK, origin=prim.fs.func)
     entry = cache.artifact(key, lambda: _inner_built(prim, argtypes, in_axes, out_axes,
-                                                     parallel, label, checks, vector_math))
+                                                     parallel, label, checks, vector_math,
+                                                     staged))
     data = entry.data
     namespace = {name: value for name, value in prim.namespace.items()
                  if not (name.startswith("__") and name.endswith("__"))}
@@ -191,7 +196,7 @@ def _vector_table(vector_math: bool) -> dict:
 
 
 def _inner_built(prim, argtypes, in_axes, out_axes, parallel, label, checks,
-                 vector_math) -> cache.Built:
+                 vector_math, staged) -> cache.Built:
     """The source of the inner layout (see :mod:`.lanes`): blocks of lanes, ``prange`` over
     blocks when ``parallel``."""
     element_types = tuple(slice_type(t, a) for t, a in zip(argtypes, in_axes))
@@ -211,9 +216,12 @@ def _inner_built(prim, argtypes, in_axes, out_axes, parallel, label, checks,
               if in_axes[k] is None and typeinfer.is_array(argtypes[k])]
     leaf_types = [t for t in leaves(result_type) if t != nbtypes.none]
     outs = [f"{naming.BATCH_OUT}{k}" for k in range(len(leaf_types))]
+    copied = frozenset(params[k] for k in staged)
     body, lane_types = lanes.lane_body(copy.deepcopy(tree), types, batched, ranks, shared,
-                                       _vector_table(vector_math), _leaf_paths(result_type), outs)
+                                       _vector_table(vector_math), _leaf_paths(result_type), outs,
+                                       copied)
     name = naming.batch_name(prim.fs.name, _signature_code(in_axes, axes, parallel) + "_in"
+                             + "".join(f"_s{k}" for k in staged)
                              + ("_vm" if vector_math else "") + ("_chk" if checks else ""))
     n, block = naming.BATCH_SIZE, lanes.BLOCK
     prologue = _prologue(params, in_axes, label if checks else None)
@@ -221,12 +229,18 @@ def _inner_built(prim, argtypes, in_axes, out_axes, parallel, label, checks,
         prologue.append(f"{out} = np.empty({n}, {_dtype_source(typ)})")
     allocations = [f"{naming.lane_array(v)} = np.empty({block}, {_dtype_source(t)})"
                    for v, t in lane_types.items()]
+    copies = []
+    for k in staged:
+        allocation, fill = lanes.staging(params[k], in_axes[k], argtypes[k].ndim,
+                                         _dtype_source(argtypes[k].dtype))
+        allocations.append(allocation)
+        copies += fill
     loop = "numba.prange" if parallel else "range"
     head = (prologue + ([] if parallel else allocations)
             + [f"for {naming.BATCH_BLOCK} in {loop}(({n} + {block - 1}) // {block}):"])
     per_block = [f"{naming.BATCH_START} = {naming.BATCH_BLOCK} * {block}",
                  f"{naming.BATCH_LANES} = min({block}, {n} - {naming.BATCH_START})"] + \
-        (allocations if parallel else [])
+        (allocations if parallel else []) + copies
     function = ast.parse(f"def {name}({', '.join(params)}):\n" + "".join(
         f"    {line}\n" for line in head) + "".join(f"        {line}\n" for line in per_block)
         + f"    return {_rebuilt(result_type, iter(outs))}\n").body[0]

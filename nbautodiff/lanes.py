@@ -41,6 +41,7 @@ from . import naming, typeinfer
 from .analysis import walk_statements
 
 BLOCK = 512          # slices per block: lane arrays of a few kB stay in the L1 cache
+STAGE_LIMIT = 64     # elements of a slice up to which its block is staged lane-major
 SHAPE_ATTRIBUTES = ("shape", "ndim", "size")
 ALLOCATIONS = ("np.empty", "np.zeros", "np.ones")      # (shape, dtype) constructors
 
@@ -144,8 +145,10 @@ class _Lanes:
     :mod:`.kernels.vecmath` (empty: libm everywhere)."""
 
     def __init__(self, tree: ast.FunctionDef, types: dict, batched: dict, ranks: dict,
-                 shared_writes: list[str], vector_table: dict, outputs: list[str]):
+                 shared_writes: list[str], vector_table: dict, outputs: list[str],
+                 staged: frozenset = frozenset()):
         self.tree = tree
+        self.staged = staged                     # batched arrays read from a lane-major copy
         self.outputs = set(outputs)              # the batch's result arrays, one per leaf
         self.types = types
         self.batched_scalars = {p for p, axis in batched.items() if axis < 0}
@@ -366,15 +369,18 @@ class _Lanes:
     def lane_slice(self, name: str, index: list[ast.expr]) -> ast.Subscript:
         """``name[index]`` of a slice of batched array ``name``, as an index of the whole array:
         the lane's batch index inserted at the batch axis (``:`` filling the axes before)."""
+        array = name
         if name in self.extended:
             axis, lane = self.extended[name], naming.BATCH_LANE
+        elif name in self.staged:
+            array, axis, lane = naming.staged(name), self.ranks[name] - 1, naming.BATCH_LANE
         else:
             axis, lane = self.batched_arrays[name], naming.BATCH_INDEX
         parts = list(index)
         while len(parts) < axis:
             parts.append(ast.Slice())
         parts.insert(axis, _load(lane))
-        return ast.Subscript(value=_load(name), slice=ast.Tuple(elts=parts, ctx=ast.Load()),
+        return ast.Subscript(value=_load(array), slice=ast.Tuple(elts=parts, ctx=ast.Load()),
                              ctx=ast.Load())
 
     def slice_attribute(self, node: ast.AST) -> ast.expr | None:
@@ -452,14 +458,35 @@ def _read_before_written(statements: list, name: str, written: bool = False) -> 
     return False, written
 
 
+def staging(name: str, axis: int, rank: int, dtype: str) -> tuple[str, list[str]]:
+    """(allocation, per-block copy) of the lane-major copy of batched array ``name`` (batch
+    axis ``axis`` of ``rank``): ``copy[j, k, lane] = name[..., lane's index, ...]``, so that the
+    lane loops read it contiguously (structure of arrays) instead of with the stride of a
+    slice."""
+    dims = [d for d in range(rank) if d != axis]
+    shape = ", ".join(f"{name}.shape[{d}]" for d in dims)
+    allocation = f"{naming.staged(name)} = np.empty(({shape}, {BLOCK}), {dtype})"
+    lines = [f"for {naming.BATCH_LANE} in range({naming.BATCH_LANES}):",
+             f"    {naming.BATCH_INDEX} = {naming.BATCH_START} + {naming.BATCH_LANE}"]
+    counters = [f"{naming.STAGE_INDEX}{k}" for k in range(len(dims))]
+    for depth, (counter, d) in enumerate(zip(counters, dims)):
+        lines.append("    " * (depth + 1) + f"for {counter} in range({name}.shape[{d}]):")
+    source = counters[:axis] + [naming.BATCH_INDEX] + counters[axis:]
+    lines.append("    " * (len(dims) + 1) + f"{naming.staged(name)}[{', '.join(counters)}, "
+                 f"{naming.BATCH_LANE}] = {name}[{', '.join(source)}]")
+    return allocation, lines
+
+
 def lane_body(tree: ast.FunctionDef, types: dict, batched: dict, ranks: dict,
               shared_writes: list[str], vector_table: dict, result_paths: list[str],
-              outputs: list[str]) -> tuple[list[ast.stmt], dict]:
+              outputs: list[str], staged: frozenset = frozenset()
+              ) -> tuple[list[ast.stmt], dict]:
     """The statements of one block (the function's body for lanes ``_nad_start`` to
     ``_nad_start + _nad_lanes``), storing the result's leaves (``result_paths``: source suffixes
     such as ``[0]`` into the returned value) into the arrays ``outputs`` at each lane's batch
-    index; and the lane arrays it uses (name -> numba type). Raises :class:`NotLaneable`."""
-    lanes = _Lanes(tree, types, batched, ranks, shared_writes, vector_table, outputs)
+    index; and the lane arrays it uses (name -> numba type). Batched arrays in ``staged`` are
+    read from their lane-major copies (see :func:`staging`). Raises :class:`NotLaneable`."""
+    lanes = _Lanes(tree, types, batched, ranks, shared_writes, vector_table, outputs, staged)
     body = list(tree.body)
     returned = None
     if body and isinstance(body[-1], ast.Return):

@@ -43,6 +43,7 @@ BATCH_OUT, BATCH_FIRST = "_nad_out", "_nad_first"   # result arrays; the result 
 BATCH_LANE, BATCH_LANES = "_nad_l", "_nad_lanes"   # inner layout: a lane, lanes of a block
 BATCH_BLOCK, BATCH_START = "_nad_blk", "_nad_start"  # ... a block, its first batch index
 LANE_ARRAY = "_nad_lane_"     # ... a varying scalar's values, one per lane: _nad_lane_h
+STAGED, STAGE_INDEX = "_nad_soa_", "_nad_s"   # ... a lane-major copy of a batched array
 LANE_UNIFORM = "_nad_u"       # ... the uniform value a varying scalar is set to: _nad_u1
 VECTOR_MATH = "_nad_vm"       # nbautodiff.kernels.vecmath as seen by generated code
 BATCH_TYPED = "_nad_typed"    # in a batched function's stand-in: its code for argument types
@@ -80,6 +81,11 @@ def batch_name(function_name: str, signature_code: str) -> str:
 def lane_array(name: str) -> str:
     """The lane array of varying scalar ``name`` in the inner batch layout."""
     return LANE_ARRAY + name
+
+
+def staged(name: str) -> str:
+    """The lane-major copy of a block of batched array ``name`` in the inner batch layout."""
+    return STAGED + name
 
 
 def tuple_element(name: str, path: tuple[int, ...]) -> str:

@@ -199,3 +199,23 @@ def test_vector_math_replaces_lane_calls_within_their_accuracy():
     assert not np.array_equal(out, expected) or max(vecmath.MAX_ULP.values()) == 0.5
     plain = nad.batch(softplus_sum, (0, None), layout="inner")(xs, 0.3)
     assert np.array_equal(plain, expected)                # without it: bit for bit
+
+
+def test_small_slices_are_read_from_a_lane_major_copy():
+    small = rng.normal(size=(N, 6))
+    batched = nad.batch(rosenbrock, layout="inner")
+    assert np.array_equal(batched(small), looped(rosenbrock, (small,), 0, N))
+    assert "_nad_soa_x[_nad_s0, _nad_l] = x[_nad_i, _nad_s0]" in batched.source
+    large = rng.normal(size=(40, 100))               # 100 elements a slice: read in place
+    assert np.array_equal(batched(large), looped(rosenbrock, (large,), 0, 40))
+    assert "_nad_soa_" not in batched.source
+    columns = rng.normal(size=(6, N))                 # batched along the last axis: contiguous
+    batched(columns.T.copy())
+    assert "_nad_soa_" in batched.source
+    by_columns = nad.batch(rosenbrock, 1, layout="inner")
+    assert np.array_equal(by_columns(columns), looped(rosenbrock, (columns,), 1, N))
+    assert "_nad_soa_" not in by_columns.source
+    xs = rng.normal(size=(N, 3))
+    written = nad.batch(scale_in_place, (0, None), layout="inner")
+    written(xs, 2.0)
+    assert "_nad_soa_" not in written.source             # written arrays are never copied
