@@ -216,10 +216,10 @@ def _inner_built(prim, argtypes, in_axes, out_axes, parallel, label, checks,
               if in_axes[k] is None and typeinfer.is_array(argtypes[k])]
     leaf_types = [t for t in leaves(result_type) if t != nbtypes.none]
     outs = [f"{naming.BATCH_OUT}{k}" for k in range(len(leaf_types))]
-    copied = frozenset(params[k] for k in staged)
-    body, lane_types = lanes.lane_body(copy.deepcopy(tree), types, batched, ranks, shared,
-                                       _vector_table(vector_math), _leaf_paths(result_type), outs,
-                                       copied)
+    body, lane_types, copied = lanes.lane_body(
+        copy.deepcopy(tree), types, batched, ranks, shared, _vector_table(vector_math),
+        _leaf_paths(result_type), outs, frozenset(params[k] for k in staged))
+    staged = [k for k in staged if params[k] in copied]
     name = naming.batch_name(prim.fs.name, _signature_code(in_axes, axes, parallel) + "_in"
                              + "".join(f"_s{k}" for k in staged)
                              + ("_vm" if vector_math else "") + ("_chk" if checks else ""))

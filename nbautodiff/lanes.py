@@ -148,7 +148,6 @@ class _Lanes:
                  shared_writes: list[str], vector_table: dict, outputs: list[str],
                  staged: frozenset = frozenset()):
         self.tree = tree
-        self.staged = staged                     # batched arrays read from a lane-major copy
         self.outputs = set(outputs)              # the batch's result arrays, one per leaf
         self.types = types
         self.batched_scalars = {p for p, axis in batched.items() if axis < 0}
@@ -160,6 +159,7 @@ class _Lanes:
                               "shares (the inner layout would reorder those writes)")
         self.varying = self._varying() | self.outputs
         self.extended = self._extended()          # local array -> its rank (lanes added last)
+        self.staged = {name for name in staged if self._read_by_element(name)}
         self.lane_arrays: set[str] = set()
         self.regions: list[Region] = []
         self.uniform_count = 0
@@ -234,6 +234,23 @@ class _Lanes:
                     and not self._under_varying_control(statement):
                 extended[name] = self.types[name].ndim
         return extended
+
+    def _read_by_element(self, name: str) -> bool:
+        """Whether batched array ``name`` is only read element by element (``x[i, j]``) or for
+        its shape: then a lane-major copy can stand for it (whole-slice operations such as
+        ``x @ y`` or ``x.reshape`` want the slice itself)."""
+        rank = self.ranks[name] - 1
+        allowed = set()
+        for node in ast.walk(self.tree):
+            if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) \
+                    and node.value.id == name and isinstance(node.ctx, ast.Load):
+                index = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+                if len(index) == rank and not any(isinstance(i, ast.Slice) for i in index):
+                    allowed.add(id(node.value))
+            elif self.slice_attribute(node) is not None and node.value.id == name:
+                allowed.add(id(node.value))
+        return all(id(node) in allowed for node in ast.walk(self.tree)
+                   if isinstance(node, ast.Name) and node.id == name)
 
     def _under_varying_control(self, target: ast.stmt) -> bool:
         for statement, site in walk_statements(self.tree.body):
@@ -480,12 +497,13 @@ def staging(name: str, axis: int, rank: int, dtype: str) -> tuple[str, list[str]
 def lane_body(tree: ast.FunctionDef, types: dict, batched: dict, ranks: dict,
               shared_writes: list[str], vector_table: dict, result_paths: list[str],
               outputs: list[str], staged: frozenset = frozenset()
-              ) -> tuple[list[ast.stmt], dict]:
+              ) -> tuple[list[ast.stmt], dict, set]:
     """The statements of one block (the function's body for lanes ``_nad_start`` to
     ``_nad_start + _nad_lanes``), storing the result's leaves (``result_paths``: source suffixes
     such as ``[0]`` into the returned value) into the arrays ``outputs`` at each lane's batch
-    index; and the lane arrays it uses (name -> numba type). Batched arrays in ``staged`` are
-    read from their lane-major copies (see :func:`staging`). Raises :class:`NotLaneable`."""
+    index; the lane arrays it uses (name -> numba type); and those of the batched arrays in
+    ``staged`` that it reads from their lane-major copies (see :func:`staging`: the ones read
+    element by element). Raises :class:`NotLaneable`."""
     lanes = _Lanes(tree, types, batched, ranks, shared_writes, vector_table, outputs, staged)
     body = list(tree.body)
     returned = None
@@ -508,4 +526,4 @@ def lane_body(tree: ast.FunctionDef, types: dict, batched: dict, ranks: dict,
     laid_out = lanes.block(body + stores)
     lanes.choose_lane_arrays()
     return lanes.emitted(laid_out), {name: nbtypes.unliteral(types[name])
-                                     for name in sorted(lanes.lane_arrays)}
+                                     for name in sorted(lanes.lane_arrays)}, lanes.staged
