@@ -79,6 +79,16 @@ def _where(typingctx, cond, a, b):
     return ty(cond, a, b), codegen
 
 
+@intrinsic
+def _fma(typingctx, a, b, c):
+    """a*b + c rounded once: LLVM's ``llvm.fma.f64`` (``<4 x double> @llvm.fma.v4f64`` once the
+    loop is vectorised, ``vfmadd`` on FMA hardware, a libm ``fma`` call elsewhere)."""
+    def codegen(context, builder, signature, args):
+        args = [context.cast(builder, v, t, types.float64) for v, t in zip(args, signature.args)]
+        return builder.fma(*args)
+    return types.float64(a, b, c), codegen
+
+
 SHIFTER = 6755399441055744.0        # 1.5 * 2**52: x + SHIFTER rounds x to an integer in its low bits
 SIGN = -0x8000000000000000           # the sign bit of a float64, as an int64
 ABS = 0x7FFFFFFFFFFFFFFF
@@ -134,83 +144,73 @@ def _fast_two_sum(a, b):
 
 
 @_jit
-def _split(a):
-    """Dekker's split: a == hi + lo, each with at most 26 significant bits (|a| < 2**995)."""
-    c = 134217729.0 * a          # 2**27 + 1
-    hi = c - (c - a)
-    return hi, a - hi
-
-
-@_jit
 def _two_prod(a, b):
-    """p + e == a * b exactly, p = fl(a * b) (Dekker, no FMA)."""
+    """p + e == a * b exactly, p = fl(a * b) (one fused multiply-add)."""
     p = a * b
-    ah, al = _split(a)
-    bh, bl = _split(b)
-    return p, ((ah * bh - p) + ah * bl + al * bh) + al * bl
+    return p, _fma(a, b, -p)
 
 
 @_jit
 def _dd_div(nh, nl, dh, dl):
     """(nh + nl) / (dh + dl) rounded once, relative error about 2**-104 before rounding."""
     q = nh / dh
-    p, pe = _two_prod(q, dh)
-    return q + (((nh - p) - pe + nl) - q * dl) / dh
+    return q + (_fma(-q, dh, nh) + _fma(-q, dl, nl)) / dh
 
 
 # ---- exp kernel -------------------------------------------------------------------------------
-# fdlibm e_exp.c (Sun Microsystems, 1993): x = k*ln2 + r, |r| <= ln2/2, ln2 split in a 32-bit
-# head (k*LN2_HI is exact) and a tail; exp(r) = 1 + r + r*c/(2 - c) with
-# c = r - r**2*(P1 + ... + P5*r**8), a Remez fit with error below 2**-59. The final sums are kept
-# in double-double so that callers round only once.
+# x = k*ln2 + r + dr, k = round(x/ln2), |r| <= ln2/2 + 2**-44: ln2 = LN2_HI + LN2_LO (LN2_HI
+# the double nearest ln2), x - k*LN2_HI exact in one fma, the rest carried as dr (|dr| < 2**-45).
+# exp(r) - 1 = r + r**2/2 + r**3*SO(r**2) + r**4*CE(r**2), SO and CE the Taylor series of the odd
+# and even parts, truncated after r**13 and r**14 (remainder below 2**-62 on the interval); the
+# leading terms are exact (two_prod, fast_two_sum), so callers round once. The odd/even split
+# gives exp(-r) - 1 for the price of a few additions (cosh, sinh).
 
 INVLN2 = 1.44269504088896338700e+00
-LN2_HI = 6.93147180369123816490e-01   # 0x3fe62e42 fee00000
-LN2_LO = 1.90821492927058770002e-10   # 0x3dea39ef 35793c76
-P1 = 1.66666666666666019037e-01
-P2 = -2.77777777770155933842e-03
-P3 = 6.61375632143793436117e-05
-P4 = -1.65339022054652515390e-06
-P5 = 4.13813679705723846039e-08
+LN2_HI = 0.6931471805599453            # 0x3fe62e42 fefa39ef, ln2 rounded
+LN2_LO = 2.3190468138462996e-17        # ln2 - LN2_HI
+SO0, SO1, SO2, SO3, SO4, SO5 = (1 / 6, 1 / 120, 1 / 5040, 1 / 362880, 1 / 39916800,
+                                1 / 6227020800)
+CE0, CE1, CE2, CE3, CE4, CE5 = (1 / 24, 1 / 720, 1 / 40320, 1 / 3628800, 1 / 479001600,
+                                1 / 87178291200)
 
 
 @_jit
 def _reduce(x):
-    """x = k*ln2 + hi - lo, k = round(x/ln2) (|x| < 2**50 or NaN); returns hi, lo, k (int64)."""
-    kd = x * INVLN2 + SHIFTER
+    """x = k*ln2 + r + dr, k = round(x/ln2), for |x| < 746 (or NaN): returns r = fl(r + dr), dr
+    (below 2**-53 |r| and 2**-99 relative to x - k*ln2) and k (int64)."""
+    kd = _fma(x, INVLN2, SHIFTER)
     k = _bits(kd) - _bits(SHIFTER)
     kf = kd - SHIFTER
-    return x - kf * LN2_HI, kf * LN2_LO, k
+    rh = _fma(kf, -LN2_HI, x)                    # exact: a multiple of 2**-54 below 0.5
+    rl = kf * -LN2_LO
+    r = rh + rl
+    return r, (rh - r) + rl, k
 
 
 @_jit
-def _expm1_reduced(hi, lo, t, t_lo, p):
-    """exp(r) - 1 as s + e (|e| <= ulp(s)) for r = hi - lo, |r| <= 0.35, given t + t_lo == fl(r)**2 exactly
-    and p = P(t).
-
-    fdlibm's form exp(r) - 1 = r + r*c/(2 - c), c = r - t*p, rearranged so that its two leading
-    terms, r and r**2/2, are exact: r*c/(2 - c) = r**2/2 + r*t*(1 - (r + 2)*p)/(2*(2 - c))."""
-    r = hi - lo
-    r_lo = (hi - r) - lo                          # hi - lo == r + r_lo exactly
-    c = r - t * p
-    rest = r * t * (1.0 - (r + 2.0) * p) / (2.0 * (2.0 - c))
-    u, u_lo = _two_sum(0.5 * t, rest + (r_lo * (1.0 + r) + 0.5 * t_lo))
-    s, e = _two_sum(r, u)
-    return s, e + u_lo
+def _odd_even(z):
+    """SO(z), CE(z) in fma Horner form."""
+    so = _fma(z, _fma(z, _fma(z, _fma(z, _fma(z, SO5, SO4), SO3), SO2), SO1), SO0)
+    ce = _fma(z, _fma(z, _fma(z, _fma(z, _fma(z, CE5, CE4), CE3), CE2), CE1), CE0)
+    return so, ce
 
 
 @_jit
-def _exp_poly(t):
-    return P1 + t * (P2 + t * (P3 + t * (P4 + t * P5)))
+def _expm1_reduced(r, dr, z, z_lo, odd, even):
+    """exp(r + dr) - 1 as s + e (|e| <= ulp(s)), given z + z_lo == r**2 exactly and the odd and
+    even tails r**3*SO(z), r**4*CE(z)."""
+    s, e0 = _fast_two_sum(r, 0.5 * z)             # |r| >= r**2/2
+    e = e0 + ((0.5 * z_lo + (odd + even)) + _fma(dr, s, dr))   # dr*exp(r)
+    return _fast_two_sum(s, e)
 
 
 @_jit
 def _exp_dd(x):
-    """exp(x) == (h + l) * 2**k, h in [0.7, 1.42], relative error below 2**-58; finite x."""
-    hi, lo, k = _reduce(x)
-    r = hi - lo
-    t, t_lo = _two_prod(r, r)
-    s, e = _expm1_reduced(hi, lo, t, t_lo, _exp_poly(t))
+    """exp(x) == (h + l) * 2**k, h in [0.7, 1.42], relative error below 2**-60; finite x."""
+    r, dr, k = _reduce(x)
+    z, z_lo = _two_prod(r, r)
+    so, ce = _odd_even(z)
+    s, e = _expm1_reduced(r, dr, z, z_lo, r * z * so, z * z * ce)
     h, l = _fast_two_sum(1.0, s)
     return h, l + e, k
 
@@ -218,15 +218,36 @@ def _exp_dd(x):
 @_jit
 def _exp_dd_pm(x):
     """exp(x) and exp(-x) as (h + l) * 2**k and (hm + lm) * 2**-k, sharing one reduction."""
-    hi, lo, k = _reduce(x)
-    r = hi - lo
-    t, t_lo = _two_prod(r, r)
-    p = _exp_poly(t)
-    s, e = _expm1_reduced(hi, lo, t, t_lo, p)
+    r, dr, k = _reduce(x)
+    z, z_lo = _two_prod(r, r)
+    so, ce = _odd_even(z)
+    odd = r * z * so
+    even = z * z * ce
+    s, e = _expm1_reduced(r, dr, z, z_lo, odd, even)
     h, l = _fast_two_sum(1.0, s)
-    sm, em = _expm1_reduced(-hi, -lo, t, t_lo, p)
+    sm, em = _expm1_reduced(-r, -dr, z, z_lo, -odd, even)
     hm, lm = _fast_two_sum(1.0, sm)
     return h, l + e, hm, lm + em, k
+
+
+@_jit
+def _scale_exp(h, l, k):
+    """(h + l) * 2**k rounded once, also when subnormal (h in [0.7, 1.42], |l| < 2**-50,
+    -1080 < k <= 1025): below 2**-1022 the sum is rounded at the subnormal grid by adding 1
+    (musl's exp specialcase), above it is rounded, then scaled exactly or to inf. No
+    floating-point operation has a subnormal result, except in lanes that return one."""
+    normal = _ldexp(h + l, k)
+    scale = _pow2(_where(k < -1020, k + 1022, 0))
+    a = scale * h                                 # exact
+    b = scale * l
+    v = a + b
+    vl = (a - v) + b
+    t = 1.0 + v
+    tl = ((1.0 - t) + v) + vl
+    # t + tl in [1, 2], rounded at 2**-52: its fraction bits are those of the subnormal result
+    # (a bit-level scaling: a floating-point multiply with a subnormal result is microcoded)
+    sub = _float(_bits(t + tl) - _bits(1.0))
+    return _where((k < -1020) & (v < 1.0), sub, normal)
 
 
 @_public
@@ -234,11 +255,11 @@ def exp(x):
     """e**x. exp(+inf) = inf, exp(-inf) = +0, exp(NaN) = NaN; overflows to inf above
     709.782712893384, gradual underflow to +0 below -745.1332191019411.
 
-    Max error measured: 0.741 ulp (at subnormal results, rounded twice; about 0.5 ulp elsewhere)."""
+    Max error measured: 0.741 ulp."""
     xc = _where(x > 709.8, 709.8, x)
     xc = _where(xc < -745.2, -745.2, xc)
     h, l, k = _exp_dd(xc)
-    return _ldexp(h + l, k)
+    return _scale_exp(h, l, k)
 
 
 @_public
@@ -249,10 +270,10 @@ def expm1(x):
     Max error measured: 0.580 ulp."""
     xc = _where(x > 709.8, 709.8, x)
     xc = _where(xc < -40.0, -40.0, xc)
-    hi, lo, k = _reduce(xc)
-    r = hi - lo
-    t, t_lo = _two_prod(r, r)
-    s, e = _expm1_reduced(hi, lo, t, t_lo, _exp_poly(t))
+    r, dr, k = _reduce(xc)
+    z, z_lo = _two_prod(r, r)
+    so, ce = _odd_even(z)
+    s, e = _expm1_reduced(r, dr, z, z_lo, r * z * so, z * z * ce)
     # k == 0 (|x| < ln2/2): s + e. Otherwise e**x - 1 = 2**k * (1 + s + e - 2**-k), rounded
     # once, then scaled exactly (|result| > 0.29, never subnormal).
     m = _pow2(-_where(k > 1000, 1000, k))
@@ -364,6 +385,8 @@ LG4 = 2.222219843214978396e-01
 LG5 = 1.818357216161805012e-01
 LG6 = 1.531383769920937332e-01
 LG7 = 1.479819860511658591e-01
+LN2_HI32 = 6.93147180369123816490e-01   # 0x3fe62e42 fee00000: k*LN2_HI32 exact for |k| < 2**20
+LN2_LO32 = 1.90821492927058770002e-10   # 0x3dea39ef 35793c76
 SQRT_HALF_BITS = 0x3FE6A09E00000000   # the bits of ~sqrt(2)/2: 1 + f lands in [that, twice that)
 MANTISSA_MASK = 0x000FFFFFFFFFFFFF
 
@@ -391,9 +414,9 @@ def _log_sum(f, k, c):
     sq, sq_lo = _two_prod(f, f)
     hfsq = 0.5 * sq
     dk = _int_to_float(k)
-    a, a_lo = _two_sum(dk * LN2_HI, f)             # dk*LN2_HI is exact
+    a, a_lo = _two_sum(dk * LN2_HI32, f)           # dk*LN2_HI32 is exact
     b, b_lo = _two_sum(a, -hfsq)
-    return b + ((a_lo + b_lo) - 0.5 * sq_lo + (s * (hfsq + t1 + t2) + (dk * LN2_LO + c)))
+    return b + ((a_lo + b_lo) - 0.5 * sq_lo + (s * (hfsq + t1 + t2) + (dk * LN2_LO32 + c)))
 
 
 @_public
