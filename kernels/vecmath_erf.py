@@ -15,7 +15,7 @@ is computed with ``vecmath``'s double-double exp (a*a exact through Dekker's pro
 """
 from __future__ import annotations
 
-from .vecmath import (_copysign, _exp_dd, _fabs, _jit, _ldexp, _public, _two_prod, _two_sum,
+from .vecmath import (_copysign, _exp_dd, _fabs, _fma, _jit, _ldexp, _public, _two_prod, _two_sum,
                       _where)
 
 ERX = 8.45062911510467529297e-01
@@ -45,10 +45,10 @@ SB = (3.03380607434824582924e+01, 3.25792512996573918826e+02, 1.5367295860844369
 
 @_jit
 def _poly7(c, v, a0, a1, a2, a3, a4, a5, a6, b0, b1, b2, b3, b4, b5, b6):
-    """Horner on coefficients chosen per lane: a_i where c, else b_i (degree 6)."""
-    return _where(c, a0, b0) + v * (_where(c, a1, b1) + v * (_where(c, a2, b2) + v * (
-        _where(c, a3, b3) + v * (_where(c, a4, b4) + v * (_where(c, a5, b5) + v * _where(
-            c, a6, b6))))))
+    """Horner (fma) on coefficients chosen per lane: a_i where c, else b_i (degree 6)."""
+    return _fma(v, _fma(v, _fma(v, _fma(v, _fma(v, _fma(v, _where(c, a6, b6), _where(c, a5, b5)),
+                                                 _where(c, a4, b4)), _where(c, a3, b3)),
+                                  _where(c, a2, b2)), _where(c, a1, b1)), _where(c, a0, b0))
 
 
 @_jit

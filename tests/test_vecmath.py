@@ -190,6 +190,18 @@ def test_loop_vectorises_without_calls(name):
                        or "@_ZN10nbautodiff7kernels" in c]
 
 
+@pytest.mark.skipif("+fma" not in llvm.get_host_cpu_features().flatten()
+                    or "+avx2" not in llvm.get_host_cpu_features().flatten(),
+                    reason="the host CPU lacks FMA3/AVX2: llvm.fma is a libm call there")
+@pytest.mark.parametrize("name", ["exp", "tanh"])
+def test_fma_is_fused_in_the_vector_loop(name):
+    """_fma is llvm.fma: vectorised to @llvm.fma.v4f64, vfmadd in the machine code."""
+    loop = LOOPS[name]
+    run_loop(name, np.linspace(-2.0, 2.0, 64))
+    assert "@llvm.fma.v4f64" in loop.inspect_llvm(loop.signatures[0])
+    assert "vfmadd" in loop.inspect_asm(loop.signatures[0])
+
+
 def test_table():
     assert vm.VECTOR_FUNCTIONS["math.exp"] == "exp"
     assert vm.VECTOR_FUNCTIONS["np.tanh"] == "tanh"
