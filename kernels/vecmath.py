@@ -33,8 +33,8 @@ loops no longer vectorise.
 float32 arguments are converted to float64 by numba and the result is float64: float32 is not
 part of the contract (rounding the result to float32 is the caller's business).
 
-The exp/log family shares three kernels: ``_exp_hl`` (exp(x) = 2**k * (h + l), one polynomial
-in fma form, for exp and tanh, which round h + l once), ``_exp_dd`` (the same with Taylor odd
+The exp/log family shares three kernels: ``_exp_rt``/``_exp_hl`` (exp(x) = 2**k * (1 + r + t), one
+polynomial in fma form, for exp and tanh, which round once), ``_exp_dd`` (the same with Taylor odd
 and even tails and exact leading terms, for expm1, sinh, cosh and erf, which need
 exp(x) - 1 or exp(-x) too) and ``_log_sum`` (fdlibm's log1p polynomial). erf lives in ``vecmath_erf``; erfc, sin/cos, atan and
 pow are not provided yet (erfc from fdlibm's fits misses the 1-ulp contract for x > 0.25).
@@ -269,9 +269,9 @@ Q0, Q1, Q2, Q3, Q4, Q5, Q6, Q7, Q8, Q9, Q10 = (
 
 
 @_jit
-def _exp_hl(x):
-    """exp(x) == (h + l) * 2**k, h = fl(1 + r) in [0.7, 1.42], |l| < 2**-3, relative error below
-    2**-60 before the caller's rounding of h + l; |x| < 746."""
+def _exp_rt(x):
+    """exp(x) == (1 + r + t) * 2**k, |r| <= 0.3466, |t| < 0.07, relative error below 2**-60
+    before the caller's roundings; |x| < 746."""
     r, dr, k = _reduce(x)
     z = r * r
     z2 = z * z
@@ -279,8 +279,15 @@ def _exp_hl(x):
     q = _fma(z2 * z2, _fma(z, Q10, _fma(r, Q9, Q8)),
              _fma(z2, _fma(z, _fma(r, Q7, Q6), _fma(r, Q5, Q4)),
                   _fma(z, _fma(r, Q3, Q2), _fma(r, Q1, Q0))))
+    return r, _fma(z, q, _fma(dr, r, dr)), k
+
+
+@_jit
+def _exp_hl(x):
+    """exp(x) == (h + l) * 2**k, h = fl(1 + r) in [0.7, 1.42], |l| < 0.07."""
+    r, t, k = _exp_rt(x)
     h, hl = _fast_two_sum(1.0, r)
-    return h, hl + _fma(z, q, _fma(dr, r, dr)), k
+    return h, hl + t, k
 
 
 @_public
@@ -392,7 +399,7 @@ def tanh(x):
     """Hyperbolic tangent. tanh(+-0) = +-0, tanh(+-inf) = +-1, tanh(NaN) = NaN; tanh(x) == x for
     subnormal x, +-1 for |x| > 19.06.
 
-    |x| < 0.55: the odd polynomial; above, 1 - 2/(e**2|x| + 1) with e**2|x| from ``_exp_hl``,
+    |x| < 0.55: the odd polynomial; above, 1 - 2/(e**2|x| + 1) with e**2|x| from ``_exp_rt``,
     the quotient corrected to double-double by one fma, so that 1 - q is rounded once.
 
     Max error measured: 0.700 ulp (in the polynomial; 0.523 ulp above 0.55)."""
@@ -405,10 +412,10 @@ def tanh(x):
     small = _fma(x, z * t, x)
     ac = _where(a > 20.0, 20.0, a)
     ac = _where(ac < 0.55, 0.55, ac)
-    h, l, k = _exp_hl(2.0 * ac)                  # e**2a = 2**k * (h + l), 2 <= k <= 58
+    r, t, k = _exp_rt(2.0 * ac)                  # e**2a = 2**k * (1 + r + t), 2 <= k <= 58
     m = _pow2(-k)
-    d, dl = _fast_two_sum(h, m)
-    d, dl = _fast_two_sum(d, dl + l)             # e**2a + 1 = 2**k * (d + dl), |dl| <= ulp(d)
+    d, dl = _fast_two_sum(1.0 + m, r)            # 1 + m is exact for k <= 52, and irrelevant
+    d, dl = _fast_two_sum(d, dl + t)             # above: e**2a + 1 = 2**k * (d + dl)
     u = 2.0 / d
     ul = (_fma(-u, d, 2.0) - u * dl) * (0.5 * u)  # 2/(d + dl) = u + ul
     qh = u * m
