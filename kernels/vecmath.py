@@ -26,9 +26,9 @@ Contracts (every function):
 
 Exact products and polynomials use ``_fma``, LLVM's ``llvm.fma.f64``: one rounding, the same in
 scalar code and in the vectorised loop (``@llvm.fma.v4f64``, ``vfmadd...pd`` on x86 with FMA3,
-which every AVX2 CPU has). On a CPU without FMA LLVM lowers it to a call of libm's ``fma``: the
-results are the same, bit for bit, but the functions are then several times slower and the
-loops no longer vectorise.
+which every AVX2 CPU has; the test suite checks both on the host). On a CPU without FMA, LLVM
+lowers each one to a call of libm's correctly rounded ``fma``: the results are the same, bit for
+bit, but the functions are then many times slower (not measured here: this host has FMA3).
 
 float32 arguments are converted to float64 by numba and the result is float64: float32 is not
 part of the contract (rounding the result to float32 is the caller's business).
