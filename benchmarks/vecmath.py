@@ -5,7 +5,7 @@ maximum error in ulps of each function on 10**6 arguments.
 A script, not a test. ``out[i] = f(x[i])`` over N = 10**6 float64 arguments drawn from each
 function's interesting range, median of ``--repeats`` runs, compilation excluded. The accuracy
 sample and references are the test file's (tests/test_vecmath.py): longdouble NumPy for the
-exp/log family, mpmath at 100 bits for erf (slow: about a minute).
+exp/log family, mpmath at 100 bits for erf and erfc (slow: about a minute each).
 
     .venv/bin/python benchmarks/vecmath.py [--accuracy] [--repeats 7]
 """
@@ -28,7 +28,8 @@ from test_vecmath import arguments, reference, ulp_error  # noqa: E402
 
 N = 10**6
 RANGES = {"exp": (-700, 700), "expm1": (-5, 5), "log": (1e-3, 1e3), "log1p": (-0.9, 10),
-          "sinh": (-20, 20), "cosh": (-20, 20), "tanh": (-5, 5), "erf": (-4, 4)}
+          "sinh": (-20, 20), "cosh": (-20, 20), "tanh": (-5, 5), "erf": (-4, 4),
+          "erfc": (-4, 4)}
 
 
 def loop_of(f):
