@@ -18,26 +18,17 @@ import sys
 import time
 from pathlib import Path
 
-import numba
 import numpy as np
 
 from nbautodiff.kernels import vecmath as vm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from test_vecmath import arguments, reference, ulp_error  # noqa: E402
+from test_vecmath import arguments, loop_of, reference, ulp_error  # noqa: E402
 
 N = 10**6
 RANGES = {"exp": (-700, 700), "expm1": (-5, 5), "log": (1e-3, 1e3), "log1p": (-0.9, 10),
           "sinh": (-20, 20), "cosh": (-20, 20), "tanh": (-5, 5), "erf": (-4, 4),
           "erfc": (-4, 4)}
-
-
-def loop_of(f):
-    @numba.njit
-    def loop(x, out):
-        for i in range(x.size):
-            out[i] = f(x[i])
-    return loop
 
 
 def per_element_ns(loop, x, repeats):
