@@ -138,7 +138,9 @@ def _inputs(rng):
 
 RAISED = {rnn: 2, mlp: 2, dot_then_square: 1, gram: 1, column_sums: 0, writes_operand: 1,
           reads_after: 0}
-KIND = {rnn: "matvec_rows", mlp: "matmul_nt", gram: "matmul_nt", writes_operand: "dot_rows"}
+# gram: its reduction's bound (X.shape[1]) is computed inside the loops, so the product cannot
+# move out of them: a dot per (i, k), in place
+KIND = {rnn: "matvec_rows", mlp: "matmul_nt", gram: "dot_rows", writes_operand: "dot_rows"}
 FUNCTIONS = list(RAISED)
 
 
