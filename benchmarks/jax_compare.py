@@ -26,7 +26,9 @@ before NumPy or JAX is imported (and inherited by the cold-start subprocesses).
 Options: ``--repeats N`` (interleaved rounds, default 11), ``--only NAME[,NAME]`` (substrings of
 kernel names), ``--cold {subprocess,inprocess,skip}``, ``--plot PATH``, ``--no-write``,
 ``--results PATH``, ``--max-load L`` and ``--wait-load S`` (wait up to S seconds for the 1-minute
-load average to fall below L before timing; the machine is shared).
+load average to fall below L before timing; the machine is shared), ``--fastmath`` (ours with
+``nad.grad(f, argnums, fastmath=True)``: products recognised in loop nests computed by BLAS;
+such a run never writes RESULTS.md).
 """
 from __future__ import annotations
 
@@ -253,7 +255,7 @@ def cold_first_gradient(side, kernel_name):
         numba.njit(lambda x: x + 1.0)(1.0)
         startup = time.perf_counter() - start
         start = time.perf_counter()
-        nad.grad(kernel.fun, argnums=kernel.argnums)(*kernel.args)
+        nad.grad(kernel.fun, argnums=kernel.argnums, fastmath=_fastmath())(*kernel.args)
         return startup, time.perf_counter() - start
     jax = import_jax()
     import jax.numpy as jnp
@@ -267,6 +269,12 @@ def cold_first_gradient(side, kernel_name):
                        static_argnums=STATIC.get(kernel.fun.__name__, ()))
     jax.block_until_ready(gradient(*args))
     return startup, time.perf_counter() - start
+
+
+def _fastmath() -> bool:
+    """Whether our gradients are ``nad.grad(..., fastmath=True)`` (``--fastmath``; inherited by
+    the cold-start subprocesses through the environment)."""
+    return os.environ.get("NBAUTODIFF_BENCH_FASTMATH") == "1"
 
 
 def cold_in_subprocess(side, kernel_name):
@@ -311,7 +319,7 @@ def run_kernel(kernel, repeats, cold_mode):
     row = {"name": kernel.name, "size": kernel.size, "failure": None}
     args = kernel.args
     primal = numba.njit(kernel.fun)
-    gradient = nad.grad(kernel.fun, argnums=kernel.argnums)
+    gradient = nad.grad(kernel.fun, argnums=kernel.argnums, fastmath=_fastmath())
     jax_primal, jax_gradient, jax_args = jax_callables(kernel)
 
     start = time.perf_counter()
@@ -509,8 +517,14 @@ def main(argv=None):
     parser.add_argument("--results", default=str(Path(__file__).with_name("RESULTS.md")))
     parser.add_argument("--max-load", type=float, default=math.inf)
     parser.add_argument("--wait-load", type=float, default=0.0)
+    parser.add_argument("--fastmath", action="store_true",
+                        help="our gradients with nad.grad(..., fastmath=True) (products in loop "
+                             "nests by BLAS); never written to RESULTS.md")
     parser.add_argument("--child", nargs=2, metavar=("SIDE", "KERNEL"), help=argparse.SUPPRESS)
     opts = parser.parse_args(argv)
+    if opts.fastmath:
+        os.environ["NBAUTODIFF_BENCH_FASTMATH"] = "1"
+        opts.no_write = True
     if opts.child:
         startup, seconds = cold_first_gradient(*opts.child)
         print(json.dumps({"startup": startup, "seconds": seconds}))
@@ -526,8 +540,9 @@ def main(argv=None):
         parser.error(f"no kernel matches --only {opts.only!r}")
     wait_for_load(opts.max_load, opts.wait_load)
     info = rm.machine()
-    print(f"nbautodiff vs JAX {jax.__version__}: {info['cores']} cores, {info['cpu']}; one thread "
-          f"each; load average {info['load']}", flush=True)
+    print(f"nbautodiff{' (fastmath=True)' if _fastmath() else ''} vs JAX {jax.__version__}: "
+          f"{info['cores']} cores, {info['cpu']}; one thread each; load average {info['load']}",
+          flush=True)
     rows = []
     for kernel in selected:
         row = run_kernel(kernel, opts.repeats, opts.cold)

@@ -58,12 +58,13 @@ class _Derived:
 
     kind = "derivative"
 
-    def __init__(self, fun, checkpoint=None):
+    def __init__(self, fun, checkpoint=None, fastmath=False):
         self.primal = fun
         self._func = custom.program_target(fun)
         self._fs = function_source(self._func)
         self._variant: program.Variant | None = None
         self.checkpoint = checkpointing.parse_option(checkpoint)
+        self.fastmath = _fastmath_option(fastmath)
         self.memory: checkpointing.MemoryReport | None = None
         self.__name__ = f"{self._func.__name__}_{self.kind}"
         self.__qualname__ = self.__name__
@@ -125,7 +126,7 @@ class _Derived:
         try:
             return program.reverse_variant(self._func, self._guessed_types(), flags, seeded,
                                            writeback=True, keep_value=keep_value,
-                                           checkpoint=self.checkpoint)
+                                           checkpoint=self.checkpoint, fastmath=self.fastmath)
         except (UnsupportedConstructError, SourceNotFoundError):
             raise
         except (AutodiffError, TypeError) as exc:
@@ -173,8 +174,8 @@ class ReverseFunction(_Derived):
     kind = "reverse"
     scalar_output_for: str | None = None     # set by grad: a tuple or array result is refused
 
-    def __init__(self, fun, activities, ret="Active", checkpoint=None):
-        super().__init__(fun, checkpoint)
+    def __init__(self, fun, activities, ret="Active", checkpoint=None, fastmath=False):
+        super().__init__(fun, checkpoint, fastmath)
         self.activities = self._checked_activities(activities, REVERSE_ARGUMENT, "reverse")
         self.ret = _checked_return(ret, _RETURNS, "reverse")
         self.seeded, self.returns_primal = _RETURNS[self.ret]
@@ -222,7 +223,7 @@ class ReverseFunction(_Derived):
         argtypes = tuple(_typeof(v) for v in primals)
         variant = program.reverse_variant(self._func, argtypes, self._flags(), self.seeded,
                                           writeback=True, keep_value=self.returns_primal,
-                                          checkpoint=self.checkpoint)
+                                          checkpoint=self.checkpoint, fastmath=self.fastmath)
         result = variant.result_type
         if self.scalar_output_for and (tuples.is_tuple(result) or typeinfer.is_array(result)):
             what = "a tuple" if tuples.is_tuple(result) else "an array"
@@ -264,11 +265,12 @@ class ReverseFunction(_Derived):
         return self._flags(), self.seeded, self.returns_primal
 
 
-def reverse(fun, *activities, ret="Active", checkpoint=None) -> ReverseFunction:
+def reverse(fun, *activities, ret="Active", checkpoint=None, fastmath=False) -> ReverseFunction:
     """Reverse mode with Enzyme/Rust activities; see :class:`ReverseFunction`. ``checkpoint``:
     checkpoint the outermost loops that need a tape (True or 'sqrt', a segment length K,
-    'binomial' or ('binomial', S); see :func:`.checkpoint.parse_option`)."""
-    return ReverseFunction(fun, activities, ret, checkpoint)
+    'binomial' or ('binomial', S); see :func:`.checkpoint.parse_option`). ``fastmath``: as for
+    :func:`grad`."""
+    return ReverseFunction(fun, activities, ret, checkpoint, fastmath)
 
 
 @dataclass(eq=False)
@@ -286,9 +288,9 @@ class Lowered:
 class GradFunction(_Derived):
     """``grad(fun, argnums)`` (and ``value_and_grad``): the gradient of a scalar-valued ``fun``."""
 
-    def __init__(self, fun, argnums=0, with_value=False, checkpoint=None):
+    def __init__(self, fun, argnums=0, with_value=False, checkpoint=None, fastmath=False):
         self.kind = "value_and_grad" if with_value else "grad"
-        super().__init__(fun, checkpoint)
+        super().__init__(fun, checkpoint, fastmath)
         self.tuple_result = isinstance(argnums, (tuple, list))
         count = len(self.parameters)
         self.argnums = _resolved_argnums(argnums, count,
@@ -328,7 +330,8 @@ class GradFunction(_Derived):
     def _lowered(self, primals: list, activities: list) -> Lowered:
         """This gradient at ``primals`` as one call of its generated reverse variant."""
         derived = ReverseFunction(self._func, activities,
-                                  "Active" if self.with_value else "ActiveOnly", self.checkpoint)
+                                  "Active" if self.with_value else "ActiveOnly", self.checkpoint,
+                                  self.fastmath)
         derived.scalar_output_for = self.kind
         variant = derived._variant_for(primals)
         self._variant = variant
@@ -410,42 +413,47 @@ def _resolved_argnums(argnums, count: int, what: str) -> tuple[int, ...]:
     return tuple(resolved)
 
 
-def grad(fun, argnums=0, checkpoint=None) -> GradFunction:
+def grad(fun, argnums=0, checkpoint=None, fastmath=False) -> GradFunction:
     """Gradient of scalar-valued ``fun`` w.r.t. ``args[argnums]`` (a tuple for tuple ``argnums``).
 
     ``checkpoint``: checkpoint the outermost loops that need a tape, so that T iterations of an
     N-element state take O(N sqrt(T)) memory instead of O(N T): True or 'sqrt' (segments of
     sqrt(T) iterations), an int K (segments of K), 'binomial' (revolve) or ('binomial', S) for
     S snapshots. ``.memory`` reports the bytes of the last call. ``fun`` may itself be a
-    derivative (``grad(grad(f))``): then forward mode over its generated code."""
+    derivative (``grad(grad(f))``): then forward mode over its generated code.
+
+    ``fastmath=True`` allows the derivative to reassociate floating-point sums: reduction loops
+    that are dot products or matrix-vector/matrix-matrix products (``z += W[i, j] * h[j]``) are
+    computed by BLAS, in both sweeps (see :mod:`.raising`). Results change in the last bits
+    (the value, and the gradient, of a differently ordered sum); off by default."""
     if hasattr(fun, "_lowered"):
         from .forward_api import GradOfDerivative
         return GradOfDerivative(fun, argnums)
-    return GradFunction(fun, argnums, checkpoint=checkpoint)
+    return GradFunction(fun, argnums, checkpoint=checkpoint, fastmath=fastmath)
 
 
-def value_and_grad(fun, argnums=0, checkpoint=None) -> GradFunction:
+def value_and_grad(fun, argnums=0, checkpoint=None, fastmath=False) -> GradFunction:
     """Like :func:`grad`, returning ``(fun(*args), gradient)``."""
     if hasattr(fun, "_lowered"):
         from .forward_api import GradOfDerivative
         return GradOfDerivative(fun, argnums, with_value=True)
-    return GradFunction(fun, argnums, with_value=True, checkpoint=checkpoint)
+    return GradFunction(fun, argnums, with_value=True, checkpoint=checkpoint, fastmath=fastmath)
 
 
-def vjp(fun, *primals, checkpoint=None):
+def vjp(fun, *primals, checkpoint=None, fastmath=False):
     """``(fun(*primals), vjp_fn)``; ``vjp_fn(cotangent)`` returns one adjoint per primal.
 
     The adjoint of an argument that cannot be differentiated (an int, an int array) is None.
     The output may be a scalar or an array (then the cotangent is an array of its shape), or a
     tuple of those, nested to any depth: then the cotangent is a tuple with one entry per
     output, nested the same way, where outputs that cannot be differentiated (ints) take None
-    (or 0). ``checkpoint``: as for :func:`grad`.
+    (or 0). ``checkpoint``, ``fastmath``: as for :func:`grad`.
     """
     func = custom.program_target(fun)
     checked = ReverseFunction(func, [Const] * len(function_source(func).parameters))._arguments(primals)
     activities = [Duplicated if _is_float_array(v) else
                   Active if isinstance(v, (float, np.floating)) else Const for v in checked]
-    derived = ReverseFunction(func, activities, "ActiveOnly", checkpoint)
+    derived = ReverseFunction(func, activities, "ActiveOnly", checkpoint, fastmath)
     prim = program.primal(func)
     copies = [v.copy() if isinstance(v, np.ndarray) and i in prim.writes else v
               for i, v in enumerate(checked)]
@@ -464,6 +472,12 @@ def vjp(fun, *primals, checkpoint=None):
     vjp_fn.primal = fun
     vjp_fn.source = property(lambda: derived.source)
     return out, vjp_fn
+
+
+def _fastmath_option(fastmath) -> bool:
+    if not isinstance(fastmath, bool):
+        raise AutodiffError(f"fastmath must be True or False, got {fastmath!r}")
+    return fastmath
 
 
 def _cotangent_like(out, cotangent, where: str = "cotangent"):

@@ -29,8 +29,8 @@ class ForwardFunction(_Derived):
 
     kind = "forward"
 
-    def __init__(self, fun, activities, ret="Dual", width=1):
-        super().__init__(fun)
+    def __init__(self, fun, activities, ret="Dual", width=1, fastmath=False):
+        super().__init__(fun, fastmath=fastmath)
         self.activities = self._checked_activities(activities, FORWARD_ARGUMENT, "forward")
         self.ret = _checked_return(ret, _RETURNS, "forward")
         if not isinstance(width, numbers.Integral) or isinstance(width, bool) or width < 1:
@@ -78,14 +78,14 @@ class ForwardFunction(_Derived):
     def _variant_for(self, primals, duals) -> program.ForwardVariant:
         argtypes = tuple(_typeof(v) for v in primals)
         variant = program.forward_variant(self._func, argtypes, duals, self.result_dual,
-                                          self.width)
+                                          self.width, fastmath=self.fastmath)
         self._variant = variant
         return variant
 
     def _guess_variant(self):
         duals = [act is not Const for act in self.activities]
         return program.forward_variant(self._func, self._guessed_types(), duals,
-                                       self.result_dual, self.width)
+                                       self.result_dual, self.width, fastmath=self.fastmath)
 
 
 def _directions(tangent, value, width: int, name: str, fname: str) -> list:
@@ -142,9 +142,10 @@ def _without_unused_tangents(call: list, duals: list[bool], used: list[bool], wi
     return out
 
 
-def forward(fun, *activities, ret="Dual", width=1) -> ForwardFunction:
-    """Forward mode with Enzyme/Rust activities; see :class:`ForwardFunction`."""
-    return ForwardFunction(fun, activities, ret, width)
+def forward(fun, *activities, ret="Dual", width=1, fastmath=False) -> ForwardFunction:
+    """Forward mode with Enzyme/Rust activities; see :class:`ForwardFunction`. ``fastmath``:
+    as for :func:`.grad` (products recognised in loop nests computed by BLAS)."""
+    return ForwardFunction(fun, activities, ret, width, fastmath)
 
 
 def _differentiable(value) -> bool:
@@ -152,7 +153,7 @@ def _differentiable(value) -> bool:
                                       and not isinstance(value, (bool, numbers.Integral)))
 
 
-def _forward_pass(fun, primals: list, lanes: list[dict]) -> tuple:
+def _forward_pass(fun, primals: list, lanes: list[dict], fastmath: bool = False) -> tuple:
     """``(fun(*primals), [tangent of the output along each lane])``: one forward pass of width
     ``len(lanes)``; a lane maps argument positions to tangents (other arguments are constant).
     ``fun`` is a plain function or a derivative from :mod:`.api` (``grad``...): then the pass
@@ -161,7 +162,7 @@ def _forward_pass(fun, primals: list, lanes: list[dict]) -> tuple:
         return _forward_over(fun, primals, lanes)
     width = len(lanes)
     activities = [Dual if k in lanes[0] else Const for k in range(len(primals))]
-    derived = ForwardFunction(fun, activities, "Dual", width)
+    derived = ForwardFunction(fun, activities, "Dual", width, fastmath)
     written = program.primal(derived._func).writes        # copied: the inputs stay as they are
     call = []
     for k, value in enumerate(primals):
@@ -217,11 +218,12 @@ def _zero_tangent(value):
     return None if value is None else 0.0
 
 
-def jvp(fun, primals, tangents):
+def jvp(fun, primals, tangents, fastmath=False):
     """``(fun(*primals), J @ tangents)``: one forward pass. ``tangents`` has one entry per
     primal (None for an argument that is not differentiated, e.g. an int); the inputs are not
     modified. ``fun`` may be a derivative: ``jvp(grad(f), (x,), (v,))`` is
-    ``(grad(f)(x), H v)``, the Hessian-vector product by forward over reverse."""
+    ``(grad(f)(x), H v)``, the Hessian-vector product by forward over reverse. ``fastmath``:
+    as for :func:`.grad` (for a derivative ``fun``, give it to the derivative instead)."""
     primals, tangents = tuple(primals), tuple(tangents)
     if len(primals) != len(tangents):
         raise TypeError(f"jvp: {len(primals)} primals but {len(tangents)} tangents")
@@ -229,7 +231,7 @@ def jvp(fun, primals, tangents):
     for k, (p, t) in enumerate(zip(primals, tangents)):
         if t is not None and _differentiable(p):
             lane[k] = np.asarray(t, dtype=p.dtype) if isinstance(p, np.ndarray) else float(t)
-    value, (tangent,) = _forward_pass(fun, list(primals), [lane])
+    value, (tangent,) = _forward_pass(fun, list(primals), [lane], fastmath)
     return value, tangent
 
 
@@ -316,12 +318,13 @@ def _float_if_scalar(block: np.ndarray):
     return block if block.ndim else float(block)
 
 
-def hessian(fun, argnums=0):
+def hessian(fun, argnums=0, fastmath=False):
     """The Hessian of scalar ``fun``: ``jacfwd(grad(fun, argnums), argnums)``, forward mode
     over the generated reverse code. For an argument of shape ``A`` it has shape ``A + A``; a
-    tuple ``argnums`` gives nested tuples ``H[i][j]`` (as JAX)."""
+    tuple ``argnums`` gives nested tuples ``H[i][j]`` (as JAX). ``fastmath``: that of the
+    gradient (see :func:`.grad`)."""
     from .api import grad
-    return jacfwd(grad(fun, argnums), argnums)
+    return jacfwd(grad(fun, argnums, fastmath=fastmath), argnums)
 
 
 def _basis(value, index: int):

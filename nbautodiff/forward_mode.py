@@ -312,6 +312,8 @@ class ForwardTransform:
                     mapping[f"d_{param}"] = expr(self.zero(operands[param].id)
                                                  if isinstance(operands[param], ast.Name)
                                                  else "0.0")
+            if rule.accumulates:                 # adding a zero contribution: nothing to do
+                live.discard(f"d_{rule.params[rule.writes]}")
             kept = [instantiate(term, mapping) for term in terms
                     if {n.id for n in ast.walk(term) if isinstance(n, ast.Name)} & live]
             if t is None:

@@ -28,12 +28,13 @@ import numpy as np
 from numba import types as nbtypes
 
 from . import analysis as analysis_mod
-from . import (arrayfence, cache, custom, emit, fence, forward_mode, lifting, naming,
+from . import (arrayfence, cache, custom, emit, fence, forward_mode, lifting, naming, raising,
                reverse_mode, tuples, typeinfer)
 from .errors import AutodiffError, UnsupportedConstructError
 from .normalize import Normalized, normalize
 from .source import FunctionSource, function_source, python_function, resolve, specializes
 from .kernels import arrays as array_module
+from .kernels import products as product_module
 from .kernels import checkpoint as checkpoint_module, tape as tape_module
 
 _lock = threading.RLock()
@@ -77,7 +78,7 @@ _variants: dict = {}
 
 def _base_namespace() -> dict:
     return {"math": math, "np": np, naming.TAPE_MODULE: tape_module,
-            naming.ARRAY_MODULE: array_module,
+            naming.ARRAY_MODULE: array_module, naming.PRODUCT_MODULE: product_module,
             naming.CHECKPOINT_MODULE: checkpoint_module}
 
 
@@ -259,17 +260,20 @@ def signature_code(argtypes: tuple, active: list[bool], result_active: bool,
 
 
 def reverse_variant(func, argtypes: tuple, active: list[bool], result_active: bool,
-                    writeback: bool, keep_value: bool = True, checkpoint=None) -> Variant:
+                    writeback: bool, keep_value: bool = True, checkpoint=None,
+                    fastmath: bool = False) -> Variant:
     """The reverse-mode variant of ``func`` for ``argtypes``; ``active[i]``: argument i is active.
 
     Without ``keep_value`` the variant returns ``None`` in place of the primal result and does
     not compute it. ``checkpoint`` (a :class:`.checkpoint.Schedule`) checkpoints the outermost
     loops of ``func`` that need a tape (loops marked in the source are checkpointed anyway).
-    The variant returns ``(tape bytes, checkpoint bytes)`` of its call as its last item."""
+    The variant returns ``(tape bytes, checkpoint bytes)`` of its call as its last item.
+    ``fastmath``: products recognised in loop nests are computed by BLAS (:mod:`.raising`), in
+    this variant and its callees'."""
     func = _specialized(func, argtypes)
     prim = primal(func)
     key = (prim, tuple(argtypes), tuple(active), result_active, writeback, keep_value,
-           checkpoint)
+           checkpoint, fastmath)
     with _lock:
         if cache.memoized(_variants, key):
             return _variants[key]
@@ -278,17 +282,19 @@ def reverse_variant(func, argtypes: tuple, active: list[bool], result_active: bo
                                            keep_value)
         else:
             built = _build_variant(prim, tuple(argtypes), list(active), result_active, writeback,
-                                   keep_value, checkpoint)
+                                   keep_value, checkpoint, fastmath)
         _variants[key] = built
         return built
 
 
 def _build_variant(prim: Primal, argtypes: tuple, active: list[bool], result_active: bool,
-                   writeback: bool, keep_value: bool, checkpoint=None) -> Variant:
+                   writeback: bool, keep_value: bool, checkpoint=None,
+                   fastmath: bool = False) -> Variant:
     key = cache.key("reverse", prim.key, argtypes, active, result_active, writeback, keep_value,
-                    checkpoint)
+                    checkpoint, *(("fastmath",) if fastmath else ()))
     entry = cache.artifact(key, lambda: _generate_variant(prim, argtypes, active, result_active,
-                                                          writeback, keep_value, checkpoint))
+                                                          writeback, keep_value, checkpoint,
+                                                          fastmath))
     data = entry.data
     dispatcher = _loaded(entry, prim)
     return Variant(data["name"], entry.text, entry.source_path, dispatcher, data["shadows"],
@@ -297,7 +303,8 @@ def _build_variant(prim: Primal, argtypes: tuple, active: list[bool], result_act
 
 
 def _generate_variant(prim: Primal, argtypes: tuple, active: list[bool], result_active: bool,
-                      writeback: bool, keep_value: bool, checkpoint) -> cache.Built:
+                      writeback: bool, keep_value: bool, checkpoint,
+                      fastmath: bool = False) -> cache.Built:
     """The source of a reverse variant, and what :func:`_loaded` needs to load it."""
     fs, normalized = prim.fs, prim.normalized
     if fs.generated and naming.is_derivative_name(fs.name):
@@ -314,11 +321,14 @@ def _generate_variant(prim: Primal, argtypes: tuple, active: list[bool], result_
     active_params = {p for p, flag in zip(params, active) if flag}
     tree = copy_tree(normalized.tree)
     tuples.split(tree, types, fs)
+    if fastmath:
+        types = dict(types)
+        raising.raise_products(tree, types)
     an = analysis_mod.analyse(tree, types, active_params, result_active, _callee_writes)
     namespace = dict(prim.namespace)
     name = naming.reverse_name(fs.name, signature_code(argtypes, active, result_active,
                                                        keep_value)
-                                + ("_ckpt" if checkpoint else ""))
+                                + ("_ckpt" if checkpoint else "") + ("_fm" if fastmath else ""))
     callees = []
 
     def callee_variant(call: ast.Call, seeded: bool) -> reverse_mode.CalleeVariant:
@@ -326,7 +336,7 @@ def _generate_variant(prim: Primal, argtypes: tuple, active: list[bool], result_
         flags = [isinstance(arg, ast.Name) and an.is_active(arg.id) and
                  typeinfer.is_differentiable(t) for arg, t in zip(call.args, arg_types)]
         callee = reverse_variant(call.nad_target, arg_types, flags, seeded, writeback=False,
-                                 keep_value=False)
+                                 keep_value=False, fastmath=fastmath)
         binding = _bind(namespace, callee.name, callee.dispatcher, name)
         callees.append((binding, _callee_binding(prim, call), ("reverse", arg_types, flags, seeded)))
         seeds = tuples.seeded_leaves(callee.result_type) \
@@ -366,12 +376,13 @@ _forward_variants: dict = {}
 
 
 def forward_variant(func, argtypes: tuple, duals: list[bool], result_dual: bool,
-                    width: int = 1) -> ForwardVariant:
+                    width: int = 1, fastmath: bool = False) -> ForwardVariant:
     """The forward-mode variant of ``func`` for ``argtypes``; ``duals[i]``: argument i carries
-    ``width`` tangents. A result that is not a float (array) is never dual."""
+    ``width`` tangents. A result that is not a float (array) is never dual. ``fastmath``: as
+    for :func:`reverse_variant`."""
     func = _specialized(func, argtypes)
     prim = primal(func)
-    key = (prim, tuple(argtypes), tuple(duals), result_dual, width)
+    key = (prim, tuple(argtypes), tuple(duals), result_dual, width, fastmath)
     with _lock:
         if cache.memoized(_forward_variants, key):
             pass
@@ -380,22 +391,23 @@ def forward_variant(func, argtypes: tuple, duals: list[bool], result_dual: bool,
                                                             result_dual, width)
         else:
             _forward_variants[key] = _build_forward(prim, tuple(argtypes), list(duals),
-                                                    result_dual, width)
+                                                    result_dual, width, fastmath)
         return _forward_variants[key]
 
 
 def _build_forward(prim: Primal, argtypes: tuple, duals: list[bool], result_dual: bool,
-                   width: int) -> ForwardVariant:
-    key = cache.key("forward", prim.key, argtypes, duals, result_dual, width)
+                   width: int, fastmath: bool = False) -> ForwardVariant:
+    key = cache.key("forward", prim.key, argtypes, duals, result_dual, width,
+                    *(("fastmath",) if fastmath else ()))
     entry = cache.artifact(key, lambda: _generate_forward(prim, argtypes, duals, result_dual,
-                                                          width))
+                                                          width, fastmath))
     data = entry.data
     return ForwardVariant(data["name"], entry.text, entry.source_path, _loaded(entry, prim),
                           data["duals"], data["result_dual"], data["result_type"], width)
 
 
 def _generate_forward(prim: Primal, argtypes: tuple, duals: list[bool], result_dual: bool,
-                      width: int) -> cache.Built:
+                      width: int, fastmath: bool = False) -> cache.Built:
     """The source of a forward variant, and what :func:`_loaded` needs to load it."""
     fs, normalized = prim.fs, prim.normalized
     params, types, result_type = _typed(prim, argtypes)
@@ -405,17 +417,21 @@ def _generate_forward(prim: Primal, argtypes: tuple, duals: list[bool], result_d
     dual_params = {p for p, flag in zip(params, duals) if flag}
     tree = copy_tree(normalized.tree)
     tuples.split(tree, types, fs)
+    if fastmath:
+        types = dict(types)
+        raising.raise_products(tree, types)
     an = analysis_mod.analyse(tree, types, dual_params, result_dual, _callee_writes,
                               in_place_stores=True)
     namespace = dict(prim.namespace)
     code = "".join("d" if flag else "c" for flag in duals) + ("_r" if result_dual else "") + \
-        (f"_w{width}" if width > 1 else "")
+        (f"_w{width}" if width > 1 else "") + ("_fm" if fastmath else "")
     name = naming.forward_name(fs.name, code)
     callees = []
 
     def callee_variant(call: ast.Call, flags: list[bool], dual_result: bool):
         arg_types = tuple(_atom_type(arg, types) for arg in call.args)
-        callee = forward_variant(call.nad_target, arg_types, flags, dual_result, width)
+        callee = forward_variant(call.nad_target, arg_types, flags, dual_result, width,
+                                 fastmath)
         binding = _bind(namespace, callee.name, callee.dispatcher, name)
         callees.append((binding, _callee_binding(prim, call),
                         ("forward", arg_types, flags, dual_result, width)))

@@ -312,6 +312,9 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
     def references(self, name: str) -> list[tuple[str, str]]:
         """(variable, stack) pairs holding the successive arrays bound to ``name`` and its shadow."""
         pairs = [(name, f"{naming.REFERENCES}{name}")]
+        if name.startswith(naming.PRODUCT) and self.a.is_active(name):
+            pairs = []      # a product of fastmath (raising.py): the reverse sweep reads its
+                            # shadow only (its loads' and its own adjoints do not read it)
         if self.a.is_active(name):
             pairs.append((naming.shadow(name), f"{naming.REFERENCES}{naming.shadow(name)}"))
         return pairs

@@ -23,6 +23,7 @@ import numpy as np
 
 from .codegen import instantiate
 from .kernels import arrays as _nad_arrays  # the name generated code gives it (naming.ARRAY_MODULE)
+from .kernels import products as _nad_blas  # (naming.PRODUCT_MODULE)
 from .kernels import tape as _nad_tape      # (naming.TAPE_MODULE)
 
 
@@ -281,6 +282,25 @@ def atleast_3d(g, z, x): return np.reshape(np.ascontiguousarray(g), x.shape)
 
 OPERATORS[ast.MatMult] = ARRAY_CALLS[(id(np.matmul), False)]
 
+# Products that ``fastmath=True`` recognises in loop nests (:mod:`.raising`). An adjoint template
+# whose first argument is the name ``into`` accumulates in place into the operand's shadow
+# (``into``): a statement, not a contribution to add (see ``reverse_arrays.rule_adjoints``).
+INTO = "into"
+
+
+@array_primitive("_nad_blas.dot_rows", _nad_blas.dot_rows)
+def dot_rows(g, z, a, ra, b, rb, M):
+    return (_nad_blas.axpy_into(into, ra, g, b, rb, M), None,
+            _nad_blas.axpy_into(into, rb, g, a, ra, M), None, None)
+@array_primitive("_nad_blas.matvec_rows", _nad_blas.matvec_rows)
+def matvec_rows(g, z, A, v, r, N, M):
+    return (_nad_blas.ger_into(into, g, v, r, N, M),
+            _nad_blas.gemv_t_into(into, r, A, g, N, M), None, None, None)
+@array_primitive("_nad_blas.matmul_nt", _nad_blas.matmul_nt)
+def matmul_nt(g, z, A, B, N, K, M):
+    return (_nad_blas.mm_into(into, g, B, N, K, M),
+            _nad_blas.mm_t_into(into, g, A, N, K, M), None, None, None)
+
 # ---- forward mode ----------------------------------------------------------------------------
 # A forward (tangent) template receives ``d`` (the tangent of one operand), ``z`` and the
 # operands, and returns each operand's contribution to the result's tangent. For a scalar
@@ -322,6 +342,17 @@ def min_axis_tangent(d, z, x, axis):
 @array_tangent(dot)
 def dot_tangent(d, z, a, b): return (np.dot(np.ascontiguousarray(d), np.ascontiguousarray(b)),
                                      np.dot(np.ascontiguousarray(a), np.ascontiguousarray(d)))
+@array_tangent(dot_rows)
+def dot_rows_tangent(d, z, a, ra, b, rb, M):
+    return _nad_blas.dot_rows(d, ra, b, rb, M), None, _nad_blas.dot_rows(a, ra, d, rb, M), None, None
+@array_tangent(matvec_rows)
+def matvec_rows_tangent(d, z, A, v, r, N, M):
+    return (_nad_blas.matvec_rows(d, v, r, N, M), _nad_blas.matvec_rows(A, d, r, N, M),
+            None, None, None)
+@array_tangent(matmul_nt)
+def matmul_nt_tangent(d, z, A, B, N, K, M):
+    return (_nad_blas.matmul_nt(d, B, N, K, M), _nad_blas.matmul_nt(A, d, N, K, M),
+            None, None, None)
 @array_tangent(outer)
 def outer_tangent(d, z, a, b): return np.outer(d, b), np.outer(a, d)
 @array_tangent(transpose)
@@ -362,12 +393,14 @@ class HelperRule:
     differentiable: tuple[str, ...]          # parameters with a tangent (d_<name> in the template)
     tangent: ast.expr | None                 # None: no tangent rule yet (refused)
     writes: int | None                       # position of the argument written in place
+    accumulates: bool = False                # adds into ``writes`` (a term with no other
+                                             # nonzero tangent adds nothing: dropped)
 
 
 HELPERS: dict[int, HelperRule] = {}
 
 
-def helper(spelling: str, obj, writes: int | None = None):
+def helper(spelling: str, obj, writes: int | None = None, accumulates: bool = False):
     """Register the tangent template of a runtime helper ``obj`` (see above)."""
     def deco(fn):
         tree = ast.parse(textwrap.dedent(inspect.getsource(fn))).body[0]
@@ -375,7 +408,7 @@ def helper(spelling: str, obj, writes: int | None = None):
         params = tuple(n for n in names if not n.startswith("d_"))
         differentiable = tuple(n[2:] for n in names if n.startswith("d_"))
         HELPERS[id(obj)] = HelperRule(fn.__name__, spelling, params, differentiable,
-                                      tree.body[-1].value, writes)
+                                      tree.body[-1].value, writes, accumulates)
         _CALL_OBJECTS.append(obj)
         return fn
     return deco
@@ -417,6 +450,28 @@ def ascontiguousarray_tangent(x, d_x): return np.ascontiguousarray(d_x)
 @helper("_nad_arrays.matmul_right", _nad_arrays.matmul_right)
 def matmul_right_tangent(g, a, b, d_g, d_a):
     return _nad_arrays.matmul_right(d_g, a, b) + _nad_arrays.matmul_right(g, d_a, b)
+
+
+@helper("_nad_blas.axpy_into", _nad_blas.axpy_into, writes=0, accumulates=True)
+def axpy_into_tangent(target, rt, g, x, rx, M, d_target, d_g, d_x):
+    return (_nad_blas.axpy_into(d_target, rt, d_g, x, rx, M)
+            + _nad_blas.axpy_into(d_target, rt, g, d_x, rx, M))
+@helper("_nad_blas.ger_into", _nad_blas.ger_into, writes=0, accumulates=True)
+def ger_into_tangent(target, g, v, r, N, M, d_target, d_g, d_v):
+    return (_nad_blas.ger_into(d_target, d_g, v, r, N, M)
+            + _nad_blas.ger_into(d_target, g, d_v, r, N, M))
+@helper("_nad_blas.gemv_t_into", _nad_blas.gemv_t_into, writes=0, accumulates=True)
+def gemv_t_into_tangent(target, r, A, g, N, M, d_target, d_A, d_g):
+    return (_nad_blas.gemv_t_into(d_target, r, d_A, g, N, M)
+            + _nad_blas.gemv_t_into(d_target, r, A, d_g, N, M))
+@helper("_nad_blas.mm_into", _nad_blas.mm_into, writes=0, accumulates=True)
+def mm_into_tangent(target, G, X, N, K, M, d_target, d_G, d_X):
+    return (_nad_blas.mm_into(d_target, d_G, X, N, K, M)
+            + _nad_blas.mm_into(d_target, G, d_X, N, K, M))
+@helper("_nad_blas.mm_t_into", _nad_blas.mm_t_into, writes=0, accumulates=True)
+def mm_t_into_tangent(target, G, X, N, K, M, d_target, d_G, d_X):
+    return (_nad_blas.mm_t_into(d_target, d_G, X, N, K, M)
+            + _nad_blas.mm_t_into(d_target, G, d_X, N, K, M))
 
 
 @helper("_nad_arrays.prod_adjoint", _nad_arrays.prod_adjoint)
