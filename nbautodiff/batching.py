@@ -99,6 +99,9 @@ def batched_variant(callee, argtypes: tuple, in_axes: tuple, out_axes, parallel:
     batched along another axis than the last, which the function does not write)."""
     if layout not in LAYOUTS:
         raise BatchError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    if layout == "inner" and primal is None:
+        raise BatchError(f"layout='inner' batches plain functions; {label} is a derivative: "
+                         "use layout='outer' or 'auto'", construct="inner batch layout")
     inner = layout != "outer" and primal is not None
     key = (callee, tuple(argtypes), tuple(in_axes), out_axes, parallel, checks,
            layout if primal is not None else "outer", vector_math if inner else False,
@@ -123,9 +126,6 @@ def _chosen(callee, argtypes, in_axes, out_axes, parallel, label, checks, layout
                                  construct="inner batch layout", lineno=why.lineno,
                                  filename=primal.fs.filename, function=primal.fs.name) from None
             note = f"outer layout: {why}"
-    elif layout == "inner":
-        raise BatchError(f"layout='inner' batches plain functions; {label} is a derivative: "
-                         "use layout='outer' or 'auto'", construct="inner batch layout")
     elif layout == "auto":
         note = "outer layout: a derivative's generated code is batched a call per slice"
     variant = _build(callee, argtypes, in_axes, out_axes, parallel, label, checks)
