@@ -66,11 +66,19 @@ def _names(node: ast.AST, ctx=None) -> set[str]:
             and (ctx is None or isinstance(n.ctx, ctx))}
 
 
-class _LaneRewriter(ast.NodeTransformer):
-    """Rewrites a statement of a region for the lane ``naming.BATCH_LANE``."""
+class _ShapeRewriter(ast.NodeTransformer):
+    """Rewrites ``x.shape``/``x.ndim``/``x.size`` of a batched ``x`` into its slice's."""
 
     def __init__(self, lanes: "_Lanes"):
         self.lanes = lanes
+
+    def visit_Attribute(self, node: ast.Attribute) -> ast.expr:
+        shape = self.lanes.slice_attribute(node)
+        return shape if shape is not None else self.generic_visit(node)
+
+
+class _LaneRewriter(_ShapeRewriter):
+    """Rewrites a statement of a region for the lane ``naming.BATCH_LANE``."""
 
     def visit_Name(self, node: ast.Name) -> ast.expr:
         lanes = self.lanes
@@ -92,10 +100,6 @@ class _LaneRewriter(ast.NodeTransformer):
             return ast.copy_location(sliced, node)
         return self.generic_visit(node)
 
-    def visit_Attribute(self, node: ast.Attribute) -> ast.expr:
-        shape = self.lanes.slice_attribute(node)
-        return shape if shape is not None else self.generic_visit(node)
-
     def visit_Call(self, node: ast.Call) -> ast.expr:
         self.generic_visit(node)
         replacement = self.lanes.vector_function(node)
@@ -105,12 +109,9 @@ class _LaneRewriter(ast.NodeTransformer):
         return node
 
 
-class _UniformRewriter(ast.NodeTransformer):
+class _UniformRewriter(_ShapeRewriter):
     """Rewrites a uniform statement: ``x.shape`` of a batched ``x`` and the allocation of an
     array with one slice of values per lane (``np.empty(n)`` -> ``np.empty((n, BLOCK))``)."""
-
-    def __init__(self, lanes: "_Lanes"):
-        self.lanes = lanes
 
     def visit_Assign(self, node: ast.Assign) -> ast.Assign:
         self.generic_visit(node)
@@ -121,10 +122,6 @@ class _UniformRewriter(ast.NodeTransformer):
             node.value.args[0] = ast.Tuple(elts=dims + [ast.Constant(value=BLOCK)],
                                            ctx=ast.Load())
         return node
-
-    def visit_Attribute(self, node: ast.Attribute) -> ast.expr:
-        shape = self.lanes.slice_attribute(node)
-        return shape if shape is not None else self.generic_visit(node)
 
 
 def _load(name: str) -> ast.Name:
@@ -253,10 +250,7 @@ class _Lanes:
                    if isinstance(node, ast.Name) and node.id == name)
 
     def _under_varying_control(self, target: ast.stmt) -> bool:
-        for statement, site in walk_statements(self.tree.body):
-            if statement is target:
-                return any(self.per_lane(outer) for outer in _enclosing(self.tree.body, target))
-        return False
+        return any(self.per_lane(outer) for outer in _enclosing(self.tree.body, target) or ())
 
     def per_lane(self, statement: ast.stmt) -> bool:
         """Whether ``statement`` runs in a lane loop (it reads or writes a varying value)."""
