@@ -33,7 +33,7 @@ import numpy as np
 from numba import types as nbtypes
 from numba.extending import overload
 
-from . import cache, emit, lanes, naming, typeinfer
+from . import cache, emit, lanes, naming, typeinfer, vector_calls
 from .errors import AutodiffError
 
 _lock = threading.RLock()
@@ -175,7 +175,7 @@ def _build_inner(prim, argtypes, in_axes, out_axes, parallel, label, checks,
                  if not (name.startswith("__") and name.endswith("__"))}
     namespace.update({"np": np, "numba": numba})
     if vector_math:
-        namespace[naming.VECTOR_MATH] = _vector_math_module()
+        namespace[naming.VECTOR_MATH] = vector_calls.module()
     dispatcher = entry.njit(entry.load(namespace)[data["name"]], parallel=parallel)
     try:
         dispatcher.compile(tuple(argtypes))
@@ -184,15 +184,6 @@ def _build_inner(prim, argtypes, in_axes, out_axes, parallel, label, checks,
         raise lanes.NotLaneable(f"numba cannot compile it: {first}") from None
     return BatchedVariant(data["name"], entry.text, entry.source_path, dispatcher,
                           data["result_type"], False, data["axes"], layout="inner")
-
-
-def _vector_math_module():
-    from .kernels import vecmath
-    return vecmath
-
-
-def _vector_table(vector_math: bool) -> dict:
-    return dict(_vector_math_module().VECTOR_FUNCTIONS) if vector_math else {}
 
 
 def _inner_built(prim, argtypes, in_axes, out_axes, parallel, label, checks,
@@ -217,7 +208,7 @@ def _inner_built(prim, argtypes, in_axes, out_axes, parallel, label, checks,
     leaf_types = [t for t in leaves(result_type) if t != nbtypes.none]
     outs = [f"{naming.BATCH_OUT}{k}" for k in range(len(leaf_types))]
     body, lane_types, copied = lanes.lane_body(
-        copy.deepcopy(tree), types, batched, ranks, shared, _vector_table(vector_math),
+        copy.deepcopy(tree), types, batched, ranks, shared, vector_math,
         _leaf_paths(result_type), outs, frozenset(params[k] for k in staged))
     staged = [k for k in staged if params[k] in copied]
     name = naming.batch_name(prim.fs.name, _signature_code(in_axes, axes, parallel) + "_in"

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 
 from numba import types as nbtypes
 
-from . import naming, typeinfer
+from . import naming, typeinfer, vector_calls
 from .analysis import walk_statements
 
 BLOCK = 512          # slices per block: lane arrays of a few kB stay in the L1 cache
@@ -101,11 +101,11 @@ class _LaneRewriter(_ShapeRewriter):
         return self.generic_visit(node)
 
     def visit_Call(self, node: ast.Call) -> ast.expr:
+        replacement = (vector_calls.replacement(node, self.lanes.types)
+                       if self.lanes.vector_math else None)
         self.generic_visit(node)
-        replacement = self.lanes.vector_function(node)
         if replacement is not None:
-            node.func = ast.Attribute(value=_load(naming.VECTOR_MATH), attr=replacement,
-                                      ctx=ast.Load())
+            vector_calls.redirect(node, replacement)
         return node
 
 
@@ -138,11 +138,11 @@ class _Lanes:
     ``types``: numba types of its variables for the types of one slice; ``batched``: parameter
     name -> batch axis for batched arrays of rank >= 2, or -1 for batched scalars (1-D arrays
     of their values); ``shared_writes``: the parameters it writes that are not batched;
-    ``vector_table``: dotted name of a ``math``/NumPy function -> its name in
-    :mod:`.kernels.vecmath` (empty: libm everywhere)."""
+    ``vector_math``: calls that :mod:`.vector_calls` allows call :mod:`.kernels.vecmath`
+    (otherwise libm everywhere)."""
 
     def __init__(self, tree: ast.FunctionDef, types: dict, batched: dict, ranks: dict,
-                 shared_writes: list[str], vector_table: dict, outputs: list[str],
+                 shared_writes: list[str], vector_math: bool, outputs: list[str],
                  staged: frozenset = frozenset()):
         self.tree = tree
         self.outputs = set(outputs)              # the batch's result arrays, one per leaf
@@ -150,7 +150,7 @@ class _Lanes:
         self.batched_scalars = {p for p, axis in batched.items() if axis < 0}
         self.batched_arrays = {p: axis for p, axis in batched.items() if axis >= 0}
         self.ranks = ranks                       # batched array -> rank of the whole array
-        self.vector_table = vector_table
+        self.vector_math = vector_math
         if shared_writes:
             raise NotLaneable(f"it writes argument '{shared_writes[0]}', which every slice "
                               "shares (the inner layout would reorder those writes)")
@@ -412,20 +412,6 @@ class _Lanes:
             return product
         return ast.Tuple(elts=dims, ctx=ast.Load())
 
-    def vector_function(self, call: ast.Call) -> str | None:
-        """The :mod:`.kernels.vecmath` function replacing ``call`` (a float64 scalar call of a
-        function in the vector table), or None."""
-        if getattr(call, "nad_kind", None) != "rule" or not self.vector_table:
-            return None
-        replacement = self.vector_table.get(ast.unparse(call.func))
-        if replacement is None:
-            return None
-        for arg in call.args:
-            typ = self.types.get(arg.id) if isinstance(arg, ast.Name) else None
-            if isinstance(arg, ast.Name) and typ != nbtypes.float64:
-                return None
-        return replacement
-
 
 def _enclosing(body: list, target: ast.stmt) -> list:
     """The compound statements of ``body`` around ``target``, outermost first."""
@@ -489,7 +475,7 @@ def staging(name: str, axis: int, rank: int, dtype: str) -> tuple[str, list[str]
 
 
 def lane_body(tree: ast.FunctionDef, types: dict, batched: dict, ranks: dict,
-              shared_writes: list[str], vector_table: dict, result_paths: list[str],
+              shared_writes: list[str], vector_math: bool, result_paths: list[str],
               outputs: list[str], staged: frozenset = frozenset()
               ) -> tuple[list[ast.stmt], dict, set]:
     """The statements of one block (the function's body for lanes ``_nad_start`` to
@@ -498,7 +484,7 @@ def lane_body(tree: ast.FunctionDef, types: dict, batched: dict, ranks: dict,
     index; the lane arrays it uses (name -> numba type); and those of the batched arrays in
     ``staged`` that it reads from their lane-major copies (see :func:`staging`: the ones read
     element by element). Raises :class:`NotLaneable`."""
-    lanes = _Lanes(tree, types, batched, ranks, shared_writes, vector_table, outputs, staged)
+    lanes = _Lanes(tree, types, batched, ranks, shared_writes, vector_math, outputs, staged)
     body = list(tree.body)
     returned = None
     if body and isinstance(body[-1], ast.Return):

@@ -29,7 +29,7 @@ from numba import types as nbtypes
 
 from . import analysis as analysis_mod
 from . import (arrayfence, cache, custom, emit, fence, forward_mode, lifting, naming, raising,
-               reverse_mode, tuples, typeinfer)
+               reverse_mode, tuples, typeinfer, vector_calls)
 from .errors import AutodiffError, UnsupportedConstructError
 from .normalize import Normalized, normalize
 from .source import FunctionSource, function_source, python_function, resolve, specializes
@@ -321,9 +321,9 @@ def _generate_variant(prim: Primal, argtypes: tuple, active: list[bool], result_
     active_params = {p for p, flag in zip(params, active) if flag}
     tree = copy_tree(normalized.tree)
     tuples.split(tree, types, fs)
+    vector_math = False
     if fastmath:
-        types = dict(types)
-        raising.raise_products(tree, types)
+        types, vector_math = _fastmath_rewrite(tree, types)
     an = analysis_mod.analyse(tree, types, active_params, result_active, _callee_writes)
     namespace = dict(prim.namespace)
     name = naming.reverse_name(fs.name, signature_code(argtypes, active, result_active,
@@ -338,7 +338,8 @@ def _generate_variant(prim: Primal, argtypes: tuple, active: list[bool], result_
         callee = reverse_variant(call.nad_target, arg_types, flags, seeded, writeback=False,
                                  keep_value=False, fastmath=fastmath)
         binding = _bind(namespace, callee.name, callee.dispatcher, name)
-        callees.append((binding, _callee_binding(prim, call), ("reverse", arg_types, flags, seeded)))
+        callees.append((binding, _callee_binding(prim, call),
+                        ("reverse", arg_types, flags, seeded, fastmath)))
         seeds = tuples.seeded_leaves(callee.result_type) \
             if tuples.is_tuple(callee.result_type) else None
         return reverse_mode.CalleeVariant(binding, callee.shadows, callee.adjoint_positions,
@@ -356,7 +357,8 @@ def _generate_variant(prim: Primal, argtypes: tuple, active: list[bool], result_
                  if flag and not typeinfer.is_array(t)]
     return _generated(tree, f"reverse mode of {fs.name}", name, {
         "callees": callees, "shadows": shadows, "adjoint_positions": positions,
-        "result_type": result_type, "checkpointed": tree.nad_checkpointed})
+        "result_type": result_type, "checkpointed": tree.nad_checkpointed,
+        "vector_math": vector_math})
 
 
 @dataclass(eq=False)
@@ -417,9 +419,9 @@ def _generate_forward(prim: Primal, argtypes: tuple, duals: list[bool], result_d
     dual_params = {p for p, flag in zip(params, duals) if flag}
     tree = copy_tree(normalized.tree)
     tuples.split(tree, types, fs)
+    vector_math = False
     if fastmath:
-        types = dict(types)
-        raising.raise_products(tree, types)
+        types, vector_math = _fastmath_rewrite(tree, types)
     an = analysis_mod.analyse(tree, types, dual_params, result_dual, _callee_writes,
                               in_place_stores=True)
     namespace = dict(prim.namespace)
@@ -434,7 +436,7 @@ def _generate_forward(prim: Primal, argtypes: tuple, duals: list[bool], result_d
                                  fastmath)
         binding = _bind(namespace, callee.name, callee.dispatcher, name)
         callees.append((binding, _callee_binding(prim, call),
-                        ("forward", arg_types, flags, dual_result, width)))
+                        ("forward", arg_types, flags, dual_result, width, fastmath)))
         return forward_mode.CalleeForward(binding, callee.duals, callee.result_dual)
 
     tree = forward_mode.transform(tree, an, fs, dual_params=dual_params, result_dual=result_dual,
@@ -444,7 +446,7 @@ def _generate_forward(prim: Primal, argtypes: tuple, duals: list[bool], result_d
                     f"arguments: {', '.join(p for p in params if p in dual_params) or 'none'}.")
     return _generated(tree, f"forward mode of {fs.name}", name, {
         "callees": callees, "duals": duals, "result_dual": result_dual,
-        "result_type": result_type})
+        "result_type": result_type, "vector_math": vector_math})
 
 
 def _specialized(func, argtypes: tuple):
@@ -497,17 +499,29 @@ def _loaded(entry: cache.Entry, prim: Primal):
     for binding, callee_binding, request in entry.data["callees"]:
         target = prim.normalized.callees[callee_binding]
         namespace[binding] = _callee_variant(target, *request).dispatcher
+    if entry.data.get("vector_math"):
+        namespace[naming.VECTOR_MATH] = vector_calls.module()
     return entry.njit(entry.load(namespace)[entry.data["name"]])
 
 
 def _callee_variant(target, mode: str, argtypes: tuple, *signature):
     """The variant of callee ``target`` that a generated variant calls."""
     if mode == "reverse":
-        flags, seeded = signature
+        flags, seeded, fastmath = signature
         return reverse_variant(target, argtypes, flags, seeded, writeback=False,
-                               keep_value=False)
-    flags, dual_result, width = signature
-    return forward_variant(target, argtypes, flags, dual_result, width)
+                               keep_value=False, fastmath=fastmath)
+    flags, dual_result, width, fastmath = signature
+    return forward_variant(target, argtypes, flags, dual_result, width, fastmath)
+
+
+def _fastmath_rewrite(tree: ast.FunctionDef, types: dict) -> tuple[dict, bool]:
+    """What ``fastmath=True`` changes in a variant's normalised ``tree`` (in place) before it is
+    differentiated: products of rows computed by BLAS (:mod:`.raising`) and math functions by
+    :mod:`.kernels.vecmath` (:mod:`.vector_calls`). Returns the types, the products' added,
+    and whether the tree calls vecmath."""
+    types = dict(types)
+    raising.raise_products(tree, types)
+    return types, vector_calls.substitute(tree, types) > 0
 
 
 def copy_tree(tree: ast.FunctionDef) -> ast.FunctionDef:

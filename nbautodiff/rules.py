@@ -74,6 +74,13 @@ def _register(table_key, spelling: str, fn, *, operator: bool = False) -> None:
             _CALL_OBJECTS.append(obj)
 
 
+def alias(obj, original) -> None:
+    """Give callable ``obj`` the rule (and spelling) of the primitive ``original``: for a
+    function computing the same thing (``kernels.vecmath.tanh`` for ``math.tanh``)."""
+    CALLS[id(obj)] = CALLS[id(original)]
+    _CALL_OBJECTS.append(obj)
+
+
 def operator(op: type):
     """Register the rule of a Python operator (``ast.Add``...)."""
     def deco(fn):

@@ -1,16 +1,22 @@
-"""``fastmath=True``: reduction loops recognised as products and computed by BLAS (raising.py).
+"""``fastmath=True``: reduction loops recognised as products and computed by BLAS (raising.py),
+math functions computed by ``kernels.vecmath`` (vector_calls.py).
 
 Each function is differentiated with and without ``fastmath``: in reverse mode (``grad``), in
 forward mode (``jvp``) and to second order (``hessian``, forward mode over the generated reverse
 code that calls the products' in-place adjoints), against central differences and against the
 unoptimised derivative (equal up to reassociation, relative 1e-12). The generated code must call
 the product (``_nad_blas``) where the pattern matches exactly and leave the loop alone where it
-does not.
+does not; it calls vecmath (``_nad_vm``) for float64 calls of the functions vecmath has, and
+libm for the others.
 """
 from __future__ import annotations
 
+import json
 import math
+import os
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -242,3 +248,71 @@ def test_bounds_beyond_the_operands_raise(rng):
 def test_fastmath_option_is_checked():
     with pytest.raises(nad.AutodiffError, match="fastmath"):
         nad.grad(dot_then_square, fastmath="yes")
+
+
+def special_functions(x, y):
+    """Every function vecmath replaces under fastmath, and two it must not (a float32 value, an
+    integer constant)."""
+    s = 0.0
+    for i in range(x.shape[0]):
+        a = x[i]
+        s += math.tanh(a) * math.exp(0.3 * a) + math.log(1.5 + a) * math.sinh(a)
+        s += math.cosh(0.5 * a) + math.expm1(a) * math.log1p(0.5 + a)
+        s += math.erf(a) * math.erfc(0.7 * a) + np.tanh(a * y[i])
+    f = np.float32(0.25)
+    return s + math.exp(f) + math.exp(2)
+
+
+def test_vecmath_replaces_float64_calls_in_both_modes_and_second_order(rng):
+    x, y = rng.uniform(-0.4, 0.4, 6), rng.standard_normal(6)
+    fast = nad.grad(special_functions, (0, 1), fastmath=True)
+    plain = nad.grad(special_functions, (0, 1))
+    fd = central_diff(special_functions, (x, y), (0, 1))
+    for got, expected, reference in zip(fast(x, y), plain(x, y), fd):
+        assert_grad_close(got, reference, rtol=1e-6, atol=1e-8, label="vecmath grad")
+        np.testing.assert_allclose(got, expected, rtol=1e-13, atol=1e-14)
+    called = set(re.findall(r"_nad_vm\.(\w+)\(", fast.source))
+    assert called == {"tanh", "exp", "log", "sinh", "cosh", "expm1", "log1p", "erf", "erfc"}
+    assert "_nad_vm" not in plain.source
+    derived = nad.forward(special_functions, nad.Dual, nad.Const, fastmath=True)
+    assert re.search(r"= math\.exp\(f\)\n", derived.source)      # float32: libm, float32
+    assert re.search(r"= math\.exp\(2\)\n", derived.source)      # an integer constant
+    tangents = [rng.standard_normal(6), rng.standard_normal(6)]
+    value, tangent = nad.jvp(special_functions, (x, y), tangents, fastmath=True)
+    assert value == pytest.approx(nad.jvp(special_functions, (x, y), tangents)[0], rel=1e-13)
+    assert tangent == pytest.approx(directional_diff(special_functions, (x, y), (0, 1), tangents),
+                                    rel=1e-6, abs=1e-8)
+    hessian = nad.hessian(special_functions, 0, fastmath=True)(x, y)
+    np.testing.assert_allclose(hessian, nad.hessian(special_functions, 0)(x, y),
+                               rtol=1e-10, atol=1e-11)
+
+
+FRESH_PROCESS = """
+import json, sys
+import numpy as np
+import nbautodiff as nad
+import test_fastmath as t
+args = [np.asarray(a) for a in json.loads(sys.argv[1])]
+grad = nad.grad(t.mlp, 0, fastmath=True)
+print(json.dumps({"grad": grad(*args).tolist(),
+                  "hessian": nad.hessian(t.mlp, 0, fastmath=True)(*args).tolist(),
+                  "vecmath": "_nad_vm.tanh(" in grad.source,
+                  "from_cache": nad.cache.info().hits}))
+"""
+
+
+def test_a_fresh_process_loads_vecmath_code_from_the_cache_and_differentiates_it(cases):
+    """The fastmath gradient read from the cache by another process binds vecmath, and forward
+    mode over it (the Hessian) still finds vecmath's functions' rules."""
+    args, _ = cases[mlp]
+    expected_grad = nad.grad(mlp, 0, fastmath=True)(*args)
+    expected_hessian = nad.hessian(mlp, 0, fastmath=True)(*args)
+    process = subprocess.run([sys.executable, "-c", FRESH_PROCESS,
+                              json.dumps([np.asarray(a).tolist() for a in args])],
+                             capture_output=True, text=True, timeout=600,
+                             env=dict(os.environ, PYTHONPATH=os.path.dirname(__file__)))
+    assert process.returncode == 0, process.stderr
+    seen = json.loads(process.stdout.strip().splitlines()[-1])
+    assert seen["vecmath"] and seen["from_cache"] > 0
+    np.testing.assert_array_equal(seen["grad"], expected_grad)
+    np.testing.assert_array_equal(seen["hessian"], expected_hessian)
