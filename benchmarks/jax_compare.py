@@ -14,7 +14,8 @@ with its inputs) it
    on JAX's outputs) and keeps the medians;
 4. measures the cold time to the first gradient of each side in a fresh subprocess (ours with an
    empty ``NBAUTODIFF_CACHE_DIR``: transformation plus numba compilation; JAX's: tracing plus XLA
-   compilation of ``jit(grad(f))``), imports and input construction not counted;
+   compilation of ``jit(grad(f))``), imports and input construction not counted, and beside it
+   that of ``numba.njit(f)`` alone, the floor of any gradient numba compiles;
 5. prints a markdown table, the geometric means and the acceptance verdicts of issue 8, writes a
    bar chart (``--plot``, default ``build/jax_compare.png``) and, unless ``--no-write``, replaces
    its section of ``benchmarks/RESULTS.md``.
@@ -257,6 +258,14 @@ def cold_first_gradient(side, kernel_name):
         start = time.perf_counter()
         nad.grad(kernel.fun, argnums=kernel.argnums, fastmath=_fastmath())(*kernel.args)
         return startup, time.perf_counter() - start
+    if side == "numba":
+        import numba
+        start = time.perf_counter()
+        numba.njit(lambda x: x + 1.0)(1.0)
+        startup = time.perf_counter() - start
+        start = time.perf_counter()
+        numba.njit(kernel.fun)(*kernel.args)
+        return startup, time.perf_counter() - start
     jax = import_jax()
     import jax.numpy as jnp
     fun = jax_kernels()[kernel.fun.__name__]
@@ -352,6 +361,7 @@ def run_kernel(kernel, repeats, cold_mode):
     if cold_mode == "subprocess":
         row["startup"], row["cold"] = cold_in_subprocess("ours", kernel.name)
         row["jax_startup"], row["jax_cold"] = cold_in_subprocess("jax", kernel.name)
+        _, row["njit_cold"] = cold_in_subprocess("numba", kernel.name)
     elif cold_mode == "inprocess":
         row["cold"], row["jax_cold"] = row["first"], row["jax_first"]
     else:
@@ -375,21 +385,22 @@ def table(rows):
     lines = [
         "| kernel | primal ours (ms) | primal JAX (ms) | grad ours (ms) | grad JAX (ms) | "
         "grad/primal ours | grad/primal JAX | **ours/JAX grad** | cold 1st grad ours (s) | "
-        "cold 1st grad JAX (s) | cold ours/JAX | ours/JAX grad, CPU time | grad rel diff |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "cold 1st grad JAX (s) | cold ours/JAX | cold `numba.njit(f)`, the primal alone (s) | "
+        "its cold / JAX's cold grad | ours/JAX grad, CPU time | grad rel diff |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for r in rows:
         if r["failure"]:
-            lines.append(f"| {r['name']} | | | | | | | **{r['failure']}** | | | | | |")
+            lines.append(f"| {r['name']} | | | | | | | **{r['failure']}** | | | | | | | |")
             continue
-        cold_ratio = ("n/a" if r["cold"] is None or r["jax_cold"] is None
-                      else f"{r['cold'] / r['jax_cold']:.2f}")
+        cold_ratio = _ratio(r["cold"], r["jax_cold"])
+        njit_ratio = _ratio(r.get("njit_cold"), r["jax_cold"])
         lines.append(
             f"| {r['name']} | {_ms(r['primal'])} | {_ms(r['jax_primal'])} | {_ms(r['grad'])} | "
             f"{_ms(r['jax_grad'])} | {r['grad'] / r['primal']:.2f} | "
             f"{r['jax_grad'] / r['jax_primal']:.2f} | **{r['grad'] / r['jax_grad']:.2f}** | "
-            f"{_s(r['cold'])} | {_s(r['jax_cold'])} | {cold_ratio} | "
-            f"{r['cpu_grad'] / r['cpu_jax_grad']:.2f} | {r['error']:.0e} |")
+            f"{_s(r['cold'])} | {_s(r['jax_cold'])} | {cold_ratio} | {_s(r.get('njit_cold'))} | "
+            f"{njit_ratio} | {r['cpu_grad'] / r['cpu_jax_grad']:.2f} | {r['error']:.0e} |")
     timed = [r for r in rows if not r["failure"]]
     if timed:
         cold = [r for r in timed if r["cold"] is not None and r["jax_cold"] is not None]
@@ -399,9 +410,13 @@ def table(rows):
             "| **geometric mean** | | | | | "
             f"{geomean(r['grad'] / r['primal'] for r in timed):.2f} | "
             f"{geomean(r['jax_grad'] / r['jax_primal'] for r in timed):.2f} | "
-            f"**{geomean(r['grad'] / r['jax_grad'] for r in timed):.2f}** | | | {geo_cold} | "
+            f"**{geomean(r['grad'] / r['jax_grad'] for r in timed):.2f}** | | | {geo_cold} | | | "
             f"{geomean(r['cpu_grad'] / r['cpu_jax_grad'] for r in timed):.2f} | |")
     return "\n".join(lines)
+
+
+def _ratio(a, b) -> str:
+    return "n/a" if a is None or b is None else f"{a / b:.2f}"
 
 
 def verdict_lines(rows):
@@ -452,7 +467,9 @@ def section(rows, info, repeats, cold_mode, today):
                       "(tracing, XLA compilation) and the first call; imports, inputs and each "
                       "library's one-off start-up (timed apart on a trivial function: median "
                       f"{_median_of(rows, 'startup')} s numba, {_median_of(rows, 'jax_startup')} s"
-                      " JAX) not counted",
+                      " JAX) not counted; beside it, the same for `numba.njit(f)` of the loop "
+                      "code alone (compiling the primal, the least any numba-compiled gradient "
+                      "costs)",
         "inprocess": "first call in this process (libraries already warm)",
         "skip": "not measured",
     }[cold_mode]

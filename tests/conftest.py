@@ -7,8 +7,11 @@ mode is.
 Offload tests run under numba's CUDA simulator unless ``NUMBA_ENABLE_CUDASIM`` says otherwise
 (``NUMBA_ENABLE_CUDASIM=0`` on a machine with a GPU runs them, and the ``gpu`` tests, for real);
 numba reads the variable once, at its import, so it is set here before anything imports numba.
-Each test process gets an empty artifact cache of its own (``NBAUTODIFF_CACHE_DIR``),
-so tests build what they test and do not depend on earlier runs.
+Each test session gets an empty artifact cache (``NBAUTODIFF_CACHE_DIR``), shared by its
+xdist workers (they inherit the folder from the controller, which removes it at exit): tests do
+not depend on earlier runs, and what one worker compiled the other reads from the cache
+instead of compiling it again (the cache is made for concurrent processes; the tests of the
+cache itself use folders of their own).
 """
 from __future__ import annotations
 
@@ -29,8 +32,11 @@ if TESTS_DIR not in sys.path:
 
 SEED = 20261121
 
-os.environ["NBAUTODIFF_CACHE_DIR"] = tempfile.mkdtemp(prefix="nbautodiff-test-cache-")
-atexit.register(shutil.rmtree, os.environ["NBAUTODIFF_CACHE_DIR"], ignore_errors=True)
+SESSION_CACHE = "NBAUTODIFF_TEST_SESSION_CACHE"
+if SESSION_CACHE not in os.environ:       # the session's first process: pytest, or xdist's controller
+    os.environ[SESSION_CACHE] = tempfile.mkdtemp(prefix="nbautodiff-test-cache-")
+    atexit.register(shutil.rmtree, os.environ[SESSION_CACHE], ignore_errors=True)
+os.environ["NBAUTODIFF_CACHE_DIR"] = os.environ[SESSION_CACHE]
 
 
 @pytest.fixture(scope="session")
