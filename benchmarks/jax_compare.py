@@ -20,9 +20,10 @@ with its inputs) it
    bar chart (``--plot``, default ``build/jax_compare.png``) and, unless ``--no-write``, replaces
    its section of ``benchmarks/RESULTS.md``.
 
-Both sides run on one thread: BLAS through ``OPENBLAS_NUM_THREADS=1`` and friends, XLA through
-``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1``, both set here
-before NumPy or JAX is imported (and inherited by the cold-start subprocesses).
+Both sides run on one thread of the CPU: BLAS through ``OPENBLAS_NUM_THREADS=1`` and friends,
+XLA through ``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1`` and
+``JAX_PLATFORMS=cpu`` (a JAX with CUDA would take a GPU), all set here before NumPy or JAX is
+imported (and inherited by the cold-start subprocesses).
 
 Options: ``--repeats N`` (interleaved rounds, default 11), ``--only NAME[,NAME]`` (substrings of
 kernel names), ``--cold {subprocess,inprocess,skip}``, ``--plot PATH``, ``--no-write``,
@@ -40,6 +41,7 @@ for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 _XLA_ONE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 if "xla_cpu_multi_thread_eigen" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _XLA_ONE_THREAD).strip()
+os.environ["JAX_PLATFORMS"] = "cpu"           # a JAX built with CUDA would otherwise use the GPU
 
 import argparse  # noqa: E402
 import datetime  # noqa: E402
