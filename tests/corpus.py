@@ -19,6 +19,7 @@ from __future__ import annotations
 import ast
 import inspect
 import math
+import os
 import textwrap
 import zlib
 from dataclasses import dataclass, field
@@ -3390,3 +3391,13 @@ def case_by_name(name):
         if c.name == name:
             return c
     raise KeyError(name)
+
+
+FULL_CORPUS = "NBAUTODIFF_FULL_CORPUS"
+
+
+def share(cases: list, every: int) -> list:
+    """Every ``every``-th of ``cases`` (the suite's time budget), or all of them when the
+    environment variable ``NBAUTODIFF_FULL_CORPUS`` is set (to 1)."""
+    return list(cases) if os.environ.get(FULL_CORPUS) else list(cases)[::every]
+

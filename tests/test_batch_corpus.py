@@ -2,7 +2,8 @@
 compiled calls bit for bit, in the layout "auto" picks (inner for most functions).
 
 A sixth of the corpus runs here, to keep the suite within its time budget (all 245 cases passed
-when the inner layout landed, 234 of them inner: see benchmarks/RESULTS.md).
+when the inner layout landed, 234 of them inner: see benchmarks/RESULTS.md);
+``NBAUTODIFF_FULL_CORPUS=1`` runs all of them.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import nbautodiff as nad
 from nbautodiff import program
 
 SEEDS = range(3)
-CASES = corpus.CORPUS[::6]
+CASES = corpus.share(corpus.CORPUS, 6)
 #: Why "auto" may keep a call per slice: what the inner layout cannot express.
 DOCUMENTED = ("returns an array", "is an array that differs between slices",
               "that differs between slices and is used across", "writes argument")

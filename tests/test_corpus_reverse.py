@@ -429,7 +429,7 @@ def _load_program(text):
     return module.prog
 
 
-@settings(max_examples=25, deadline=None, derandomize=True, database=None,
+@settings(max_examples=15, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow],
           phases=[Phase.explicit, Phase.generate])     # no shrinking: each example compiles
 @given(text=loop_programs(), n=st.integers(1, 5), seed=st.integers(0, 2 ** 32 - 1))
