@@ -123,6 +123,8 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
         self.any_order = any_order_loops(self.tree, a, self.updates)
         self.fused = fused_loops(self.tree, a, self.any_order, self.updates)
         self.checkpointed = checkpoint.checkpointed_loops(self, self.checkpoint)
+        self.taped_after = self.values_taped_after()
+        self.taped_after_names = {name for names in self.taped_after.values() for name in names}
         forward = self.forward(self.tree.body, depth=0, reserved=False)
         adjoints = sorted({n for n in a.types if not a.is_array(n) and a.is_active(n)})
         self.zero = set(adjoints)
@@ -163,6 +165,61 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
             body=body, decorator_list=[], returns=None, type_params=[])
         ast.copy_location(function, self.tree)
         return ast.fix_missing_locations(remove_dead_assignments(function))
+
+    def values_taped_after(self) -> dict[int, list[str]]:
+        """Restored scalars pushed after their assignment rather than before it: id(loop body)
+        -> names, in the order of their assignments.
+
+        A scalar assigned once, by a statement directly in the body of a ``for`` loop, and read
+        only by statements after that one in the same body, holds a value of its own in each
+        iteration. Pushing the value the statement gives it (instead of the one it overwrites)
+        and popping it where the reversal of the iteration starts restores every value the
+        reverse sweep reads, and keeps the forward sweep from storing the previous iteration's
+        value: that first-order recurrence stops LLVM from vectorising the loop (a loop of
+        ``math.tanh``, say). The pop comes first only if the value is the last thing the
+        iteration pushes, so nothing after the statement may push anything else; loops
+        reversed in their original order, and checkpointed functions, keep the general scheme."""
+        if self.checkpointed:
+            return {}
+        a = self.a
+        readers: dict[str, list[int]] = {}
+        for statement, _ in walk_statements(self.tree.body):
+            for name in own_read_nodes(statement):
+                readers.setdefault(name, []).append(id(statement))
+        found: dict[int, list[str]] = {}
+        for loop, _ in walk_statements(self.tree.body):
+            if not isinstance(loop, ast.For) or id(loop) in self.fused or id(loop) in self.any_order:
+                continue
+            later: set[int] = set()
+            names: list[str] = []
+            for s in reversed(loop.body):
+                name = s.targets[0].id if isinstance(s, ast.Assign) \
+                    and isinstance(s.targets[0], ast.Name) else None
+                if name in a.restored and name not in self.params and not a.is_array(name) \
+                        and len(a.assignments.get(name, [])) == 1 \
+                        and not self.pushes_besides(s, name) \
+                        and all(reader in later for reader in readers.get(name, [])):
+                    names.append(name)
+                elif self.pushes_besides(s, None):
+                    break
+                later |= {id(t) for t, _ in walk_statements([s])}
+            if names:
+                found[id(loop.body)] = names[::-1]
+        return found
+
+    def pushes_besides(self, s: ast.stmt, name: str | None) -> bool:
+        """Whether the forward sweep of ``s`` may push on a tape anything but ``name``."""
+        if isinstance(s, (ast.For, ast.While, ast.If)):
+            return True
+        if isinstance(s, ast.Expr):
+            return isinstance(s.value, ast.Call) and s.value.nad_kind == "user"
+        if not isinstance(s, ast.Assign):
+            return False
+        if any(n in self.a.restored for n in assigned_names(s) if n != name):
+            return True
+        if isinstance(s.value, ast.Call) and s.value.nad_kind == "user":
+            return True
+        return any(self.array_rule_snapshots(s))
 
     # -- forward sweep ---------------------------------------------------------------------
     def reserves_at_entry(self, loop: ast.For) -> bool:
@@ -229,7 +286,7 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
             out = []
             names = assigned_names(s)
             for name in names:
-                if name in a.restored:
+                if name in a.restored and name not in self.taped_after_names:
                     out += self.push(name, checked)
             out += self.snapshots(s.value)
             for name in names:
@@ -238,6 +295,9 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
             operands, result = self.array_rule_snapshots(s)
             out += self.push_arrays(operands)
             out.append(s)
+            for name in names:
+                if name in self.taped_after_names:
+                    out += self.push(name, checked)
             out += self.push_arrays(result)
             for name in names:
                 if a.is_array(name) and a.is_active(name) and name not in self.unallocated:
@@ -397,7 +457,9 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
 
     # -- reverse sweep ---------------------------------------------------------------------
     def backward(self, body: list) -> list[ast.stmt]:
-        out = [copy.deepcopy(s) for s in self.a.recompute.get(id(body), [])]
+        out = [statement for name in reversed(self.taped_after.get(id(body), []))
+               for statement in self.pop(name)]
+        out += [copy.deepcopy(s) for s in self.a.recompute.get(id(body), [])]
         for statement in reversed(body):
             made = self.backward_statement(statement)
             compound = isinstance(statement, (ast.If, ast.For, ast.While))
@@ -419,7 +481,7 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
                 self.reverse_call_snapshots(s.value)
             names = assigned_names(s)
             for name in reversed(names):
-                if name in a.restored:
+                if name in a.restored and name not in self.taped_after_names:
                     out += self.pop(name)
             for name in reversed(names):
                 if name in self.rebound:
