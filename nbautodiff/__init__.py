@@ -18,6 +18,8 @@ The public API (a contract, see DESIGN.md)::
 
 In IPython: ``%load_ext nbautodiff`` registers ``%%autodiff``.
 """
+from . import allocator
+allocator.settle()
 from .activities import Active, Const, Dual, DualOnly, Dualv, Duplicated, DuplicatedOnly
 from .errors import AutodiffError
 from .api import grad, jacrev, reverse, value_and_grad, vjp
