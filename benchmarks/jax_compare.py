@@ -23,7 +23,9 @@ with its inputs) it
 Both sides run on one thread of the CPU: BLAS through ``OPENBLAS_NUM_THREADS=1`` and friends,
 XLA through ``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1`` and
 ``JAX_PLATFORMS=cpu`` (a JAX with CUDA would take a GPU), all set here before NumPy or JAX is
-imported (and inherited by the cold-start subprocesses).
+imported (and inherited by the cold-start subprocesses); on Linux the process is also pinned to
+one core (``sched_setaffinity``), since newer XLA CPU runtimes start worker threads whatever the
+flags say (measured on a 16-core machine: JAX's CPU time several times its wall time).
 
 Options: ``--repeats N`` (interleaved rounds, default 11), ``--only NAME[,NAME]`` (substrings of
 kernel names), ``--cold {subprocess,inprocess,skip}``, ``--plot PATH``, ``--no-write``,
@@ -42,6 +44,8 @@ _XLA_ONE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threa
 if "xla_cpu_multi_thread_eigen" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _XLA_ONE_THREAD).strip()
 os.environ["JAX_PLATFORMS"] = "cpu"           # a JAX built with CUDA would otherwise use the GPU
+if hasattr(os, "sched_setaffinity"):           # one core: XLA's CPU runtime starts threads anyway
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
 
 import argparse  # noqa: E402
 import datetime  # noqa: E402
@@ -482,7 +486,8 @@ def section(rows, info, repeats, cold_mode, today):
         f"Run of {today} by `make bench-jax` (`benchmarks/jax_compare.py`): {info['cores']} cores, "
         f"{info['cpu']}; numba {info['numba']}, NumPy {info['numpy']}, JAX {jax.__version__} "
         f"(jaxlib {jaxlib.__version__}), Python {info['python']}; one thread on both sides "
-        f"(BLAS threads 1, `XLA_FLAGS={_XLA_ONE_THREAD}`); load average at start {info['load']}, "
+        f"(BLAS threads 1, `XLA_FLAGS={_XLA_ONE_THREAD}`, the process pinned to one core); "
+        f"load average at start {info['load']}, "
         f"at the end {', '.join(f'{v:.2f}' for v in os.getloadavg())}.",
         "",
         f"Medians of {repeats} interleaved rounds after warm-up, float64 on both sides, same "
