@@ -49,7 +49,21 @@ def _is_float_array(value) -> bool:
     return isinstance(value, np.ndarray) and value.dtype.kind == "f"
 
 
+_ARRAY_TYPES: dict = {}
+
+
 def _typeof(value):
+    """``numba.typeof(value)``; for a NumPy array memoised by what numba's type of it depends on
+    (dtype, rank, contiguity, writeable, aligned), since numba builds a new type object on every
+    call (tens of microseconds, paid per array argument of every derivative call)."""
+    if type(value) is np.ndarray:
+        flags = value.flags
+        key = (value.dtype, value.ndim, flags.c_contiguous, flags.f_contiguous, flags.writeable,
+               flags.aligned)
+        typ = _ARRAY_TYPES.get(key)
+        if typ is None:
+            typ = _ARRAY_TYPES[key] = numba.typeof(value)
+        return typ
     return numba.typeof(value)
 
 
