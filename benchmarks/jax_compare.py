@@ -251,26 +251,23 @@ def cold_first_gradient(side, kernel_name):
     library's one-off start-up at its first compilation (numba: LLVM and its type system; JAX:
     the XLA client) is timed apart on a trivial function, so that the second number is what this
     kernel costs: ours, ``nad.grad`` (transformation, numba compilation of the primal and reverse
-    variants) and the first call; JAX's, ``jax.jit(jax.grad)`` (tracing, XLA compilation) and the
-    first call, ``block_until_ready``.
+    variants) and the first call; side "numba", ``numba.njit`` of the primal alone and its first
+    call (the floor of any gradient numba compiles); JAX's, ``jax.jit(jax.grad)`` (tracing, XLA
+    compilation) and the first call, ``block_until_ready``.
     """
     kernel = next(k for k in rm.kernels(np.random.default_rng(SEED)) if k.name == kernel_name)
-    if side == "ours":
+    if side in ("ours", "numba"):
         import numba
-        import nbautodiff as nad
+        if side == "ours":
+            import nbautodiff as nad
         start = time.perf_counter()
         numba.njit(lambda x: x + 1.0)(1.0)
         startup = time.perf_counter() - start
         start = time.perf_counter()
-        nad.grad(kernel.fun, argnums=kernel.argnums, fastmath=_fastmath())(*kernel.args)
-        return startup, time.perf_counter() - start
-    if side == "numba":
-        import numba
-        start = time.perf_counter()
-        numba.njit(lambda x: x + 1.0)(1.0)
-        startup = time.perf_counter() - start
-        start = time.perf_counter()
-        numba.njit(kernel.fun)(*kernel.args)
+        if side == "ours":
+            nad.grad(kernel.fun, argnums=kernel.argnums, fastmath=_fastmath())(*kernel.args)
+        else:
+            numba.njit(kernel.fun)(*kernel.args)
         return startup, time.perf_counter() - start
     jax = import_jax()
     import jax.numpy as jnp

@@ -209,17 +209,9 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
 
     def pushes_besides(self, s: ast.stmt, name: str | None) -> bool:
         """Whether the forward sweep of ``s`` may push on a tape anything but ``name``."""
-        if isinstance(s, (ast.For, ast.While, ast.If)):
+        if isinstance(s, (ast.For, ast.While, ast.If)) or self.saves_arrays(s):
             return True
-        if isinstance(s, ast.Expr):
-            return isinstance(s.value, ast.Call) and s.value.nad_kind == "user"
-        if not isinstance(s, ast.Assign):
-            return False
-        if any(n in self.a.restored for n in assigned_names(s) if n != name):
-            return True
-        if isinstance(s.value, ast.Call) and s.value.nad_kind == "user":
-            return True
-        return any(self.array_rule_snapshots(s))
+        return any(n in self.a.restored for n in assigned_names(s) if n != name)
 
     # -- forward sweep ---------------------------------------------------------------------
     def reserves_at_entry(self, loop: ast.For) -> bool:
@@ -230,15 +222,18 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
         counter) and nothing in it saves an array (a call's snapshots, an array operation's
         operands), since such a push would take room reserved for the counted ones."""
         for inner, site in walk_statements(loop.body):
-            if isinstance(inner, ast.While):
-                return False
-            if isinstance(getattr(inner, "value", None), ast.Call) and inner.value.nad_kind == "user":
-                return False
-            if isinstance(inner, ast.Assign) and any(self.array_rule_snapshots(inner)):
+            if isinstance(inner, ast.While) or self.saves_arrays(inner):
                 return False
             if site.loop_depth > 0 and self.pushes_in_own_iteration(inner):
                 return False
         return True
+
+    def saves_arrays(self, s: ast.stmt) -> bool:
+        """Whether the forward sweep of ``s`` may push arrays on the tape: a call's snapshots
+        (any call of a user function counts), an array operation's operands or result."""
+        if isinstance(getattr(s, "value", None), ast.Call) and s.value.nad_kind == "user":
+            return True
+        return isinstance(s, ast.Assign) and any(self.array_rule_snapshots(s))
 
     def pushes_in_own_iteration(self, s: ast.stmt) -> bool:
         """Whether ``s`` itself pushes on the tape (a restored target or loop variable)."""

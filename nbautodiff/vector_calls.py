@@ -14,6 +14,7 @@ rule of the function it replaces.
 from __future__ import annotations
 
 import ast
+import math
 import threading
 
 from numba import types as nbtypes
@@ -80,5 +81,4 @@ def _is_float64(arg: ast.expr, types: dict) -> bool:
 
 
 def _original(dotted: str):
-    import math
     return getattr(math, dotted.split(".", 1)[1])
