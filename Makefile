@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(PY) -m nbautodiff.magics.run_notebook notebooks/quickstart.ipynb build/quickstart.html
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 -p no:cacheprovider tests
+	$(PY) -m pytest -q -n 2 --dist loadgroup -p no:cacheprovider tests
 
 bench: $(STAMP)
 	$(PY) benchmarks/reverse_mode.py

@@ -11,6 +11,12 @@ NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 pytestmark = pytest.mark.notebook
 
 
+def same_worker(notebook: str):
+    """Run the tests of one notebook on one xdist worker (``--dist loadgroup``), so that its
+    module-scoped fixture executes the notebook once, not once per worker."""
+    return pytest.mark.xdist_group(notebook)
+
+
 @pytest.fixture(scope="module")
 def quickstart():
     return execute_notebook(NOTEBOOKS / "quickstart.ipynb", timeout=300)
@@ -20,10 +26,12 @@ def _outputs(notebook):
     return [out for cell in notebook.cells if cell.cell_type == "code" for out in cell.outputs]
 
 
+@same_worker("quickstart")
 def test_quickstart_runs_without_errors(quickstart):
     assert not [out for out in _outputs(quickstart) if out.output_type == "error"]
 
 
+@same_worker("quickstart")
 def test_quickstart_shows_the_gradient_check(quickstart):
     html = [out.data["text/html"] for out in _outputs(quickstart)
             if "text/html" in out.get("data", {})]
@@ -32,6 +40,7 @@ def test_quickstart_shows_the_gradient_check(quickstart):
     assert any("image/png" in out.get("data", {}) for out in _outputs(quickstart))
 
 
+@same_worker("quickstart")
 def test_quickstart_renders_to_html(quickstart, tmp_path):
     page = write_html(quickstart, tmp_path / "quickstart.html").read_text(encoding="utf-8")
     assert "data:image/png;base64" in page and "gradient check passed" in page
@@ -56,11 +65,13 @@ def batching():
 
 
 @requires_batch
+@same_worker("batching")
 def test_batching_notebook_runs_without_errors(batching):
     assert not [out for out in _outputs(batching) if out.output_type == "error"]
 
 
 @requires_batch
+@same_worker("batching")
 def test_batching_notebook_shows_the_speedup_tables_and_plots(batching):
     html = [out.data["text/html"] for out in _outputs(batching)
             if "text/html" in out.get("data", {})]
@@ -100,10 +111,12 @@ def _sections(notebook) -> dict:
     return sections
 
 
+@same_worker("pitfalls")
 def test_pitfalls_notebook_runs_without_errors(pitfalls):
     assert not [out for out in _outputs(pitfalls) if out.output_type == "error"]
 
 
+@same_worker("pitfalls")
 def test_pitfalls_notebook_has_a_check_and_a_plot_per_section(pitfalls):
     sections = _sections(pitfalls)
     assert len(sections) == 12
@@ -114,6 +127,7 @@ def test_pitfalls_notebook_has_a_check_and_a_plot_per_section(pitfalls):
             f"no gradient check in section {title!r}"
 
 
+@same_worker("pitfalls")
 @pytest.mark.parametrize("section, says", [
     ("1. Choosing", "central differences cannot resolve"),
     ("2. Kinks", "evaluated near a kink"),
