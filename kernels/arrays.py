@@ -188,6 +188,14 @@ def _solve_matrix_adjoint(g, a, z):
 
 
 @_jit
+def zeros_like(x):
+    """Zeros of ``x``'s shape and dtype, C-ordered whatever ``x``'s layout: numba's
+    ``np.zeros_like`` cannot allocate for layout 'A', the type of a variable bound both to C-
+    and to Fortran-ordered arrays (``B = A * 1.0`` ... ``B = A.T``), which shadows must allow."""
+    return np.zeros(x.shape, x.dtype)
+
+
+@_jit
 def prod_adjoint(g, x):
     """Adjoint of ``np.prod(x)``: ``g`` times the product of all other elements (exact with zeros)."""
     flat = x.ravel()

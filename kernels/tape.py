@@ -53,47 +53,41 @@ def push(tape, top, value):
 
 
 @_jit
+def _walks_in_index_order(array):
+    """Whether ``np.nditer`` visits ``array`` in C index order. numba's nditer walks memory
+    order: index order for a C-contiguous array (and any 1-D one), not for a transposed
+    (Fortran-ordered) view, which the helpers below walk through ``.flat`` instead."""
+    return array.ndim <= 1 or array.flags.c_contiguous
+
+
+@_jit
 def push_array(tape, top, array):
-    """Store every element of ``array`` (any rank) above ``top``; the caller adds array.size."""
+    """Store every element of ``array`` (any rank and layout) above ``top``, in C index order;
+    the caller adds array.size."""
     tape = reserve(tape, top, array.size)
     k = top
-    for value in np.nditer(array):
-        tape[k] = value.item()
-        k += 1
+    if _walks_in_index_order(array):
+        for value in np.nditer(array):
+            tape[k] = value.item()
+            k += 1
+    else:
+        for value in array.flat:
+            tape[k] = value
+            k += 1
     return tape
 
 
 @_jit
 def pop_array(tape, top, array):
-    """Load ``array`` back from the ``array.size`` values stored at ``top``."""
-    flat = array.reshape(array.size) if array.flags.c_contiguous else None
-    if flat is not None:
-        for k in range(array.size):
-            flat[k] = tape[top + k]
+    """Load ``array`` back from the ``array.size`` values stored at ``top`` (C index order)."""
+    k = top
+    if _walks_in_index_order(array):
+        for element in np.nditer(array):
+            element[...] = tape[k]
+            k += 1
     else:
-        _load_strided(tape, top, array)
-
-
-@numba.njit(cache=True)
-def _load_strided(tape, top, array):
-    index = np.zeros(array.ndim, np.int64)
-    for k in range(array.size):
-        _set_at(array, index, tape[top + k])
-        _advance(index, array.shape)
-
-
-@numba.njit(cache=True)
-def _advance(index, shape):
-    for d in range(len(shape) - 1, -1, -1):
-        index[d] += 1
-        if index[d] < shape[d]:
-            return
-        index[d] = 0
-
-
-@numba.njit(cache=True)
-def _set_at(array, index, value):
-    array[numba.np.unsafe.ndarray.to_fixed_tuple(index, array.ndim)] = value
+        for i in range(array.size):
+            array.flat[i] = tape[k + i]
 
 
 @_jit
@@ -106,16 +100,24 @@ def trip_count(start, stop, step):
 
 @_jit
 def add_into(target, source):
-    """``target += source`` elementwise, for arrays of any rank and equal shape (a seed of
-    another shape than its result is a ValueError, not a partial sum)."""
+    """``target += source`` elementwise, for arrays of any rank and layout and equal shape (a
+    seed of another shape than its result is a ValueError, not a partial sum)."""
     if target.shape != source.shape:
         raise ValueError("a seed (cotangent) or an adjoint does not have the shape of its array")
-    for t, s in zip(np.nditer(target), np.nditer(source)):
-        t[...] = t.item() + s.item()
+    if _walks_in_index_order(target) and _walks_in_index_order(source):
+        for t, s in zip(np.nditer(target), np.nditer(source)):
+            t[...] = t.item() + s.item()
+    else:
+        for i in range(target.size):
+            target.flat[i] = target.flat[i] + source.flat[i]
 
 
 @_jit
 def copy_into(target, source):
-    """``target[...] = source`` for arrays of any rank and equal shape."""
-    for t, s in zip(np.nditer(target), np.nditer(source)):
-        t[...] = s.item()
+    """``target[...] = source`` for arrays of any rank and layout and equal shape."""
+    if _walks_in_index_order(target) and _walks_in_index_order(source):
+        for t, s in zip(np.nditer(target), np.nditer(source)):
+            t[...] = s.item()
+    else:
+        for i in range(target.size):
+            target.flat[i] = source.flat[i]

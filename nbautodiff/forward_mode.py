@@ -66,7 +66,7 @@ class ForwardTransform:
         """Source of a zero tangent for variable ``name``."""
         typ = self.a.types.get(name)
         if typeinfer.is_array(typ):
-            return f"np.zeros_like({name})"
+            return f"{naming.ARRAY_MODULE}.zeros_like({name})"
         return typeinfer.zero_literal(typ)
 
     def refuse(self, node: ast.AST, construct: str, detail: str) -> UnsupportedConstructError:
@@ -206,7 +206,7 @@ class ForwardTransform:
                 terms.append(instantiate(template, {**mapping, "d": tangent}))
             total = " + ".join(f"({src(term)})" for term in terms) if terms else self.zero(t)
             if terms and on_arrays and self.misses_a_shape(terms, operands, t):
-                total = f"{total} + np.zeros_like({t})"
+                total = f"{total} + {naming.ARRAY_MODULE}.zeros_like({t})"
             out += parse(f"{self.tangent_name(t, k)} = {total}")
         return out
 

@@ -126,7 +126,7 @@ class ArrayAdjoints:
             if rules.INTO in {n.id for n in ast.walk(template) if isinstance(n, ast.Name)}:
                 if name in self.unallocated:                # accumulated in place: needs zeros
                     self.unallocated.discard(name)
-                    out += parse(f"{naming.shadow(name)} = np.zeros_like({name})")
+                    out += parse(f"{naming.shadow(name)} = {naming.ARRAY_MODULE}.zeros_like({name})")
                 into = {rules.INTO: ast.Name(id=naming.shadow(name), ctx=ast.Load())}
                 out.append(ast.Expr(value=instantiate(template, {**mapping, **into})))
                 continue

@@ -131,8 +131,8 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
         backward = self.backward(self.tree.body)
         prologue = [f"{p} = {naming.WORK_COPY}{p}.copy()" for p in written_params]
         prologue += [f"{naming.adjoint(n)} = 0.0" for n in adjoints]
-        prologue += [f"{naming.shadow(p)} = np.zeros_like({p})" for p in self.params
-                     if a.is_array(p) and a.is_active(p) and p not in self.active_params
+        prologue += [f"{naming.shadow(p)} = {naming.ARRAY_MODULE}.zeros_like({p})"
+                     for p in self.params if a.is_array(p) and a.is_active(p) and p not in self.active_params
                      and p not in self.rebound]
         prologue += self.reference_prologue()
         for name in sorted(a.restored - set(self.params)):
@@ -388,8 +388,8 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
             if name not in self.params:
                 lines.append(f"{name} = {empty}")
             if self.a.is_active(name) and not (name in self.params and name in self.active_params):
-                lines.append(f"{naming.shadow(name)} = "
-                             f"{'np.zeros_like(' + name + ')' if name in self.params else empty}")
+                zeros = f"{naming.ARRAY_MODULE}.zeros_like({name})"
+                lines.append(f"{naming.shadow(name)} = {zeros if name in self.params else empty}")
             for var, stack in self.references(name):
                 lines += [f"{stack} = [{var}]", f"{stack}.pop()"]
         return lines
@@ -397,13 +397,13 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
     def new_shadow(self, s: ast.Assign, name: str) -> list[ast.stmt]:
         value = s.value
         if not isinstance(s.targets[0], ast.Name):       # an element of an unpacked tuple
-            return parse(f"{naming.shadow(name)} = np.zeros_like({name})")
+            return parse(f"{naming.shadow(name)} = {naming.ARRAY_MODULE}.zeros_like({name})")
         if isinstance(value, ast.Name):
             return parse(f"{naming.shadow(name)} = {naming.shadow(value.id)}")
         if isinstance(value, ast.Subscript):              # a view: the same view of the shadow
             return parse(f"{naming.shadow(name)} = {naming.shadow(value.value.id)}"
                          f"[{index_src(value.slice)}]")
-        return parse(f"{naming.shadow(name)} = np.zeros_like({name})")
+        return parse(f"{naming.shadow(name)} = {naming.ARRAY_MODULE}.zeros_like({name})")
 
     def has_reverse_work(self, s: ast.stmt) -> bool:
         for inner, _ in walk_statements(s.body + getattr(s, "orelse", [])):
@@ -639,7 +639,7 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
                 continue
             if self.a.is_array(name):
                 seeds.append(naming.shadow(name) if self.a.is_active(name) else
-                             f"np.zeros_like({name})")
+                             f"{naming.ARRAY_MODULE}.zeros_like({name})")
             elif self.a.is_active(name):
                 seeds.append(f"{naming.GRAD_TMP}{k}")
                 out += self.take_adjoint(name, into=seeds[-1])

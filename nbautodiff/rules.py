@@ -207,6 +207,7 @@ NON_DIFFERENTIABLE = {id(f): name for f, name in [
 # Array constructors: the result's values do not depend on the (integer) arguments.
 ARRAY_CONSTRUCTORS = {id(f): name for f, name in [
     (_nad_tape.new_float, "_nad_tape.new_float"), (_nad_tape.new_int, "_nad_tape.new_int"),
+    (_nad_arrays.zeros_like, "_nad_arrays.zeros_like"),
     (np.zeros, "np.zeros"), (np.ones, "np.ones"), (np.empty, "np.empty"),
     (np.zeros_like, "np.zeros_like"), (np.ones_like, "np.ones_like"),
     (np.empty_like, "np.empty_like"), (np.arange, "np.arange"), (np.eye, "np.eye"),
