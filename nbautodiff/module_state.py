@@ -25,9 +25,10 @@ dotted attributes (``helpers.f``, ``config.alpha``):
 * anything else: the same object.
 
 Every closure variable of the function is checked the same way, whether resolved or not (inner
-functions read them through the lifted copies). Callees are checked through their own primals
-(:attr:`Reads.callees`), recursively. Generated code (a derivative differentiated again) has no
-reads of its own: everything it binds is determined by the artifact it comes from.
+functions read them through the lifted copies). A primal's checks include its callees' (copied
+from their primals), so one flat list is run per request. Generated code (a derivative
+differentiated again) has no reads of its own: everything it binds is determined by the
+artifact it comes from.
 """
 from __future__ import annotations
 
@@ -46,30 +47,27 @@ _BUILTINS = vars(builtins)
 
 
 class Reads:
-    """The checks of one build: ``checks`` (callables that are True while a read still gives
-    what it gave) and ``callees`` (objects with a ``hold()`` of their own: callee primals)."""
+    """The checks of one build: callables that are True while a read still gives what it gave,
+    the build's own and its callees' (copied from theirs: a callee rebuilt for a change fails
+    them too, so its callers are rebuilt as well)."""
 
-    __slots__ = ("checks", "callees")
+    __slots__ = ("checks",)
 
-    def __init__(self, checks: list[Callable[[], bool]], callees: list):
+    def __init__(self, checks: tuple[Callable[[], bool], ...]):
         self.checks = checks
-        self.callees = callees
 
     def hold(self) -> bool:
         """Whether every read gives what it gave at the build, in callees too."""
         for check in self.checks:
             if not check():
                 return False
-        for callee in self.callees:
-            if not callee.hold():
-                return False
         return True
 
 
 def reads(func, noted: list, callees: list) -> Reads:
     """The :class:`Reads` of a build of ``func``: the lookups ``noted`` by
-    :func:`.source.recording` (``(fs, parts)`` pairs), every closure variable of ``func`` and
-    ``callees`` (their primals; those without ``hold`` are skipped)."""
+    :func:`.source.recording` (``(fs, parts)`` pairs), every closure variable of ``func``, and
+    the reads of ``callees`` (their primals; those without ``reads`` have none)."""
     checks, seen = [], set()
 
     def add(where, make):
@@ -86,7 +84,10 @@ def reads(func, noted: list, callees: list) -> Reads:
         head = scope.get(parts[0], MISSING)
         parts = parts[:1] if _is_library(head) else parts
         add((id(scope), parts), lambda: _global_check(scope, parts))
-    return Reads(checks, [c for c in callees if hasattr(c, "hold")])
+    for callee in callees:
+        for check in getattr(getattr(callee, "reads", None), "checks", ()):
+            add(id(check), lambda check=check: check)
+    return Reads(tuple(checks))
 
 
 def _contents(cell) -> object:

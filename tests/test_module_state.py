@@ -3,7 +3,7 @@
 A function differentiated once, then the state it reads changed between calls as a notebook
 changes it: a module-level array changed in place, a helper function redefined (the global name
 bound to a new function, as a later cell does), a global number rebound, a declared rule
-replaced. The same derivative object and a fresh one must both follow, in reverse mode (grad)
+replaced, a closure variable rebound. The same derivative object and a fresh one must both follow, in reverse mode (grad)
 and forward mode (jvp), checked against central differences of the function as it is now.
 """
 from __future__ import annotations
@@ -140,3 +140,22 @@ def test_a_replaced_rule_reaches_callers_already_compiled_and_keys_stay_shared()
     assert nad.grad(caller)(0.5) == 6.0
     after = program.primal(caller)
     assert after.key != before.key and after.key.shared
+
+
+def test_a_closure_variable_rebound_between_calls():
+    def make():
+        scale = 1.0
+
+        def f(x):
+            return scale * x[0] * x[1]
+
+        def set_scale(value):
+            nonlocal scale
+            scale = value
+        return f, set_scale
+
+    f, set_scale = make()
+    g = nad.grad(f)
+    np.testing.assert_allclose(g(X), [X[1], X[0], 0.0])
+    set_scale(2.0)
+    np.testing.assert_allclose(g(X), [2 * X[1], 2 * X[0], 0.0])
