@@ -3,8 +3,9 @@
 A function differentiated once, then the state it reads changed between calls as a notebook
 changes it: a module-level array changed in place, a helper function redefined (the global name
 bound to a new function, as a later cell does), a global number rebound, a declared rule
-replaced, a closure variable rebound. The same derivative object and a fresh one must both follow, in reverse mode (grad)
-and forward mode (jvp), checked against central differences of the function as it is now.
+replaced, a closure variable rebound. The same derivative object and a fresh one must both
+follow, in reverse mode (grad) and forward mode (jvp), checked against central differences of
+the function as it is now.
 """
 from __future__ import annotations
 
