@@ -98,8 +98,8 @@ def _contents(cell) -> object:
 
 
 def _global_check(scope: dict, parts: tuple) -> Callable[[], bool]:
-    """The check of the dotted name ``parts`` looked up in module globals ``scope`` (then
-    builtins), shortened to its head when the head is a library module."""
+    """The check of the dotted name ``parts`` looked up in module globals ``scope``, then in
+    builtins (where a later global of that name shadows it)."""
     head, attrs = parts[0], parts[1:]
     value = scope.get(head, MISSING)
     if value is MISSING:                               # a builtin, unless shadowed later
