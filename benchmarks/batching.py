@@ -20,9 +20,9 @@ For each kernel it times (median of ``--repeats``; compilation excluded):
 
 It checks that the outer, inner and parallel batches equal the loop exactly and reports the
 largest relative difference of ``vector_math``, reports whether the optimised LLVM IR of the
-inner layout holds vector instructions (``<4 x double>``...), prints the table and writes it,
-with the date, between the markers of the batching section of ``benchmarks/RESULTS.md``
-(``--no-write`` to skip). Target (issue 4): batched >= 20x faster than the loop of calls; the
+inner layout holds vector instructions (``<N x double>``, N = 2, 4 or 8 by the CPU), prints the
+table and writes it, with the date, between the markers of the batching section of
+``benchmarks/RESULTS.md`` (``--no-write`` to skip). Target (issue 4): batched >= 20x faster than the loop of calls; the
 verdict is given for the fastest single-core batch and for the fastest parallel one.
 """
 from __future__ import annotations

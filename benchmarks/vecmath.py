@@ -23,7 +23,7 @@ import numpy as np
 from nbautodiff.kernels import vecmath as vm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from test_vecmath import arguments, loop_of, reference, ulp_error  # noqa: E402
+from test_vecmath import arguments, is_vectorised, loop_of, reference, ulp_error  # noqa: E402
 
 N = 10**6
 RANGES = {"exp": (-700, 700), "expm1": (-5, 5), "log": (1e-3, 1e3), "log1p": (-0.9, 10),
@@ -58,7 +58,7 @@ def main():
         t_libm = per_element_ns(libm, x, args.repeats)
         t_ours = per_element_ns(ours, x, args.repeats)
         ir_text = ours.inspect_llvm(ours.signatures[0])
-        vector = "<4 x double>" in ir_text or "<2 x double>" in ir_text
+        vector = is_vectorised(ir_text)
         ulp = "-"
         if args.accuracy:
             xs = arguments(name, N, seed=1000 + len(name))

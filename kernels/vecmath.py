@@ -25,10 +25,11 @@ Contracts (every function):
   loop give bit-identical results.
 
 Exact products and polynomials use ``_fma``, LLVM's ``llvm.fma.f64``: one rounding, the same in
-scalar code and in the vectorised loop (``@llvm.fma.v4f64``, ``vfmadd...pd`` on x86 with FMA3,
-which every AVX2 CPU has; the test suite checks both on the host). On a CPU without FMA, LLVM
-lowers each one to a call of libm's correctly rounded ``fma``: the results are the same, bit for
-bit, but the functions are then many times slower (not measured here: this host has FMA3).
+scalar code and in the vectorised loop (``@llvm.fma.v<N>f64``, N doubles per vector: 4 with AVX2,
+8 with AVX-512; ``vfmadd...pd`` on x86 with FMA3, which every AVX2 CPU has; the test suite
+checks both on the host). On a CPU without FMA, LLVM lowers each one to a call of libm's
+correctly rounded ``fma``: the results are the same, bit for bit, but the functions are then
+many times slower (not measured here: this host has FMA3).
 
 float32 arguments are converted to float64 by numba and the result is float64: float32 is not
 part of the contract (rounding the result to float32 is the caller's business).
@@ -89,7 +90,7 @@ def _where(typingctx, cond, a, b):
 
 @intrinsic
 def _fma(typingctx, a, b, c):
-    """a*b + c rounded once: LLVM's ``llvm.fma.f64`` (``<4 x double> @llvm.fma.v4f64`` once the
+    """a*b + c rounded once: LLVM's ``llvm.fma.f64`` (``@llvm.fma.v<N>f64`` once the
     loop is vectorised, ``vfmadd`` on FMA hardware, a libm ``fma`` call elsewhere)."""
     def codegen(context, builder, signature, args):
         args = [context.cast(builder, v, t, types.float64) for v, t in zip(args, signature.args)]

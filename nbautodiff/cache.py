@@ -112,7 +112,7 @@ def key(kind: str, *parts, target: str = "cpu", origin=None) -> Key:
     digest = hashlib.sha256()
     digest.update(_environment(target).encode())
     digest.update(kind.encode())
-    shared, forced = not _state.private_reason, origin in _state.forced_functions
+    shared, forced = True, origin in _state.forced_functions
     for part in parts:
         read = set()                        # the functions and keys the part's text stands for
         try:
@@ -137,12 +137,6 @@ def _keys_in(part) -> list:
     if isinstance(part, dict):
         return [k for p in part.values() for k in _keys_in(p)]
     return []
-
-
-def keep_private(reason: str) -> None:
-    """From now on, keys of this process are private (``reason`` says why: a key made earlier
-    may no longer describe what it names, e.g. a custom rule changed after its callers' keys)."""
-    _state.private_reason = reason
 
 
 def _canonical(part, seen: set) -> str:
@@ -457,11 +451,13 @@ def frozen(arrays: dict) -> dict:
     """The global arrays a generated module reads (name -> array), as copies where numba freezes
     them into compiled code (up to 1 MB, contiguous): the key hashes what the code holds, even if
     the user's array changes before numba compiles. Larger arrays, read at run time, are kept."""
-    return {name: array.copy() if _frozen_by_numba(array) else array
+    return {name: array.copy() if frozen_by_numba(array) else array
             for name, array in arrays.items()}
 
 
-def _frozen_by_numba(array: np.ndarray) -> bool:
+def frozen_by_numba(array: np.ndarray) -> bool:
+    """Whether numba copies global ``array`` into compiled code (else it reads it at its
+    address on every call)."""
     return array.nbytes <= NUMBA_FROZEN_ARRAY_BYTES and (array.flags.c_contiguous
                                                         or array.flags.f_contiguous)
 
@@ -469,7 +465,7 @@ def _frozen_by_numba(array: np.ndarray) -> bool:
 def _freezable(function) -> bool:
     """Whether numba can cache code reading ``function``'s globals (numba refers to large or
     non-contiguous global arrays by address, and then refuses to cache)."""
-    return not any(isinstance(value, np.ndarray) and not _frozen_by_numba(value)
+    return not any(isinstance(value, np.ndarray) and not frozen_by_numba(value)
                    for value in getattr(function, "__globals__", {}).values())
 
 
@@ -945,7 +941,6 @@ class _State:
     folder: str | None = None
     folder_for: str | None = None
     private_folder: str | None = None
-    private_reason: str | None = None
     limit: int | None = None
     counts: dict = field(default_factory=lambda: dict.fromkeys(
         ("hits", "misses", "compiled hits", "compiled misses"), 0))

@@ -135,9 +135,6 @@ class CustomVJP(_Wrapper):
             raise _rule_error(func, self, f"cannot replace the rule '{current.__name__}' of "
                               f"{self.__name__}: derivatives were already built with it; define "
                               f"{self.__name__} again to change its rule")
-        if which == "rule" and self._primal is not None and rule is not current:
-            cache.keep_private(f"the rule of {self.__name__} changed after code calling it "
-                               "was compiled")
         setattr(self, which, rule)
 
 
@@ -168,32 +165,33 @@ def _typeof_wrapper(wrapper, context):
 # ---- artifacts -------------------------------------------------------------------------------
 
 class WrappedPrimal:
-    """The primal of a wrapper, as :mod:`nbautodiff.program` uses callee primals."""
+    """The primal of a wrapper, as :mod:`nbautodiff.program` uses callee primals; made for the
+    wrapper's rules of the moment (``rules``), so that variants keyed by it follow a new rule."""
 
-    def __init__(self, wrapper: _Wrapper):
+    def __init__(self, wrapper: _Wrapper, dispatcher=None):
         fun = wrapper.fun
-        self.dispatcher = numba.njit(fun) if fun is wrapper.py_func else fun   # else a dispatcher
+        if dispatcher is None:                   # the function compiled, or its own dispatcher
+            dispatcher = numba.njit(fun) if fun is wrapper.py_func else fun
+        self.dispatcher = dispatcher
         self.py_func = wrapper.py_func
         self.writes: set[int] = set()            # refused by _refuse_argument_writes
-        self._wrapper = wrapper
-        self._key = self._key_rule = None
+        self.rules = _rules(wrapper)
+        self.key = cache.key("wrapped primal", wrapper)   # its function's and rules' sources
 
-    @property
-    def key(self):
-        """The cache key of the wrapper: its function's source and its rule's (see
-        :func:`.cache.fingerprint`)."""
-        rule = getattr(self._wrapper, "rule", None)
-        if self._key is None or self._key_rule is not rule:
-            self._key, self._key_rule = cache.key("wrapped primal", self._wrapper), rule
-        return self._key
+
+def _rules(wrapper: _Wrapper) -> tuple:
+    return getattr(wrapper, "rule", None), getattr(wrapper, "tangent_rule", None)
 
 
 def primal(wrapper: _Wrapper) -> WrappedPrimal:
-    """The compiled original function of ``wrapper`` (built once)."""
+    """The compiled original function of ``wrapper`` (built once, and again for new rules:
+    callers see the change too, see :mod:`.module_state`)."""
     with _lock:
         if wrapper._primal is None:
             _refuse_argument_writes(wrapper)
-            wrapper._primal = WrappedPrimal(wrapper)
+        previous = wrapper._primal
+        if previous is None or previous.rules != _rules(wrapper):
+            wrapper._primal = WrappedPrimal(wrapper, previous and previous.dispatcher)
         return wrapper._primal
 
 

@@ -7,7 +7,10 @@ argument types, so every artifact is built once per process; across processes th
 everything after normalisation:
 
 * :func:`primal` - the normalised function compiled with ``numba.njit``; callees are bound to
-  their own primals. Recursion is refused (the callee graph must be acyclic).
+  their own primals. Recursion is refused (the callee graph must be acyclic). A primal is reused
+  only while what it read from module state (globals, callees, closure variables) is unchanged
+  (:mod:`.module_state`, checked on each request, i.e. on every call of a derivative); else it
+  is built again, and so is every variant made from it (they are keyed by the primal).
 * :func:`reverse_variant` - ``f__rev_<code>`` for given argument types and activities, with the
   variants of its callees built on demand for the types and activities at each call site.
 
@@ -28,11 +31,12 @@ import numpy as np
 from numba import types as nbtypes
 
 from . import analysis as analysis_mod
-from . import (arrayfence, cache, custom, emit, fence, forward_mode, lifting, naming, raising,
-               reverse_mode, tuples, typeinfer, vector_calls)
+from . import (arrayfence, cache, custom, emit, fence, forward_mode, lifting, module_state,
+               naming, raising, reverse_mode, tuples, typeinfer, vector_calls)
 from .errors import AutodiffError, UnsupportedConstructError
 from .normalize import Normalized, normalize
-from .source import FunctionSource, function_source, python_function, resolve, specializes
+from .source import (FunctionSource, function_source, python_function, recording, resolve,
+                     specializes)
 from .kernels import arrays as array_module
 from .kernels import products as product_module
 from .kernels import checkpoint as checkpoint_module, tape as tape_module
@@ -52,10 +56,15 @@ class Primal:
     dispatcher: object
     writes: set = field(default_factory=set)         # positions of array params it writes
     key: object = None                               # cache.Key of its artifact
+    reads: module_state.Reads | None = None          # what it read from module state
 
     @property
     def py_func(self):
         return self.dispatcher.py_func
+
+    def hold(self) -> bool:
+        """Whether everything this primal read from module state is unchanged (callees too)."""
+        return self.reads is None or self.reads.hold()
 
 
 @dataclass(eq=False)
@@ -92,7 +101,7 @@ def primal(func) -> Primal:
     func = python_function(func)
     with _lock:
         key = (func, func.__code__)
-        if cache.memoized(_primals, key):
+        if cache.memoized(_primals, key) and _primals[key].hold():
             return _primals[key]
         if func in _building:
             chain = " -> ".join(f.__name__ for f in _building[_building.index(func):] + [func])
@@ -119,17 +128,18 @@ def _call_site(fs: FunctionSource, callee) -> ast.Call | None:
 
 
 def _build_primal(func) -> Primal:
-    fs = lifting.lift(function_source(func))
-    try:
-        fence.check(fs)
-    except UnsupportedConstructError as error:
-        if not fs.generated:
-            raise
-        raise UnsupportedConstructError(
-            f"{error.message}: the generated derivative {fs.name} uses it, so it cannot be "
-            "differentiated again yet", construct=error.construct, lineno=error.lineno,
-            filename=error.filename, function=error.function) from None
-    normalized = normalize(fs)
+    with recording() as noted:
+        fs = lifting.lift(function_source(func))
+        try:
+            fence.check(fs)
+        except UnsupportedConstructError as error:
+            if not fs.generated:
+                raise
+            raise UnsupportedConstructError(
+                f"{error.message}: the generated derivative {fs.name} uses it, so it cannot be "
+                "differentiated again yet", construct=error.construct, lineno=error.lineno,
+                filename=error.filename, function=error.function) from None
+        normalized = normalize(fs)
     namespace = _base_namespace()
     global_arrays = cache.frozen(normalized.globals)
     namespace.update(global_arrays)
@@ -149,7 +159,8 @@ def _build_primal(func) -> Primal:
     namespace = entry.load(namespace)
     dispatcher = entry.njit(namespace[fs.name])
     built = Primal(fs, normalized, rendered, entry.source_path, namespace, dispatcher,
-                   key=entry.key)
+                   key=entry.key, reads=module_state.reads(func, noted,
+                                                           list(callee_primals.values())))
     built.writes = _written_params(normalized, callee_primals)
     return built
 

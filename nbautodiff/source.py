@@ -2,14 +2,18 @@
 
 The contract: :func:`function_source` returns the ``def`` of a plain Python function or of a
 numba dispatcher (through ``.py_func``), decorators removed, every node numbered as in the
-file or notebook cell where it was written. :func:`resolve` looks a name or a dotted attribute
-chain up in the function's closure, globals and builtins.
+file or notebook cell where it was written (its closure variables as they are at the call).
+:func:`resolve` looks a name or a dotted attribute chain up in the function's closure, globals
+and builtins; inside :func:`recording`, every lookup is also noted, so that what a build read
+from module state can be checked again later (:mod:`.module_state`).
 """
 from __future__ import annotations
 
 import ast
 import builtins
+import contextlib
 import inspect
+import threading
 import textwrap
 import types
 from dataclasses import dataclass, field
@@ -76,6 +80,8 @@ def function_source(obj) -> FunctionSource:
     func = python_function(obj)
     cached = _cache.get(func)
     if cached is not None and cached[0] is func.__code__:
+        if func.__closure__:                      # the enclosing variables' current values
+            cached[1].closure = _closure_of(func)
         return cached[1]
     try:
         lines, first_line = inspect.getsourcelines(func)
@@ -96,10 +102,7 @@ def function_source(obj) -> FunctionSource:
             "define it with def", lineno=first_line, filename=filename, function=func.__name__)
     ast.increment_lineno(tree, first_line - 1)
     tree.decorator_list = []
-    closure = {}
-    if func.__closure__:
-        for name, cell in zip(func.__code__.co_freevars, func.__closure__):
-            closure[name] = cell.cell_contents
+    closure = _closure_of(func)
     generated = func.__globals__.get("__name__", "").startswith(naming.GENERATED_MODULE + ".")
     if generated:
         _rename_generated_locals(tree)
@@ -107,6 +110,12 @@ def function_source(obj) -> FunctionSource:
                         generated=generated)
     _cache[func] = (func.__code__, fs)
     return fs
+
+
+def _closure_of(func: types.FunctionType) -> dict:
+    """Name -> current value of each closure variable of ``func``."""
+    return {name: cell.cell_contents
+            for name, cell in zip(func.__code__.co_freevars, func.__closure__ or ())}
 
 
 def _rename_generated_locals(tree: ast.FunctionDef) -> None:
@@ -140,11 +149,36 @@ def dotted_parts(node: ast.expr) -> list[str] | None:
     return parts[::-1]
 
 
+_recorders = threading.local()
+
+
+@contextlib.contextmanager
+def recording():
+    """Note every lookup :func:`resolve` makes inside (in this thread) that finds something, as
+    ``(fs, parts)``; yields the list of them. Nested blocks note into the innermost only."""
+    stack = _recorders.__dict__.setdefault("stack", [])
+    noted: list = []
+    stack.append(noted)
+    try:
+        yield noted
+    finally:
+        stack.pop()
+
+
 def resolve(fs: FunctionSource, node: ast.expr):
     """The object a name or attribute chain refers to in ``fs``'s scope, or :data:`MISSING`."""
     parts = dotted_parts(node)
     if parts is None:
         return MISSING
+    value = lookup(fs, parts)
+    stack = getattr(_recorders, "stack", None)
+    if stack and value is not MISSING:
+        stack[-1].append((fs, tuple(parts)))
+    return value
+
+
+def lookup(fs: FunctionSource, parts) -> object:
+    """:func:`resolve` of the dotted name ``parts``, without noting it."""
     head = parts[0]
     if head in fs.closure:
         value = fs.closure[head]

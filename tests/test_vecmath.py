@@ -7,6 +7,7 @@ measurement is ``benchmarks/vecmath.py --accuracy``; here a seeded sample keeps 
 from __future__ import annotations
 
 import math
+import re
 import warnings
 
 import llvmlite.binding as llvm
@@ -191,31 +192,90 @@ def test_fastmath_caller_does_not_change_results():
 
 LIBM = {"exp": "exp", "expm1": "expm1", "log": "log", "log1p": "log1p", "sinh": "sinh",
         "cosh": "cosh", "tanh": "tanh", "erf": "erf", "erfc": "erfc"}
+HOST_FEATURES = llvm.get_host_cpu_features().flatten()
+VECTOR_DOUBLE = re.compile(r"<(\d+) x double>")
+VECTOR_FMA = re.compile(r"@llvm\.fma\.v(\d+)f64\b")
 
 
-@pytest.mark.skipif("+avx2" not in llvm.get_host_cpu_features().flatten(),
-                    reason="the host CPU lacks AVX2: LLVM has no <4 x double> to vectorise to")
+def vector_widths(ir_text: str, pattern: re.Pattern = VECTOR_DOUBLE) -> set[int]:
+    """The lane counts (2 or more) of ``pattern``'s matches in LLVM IR ``ir_text``: vectors of
+    doubles by default, whatever width the host's vector unit gives (2 with SSE2, 4 with AVX2,
+    8 with AVX-512)."""
+    return {int(width) for width in pattern.findall(ir_text) if int(width) >= 2}
+
+
+def is_vectorised(ir_text: str) -> bool:
+    """Whether ``ir_text`` computes on vectors of doubles."""
+    return bool(vector_widths(ir_text))
+
+
+def has_vector_fma(ir_text: str) -> bool:
+    """Whether ``ir_text`` calls LLVM's fused multiply-add on vectors of doubles."""
+    return bool(vector_widths(ir_text, VECTOR_FMA))
+
+
+def scalar_calls(ir_text: str, name: str) -> list[str]:
+    """Calls in ``ir_text`` of libm's ``name``, of LLVM's intrinsic for it, or of a (non-inlined)
+    function of nbautodiff.kernels."""
+    calls = [line for line in ir_text.splitlines() if " call " in line]
+    return [c for c in calls if f"@{LIBM[name]}(" in c or f"@llvm.{LIBM[name]}." in c
+            or "@_ZN10nbautodiff7kernels" in c]
+
+
+def recorded_loop(lanes: int) -> str:
+    """A recorded vectorised loop body (shape of numba's IR) with ``lanes`` doubles per vector;
+    1 lane is the scalar loop, spelled as LLVM spells it (no vector types)."""
+    vector = "double" if lanes == 1 else f"<{lanes} x double>"
+    fma = "f64" if lanes == 1 else f"v{lanes}f64"
+    return (f"vector.body:\n"
+            f"  %wide.load = load {vector}, ptr %p, align 8\n"
+            f"  %m = fmul {vector} %wide.load, %wide.load\n"
+            f"  %f = call {vector} @llvm.fma.{fma}({vector} %m, {vector} %wide.load, "
+            f"{vector} %m)\n"
+            f"  store {vector} %f, ptr %q, align 8\n"
+            f"declare {vector} @llvm.fma.{fma}({vector}, {vector}, {vector})\n")
+
+
+@pytest.mark.parametrize("lanes", [2, 4, 8])
+def test_vector_checks_accept_any_width(lanes):
+    ir_text = recorded_loop(lanes)
+    assert vector_widths(ir_text) == {lanes}
+    assert is_vectorised(ir_text) and has_vector_fma(ir_text)
+    assert not scalar_calls(ir_text, "exp")
+
+
+def test_vector_checks_reject_scalar_code():
+    ir_text = recorded_loop(1)
+    assert not is_vectorised(ir_text) and not has_vector_fma(ir_text)
+    assert not is_vectorised("%v = fmul <1 x double> %a, %b")   # one lane is no vector
+    assert not has_vector_fma("call <4 x float> @llvm.fma.v4f32(<4 x float> %a)")
+    call = "  %r = call double @exp(double %x)\n"
+    assert scalar_calls(call, "exp") and scalar_calls(
+        "  %r = call fast double @llvm.exp.f64(double %x)\n", "exp")
+
+
+def compiled_loop_ir(name: str) -> str:
+    loop = LOOPS[name]
+    run_loop(name, np.linspace(-2.0, 2.0, 64))
+    return loop.inspect_llvm(loop.signatures[0])
+
+
+@pytest.mark.skipif("+fma" not in HOST_FEATURES,
+                    reason="the host CPU lacks FMA: llvm.fma becomes a libm call there")
 @pytest.mark.parametrize("name", FUNCTIONS)
 def test_loop_vectorises_without_calls(name):
-    loop = LOOPS[name]
-    run_loop(name, np.linspace(-2.0, 2.0, 64))
-    ir_text = loop.inspect_llvm(loop.signatures[0])
-    assert "<4 x double>" in ir_text or "<2 x double>" in ir_text
-    calls = [line for line in ir_text.splitlines() if " call " in line]
-    # no libm call, no call left to a (non-inlined) function of nbautodiff.kernels
-    assert not [c for c in calls if f"@{LIBM[name]}(" in c or f"@llvm.{LIBM[name]}." in c
-                       or "@_ZN10nbautodiff7kernels" in c]
+    ir_text = compiled_loop_ir(name)
+    assert is_vectorised(ir_text)
+    assert not scalar_calls(ir_text, name)
 
 
-@pytest.mark.skipif("+fma" not in llvm.get_host_cpu_features().flatten()
-                    or "+avx2" not in llvm.get_host_cpu_features().flatten(),
-                    reason="the host CPU lacks FMA3/AVX2: llvm.fma is a libm call there")
+@pytest.mark.skipif("+fma" not in HOST_FEATURES,
+                    reason="the host CPU lacks FMA: llvm.fma becomes a libm call there")
 @pytest.mark.parametrize("name", ["exp", "tanh"])
 def test_fma_is_fused_in_the_vector_loop(name):
-    """_fma is llvm.fma: vectorised to @llvm.fma.v4f64, vfmadd in the machine code."""
+    """_fma is llvm.fma: vectorised to @llvm.fma.v<N>f64, vfmadd in the machine code."""
+    assert has_vector_fma(compiled_loop_ir(name))
     loop = LOOPS[name]
-    run_loop(name, np.linspace(-2.0, 2.0, 64))
-    assert "@llvm.fma.v4f64" in loop.inspect_llvm(loop.signatures[0])
     assert "vfmadd" in loop.inspect_asm(loop.signatures[0])
 
 
