@@ -564,7 +564,11 @@ def minimise(program, mode, status, budget=40):
     return units, terms
 
 
-def sweep(count, seed=0, minimise_per_group=3, log=print):
+def sweep(count, seed=0, minimise_per_group=3, log=print, minutes=None, minimise_minutes=None):
+    """Check ``count`` programs (or as many as ``minutes`` allow), log each defect as found, then
+    minimise up to ``minimise_per_group`` of each (mode, outcome) group (for at most
+    ``minimise_minutes``). Returns ``(tried, counts, failures)``."""
+    import time
     from collections import Counter, defaultdict
 
     from soundness import DEFECTS, PrimalError
@@ -572,7 +576,8 @@ def sweep(count, seed=0, minimise_per_group=3, log=print):
     tried = 0
     failures = defaultdict(list)
     attempt = 0
-    while tried < count:
+    start = time.monotonic()
+    while tried < count and (minutes is None or time.monotonic() - start < 60 * minutes):
         attempt += 1
         try:
             program = generate(RandomChooser(seed * 1_000_003 + attempt))
@@ -583,22 +588,31 @@ def sweep(count, seed=0, minimise_per_group=3, log=print):
         except PrimalError:
             continue
         tried += 1
+        bad = []
         for mode, outcome in result.outcomes.items():
             counts[(mode, outcome.status)] += 1
             if outcome.status in DEFECTS:
                 failures[(mode, outcome.status)].append((program, outcome))
+                bad.append(outcome)
+        if bad:
+            log(f"[program {tried}, chooser seed {seed * 1_000_003 + attempt}] " + result.summary())
+            log(textwrap.indent(program.source(), "    "))
         if tried % 10 == 0:
             log(f"{tried} programs: " + ", ".join(f"{m}/{s}={n}" for (m, s), n in sorted(counts.items())))
     log(f"\n== {tried} programs tried ({attempt} generated); outcomes:")
     for (m, s), n in sorted(counts.items()):
         log(f"  {m:8s} {s:12s} {n}")
     log("\n== defects, minimised (smallest programs of each group):")
+    start = time.monotonic()
     for (mode, status), items in sorted(failures.items()):
         log(f"\n--- {mode} {status}: {len(items)} program(s)")
         items = sorted(items, key=lambda it: len(it[0].source()))
         seen = set()
         for program, outcome in items[:minimise_per_group]:
-            units, terms = minimise(program, mode, status)
+            if minimise_minutes is not None and time.monotonic() - start > 60 * minimise_minutes:
+                units, terms = program.units, program.terms
+            else:
+                units, terms = minimise(program, mode, status, budget=25)
             text = program.source(units, terms)
             if text in seen:
                 continue
@@ -621,5 +635,8 @@ if __name__ == "__main__":
     parser.add_argument("--count", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--per-group", type=int, default=3)
+    parser.add_argument("--minutes", type=float, default=None)
+    parser.add_argument("--minimise-minutes", type=float, default=None)
     opts = parser.parse_args()
-    sweep(opts.count, opts.seed, opts.per_group, log=lambda s: print(s, flush=True))
+    sweep(opts.count, opts.seed, opts.per_group, log=lambda s: print(s, flush=True),
+          minutes=opts.minutes, minimise_minutes=opts.minimise_minutes)
