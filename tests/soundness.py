@@ -205,9 +205,13 @@ def _crash(err: Exception) -> Outcome:
     frames = traceback.extract_tb(err.__traceback__)
     where = next((f"{fr.filename}:{fr.lineno}" for fr in reversed(frames)
                   if "site-packages" not in fr.filename), "")
-    message = str(err).strip().splitlines()
+    message = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
     first = message[0][:300] if message else ""
-    return Outcome("", CRASH, f"{type(err).__name__}: {first}" + (f"  [at {where}]" if where else ""))
+    # numba's typing errors put the reason a few lines down
+    noise = ("Failed in nopython", "- Resolution failure", "None", "During: Pass", "<source elided>")
+    reasons = [line[:200] for line in message[1:] if not line.startswith(noise)][:3]
+    return Outcome("", CRASH, f"{type(err).__name__}: {first}" + (f"  [at {where}]" if where else "")
+                   + "".join(f"\n  {line}" for line in reasons))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -422,7 +422,67 @@ def f(A, r):
 """, (A23, 0.3), (0, 1)),
 ]
 
-ALL = VIEWS + CALLEES + OVERLAPS + REBINDING + INDEXING + LOGIC + CRASHES + REFUSALS
+#: Found by the differential tester (tests/differential.py) on main, minimised by hand.
+FOUND = [
+    case("batch-param-rebound-to-copy-then-written", """
+def f(x):
+    x = x * 1.0
+    x[0] = x[1] * 2.0
+    return np.sum(x * x)
+""", (X6,)),
+    case("batch-param-rebound-to-other-shape", """
+def f(A):
+    A = A.copy()
+    A = A[0] * 2.0
+    return np.sum(A * A)
+""", (A33,)),
+    case("batch-alias-inplace", """
+def f(x):
+    y = x * 1.0
+    B = y
+    B += y * B
+    return np.sum(y * y)
+""", (X6,)),
+    case("batch-full-view-inplace", """
+def f(x):
+    y = x * 1.0
+    V = y[:]
+    V += np.sin(y)
+    return np.sum(y * y)
+""", (X6,)),
+    case("scalar-rebound-to-array-then-slice-store", """
+def f(x, y):
+    c = x[0] * 2.0
+    c = y * c
+    c[1:3] = y[3:5] * x[1:3]
+    return np.sum(c * c)
+""", (X6, X6[::-1] * 0.3), (0, 1)),
+    case("strided-slice-inplace", """
+def f(x):
+    y = x * 1.0
+    y[::2] *= y[0:3]
+    return np.sum(y * y)
+""", (X6 * 0.3,)),
+    case("or-with-constant-operand", """
+def f(x):
+    c = x[4] or 0.5
+    return c * c
+""", (V5,)),
+    case("and-with-constant-first", """
+def f(x):
+    c = 1.5 and x[-1]
+    return c * c
+""", (V5,)),
+    case("base-written-read-through-reshape-view", """
+def f(x):
+    y = x * 1.0
+    V = y.reshape(3, 2)
+    y[0] = y[1] * y[2]
+    return np.sum(V * V)
+""", (X6 * 0.3,)),
+]
+
+ALL = VIEWS + CALLEES + OVERLAPS + REBINDING + INDEXING + LOGIC + CRASHES + REFUSALS + FOUND
 
 
 @pytest.mark.parametrize("src, args, argnums", ALL)
