@@ -473,6 +473,35 @@ def f(x):
     c = 1.5 and x[-1]
     return c * c
 """, (V5,)),
+    case("alias-survives-rebinding-of-local", """
+def f(x):
+    y = x * 1.0
+    B = y
+    y = y + 1.0
+    B[1] = B[0] * B[2]
+    return np.sum(y * y) + np.sum(B * B)
+""", (X6 * 0.3,)),
+    case("alias-survives-rebinding-of-param", """
+def f(x):
+    B = x
+    x = x + 1.0
+    B[1] = B[0] * B[2]
+    return np.sum(x * x) + np.sum(B * B)
+""", (X6 * 0.3,)),
+    case("batch-view-inplace-by-own-element", """
+def f(x):
+    y = x.copy()
+    V = y[1:5]
+    V *= V[-1]
+    return np.sum(y * y)
+""", (X6 * 0.3,)),
+    case("batch-alias-inplace-by-element-2d", """
+def f(A):
+    L = np.sin(A) + A
+    B = L
+    B -= L[0, 0]
+    return np.sum(L * L)
+""", (A33,)),
     case("base-written-read-through-reshape-view", """
 def f(x):
     y = x * 1.0
