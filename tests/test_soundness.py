@@ -502,6 +502,13 @@ def f(A):
     B -= L[0, 0]
     return np.sum(L * L)
 """, (A33,)),
+    case("batch-inplace-on-base-read-through-view", """
+def f(x):
+    y = x * 1.0
+    V = y[1:]
+    y -= 0.5
+    return np.sum(V * V)
+""", (X6 * 0.3,)),
     case("base-written-read-through-reshape-view", """
 def f(x):
     y = x * 1.0
