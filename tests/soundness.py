@@ -284,7 +284,7 @@ def _run_mode(mode, path, body) -> Outcome:
     return outcome
 
 
-def _fd_stable(f, args, nums, reference, rtol, atol, scalarise=None) -> bool:
+def _fd_stable(f, args, nums, reference, rtol, atol) -> bool:
     """Central differences with a 10x larger step agree with ``reference``: no kink or branch
     next to the point."""
     try:

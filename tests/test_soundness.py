@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import nbautodiff as nad
-from fd import central_diff, copy_args, fd_vjp
+from fd import central_diff, copy_args
 from soundness import (REFUSED, RIGHT, assert_sound, check_program, check_vjp, classify_refusal,
                        load_program)
 
