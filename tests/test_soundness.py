@@ -509,6 +509,13 @@ def f(x):
     y -= 0.5
     return np.sum(V * V)
 """, (X6 * 0.3,)),
+    case("batch-zeros-local-augmented-then-rebound", """
+def f(x, s):
+    L1 = np.zeros((6,))
+    L1[1] -= math.exp(-L1[-1] * L1[-1]) * s
+    L1 = L1 + 1.0
+    return np.sum(L1 * L1)
+""", (X6 * 0.3, 1.078), (0, 1)),
     case("base-written-read-through-reshape-view", """
 def f(x):
     y = x * 1.0
