@@ -516,6 +516,16 @@ def f(x, s):
     L1 = L1 + 1.0
     return np.sum(L1 * L1)
 """, (X6 * 0.3, 1.078), (0, 1)),
+    case("ascontiguousarray-read-only", """
+def f(x):
+    V = np.ascontiguousarray(x)
+    return np.sum(V * V)
+""", (X6 * 0.3,)),
+    case("ascontiguousarray-of-transpose-read-only", """
+def f(A):
+    V = np.ascontiguousarray(A.T)
+    return np.sum(V * V[:, 0:1])
+""", (A23,)),
     case("base-written-read-through-reshape-view", """
 def f(x):
     y = x * 1.0
