@@ -526,6 +526,16 @@ def f(A):
     V = np.ascontiguousarray(A.T)
     return np.sum(V * V[:, 0:1])
 """, (A23,)),
+    case("kalman-minimal-scalar-read-then-matrix-rebound", """
+def f(A):
+    P = A * 1.0
+    s = 0.0
+    for t in range(2):
+        S = P[0, 0] + 1.0
+        s += math.log(S)
+        P = P * 0.5 + A
+    return s
+""", (np.array([[1.5, 0.3], [0.2, 1.1]]),)),
     case("base-written-read-through-reshape-view", """
 def f(x):
     y = x * 1.0
