@@ -6,12 +6,15 @@ in plain Python (programs whose primal raises or goes non-finite are discarded w
 then :func:`soundness.check_program` in reverse, forward and batch mode: each must be right with
 the caller's arrays left as the primal leaves them, or refused naming the program's own line.
 
-CI runs a bounded, reproducible part (``derandomize=True``, 25 programs, no shrinking: the failure
-report prints the whole program); ``NBAUTODIFF_FULL_DIFFERENTIAL=1`` runs 2000 with shrinking
-(``NBAUTODIFF_DIFFERENTIAL_EXAMPLES=N`` sets the number; ``NBAUTODIFF_DIFFERENTIAL_SEED=S`` draws
-other programs; ``NBAUTODIFF_DIFFERENTIAL_EXCLUDE=or_and,fancy`` leaves constructs out). The number of programs tried and their outcomes are printed at the end of the
-module (``-s`` not needed). For a sweep that collects every defect instead of stopping at the
-first, minimised and grouped: ``python tests/differential.py --count 300``.
+CI runs a bounded, reproducible part: ``derandomize=True``, 25 programs, no shrinking (the failure
+report prints the whole program), and at most ``NBAUTODIFF_DIFFERENTIAL_BUDGET_S`` (80) seconds.
+``NBAUTODIFF_FULL_DIFFERENTIAL=1`` runs 2000 programs with shrinking. Other settings:
+``NBAUTODIFF_DIFFERENTIAL_EXAMPLES=N`` sets the number of programs;
+``NBAUTODIFF_DIFFERENTIAL_SEED=S`` draws other programs; ``NBAUTODIFF_DIFFERENTIAL_EXCLUDE=or_and,fancy``
+leaves constructs out. At the end of the module the number of programs tried and their outcomes
+are printed to the terminal (no ``-s`` needed; under xdist the line is written to
+``NBAUTODIFF_DIFFERENTIAL_REPORT`` if that is set). To collect every defect instead of stopping at
+the first, minimised and grouped, run a sweep: ``python tests/differential.py --count 300``.
 """
 from __future__ import annotations
 
