@@ -536,6 +536,23 @@ def f(A):
         P = P * 0.5 + A
     return s
 """, (np.array([[1.5, 0.3], [0.2, 1.1]]),)),
+    case("overlapping-strided-store-between-rebindings", """
+def f(x):
+    xc = x * 1.0
+    xc = xc * xc
+    c1 = np.sum(xc * xc[-1])
+    xc[::2] = xc[1:4] * xc[1:4]
+    xc = xc * c1
+    return np.sum(xc * xc)
+""", (np.array([0.64858921, 0.91920974, -0.53696241, -1.35097994, -0.11609253, 0.54231245]),)),
+    case("strided-store-from-strided-view-then-rebound", """
+def f(x):
+    y = x * x
+    c = np.sum(y * y[-1])
+    y[::2] = y[1::2] * y[1::2]
+    y = y * c
+    return np.sum(y * y)
+""", (np.array([0.65, 0.92, -0.54, -1.35, -0.12, 0.54]),)),
     case("base-written-read-through-reshape-view", """
 def f(x):
     y = x * 1.0
