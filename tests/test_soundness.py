@@ -553,6 +553,12 @@ def f(x):
     y = y * c
     return np.sum(y * y)
 """, (np.array([0.65, 0.92, -0.54, -1.35, -0.12, 0.54]),)),
+    case("store-reading-reversed-view-of-itself", """
+def f(x):
+    xc = x.copy()
+    xc[:] = np.cos(xc[::-1]) * xc
+    return np.sum(xc * xc)
+""", (np.array([-1.383, 0.922, 0.977, 0.817, -0.467, -1.229]),)),
     case("base-written-read-through-reshape-view", """
 def f(x):
     y = x * 1.0
