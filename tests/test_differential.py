@@ -64,9 +64,13 @@ def _report_counts(request):
             ", ".join(f"{mode} {status} {n}" for (mode, status), n in
                       sorted((k, v) for k, v in STATS.items() if isinstance(k, tuple))))
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
     if reporter is not None:
-        reporter.write_line("")
-        reporter.write_line(line)
+        if capture is not None:
+            with capture.global_and_fixture_disabled():
+                reporter.write_line("\n" + line)
+        else:
+            reporter.write_line("\n" + line)
     path = os.environ.get("NBAUTODIFF_DIFFERENTIAL_REPORT")
     if path:
         with open(path, "a") as fh:
