@@ -6,7 +6,8 @@ mode is.
 
 Offload tests run under numba's CUDA simulator unless ``NUMBA_ENABLE_CUDASIM`` says otherwise
 (``NUMBA_ENABLE_CUDASIM=0`` on a machine with a GPU runs them, and the ``gpu`` tests, for real);
-numba reads the variable once, at its import, so it is set here before anything imports numba.
+numba compiles at -O0 unless ``NUMBA_OPT`` says otherwise. numba reads both once, at its import,
+so they are set here before anything imports numba.
 Each test session gets an empty artifact cache (``NBAUTODIFF_CACHE_DIR``), shared by its
 xdist workers (they inherit the folder from the controller, which removes it at exit): tests do
 not depend on earlier runs, and what one worker compiled the other reads from the cache
@@ -22,6 +23,10 @@ import sys
 import tempfile
 
 os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
+# Compiling is most of the suite's time, and LLVM's optimisations are most of compiling:
+# the tests check what code computes, so numba compiles at -O0 unless NUMBA_OPT says otherwise
+# (what the optimiser makes of loops is checked in a subprocess at -O3, tests/test_vecmath.py).
+os.environ.setdefault("NUMBA_OPT", "0")
 
 import numpy as np
 import pytest
@@ -37,6 +42,9 @@ if SESSION_CACHE not in os.environ:       # the session's first process: pytest,
     os.environ[SESSION_CACHE] = tempfile.mkdtemp(prefix="nbautodiff-test-cache-")
     atexit.register(shutil.rmtree, os.environ[SESSION_CACHE], ignore_errors=True)
 os.environ["NBAUTODIFF_CACHE_DIR"] = os.environ[SESSION_CACHE]
+# numba's own cache of `cache=True` functions (the runtime kernels) goes there too, so code the
+# suite compiled at -O0 never lands beside the package's sources, where benchmarks would load it.
+os.environ["NUMBA_CACHE_DIR"] = os.path.join(os.environ[SESSION_CACHE], "numba")
 
 
 @pytest.fixture(scope="session")
