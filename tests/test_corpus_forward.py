@@ -4,8 +4,9 @@ reverse mode and central differences.
 For every corpus function, random directions for its differentiated arguments: the tangent of
 one forward pass must equal the directional central difference and the gradient of reverse mode
 dotted with the direction; vector mode gives each of four directions the same tangent as four
-single passes would (the primal is evaluated once). The primal result of the forward pass must
-equal the function's value.
+single passes would (the primal is evaluated once; on every other function of the corpus,
+``NBAUTODIFF_FULL_CORPUS=1`` on all of them). The primal result of the forward pass must equal
+the function's value.
 """
 from __future__ import annotations
 
@@ -51,27 +52,42 @@ def reverse_directional(case, args, direction):
                for g, v in zip(grads, direction))
 
 
-@pytest.mark.parametrize("case", corpus.CORPUS, ids=lambda c: c.name)
-def test_forward_matches_reverse_and_central_differences(case):
+def single_pass(case):
+    """(args, wrt, lanes, value, tangent, fd, scale, float32): one forward pass along the first of
+    ``WIDTH`` random directions, its primal checked against the function's value."""
     wrt = list(case.wrt())
     args = corpus.args_for(case, 0)
-    count = len(args)
     rng = np.random.default_rng(7)
     lanes = [directions(args, wrt, rng) for _ in range(WIDTH)]
     float32 = case.is_float32(args)
-    rtol = 2e-3 if float32 else 1e-6
-    value, tangent = forward(case.fun, tuple(wrt), count, 1)(*call_arguments(args, wrt, lanes[:1]))
+    value, tangent = forward(case.fun, tuple(wrt), len(args), 1)(*call_arguments(args, wrt, lanes[:1]))
     expected_value = evaluate(case.fun, args)
     assert np.isclose(value, expected_value, rtol=1e-4 if float32 else 1e-12, atol=1e-12), \
         f"forward primal {value} != {expected_value}"
     fd = directional_diff(case.fun, args, wrt, lanes[0])
-    rev = reverse_directional(case, args, lanes[0])
     scale = max(1.0, abs(fd), abs(expected_value))
+    return args, wrt, lanes, value, tangent, fd, scale, float32
+
+
+@pytest.mark.parametrize("case", corpus.CORPUS, ids=lambda c: c.name)
+def test_forward_matches_reverse_and_central_differences(case):
+    args, wrt, lanes, value, tangent, fd, scale, float32 = single_pass(case)
+    rtol = 2e-3 if float32 else 1e-6
+    rev = reverse_directional(case, args, lanes[0])
     assert abs(tangent - fd) <= (case.rtol or rtol) * scale, \
         f"{case.name}: forward {tangent!r} vs central differences {fd!r}"
     assert abs(tangent - rev) <= (1e-4 if float32 else 1e-9) * scale, \
         f"{case.name}: forward {tangent!r} vs reverse {rev!r}"
-    value4, tangents = forward(case.fun, tuple(wrt), count, WIDTH)(*call_arguments(args, wrt, lanes))
+
+
+@pytest.mark.parametrize("case", corpus.share(corpus.CORPUS, 2), ids=lambda c: c.name)
+def test_vector_mode_matches_single_passes(case):
+    """Vector mode (width 4): the primal of the single pass, and each direction the tangent of
+    a single pass (the first) or of reverse mode (the others). Every other corpus function (a
+    vector-mode derivative compiles on its own; the single pass above runs on all of them);
+    ``NBAUTODIFF_FULL_CORPUS=1`` runs all."""
+    args, wrt, lanes, value, tangent, fd, scale, float32 = single_pass(case)
+    value4, tangents = forward(case.fun, tuple(wrt), len(args), WIDTH)(*call_arguments(args, wrt, lanes))
     assert len(tangents) == WIDTH
     assert value4 == value
     for k, lane in enumerate(lanes):

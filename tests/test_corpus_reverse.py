@@ -98,8 +98,11 @@ def test_grad_matches_central_differences(case):
         compare(case, saved, ad, f"{case.name} seed {seed}")
 
 
-@pytest.mark.parametrize("case", corpus.CORPUS, ids=lambda c: c.name)
+@pytest.mark.parametrize("case", corpus.share(corpus.CORPUS, 2), ids=lambda c: c.name)
 def test_value_and_grad(case):
+    """``value_and_grad`` returns the primal's value and grad's gradient. Every other corpus
+    function (each compiles a derivative of its own, returning the value as well; grad's
+    gradients are checked on all of them above); ``NBAUTODIFF_FULL_CORPUS=1`` runs all."""
     vg = derived("value_and_grad", case.fun, case.argnums)
     g = derived("grad", case.fun, case.argnums)
     for seed in SEEDS:
@@ -164,12 +167,14 @@ def reversed_order(tmp_path_factory):
     return build
 
 
-@pytest.mark.parametrize("case", [c for c in corpus.CORPUS if _several_parameters(c)],
+@pytest.mark.parametrize("case", corpus.share([c for c in corpus.CORPUS if _several_parameters(c)], 4),
                          ids=lambda c: c.name)
 def test_grad_in_reversed_argument_order(case, reversed_order):
-    """Every function of several arguments, called through a wrapper that takes its arguments
-    in the other order: the same gradients, argument by argument (another activity pattern of
-    the same code, differentiated as a callee)."""
+    """Functions of several arguments, called through a wrapper that takes their arguments in
+    the other order: the same gradients, argument by argument (another activity pattern of the
+    same code, differentiated as a callee). Every fourth of them, spread over the corpus (each
+    wrapper compiles a derivative of its own, and test_grad_matches_central_differences checks
+    every function's gradient already); ``NBAUTODIFF_FULL_CORPUS=1`` runs all of them."""
     count = case.python_function.__code__.co_argcount
     wrapper = reversed_order(case)
     wrt = case.wrt()
