@@ -82,6 +82,7 @@ def _reduction_impl(rank: int, combine: str, start: str, finish: str = "acc"):
             f"    acc = {combine}\n"
             f"out[{outer or '()'}] = {finish}")
     source = ("def impl(a, axis):\n"
+              "    axis = axis + a.ndim if axis < 0 else axis\n"      # NumPy's negative axes
               "    order = [k for k in range(a.ndim) if k != axis] + [axis]\n"
               f"    m = np.transpose(a, ({', '.join(f'order[{k}]' for k in range(rank))},))\n"
               f"    out = np.empty(m.shape[:{rest}], a.dtype)\n"
