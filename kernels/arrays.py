@@ -217,6 +217,50 @@ def extremum_adjoint(g, x, z):
     return out.reshape(x.shape)
 
 
+@_jit
+def det_cofactor(a):
+    """The cofactor matrix of square ``a`` (the gradient of ``np.linalg.det``: the adjugate
+    transposed), finite for singular matrices too: from the SVD ``a = u diag(s) vt``, it is
+    ``det(u) det(vt) u diag(p) vt`` with ``p[i]`` the product of the singular values but ``s[i]``."""
+    n = a.shape[0]
+    u, s, vt = np.linalg.svd(np.ascontiguousarray(a))
+    p = np.ones(n, a.dtype)
+    for i in range(n):
+        for j in range(n):
+            if j != i:
+                p[i] *= s[j]
+    sign = np.linalg.det(u) * np.linalg.det(vt)
+    out = np.empty((n, n), a.dtype)
+    for i in range(n):
+        for j in range(n):
+            acc = 0.0
+            for k in range(n):
+                acc += u[i, k] * p[k] * vt[k, j]
+            out[i, j] = sign * acc
+    return out
+
+
+@_jit
+def det_cofactor_tangent(a, da):
+    """Tangent of ``det_cofactor(a)`` along ``da``: entry (i, j) is the tangent of the signed
+    minor, ``(-1)**(i + j)`` times the cofactors of the minor against the minor of ``da``."""
+    n = a.shape[0]
+    out = np.zeros((n, n), a.dtype)
+    if n == 1:
+        return out
+    m = np.empty((n - 1, n - 1), a.dtype)
+    dm = np.empty((n - 1, n - 1), a.dtype)
+    for i in range(n):
+        for j in range(n):
+            for r in range(n - 1):
+                for c in range(n - 1):
+                    m[r, c] = a[r + (r >= i), c + (c >= j)]
+                    dm[r, c] = da[r + (r >= i), c + (c >= j)]
+            sign = 1.0 if (i + j) % 2 == 0 else -1.0
+            out[i, j] = sign * np.sum(det_cofactor(m) * dm)
+    return out
+
+
 def extremum_axis_adjoint(g, x, z, axis):
     """Adjoint of ``z = max_axis(x, axis)`` (or ``min_axis``): each ``g`` to the first element
     of its slice equal to the extremum."""
