@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import checkpoint, custom, naming, rules
+from . import checkpoint, custom, fence, iteration, naming, rules
 from .controlflow import structure
 from .errors import UnsupportedConstructError
 from .source import MISSING, FunctionSource, dotted_parts, resolve
@@ -515,6 +515,8 @@ class _Flattener:
 def normalize(fs: FunctionSource) -> Normalized:
     """Normalise ``fs`` (already fenced) to three-address form; see the module docstring."""
     unmarked, marks = checkpoint.without_markers(fs)
+    unmarked = iteration.lower(unmarked, lambda header: isinstance(header, ast.Call)
+                               and fence.is_range(fs, header.func))
     tree = structure(unmarked)
     flattener = _Flattener(fs, tree)
     body = []

@@ -186,7 +186,7 @@ def minimum(g, z, x, y): return g if x <= y else 0.0, 0.0 if x <= y else g
 def maximum(g, z, x, y): return g if x >= y else 0.0, 0.0 if x >= y else g
 @primitive("math.copysign", math.copysign, np.copysign)
 def copysign(g, z, x, y): return g * np.sign(x) * math.copysign(1.0, y), None
-@primitive("math.fmod", math.fmod, np.fmod)
+@primitive("np.fmod", math.fmod, np.fmod)     # numba compiles np.fmod, not math.fmod
 def fmod(g, z, x, y): return g, -g * math.trunc(x / y)
 @primitive("float", builtins.float, np.float64, np.float32, np.double, np.single)
 def to_float(g, z, x): return g
