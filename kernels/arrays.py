@@ -70,6 +70,37 @@ def _unbroadcast(contribution, like):
     return _compile(source, "impl")
 
 
+# ---- np.array of a list display --------------------------------------------------------------
+
+def empty_for(shape, *elements):
+    """An empty array for ``np.array([...])`` of ``elements`` (normalisation stores them into
+    it): of shape ``shape`` (the nesting of the lists) followed by the elements' shape when they
+    are arrays, and of the dtype NumPy would give (the elements' types unified)."""
+    raise NotImplementedError("called from compiled code only")
+
+
+@overload(empty_for)
+def _empty_for(shape, *elements):
+    kinds = list(elements[0].types if len(elements) == 1 and
+                 isinstance(elements[0], types.StarArgTuple) else elements)
+    if not kinds:
+        return None
+    arrays = [k for k in kinds if isinstance(k, types.Array)]
+    if arrays and (len(arrays) != len(kinds) or len({a.ndim for a in arrays}) != 1):
+        return None
+    scalar = [k.dtype if isinstance(k, types.Array) else k for k in kinds]
+    unified = scalar[0]
+    for k in scalar[1:]:
+        unified = numba.core.registry.cpu_target.typing_context.unify_pairs(unified, k)
+        if unified is None:
+            return None
+    dtype = np.bool_ if isinstance(unified, types.Boolean) else \
+        numba.np.numpy_support.as_dtype(unified)
+    if arrays:
+        return lambda shape, *elements: np.empty(shape + elements[0].shape, dtype)
+    return lambda shape, *elements: np.empty(shape, dtype)
+
+
 # ---- reductions along an axis ----------------------------------------------------------------
 
 def _reduction_impl(rank: int, combine: str, start: str, finish: str = "acc"):

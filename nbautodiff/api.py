@@ -245,6 +245,14 @@ class ReverseFunction(_Derived):
                                 f"{self._func.__name__}() returns {what} ({result}): use "
                                 "nad.vjp or nad.jacrev", construct="non-scalar output",
                                 function=self._func.__name__)
+        if self.scalar_output_for and self.seeded and not tuples.has_differentiable(result):
+            returns = [n for n in ast.walk(self._fs.tree) if isinstance(n, ast.Return)]
+            raise AutodiffError(f"{self.scalar_output_for} requires a float output, but "
+                                f"{self._func.__name__}() returns {result}: an int or bool "
+                                "result has no derivative (no cotangent, as in nad.vjp, which "
+                                "gives None for it)", construct=f"{result} output",
+                                lineno=returns[-1].lineno if returns else None,
+                                filename=self._fs.filename, function=self._func.__name__)
         if self.seeded and not tuples.has_differentiable(variant.result_type):
             raise TypeError(f"{self._func.__name__}() returns {variant.result_type}; ret=Active "
                             "needs a float (or float array) result: use ret='Const'")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 
 import numba
+import numpy as np
 
 from . import checkpoint, naming
 from .errors import UnsupportedConstructError
@@ -154,6 +155,12 @@ class _Fence(ast.NodeVisitor):
         if checkpoint.is_marker(self.fs, node):
             self.refuse(node, "nad.checkpointed(...) outside the header of a for loop",
                         " (write 'for t in nad.checkpointed(range(T)):')")
+        if node.args and isinstance(node.args[0], ast.List) and resolve(self.fs, node.func) \
+                is np.array:                    # np.array([[a, b], [c, d]]): lists of elements
+            self.visit(node.func)
+            for part in [*_list_leaves(node.args[0]), *node.args[1:], *node.keywords]:
+                self.visit(part)
+            return
         self.generic_visit(node)
 
     def visit_Starred(self, node: ast.Starred) -> None:
@@ -174,6 +181,13 @@ class _Fence(ast.NodeVisitor):
         if not isinstance(node.value, ast.Call):
             self.refuse(node, "expression statement that is not a call")
         self.generic_visit(node)
+
+
+def _list_leaves(display: ast.expr) -> list[ast.expr]:
+    """The elements of a (nested) list or tuple display."""
+    if isinstance(display, (ast.List, ast.Tuple)):
+        return [leaf for e in display.elts for leaf in _list_leaves(e)]
+    return [display]
 
 
 def check(fs: FunctionSource) -> None:

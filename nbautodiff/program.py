@@ -108,6 +108,12 @@ def primal(func) -> Primal:
         return built
 
 
+def _library_name(target) -> str:
+    """The qualified name of a library callable (what its binding in a primal stands for)."""
+    module = getattr(target, "__module__", None) or type(target).__module__
+    return f"{module}.{getattr(target, '__qualname__', getattr(target, '__name__', repr(target)))}"
+
+
 def _call_site(fs: FunctionSource, callee) -> ast.Call | None:
     """The first call in ``fs`` to ``callee``."""
     for node in ast.walk(fs.tree):
@@ -140,11 +146,14 @@ def _build_primal(func) -> Primal:
         # differentiating this code again (forward over reverse) still sees what it declares
         namespace[binding] = callee_primals[binding].dispatcher \
             if isinstance(callee, types.FunctionType) else callee
+    namespace.update(normalized.libraries)        # library callables called as constants
     rendered = emit.render([normalized.tree], header=f"# primal of {fs.name}, normalised by nbautodiff\n"
                                                      "import math\nimport numpy as np")
     key = cache.key("primal", rendered.text, rendered.user_lines,
                     emit.annotations(normalized.tree), fs.generated, global_arrays,
-                    {binding: p.key for binding, p in callee_primals.items()}, origin=func)
+                    {binding: p.key for binding, p in callee_primals.items()},
+                    {binding: _library_name(target)
+                     for binding, target in normalized.libraries.items()}, origin=func)
     entry = cache.artifact(key, lambda: cache.Built(f"{fs.name}_primal", rendered.text))
     namespace = entry.load(namespace)
     dispatcher = entry.njit(namespace[fs.name])
@@ -325,6 +334,7 @@ def _generate_variant(prim: Primal, argtypes: tuple, active: list[bool], result_
     if fastmath:
         types, vector_math = _fastmath_rewrite(tree, types)
     an = analysis_mod.analyse(tree, types, active_params, result_active, _callee_writes)
+    _refuse_opaque(fs, tree, an)
     namespace = dict(prim.namespace)
     name = naming.reverse_name(fs.name, signature_code(argtypes, active, result_active,
                                                        keep_value)
@@ -424,6 +434,7 @@ def _generate_forward(prim: Primal, argtypes: tuple, duals: list[bool], result_d
         types, vector_math = _fastmath_rewrite(tree, types)
     an = analysis_mod.analyse(tree, types, dual_params, result_dual, _callee_writes,
                               in_place_stores=True)
+    _refuse_opaque(fs, tree, an)
     namespace = dict(prim.namespace)
     code = "".join("d" if flag else "c" for flag in duals) + ("_r" if result_dual else "") + \
         (f"_w{width}" if width > 1 else "") + ("_fm" if fastmath else "")
@@ -447,6 +458,16 @@ def _generate_forward(prim: Primal, argtypes: tuple, duals: list[bool], result_d
     return _generated(tree, f"forward mode of {fs.name}", name, {
         "callees": callees, "duals": duals, "result_dual": result_dual,
         "result_type": result_type, "vector_math": vector_math})
+
+
+def _refuse_opaque(fs: FunctionSource, tree: ast.FunctionDef, an) -> None:
+    """Refuse, with its line, a library call without a derivative rule that is not a constant
+    (see :func:`.analysis.opaque_call_refusal`)."""
+    found = analysis_mod.opaque_call_refusal(tree, an)
+    if found is not None:
+        statement, reason = found
+        raise fs.error(f"{reason}", statement, construct=ast.unparse(statement.value.func),
+                       kind=UnsupportedConstructError)
 
 
 def _specialized(func, argtypes: tuple):

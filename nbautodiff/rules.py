@@ -212,7 +212,7 @@ ARRAY_CONSTRUCTORS = {id(f): name for f, name in [
     (np.zeros, "np.zeros"), (np.ones, "np.ones"), (np.empty, "np.empty"),
     (np.zeros_like, "np.zeros_like"), (np.ones_like, "np.ones_like"),
     (np.empty_like, "np.empty_like"), (np.arange, "np.arange"), (np.eye, "np.eye"),
-    (np.identity, "np.identity"),
+    (np.identity, "np.identity"), (_nad_arrays.empty_for, "_nad_arrays.empty_for"),
 ]}
 # Objects the generated code may name in keyword values (dtype=np.float32...).
 DTYPES = {id(f): name for f, name in [
@@ -289,7 +289,27 @@ def atleast_2d(g, z, x): return np.reshape(np.ascontiguousarray(g), x.shape)
 @array_primitive("np.atleast_3d", np.atleast_3d)
 def atleast_3d(g, z, x): return np.reshape(np.ascontiguousarray(g), x.shape)
 
+@array_primitive("np.full", np.full)
+def full(g, z, shape, value): return None, np.sum(g)
+@array_primitive("np.full_like", np.full_like)
+def full_like(g, z, a, value): return None, np.sum(g)
+
 OPERATORS[ast.MatMult] = ARRAY_CALLS[(id(np.matmul), False)]
+
+# NumPy's names of the operators: ``np.add(x, y)`` is normalised to ``x + y`` (and so has the
+# operator's rule), ``np.reciprocal(x)`` to ``1.0 / x``.
+UFUNC_OPERATORS = {id(f): op for f, op in [
+    (np.add, ast.Add), (np.subtract, ast.Sub), (np.multiply, ast.Mult), (np.divide, ast.Div),
+    (np.true_divide, ast.Div), (np.floor_divide, ast.FloorDiv), (np.mod, ast.Mod),
+    (np.remainder, ast.Mod), (np.negative, ast.USub), (np.positive, ast.UAdd),
+]}
+RECIPROCAL = id(np.reciprocal)
+# Library functions that write into an array argument: never called as a constant.
+WRITE_ARGUMENTS = {id(f): name for f, name in [
+    (np.random.shuffle, "np.random.shuffle"), (np.copyto, "np.copyto"),
+    (np.fill_diagonal, "np.fill_diagonal"), (np.put, "np.put"), (np.place, "np.place"),
+    (np.putmask, "np.putmask"),
+]}
 
 # Products that ``fastmath=True`` recognises in loop nests (:mod:`.raising`). An adjoint template
 # whose first argument is the name ``into`` accumulates in place into the operand's shadow
@@ -377,6 +397,10 @@ def inv_tangent(d, z, a): return -(z @ np.ascontiguousarray(d) @ z)
 @array_tangent(solve)
 def solve_tangent(d, z, a, b): return (np.linalg.solve(a, -(np.ascontiguousarray(d) @ z)),
                                        np.linalg.solve(a, d))
+@array_tangent(full)
+def full_tangent(d, z, shape, value): return None, np.full_like(z, d)
+@array_tangent(full_like)
+def full_like_tangent(d, z, a, value): return None, np.full_like(z, d)
 @array_tangent(atleast_1d)
 def atleast_1d_tangent(d, z, x): return np.atleast_1d(d)
 @array_tangent(atleast_2d)
