@@ -53,7 +53,7 @@ from .errors import UnsupportedConstructError
 from .source import MISSING, FunctionSource, dotted_parts, resolve
 
 ATOMS = (ast.Name, ast.Constant)
-LIBRARIES = ("numpy", "scipy", "numba", "llvmlite", "math", "cmath", "builtins")
+LIBRARIES = ("numpy", "scipy", "numba", "llvmlite", "math", "cmath")
 LIST_METHODS = ("append", "pop")       # of the reference stacks of generated code
 
 
@@ -643,14 +643,15 @@ def _display_shape(display: ast.expr):
 
 
 def is_library(obj) -> bool:
-    """Whether ``obj`` belongs to NumPy, SciPy, numba, ``math`` or Python's standard library:
-    called as it is (a constant for the derivative), never parsed as a user function."""
+    """Whether ``obj`` belongs to NumPy, SciPy, numba, ``math`` or Python's standard library
+    (not a builtin such as ``print``): called as it is (a constant for the derivative), never
+    parsed as a user function."""
     python = getattr(obj, "py_func", obj)
     module = getattr(python, "__module__", None)
     if not isinstance(module, str):
         module = type(obj).__module__
     root = (module or "").split(".")[0]
-    return root in LIBRARIES or root in sys.stdlib_module_names
+    return root in LIBRARIES or (root in sys.stdlib_module_names and root != "builtins")
 
 
 def normalize(fs: FunctionSource) -> Normalized:
