@@ -535,7 +535,8 @@ def opaque_call_refusal(tree: ast.FunctionDef, a: Analysis) -> tuple[ast.stmt, s
         targets = target_names(statement.targets[0])
         varied = [n for n in args if a.rep(n) in a.varied]
         if varied and any(_has_float(a.types.get(t)) for t in targets):
-            return statement, (f"call to '{ast.unparse(call.func)}' on '{varied[0]}', which "
+            on = "an argument" if varied[0].startswith("_nad") else f"'{varied[0]}'"
+            return statement, (f"call to '{ast.unparse(call.func)}' on {on}, which "
                                "depends on the differentiated inputs: it has no derivative rule "
                                "(declare one with nad.custom_vjp, or mark a function of yours "
                                "that calls it nad.non_differentiable)")

@@ -32,7 +32,8 @@ from . import (arrayfence, cache, custom, emit, fence, forward_mode, lifting, na
                reverse_mode, tuples, typeinfer, vector_calls)
 from .errors import AutodiffError, UnsupportedConstructError
 from .normalize import Normalized, normalize
-from .source import FunctionSource, function_source, python_function, resolve, specializes
+from .source import (FunctionSource, function_source, python_function, record_generated,
+                     resolve, specializes)
 from .kernels import arrays as array_module
 from .kernels import products as product_module
 from .kernels import checkpoint as checkpoint_module, tape as tape_module
@@ -258,8 +259,9 @@ def _located(prim: Primal, exc: Exception) -> AutodiffError:
             line = prim.rendered.user_line(int(match.group(2)))
     first = next((ln.strip() for ln in text.splitlines() if ln.strip()), text)
     first = re.sub(r"\x1b\[[0-9;]*m", "", first)
-    return AutodiffError(f"numba cannot compile this code: {first}", construct="numba typing",
-                         lineno=line, filename=prim.fs.filename, function=prim.fs.name)
+    return prim.fs.error(f"numba cannot compile this code: {first}",
+                         types.SimpleNamespace(lineno=line) if line else None,
+                         construct="numba typing")
 
 
 def signature_code(argtypes: tuple, active: list[bool], result_active: bool,
@@ -306,6 +308,7 @@ def _build_variant(prim: Primal, argtypes: tuple, active: list[bool], result_act
                                                           fastmath))
     data = entry.data
     dispatcher = _loaded(entry, prim)
+    record_generated(entry.source_path, prim.fs, data["user_lines"])
     return Variant(data["name"], entry.text, entry.source_path, dispatcher, data["shadows"],
                    data["adjoint_positions"], data["result_type"], data["checkpointed"],
                    data["user_lines"])
@@ -414,6 +417,7 @@ def _build_forward(prim: Primal, argtypes: tuple, duals: list[bool], result_dual
     entry = cache.artifact(key, lambda: _generate_forward(prim, argtypes, duals, result_dual,
                                                           width, fastmath))
     data = entry.data
+    record_generated(entry.source_path, prim.fs, data["user_lines"])
     return ForwardVariant(data["name"], entry.text, entry.source_path, _loaded(entry, prim),
                           data["duals"], data["result_dual"], data["result_type"], width)
 
