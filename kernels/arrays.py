@@ -54,6 +54,12 @@ def _unbroadcast(contribution, like):
         return lambda contribution, like: contribution
     if not isinstance(like, types.Array):
         return lambda contribution, like: np.sum(contribution)
+    if like.ndim == 0:                                 # a 0-d array: the whole sum, as 0-d
+        def zero_d(contribution, like):
+            out = np.empty(like.shape, contribution.dtype)
+            out[()] = np.sum(contribution)
+            return out
+        return zero_d
     g, t = contribution.ndim, like.ndim
     if t > g:
         return None
