@@ -483,6 +483,9 @@ def vjp(fun, *primals, checkpoint=None, fastmath=False):
 
     def vjp_fn(cotangent):
         cotangent = _cotangent_like(out, cotangent)
+        if not _any_differentiable(out):           # only ints: no cotangent, zero adjoints
+            return tuple(np.zeros_like(v) if a is Duplicated else 0.0 if a is Active else None
+                         for v, a in zip(checked, activities))
         inputs = [v.copy() if isinstance(v, np.ndarray) else v for v in checked]
         shadows = [np.zeros_like(v) if a is Duplicated else None
                    for v, a in zip(inputs, activities)]
@@ -527,6 +530,13 @@ def _cotangent_like(out, cotangent, where: str = "cotangent"):
                              f"output's shape {out.shape}")
         return cotangent
     return float(cotangent)
+
+
+def _any_differentiable(out) -> bool:
+    """Whether output ``out`` (a tuple nested to any depth) has a float or float array."""
+    if isinstance(out, tuple):
+        return any(_any_differentiable(o) for o in out)
+    return _differentiable_output(out)
 
 
 def _differentiable_output(value) -> bool:

@@ -82,3 +82,42 @@ def reductions(A):
 
 def test_reductions_along_negative_axes():
     both_modes(reductions, (RNG.standard_normal((3, 4)),))
+
+
+def views_and_fmod(x):
+    y = x * 1.0
+    y[...] = y * x                         # the whole array
+    a = np.sum(x, axis=0)                  # a 0-d array, times an array
+    b = np.max(x * x, axis=0)
+    z = y[...]
+    return np.sum(z * 2.0) + np.sum(a * x) + np.sum(x * b) + math.fmod(x[0], 0.7) * x[1] \
+        + np.sum(np.fmod(x, 0.3) * x)
+
+
+def test_ellipsis_zero_d_arrays_and_fmod():
+    both_modes(views_and_fmod, (RNG.standard_normal(5) + 2.0,))
+
+
+def int_result(x):
+    k = 0
+    for i in range(len(x)):
+        if x[i] > 0:
+            k += 1
+    return k
+
+
+def filled(x):
+    y = np.full(5, 2.0)
+    return np.sum(y * x)
+
+
+def test_int_results_and_library_functions_are_located():
+    x = RNG.standard_normal(5)
+    with pytest.raises(nad.AutodiffError) as info:
+        nad.grad(int_result)(x)
+    lines, start = inspect.getsourcelines(int_result)
+    assert f"line {start + len(lines) - 1}" in str(info.value)
+    assert "int" in str(info.value)
+    _, pullback = nad.vjp(int_result, x)
+    assert np.array_equal(pullback(None)[0], np.zeros(5))     # no cotangent: zero adjoints
+    both_modes(filled, (x,))             # np.full: not parsed as a user function

@@ -48,7 +48,7 @@ def refused(fun, args, needle, construct):
     """``grad`` and ``jvp`` of ``fun`` refuse it, naming ``construct`` and the line of ``needle``."""
     for attempt in (lambda: nad.grad(fun)(*args),
                     lambda: nad.jvp(fun, args, tuple(np.ones_like(a) if isinstance(a, np.ndarray)
-                                                     else None for a in args))):
+                                                     else 1.0 for a in args))):
         with pytest.raises(nad.AutodiffError) as info:
             attempt()
         message = str(info.value)
@@ -76,10 +76,6 @@ def arrays_of_elements(x):
 def test_np_array_of_lists_of_expressions():
     x = RNG.standard_normal(5)
     both_modes(arrays_of_elements, (x,))
-    H = nad.hessian(arrays_of_elements)(x)
-    expected = np.array([central_diff(lambda a: nad.grad(arrays_of_elements)(a)[i], (x,))
-                         for i in range(5)])
-    assert_grad_close(H, expected, rtol=1e-5, atol=1e-7, label="hessian")
 
 
 # ---- ufunc names -----------------------------------------------------------------------------
