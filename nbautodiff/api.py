@@ -249,8 +249,8 @@ class ReverseFunction(_Derived):
             returns = [n for n in ast.walk(self._fs.tree) if isinstance(n, ast.Return)]
             raise AutodiffError(f"{self.scalar_output_for} requires a float output, but "
                                 f"{self._func.__name__}() returns {result}: an int or bool "
-                                "result has no derivative (no cotangent, as in nad.vjp, which "
-                                "gives None for it)", construct=f"{result} output",
+                                "result has no derivative (no cotangent: nad.jacrev gives None "
+                                "for it, nad.vjp zero adjoints)", construct=f"{result} output",
                                 lineno=returns[-1].lineno if returns else None,
                                 filename=self._fs.filename, function=self._func.__name__)
         if self.seeded and not tuples.has_differentiable(variant.result_type):
@@ -567,7 +567,7 @@ def jacrev(fun, argnums=0):
         def of_output(value, path):
             if isinstance(value, tuple):
                 return tuple(of_output(v, path + (k,)) for k, v in enumerate(value))
-            if isinstance(out, tuple) and not _differentiable_output(value):
+            if not _differentiable_output(value):          # an int output: no Jacobian
                 return None
             blocks = _jacobian_blocks(np.shape(value), lambda basis: _placed(out, path, basis),
                                       pullback, args, wrt)

@@ -120,4 +120,5 @@ def test_int_results_and_library_functions_are_located():
     assert "int" in str(info.value)
     _, pullback = nad.vjp(int_result, x)
     assert np.array_equal(pullback(None)[0], np.zeros(5))     # no cotangent: zero adjoints
+    assert nad.jacrev(int_result)(x) is None
     both_modes(filled, (x,))             # np.full: not parsed as a user function
