@@ -41,7 +41,9 @@ import ast
 import copy
 import math
 import numbers
+import os
 import sys
+import sysconfig
 import types
 from dataclasses import dataclass, field
 
@@ -651,7 +653,15 @@ def is_library(obj) -> bool:
     if not isinstance(module, str):
         module = type(obj).__module__
     root = (module or "").split(".")[0]
-    return root in LIBRARIES or (root in sys.stdlib_module_names and root != "builtins")
+    if root in LIBRARIES:
+        return True
+    if isinstance(python, types.FunctionType):          # a user's module may be named `code`
+        path = os.path.realpath(python.__code__.co_filename)
+        return path.startswith(_STDLIB) and "-packages" + os.sep not in path
+    return root in sys.stdlib_module_names and root != "builtins"
+
+
+_STDLIB = os.path.realpath(sysconfig.get_paths()["stdlib"]) + os.sep
 
 
 def normalize(fs: FunctionSource) -> Normalized:
