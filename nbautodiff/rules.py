@@ -274,6 +274,10 @@ def reshape(g, z, x, shape): return np.reshape(np.ascontiguousarray(g), x.shape)
 def where(g, z, c, x, y): return None, np.where(c, g, 0.0), np.where(c, 0.0, g)
 @array_primitive("np.cumsum", np.cumsum)
 def cumsum(g, z, x): return np.reshape(np.ascontiguousarray(np.cumsum(g[::-1])[::-1]), x.shape)
+@array_primitive("np.cumsum", np.cumsum, axis=True)
+def cumsum_axis(g, z, x, axis):
+    return (_nad_arrays.expand_axis(_nad_arrays.sum_axis(g, axis), x, axis)
+            - np.cumsum(g, axis) + g), None
 @array_primitive("np.linalg.det", np.linalg.det)
 def det(g, z, a): return g * _nad_arrays.det_cofactor(a)
 @array_primitive("np.linalg.inv", np.linalg.inv)
@@ -390,6 +394,8 @@ def transpose_tangent(d, z, x): return np.transpose(d)
 def reshape_tangent(d, z, x, shape): return np.reshape(np.ascontiguousarray(d), shape), None
 @array_tangent(cumsum)
 def cumsum_tangent(d, z, x): return np.cumsum(d)
+@array_tangent(cumsum_axis)
+def cumsum_axis_tangent(d, z, x, axis): return np.cumsum(d, axis), None
 @array_tangent(det)
 def det_tangent(d, z, a): return np.sum(_nad_arrays.det_cofactor(a) * d)
 @array_tangent(inv)

@@ -77,7 +77,8 @@ def test_det_of_singular_matrices_through_the_cofactors():
 def reductions(A):
     return (np.sum(np.max(A, axis=-2) ** 2) + np.sum(np.min(A, axis=-1) ** 3)
             + np.sum(np.sum(A, axis=-2) ** 2) + np.sum(np.mean(A, -1) ** 2)
-            + np.sum(A.max(-2)) + np.sum(A.sum(axis=-1) * A.mean(axis=-2)[:3]))
+            + np.sum(A.max(-2)) + np.sum(A.sum(axis=-1) * A.mean(axis=-2)[:3])
+            + np.sum(np.cumsum(A, axis=-1) ** 2) + np.sum(A.cumsum(0) * A))
 
 
 def test_reductions_along_negative_axes():
