@@ -54,6 +54,12 @@ def _unbroadcast(contribution, like):
         return lambda contribution, like: contribution
     if not isinstance(like, types.Array):
         return lambda contribution, like: np.sum(contribution)
+    if like.ndim == 0:                                 # a 0-d array: the whole sum, as 0-d
+        def zero_d(contribution, like):
+            out = np.empty(like.shape, contribution.dtype)
+            out[()] = np.sum(contribution)
+            return out
+        return zero_d
     g, t = contribution.ndim, like.ndim
     if t > g:
         return None
@@ -70,6 +76,37 @@ def _unbroadcast(contribution, like):
     return _compile(source, "impl")
 
 
+# ---- np.array of a list display --------------------------------------------------------------
+
+def empty_for(shape, *elements):
+    """An empty array for ``np.array([...])`` of ``elements`` (normalisation stores them into
+    it): of shape ``shape`` (the nesting of the lists) followed by the elements' shape when they
+    are arrays, and of the dtype NumPy would give (the elements' types unified)."""
+    raise NotImplementedError("called from compiled code only")
+
+
+@overload(empty_for)
+def _empty_for(shape, *elements):
+    kinds = list(elements[0].types if len(elements) == 1 and
+                 isinstance(elements[0], types.StarArgTuple) else elements)
+    if not kinds:
+        return None
+    arrays = [k for k in kinds if isinstance(k, types.Array)]
+    if arrays and (len(arrays) != len(kinds) or len({a.ndim for a in arrays}) != 1):
+        return None
+    scalar = [k.dtype if isinstance(k, types.Array) else k for k in kinds]
+    unified = scalar[0]
+    for k in scalar[1:]:
+        unified = numba.core.registry.cpu_target.typing_context.unify_pairs(unified, k)
+        if unified is None:
+            return None
+    dtype = np.bool_ if isinstance(unified, types.Boolean) else \
+        numba.np.numpy_support.as_dtype(unified)
+    if arrays:
+        return lambda shape, *elements: np.empty(shape + elements[0].shape, dtype)
+    return lambda shape, *elements: np.empty(shape, dtype)
+
+
 # ---- reductions along an axis ----------------------------------------------------------------
 
 def _reduction_impl(rank: int, combine: str, start: str, finish: str = "acc"):
@@ -82,6 +119,7 @@ def _reduction_impl(rank: int, combine: str, start: str, finish: str = "acc"):
             f"    acc = {combine}\n"
             f"out[{outer or '()'}] = {finish}")
     source = ("def impl(a, axis):\n"
+              "    axis = axis + a.ndim if axis < 0 else axis\n"      # NumPy's negative axes
               "    order = [k for k in range(a.ndim) if k != axis] + [axis]\n"
               f"    m = np.transpose(a, ({', '.join(f'order[{k}]' for k in range(rank))},))\n"
               f"    out = np.empty(m.shape[:{rest}], a.dtype)\n"
@@ -222,6 +260,50 @@ def extremum_adjoint(g, x, z):
             out[k] = g
             break
     return out.reshape(x.shape)
+
+
+@_jit
+def det_cofactor(a):
+    """The cofactor matrix of square ``a`` (the gradient of ``np.linalg.det``: the adjugate
+    transposed), finite for singular matrices too: from the SVD ``a = u diag(s) vt``, it is
+    ``det(u) det(vt) u diag(p) vt`` with ``p[i]`` the product of the singular values but ``s[i]``."""
+    n = a.shape[0]
+    u, s, vt = np.linalg.svd(np.ascontiguousarray(a))
+    p = np.ones(n, a.dtype)
+    for i in range(n):
+        for j in range(n):
+            if j != i:
+                p[i] *= s[j]
+    sign = np.linalg.det(u) * np.linalg.det(vt)
+    out = np.empty((n, n), a.dtype)
+    for i in range(n):
+        for j in range(n):
+            acc = 0.0
+            for k in range(n):
+                acc += u[i, k] * p[k] * vt[k, j]
+            out[i, j] = sign * acc
+    return out
+
+
+@_jit
+def det_cofactor_tangent(a, da):
+    """Tangent of ``det_cofactor(a)`` along ``da``: entry (i, j) is the tangent of the signed
+    minor, ``(-1)**(i + j)`` times the cofactors of the minor against the minor of ``da``."""
+    n = a.shape[0]
+    out = np.zeros((n, n), a.dtype)
+    if n == 1:
+        return out
+    m = np.empty((n - 1, n - 1), a.dtype)
+    dm = np.empty((n - 1, n - 1), a.dtype)
+    for i in range(n):
+        for j in range(n):
+            for r in range(n - 1):
+                for c in range(n - 1):
+                    m[r, c] = a[r + (r >= i), c + (c >= j)]
+                    dm[r, c] = da[r + (r >= i), c + (c >= j)]
+            sign = 1.0 if (i + j) % 2 == 0 else -1.0
+            out[i, j] = sign * np.sum(det_cofactor(m) * dm)
+    return out
 
 
 def extremum_axis_adjoint(g, x, z, axis):

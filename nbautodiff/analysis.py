@@ -513,6 +513,47 @@ class _Analyser:
 
 
 
+def opaque_call_refusal(tree: ast.FunctionDef, a: Analysis) -> tuple[ast.stmt, str] | None:
+    """(statement, reason) for the first call to a library function without a derivative rule
+    (``nad_kind == "opaque"``, a constant for the derivative) that is not constant: an argument
+    depends on the differentiated inputs and the result is a float (array); its result is an
+    array that may be a view of an array argument, and one of them is written; or it is called
+    for its effect on an array argument. None when every such call is a constant."""
+    for statement, _ in walk_statements(tree.body):
+        call = getattr(statement, "value", None)
+        if not (isinstance(call, ast.Call) and getattr(call, "nad_kind", None) == "opaque"):
+            continue
+        args = [n for n in map(atom_name, call.args) if n]
+        arrays = [n for n in args if a.is_array(n)]
+        if isinstance(statement, ast.Expr):
+            if arrays:
+                return statement, (f"call to '{ast.unparse(call.func)}' for its effect on the "
+                                   f"array '{arrays[0]}' (no derivative rule; it may write it)")
+            continue
+        if not isinstance(statement, ast.Assign):
+            continue
+        targets = target_names(statement.targets[0])
+        varied = [n for n in args if a.rep(n) in a.varied]
+        if varied and any(_has_float(a.types.get(t)) for t in targets):
+            on = "an argument" if varied[0].startswith("_nad") else f"'{varied[0]}'"
+            return statement, (f"call to '{ast.unparse(call.func)}' on {on}, which "
+                               "depends on the differentiated inputs: it has no derivative rule "
+                               "(declare one with nad.custom_vjp, or mark a function of yours "
+                               "that calls it nad.non_differentiable)")
+        if arrays and any(a.is_array(t) for t in targets) and \
+                any(a.rep(n) in a.written for n in arrays + targets):
+            return statement, (f"call to '{ast.unparse(call.func)}' whose array result may be a "
+                               f"view of '{arrays[0]}', when one of them is written afterwards "
+                               "(copy the result with .copy())")
+    return None
+
+
+def _has_float(typ) -> bool:
+    if typeinfer.is_differentiable(typ):
+        return True
+    return any(_has_float(t) for t in getattr(typ, "types", ()) or ())
+
+
 def analyse(tree: ast.FunctionDef, types: dict, active_inputs: set, result_active: bool,
             callee_writes, in_place_stores: bool = False) -> Analysis:
     """Activity and reverse-pass needs of ``tree``; see the module docstring.

@@ -245,6 +245,14 @@ class ReverseFunction(_Derived):
                                 f"{self._func.__name__}() returns {what} ({result}): use "
                                 "nad.vjp or nad.jacrev", construct="non-scalar output",
                                 function=self._func.__name__)
+        if self.scalar_output_for and self.seeded and not tuples.has_differentiable(result):
+            returns = [n for n in ast.walk(self._fs.tree) if isinstance(n, ast.Return)]
+            raise AutodiffError(f"{self.scalar_output_for} requires a float output, but "
+                                f"{self._func.__name__}() returns {result}: an int or bool "
+                                "result has no derivative (no cotangent: nad.jacrev gives None "
+                                "for it, nad.vjp zero adjoints)", construct=f"{result} output",
+                                lineno=returns[-1].lineno if returns else None,
+                                filename=self._fs.filename, function=self._func.__name__)
         if self.seeded and not tuples.has_differentiable(variant.result_type):
             raise TypeError(f"{self._func.__name__}() returns {variant.result_type}; ret=Active "
                             "needs a float (or float array) result: use ret='Const'")
@@ -475,6 +483,9 @@ def vjp(fun, *primals, checkpoint=None, fastmath=False):
 
     def vjp_fn(cotangent):
         cotangent = _cotangent_like(out, cotangent)
+        if not _any_differentiable(out):           # only ints: no cotangent, zero adjoints
+            return tuple(np.zeros_like(v) if a is Duplicated else 0.0 if a is Active else None
+                         for v, a in zip(checked, activities))
         inputs = [v.copy() if isinstance(v, np.ndarray) else v for v in checked]
         shadows = [np.zeros_like(v) if a is Duplicated else None
                    for v, a in zip(inputs, activities)]
@@ -521,6 +532,13 @@ def _cotangent_like(out, cotangent, where: str = "cotangent"):
     return float(cotangent)
 
 
+def _any_differentiable(out) -> bool:
+    """Whether output ``out`` (a tuple nested to any depth) has a float or float array."""
+    if isinstance(out, tuple):
+        return any(_any_differentiable(o) for o in out)
+    return _differentiable_output(out)
+
+
 def _differentiable_output(value) -> bool:
     return _is_float_array(value) or (isinstance(value, (float, np.floating))
                                       and not isinstance(value, bool))
@@ -549,7 +567,7 @@ def jacrev(fun, argnums=0):
         def of_output(value, path):
             if isinstance(value, tuple):
                 return tuple(of_output(v, path + (k,)) for k, v in enumerate(value))
-            if isinstance(out, tuple) and not _differentiable_output(value):
+            if not _differentiable_output(value):          # an int output: no Jacobian
                 return None
             blocks = _jacobian_blocks(np.shape(value), lambda basis: _placed(out, path, basis),
                                       pullback, args, wrt)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 
 import numba
+import numpy as np
 
 from . import checkpoint, naming
 from .errors import UnsupportedConstructError
@@ -103,25 +104,63 @@ class _Fence(ast.NodeVisitor):
     def visit_For(self, node: ast.For) -> None:
         if node.orelse:
             self.refuse(node.orelse[0], "else clause on a for loop")
-        if not isinstance(node.target, ast.Name):
-            self.refuse(node.target, "for loop with a tuple target", " (loop over range(...))")
         iterator = node.iter
         if checkpoint.is_marker(self.fs, iterator):
             checkpoint.marker_schedule(self.fs, iterator)
             iterator = iterator.args[0]
-        if isinstance(iterator, ast.Tuple):
-            self.refuse(iterator, "iteration over a tuple", " (index its elements: t[0], t[1]...)")
-        if not (isinstance(iterator, ast.Call) and not iterator.keywords
-                and 1 <= len(iterator.args) <= 3 and _is_range(self.fs, iterator.func)):
-            self.refuse(iterator, f"for loop over '{ast.unparse(iterator)}'",
-                        " (loop over range(...) and index the array)")
+        if isinstance(iterator, ast.Call) and is_range(self.fs, iterator.func):
+            if not isinstance(node.target, ast.Name):
+                self.refuse(node.target, "for loop over a range with a tuple target")
+            if iterator.keywords or not 1 <= len(iterator.args) <= 3:
+                self.refuse(iterator, f"for loop over '{ast.unparse(iterator)}'")
+        elif iterator is node.iter:
+            self.check_iterated(node.target, iterator)      # lowered by .iteration
+        else:
+            self.refuse(iterator, "nad.checkpointed(...) of anything but range(...)")
         for field in (node.target, iterator, *node.body):
             self.visit(field)
+
+    def check_iterated(self, target: ast.expr, iterable: ast.expr) -> None:
+        """A loop over sequences (arrays; ``enumerate``, ``zip`` of them) with a name or a
+        (nested) tuple of names as target."""
+        for node in ast.walk(target):
+            if not isinstance(node, (ast.Name, ast.Tuple, ast.expr_context)):
+                self.refuse(node, "for loop with this target", " (use names)")
+        if isinstance(iterable, (ast.Tuple, ast.List)):
+            self.refuse(iterable, "iteration over a tuple", " (index its elements: t[0], t[1]...)")
+        if isinstance(iterable, ast.Call) and isinstance(iterable.func, ast.Name) \
+                and iterable.func.id in ("enumerate", "zip") \
+                and resolve(self.fs, iterable.func) in (enumerate, zip):
+            count = (1, 2) if iterable.func.id == "enumerate" else range(1, 64)
+            if iterable.keywords or len(iterable.args) not in count:
+                self.refuse(iterable, f"'{ast.unparse(iterable)}' in a for loop",
+                            " (no keywords; enumerate(x) or enumerate(x, start), zip(x, y, ...))")
+            elements = iterable.args[:1] if iterable.func.id == "enumerate" else iterable.args
+            parts = len(elements) + (iterable.func.id == "enumerate")
+            if isinstance(target, ast.Tuple) and len(target.elts) != parts \
+                    and iterable.func.id == "enumerate":
+                self.refuse(target, "for loop target of another length than the tuples of "
+                            f"'{ast.unparse(iterable)}'")
+            inner = target.elts if isinstance(target, ast.Tuple) and len(target.elts) == parts \
+                else None
+            if iterable.func.id == "enumerate":
+                self.check_iterated(inner[1] if inner else ast.Name(id="_", ctx=ast.Store()),
+                                    elements[0])
+            else:
+                for k, element in enumerate(elements):
+                    self.check_iterated(inner[k] if inner else ast.Name(id="_", ctx=ast.Store()),
+                                        element)
 
     def visit_Call(self, node: ast.Call) -> None:
         if checkpoint.is_marker(self.fs, node):
             self.refuse(node, "nad.checkpointed(...) outside the header of a for loop",
                         " (write 'for t in nad.checkpointed(range(T)):')")
+        if node.args and isinstance(node.args[0], ast.List) and resolve(self.fs, node.func) \
+                is np.array:                    # np.array([[a, b], [c, d]]): lists of elements
+            self.visit(node.func)
+            for part in [*_list_leaves(node.args[0]), *node.args[1:], *node.keywords]:
+                self.visit(part)
+            return
         self.generic_visit(node)
 
     def visit_Starred(self, node: ast.Starred) -> None:
@@ -144,6 +183,13 @@ class _Fence(ast.NodeVisitor):
         self.generic_visit(node)
 
 
+def _list_leaves(display: ast.expr) -> list[ast.expr]:
+    """The elements of a (nested) list or tuple display."""
+    if isinstance(display, (ast.List, ast.Tuple)):
+        return [leaf for e in display.elts for leaf in _list_leaves(e)]
+    return [display]
+
+
 def check(fs: FunctionSource) -> None:
     """Raise at the first unsupported construct of ``fs``; return None when all is supported."""
     fence = _Fence(fs)
@@ -152,7 +198,7 @@ def check(fs: FunctionSource) -> None:
         fence.visit(statement)
 
 
-def _is_range(fs: FunctionSource, func: ast.expr) -> bool:
+def is_range(fs: FunctionSource, func: ast.expr) -> bool:
     """``range``, or numba's ``prange``: a derivative runs its iterations in order (each a
     parallel loop's iterations being independent, that order is as good as any)."""
     if isinstance(func, ast.Name) and func.id == "range":

@@ -9,6 +9,9 @@ from __future__ import annotations
 RESERVED = "_nad"
 
 TEMP = "_nad_t"              # temporaries introduced by normalisation: _nad_t1, _nad_t2...
+SEQUENCE = "_nad_seq"         # a sequence iterated over (`for v in x`), + loop number
+ITEM_INDEX = "_nad_it"        # the index of such a loop, + loop number
+LIBRARY = "_nad_lib_"         # a library callable bound in a generated module
 ADJOINT = "_nad_b_"           # adjoint of a scalar: _nad_b_x
 SHADOW = "_nad_d_"            # shadow of an array: _nad_d_x
 SEED = "_nad_seed"            # incoming cotangent of the result

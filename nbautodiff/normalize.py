@@ -39,18 +39,23 @@ from __future__ import annotations
 
 import ast
 import copy
+import math
 import numbers
+import os
+import sys
+import sysconfig
 import types
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import checkpoint, custom, naming, rules
+from . import checkpoint, custom, fence, iteration, naming, rules
 from .controlflow import structure
 from .errors import UnsupportedConstructError
 from .source import MISSING, FunctionSource, dotted_parts, resolve
 
 ATOMS = (ast.Name, ast.Constant)
+LIBRARIES = ("numpy", "scipy", "numba", "llvmlite", "math", "cmath")
 LIST_METHODS = ("append", "pop")       # of the reference stacks of generated code
 
 
@@ -63,6 +68,7 @@ class Normalized:
     callees: dict[str, object] = field(default_factory=dict)   # binding -> function or custom wrapper
     globals: dict[str, object] = field(default_factory=dict)               # name -> value read
     augmented: list[tuple[str, ast.AugAssign]] = field(default_factory=list)  # `x op= ...` on names
+    libraries: dict[str, object] = field(default_factory=dict)  # binding -> library callable
 
 
 def _name(id_: str, store: bool = False) -> ast.Name:
@@ -321,6 +327,8 @@ class _Flattener:
         else:
             array = self.atom(base)
         index = node.slice
+        if isinstance(index, ast.Constant) and index.value is Ellipsis:
+            index = ast.Slice(None, None, None)              # x[...] is x[:], the whole array
         if isinstance(index, ast.Tuple):
             index = ast.Tuple(elts=[self.index_part(e) for e in index.elts], ctx=ast.Load())
         else:
@@ -332,6 +340,9 @@ class _Flattener:
         if isinstance(part, ast.Slice):
             return ast.Slice(*(None if bound is None else self.atom(bound)
                                for bound in (part.lower, part.upper, part.step)))
+        if dotted_parts(part) and not (isinstance(part, ast.Name) and part.id in self.locals) \
+                and resolve(self.fs, part) is None:
+            return ast.Constant(None)                               # np.newaxis
         return self.atom(part)
 
     def if_expression(self, node: ast.IfExp) -> ast.Name:
@@ -374,6 +385,9 @@ class _Flattener:
         if target is MISSING:
             raise self.refuse(node, f"call to '{label}'", " (name not found)")
         key = id(target)
+        spelled = self.numpy_spelling(node, target, label)
+        if spelled is not None:
+            return spelled
         if (key, False) in rules.ARRAY_CALLS or (key, True) in rules.ARRAY_CALLS:
             return self.array_call(node, target, list(node.args), node.keywords, label)
         if node.keywords and key not in rules.ARRAY_CONSTRUCTORS:
@@ -405,11 +419,110 @@ class _Flattener:
             return self.annotated(node, rules.HELPERS[key].spelling, "helper", rules.HELPERS[key])
         if custom.kind_of(target) == "nondiff":
             return self.annotated(node, self.bind_callee(target), "nondiff", target)
-        if is_user_function(target):
+        if is_user_function(target) and not is_library(target):
             return self.annotated(node, self.bind_callee(target), "user", target)
+        if is_library(target) and callable(target):
+            if key in rules.WRITE_ARGUMENTS:
+                raise self.refuse(node, f"call to '{label}'", " (it writes into its array "
+                                  "argument; write the elements in a loop)")
+            return self.annotated(node, self.bind_library(func, target), "opaque", target)
         raise self.refuse(node, f"call to '{label}'",
-                          " (only math/NumPy scalar functions, array constructors and "
+                          " (only math/NumPy functions, array constructors and "
                           "functions with Python source can be called)")
+
+    def numpy_spelling(self, node: ast.Call, target, label: str) -> ast.expr | None:
+        """NumPy calls written another way before they are resolved: the ufunc names of the
+        operators (``np.add(x, y)`` is ``x + y``), ``np.full[_like]`` with a ``dtype`` (the fill
+        value cast), ``np.array`` of a list display (stored element by element into a new
+        array) or of an array (a copy); None for any other call."""
+        key = id(target)
+        if key in rules.UFUNC_OPERATORS or key == rules.RECIPROCAL:
+            if node.keywords:
+                raise self.refuse(node, f"keyword arguments in the call to '{label}'")
+            op = rules.UFUNC_OPERATORS.get(key)
+            unary = op in (ast.USub, ast.UAdd) or key == rules.RECIPROCAL
+            if len(node.args) != (1 if unary else 2):
+                raise self.refuse(node, f"call to '{label}' with {len(node.args)} arguments")
+            if key == rules.RECIPROCAL:
+                return ast.BinOp(left=ast.Constant(1.0), op=ast.Div(), right=self.atom(node.args[0]))
+            if unary:
+                return ast.UnaryOp(op=op(), operand=self.atom(node.args[0]))
+            return ast.BinOp(left=self.atom(node.args[0]), op=op(), right=self.atom(node.args[1]))
+        if target in (np.full, np.full_like) and node.keywords:
+            dtype = [k for k in node.keywords if k.arg == "dtype"]
+            if len(node.args) != 2 or len(dtype) != len(node.keywords):
+                raise self.refuse(node, f"call to '{label}' with these arguments",
+                                  " (give the shape (or array) and the fill value, and only "
+                                  "dtype= by keyword)")
+            shape = node.args[0] if target is np.full else \
+                ast.Attribute(value=self.atom(node.args[0]), attr="shape", ctx=ast.Load())
+            cast = ast.copy_location(ast.Call(func=dtype[0].value, args=[node.args[1]],
+                                              keywords=[]), node)
+            full = ast.copy_location(ast.Call(func=_spelled("np.full"), args=[shape, cast],
+                                              keywords=[]), node)
+            return self.array_call(full, np.full, [shape, cast], [], label)
+        if target is np.array:
+            return self.array_display(node, label)
+        return None
+
+    def array_display(self, node: ast.Call, label: str) -> ast.expr:
+        """``np.array([[a, b], [c, d]])``: a new array (of NumPy's dtype for the elements, or
+        ``dtype=``) and one store per element; ``np.array(x)`` of an array: ``x.copy()``."""
+        others = [k.arg for k in node.keywords if k.arg != "dtype"]
+        if len(node.args) != 1 or others:
+            raise self.refuse(node, f"call to '{label}' with these arguments",
+                              " (one list of elements, and only dtype= by keyword)")
+        display = node.args[0]
+        if not isinstance(display, (ast.List, ast.Tuple)):
+            if node.keywords:
+                raise self.refuse(node, f"'{label}' of an array with dtype=",
+                                  " (use x.astype(...) outside differentiated code, or x.copy())")
+            base = self.atom(display)
+            if not isinstance(base, ast.Name):
+                raise self.refuse(node, f"'{label}' of a number", " (write the number itself)")
+            call = ast.Call(func=ast.Attribute(value=base, attr="copy", ctx=ast.Load()),
+                            args=[], keywords=[])
+            call.nad_kind, call.nad_target = "copy", None
+            return call
+        shape, leaves = _display_shape(display)
+        if shape is None:
+            raise self.refuse(display, f"'{label}' of nested lists of different lengths")
+        if not leaves:
+            raise self.refuse(display, f"'{label}' of an empty list", " (use np.zeros / np.empty)")
+        atoms = [(index, self.atom(leaf)) for index, leaf in leaves]
+        extent = ast.Tuple(elts=[ast.Constant(n) for n in shape], ctx=ast.Load())
+        if node.keywords:
+            dtype = self.keyword_value(node.keywords[0])
+            made = ast.Call(func=_spelled("np.empty"), args=[extent],
+                            keywords=[ast.keyword(arg="dtype", value=dtype)])
+        else:
+            made = ast.Call(func=_spelled("_nad_arrays.empty_for"),
+                            args=[extent] + [atom for _, atom in atoms], keywords=[])
+        made.nad_kind, made.nad_target = "constructor", None
+        array = self.to_temp(made)
+        for index, atom in atoms:
+            position = ast.Tuple(elts=[ast.Constant(i) for i in index], ctx=ast.Load()) \
+                if len(index) > 1 else ast.Constant(index[0])
+            self.emit(ast.Assign(targets=[ast.Subscript(value=_name(array.id), slice=position,
+                                                        ctx=ast.Store())], value=atom))
+        return array
+
+    def bind_library(self, func: ast.expr, target) -> str:
+        """How generated code names library callable ``target`` (``np.x``/``math.x`` as
+        written; anything else bound in the module under a name of its own)."""
+        parts = dotted_parts(func)
+        if parts and parts[0] in ("np", "math") and resolve(self.fs, _name(parts[0])) is \
+                {"np": np, "math": math}[parts[0]]:
+            return ".".join(parts)
+        for binding, known in self.result.libraries.items():
+            if known is target:
+                return binding
+        taken = self.locals | set(self.result.globals) | set(self.result.callees) | \
+            set(self.result.libraries) | {"math", "np", self.fs.name}
+        binding = naming.unused(f"{naming.LIBRARY}{parts[-1] if parts else 'call'}",
+                                taken.__contains__)
+        self.result.libraries[binding] = target
+        return binding
 
     def array_call(self, node: ast.Call, function, args: list, keywords: list,
                    label: str) -> ast.Call:
@@ -502,19 +615,60 @@ class _Flattener:
         target = resolve(self.fs, call.func)
         key = id(target)
         spelling = rules.spelling_of(target)
-        if spelling is None and is_user_function(target):
+        user = is_user_function(target) and not is_library(target)
+        if spelling is None and user:
             spelling = self.bind_callee(target)
+        opaque = spelling is None and is_library(target) and callable(target) \
+            and key not in rules.WRITE_ARGUMENTS
+        if opaque:
+            spelling = self.bind_library(call.func, target)
         if spelling is None:
             raise self.refuse(call, f"call to '{ast.unparse(call.func)}'")
         call.func = _spelled(spelling)
-        kind = "user" if is_user_function(target) else ("rule" if key in rules.CALLS else "zero")
+        kind = "user" if user else "opaque" if opaque else \
+            ("rule" if key in rules.CALLS else "zero")
         call.nad_kind, call.nad_target = kind, target
         return call
+
+
+def _display_shape(display: ast.expr):
+    """(shape, [(index, element)]) of a (nested) list display; shape None when ragged."""
+    if not isinstance(display, (ast.List, ast.Tuple)):
+        return (), [((), display)]
+    parts = [_display_shape(e) for e in display.elts]
+    shapes = {p[0] for p in parts}
+    if None in shapes or len(shapes) > 1:
+        return None, []
+    inner = shapes.pop() if shapes else ()
+    leaves = [((k,) + index, leaf) for k, (_, sub) in enumerate(parts) for index, leaf in sub]
+    return (len(display.elts),) + inner, leaves
+
+
+def is_library(obj) -> bool:
+    """Whether ``obj`` belongs to NumPy, SciPy, numba, ``math`` or Python's standard library
+    (not a builtin such as ``print``): called as it is (a constant for the derivative), never
+    parsed as a user function."""
+    python = getattr(obj, "py_func", obj)
+    module = getattr(python, "__module__", None)
+    if not isinstance(module, str):
+        module = type(obj).__module__
+    root = (module or "").split(".")[0]
+    if root in LIBRARIES:
+        return True
+    if isinstance(python, types.FunctionType):          # a user's module may be named `code`
+        path = os.path.realpath(python.__code__.co_filename)
+        return path.startswith(_STDLIB) and "-packages" + os.sep not in path
+    return root in sys.stdlib_module_names and root != "builtins"
+
+
+_STDLIB = os.path.realpath(sysconfig.get_paths()["stdlib"]) + os.sep
 
 
 def normalize(fs: FunctionSource) -> Normalized:
     """Normalise ``fs`` (already fenced) to three-address form; see the module docstring."""
     unmarked, marks = checkpoint.without_markers(fs)
+    unmarked = iteration.lower(unmarked, lambda header: isinstance(header, ast.Call)
+                               and fence.is_range(fs, header.func))
     tree = structure(unmarked)
     flattener = _Flattener(fs, tree)
     body = []

@@ -35,8 +35,8 @@ from . import (arrayfence, cache, custom, emit, fence, forward_mode, lifting, mo
                naming, raising, reverse_mode, tuples, typeinfer, vector_calls)
 from .errors import AutodiffError, UnsupportedConstructError
 from .normalize import Normalized, normalize
-from .source import (FunctionSource, function_source, python_function, recording, resolve,
-                     specializes)
+from .source import (FunctionSource, function_source, python_function, record_generated,
+                     recording, resolve, specializes)
 from .kernels import arrays as array_module
 from .kernels import products as product_module
 from .kernels import checkpoint as checkpoint_module, tape as tape_module
@@ -117,6 +117,12 @@ def primal(func) -> Primal:
         return built
 
 
+def _library_name(target) -> str:
+    """The qualified name of a library callable (what its binding in a primal stands for)."""
+    module = getattr(target, "__module__", None) or type(target).__module__
+    return f"{module}.{getattr(target, '__qualname__', getattr(target, '__name__', repr(target)))}"
+
+
 def _call_site(fs: FunctionSource, callee) -> ast.Call | None:
     """The first call in ``fs`` to ``callee``."""
     for node in ast.walk(fs.tree):
@@ -150,11 +156,14 @@ def _build_primal(func) -> Primal:
         # differentiating this code again (forward over reverse) still sees what it declares
         namespace[binding] = callee_primals[binding].dispatcher \
             if isinstance(callee, types.FunctionType) else callee
+    namespace.update(normalized.libraries)        # library callables called as constants
     rendered = emit.render([normalized.tree], header=f"# primal of {fs.name}, normalised by nbautodiff\n"
                                                      "import math\nimport numpy as np")
     key = cache.key("primal", rendered.text, rendered.user_lines,
                     emit.annotations(normalized.tree), fs.generated, global_arrays,
-                    {binding: p.key for binding, p in callee_primals.items()}, origin=func)
+                    {binding: p.key for binding, p in callee_primals.items()},
+                    {binding: _library_name(target)
+                     for binding, target in normalized.libraries.items()}, origin=func)
     entry = cache.artifact(key, lambda: cache.Built(f"{fs.name}_primal", rendered.text))
     namespace = entry.load(namespace)
     dispatcher = entry.njit(namespace[fs.name])
@@ -260,8 +269,9 @@ def _located(prim: Primal, exc: Exception) -> AutodiffError:
             line = prim.rendered.user_line(int(match.group(2)))
     first = next((ln.strip() for ln in text.splitlines() if ln.strip()), text)
     first = re.sub(r"\x1b\[[0-9;]*m", "", first)
-    return AutodiffError(f"numba cannot compile this code: {first}", construct="numba typing",
-                         lineno=line, filename=prim.fs.filename, function=prim.fs.name)
+    return prim.fs.error(f"numba cannot compile this code: {first}",
+                         types.SimpleNamespace(lineno=line) if line else None,
+                         construct="numba typing")
 
 
 def signature_code(argtypes: tuple, active: list[bool], result_active: bool,
@@ -308,6 +318,7 @@ def _build_variant(prim: Primal, argtypes: tuple, active: list[bool], result_act
                                                           fastmath))
     data = entry.data
     dispatcher = _loaded(entry, prim)
+    record_generated(entry.source_path, prim.fs, data["user_lines"])
     return Variant(data["name"], entry.text, entry.source_path, dispatcher, data["shadows"],
                    data["adjoint_positions"], data["result_type"], data["checkpointed"],
                    data["user_lines"])
@@ -336,6 +347,7 @@ def _generate_variant(prim: Primal, argtypes: tuple, active: list[bool], result_
     if fastmath:
         types, vector_math = _fastmath_rewrite(tree, types)
     an = analysis_mod.analyse(tree, types, active_params, result_active, _callee_writes)
+    _refuse_opaque(fs, tree, an)
     namespace = dict(prim.namespace)
     name = naming.reverse_name(fs.name, signature_code(argtypes, active, result_active,
                                                        keep_value)
@@ -415,6 +427,7 @@ def _build_forward(prim: Primal, argtypes: tuple, duals: list[bool], result_dual
     entry = cache.artifact(key, lambda: _generate_forward(prim, argtypes, duals, result_dual,
                                                           width, fastmath))
     data = entry.data
+    record_generated(entry.source_path, prim.fs, data["user_lines"])
     return ForwardVariant(data["name"], entry.text, entry.source_path, _loaded(entry, prim),
                           data["duals"], data["result_dual"], data["result_type"], width)
 
@@ -435,6 +448,7 @@ def _generate_forward(prim: Primal, argtypes: tuple, duals: list[bool], result_d
         types, vector_math = _fastmath_rewrite(tree, types)
     an = analysis_mod.analyse(tree, types, dual_params, result_dual, _callee_writes,
                               in_place_stores=True)
+    _refuse_opaque(fs, tree, an)
     namespace = dict(prim.namespace)
     code = "".join("d" if flag else "c" for flag in duals) + ("_r" if result_dual else "") + \
         (f"_w{width}" if width > 1 else "") + ("_fm" if fastmath else "")
@@ -458,6 +472,16 @@ def _generate_forward(prim: Primal, argtypes: tuple, duals: list[bool], result_d
     return _generated(tree, f"forward mode of {fs.name}", name, {
         "callees": callees, "duals": duals, "result_dual": result_dual,
         "result_type": result_type, "vector_math": vector_math})
+
+
+def _refuse_opaque(fs: FunctionSource, tree: ast.FunctionDef, an) -> None:
+    """Refuse, with its line, a library call without a derivative rule that is not a constant
+    (see :func:`.analysis.opaque_call_refusal`)."""
+    found = analysis_mod.opaque_call_refusal(tree, an)
+    if found is not None:
+        statement, reason = found
+        raise fs.error(f"{reason}", statement, construct=ast.unparse(statement.value.func),
+                       kind=UnsupportedConstructError)
 
 
 def _specialized(func, argtypes: tuple):

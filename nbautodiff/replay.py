@@ -280,6 +280,8 @@ class _Transformer(ast.NodeTransformer):
         kind = getattr(node, "nad_kind", None)
         if kind in ("rule", "array"):
             return self.primitive(node, varied)
+        if kind == "opaque":
+            return self.call(f"{CS}.real_call", [node.func, *node.args])
         if kind == "zero":
             spelling = ast.unparse(node.func)
             if spelling in probes.ROUNDING and first_varied:

@@ -107,8 +107,10 @@ def sub(g, z, x, y): return g, -g
 def mul(g, z, x, y): return g * y, g * x
 @operator(ast.Div)
 def div(g, z, x, y): return g / y, -g * (z / y)
+# ``y - 1 + (y == 0)``: the exponent of ``y * x ** (y - 1)`` where it matters; at ``y == 0`` the
+# term is ``0 * x ** 0``, so ``x ** 0`` at ``x = 0`` neither divides by zero nor gives 0 * inf.
 @operator(ast.Pow)
-def pow_(g, z, x, y): return g * y * x ** (y - 1), g * z * math.log(x) if x > 0 else 0.0
+def pow_(g, z, x, y): return g * y * x ** (y - 1 + (y == 0)), g * z * math.log(x) if x > 0 else 0.0
 @operator(ast.Mod)
 def mod(g, z, x, y): return g, -g * math.floor(x / y)
 @operator(ast.FloorDiv)
@@ -167,7 +169,7 @@ def cbrt(g, z, x): return g / (3.0 * z * z)
 @primitive("np.square", np.square)
 def square(g, z, x): return 2.0 * g * x
 @primitive("math.pow", math.pow, np.power, builtins.pow)
-def power(g, z, x, y): return g * y * x ** (y - 1), g * z * math.log(x) if x > 0 else 0.0
+def power(g, z, x, y): return g * y * x ** (y - 1 + (y == 0)), g * z * math.log(x) if x > 0 else 0.0
 @primitive("math.hypot", math.hypot, np.hypot)
 def hypot(g, z, x, y): return g * x / z if z > 0 else 0.0, g * y / z if z > 0 else 0.0
 @primitive("math.erf", math.erf)
@@ -184,7 +186,7 @@ def minimum(g, z, x, y): return g if x <= y else 0.0, 0.0 if x <= y else g
 def maximum(g, z, x, y): return g if x >= y else 0.0, 0.0 if x >= y else g
 @primitive("math.copysign", math.copysign, np.copysign)
 def copysign(g, z, x, y): return g * np.sign(x) * math.copysign(1.0, y), None
-@primitive("math.fmod", math.fmod, np.fmod)
+@primitive("np.fmod", math.fmod, np.fmod)     # numba compiles np.fmod, not math.fmod
 def fmod(g, z, x, y): return g, -g * math.trunc(x / y)
 @primitive("float", builtins.float, np.float64, np.float32, np.double, np.single)
 def to_float(g, z, x): return g
@@ -211,7 +213,7 @@ ARRAY_CONSTRUCTORS = {id(f): name for f, name in [
     (np.zeros, "np.zeros"), (np.ones, "np.ones"), (np.empty, "np.empty"),
     (np.zeros_like, "np.zeros_like"), (np.ones_like, "np.ones_like"),
     (np.empty_like, "np.empty_like"), (np.arange, "np.arange"), (np.eye, "np.eye"),
-    (np.identity, "np.identity"),
+    (np.identity, "np.identity"), (_nad_arrays.empty_for, "_nad_arrays.empty_for"),
 ]}
 # Objects the generated code may name in keyword values (dtype=np.float32...).
 DTYPES = {id(f): name for f, name in [
@@ -273,8 +275,12 @@ def reshape(g, z, x, shape): return np.reshape(np.ascontiguousarray(g), x.shape)
 def where(g, z, c, x, y): return None, np.where(c, g, 0.0), np.where(c, 0.0, g)
 @array_primitive("np.cumsum", np.cumsum)
 def cumsum(g, z, x): return np.reshape(np.ascontiguousarray(np.cumsum(g[::-1])[::-1]), x.shape)
+@array_primitive("np.cumsum", np.cumsum, axis=True)
+def cumsum_axis(g, z, x, axis):
+    return (_nad_arrays.expand_axis(_nad_arrays.sum_axis(g, axis), x, axis)
+            - np.cumsum(g, axis) + g), None
 @array_primitive("np.linalg.det", np.linalg.det)
-def det(g, z, a): return g * z * np.ascontiguousarray(np.linalg.inv(a).T)
+def det(g, z, a): return g * _nad_arrays.det_cofactor(a)
 @array_primitive("np.linalg.inv", np.linalg.inv)
 def inv(g, z, a): return -(np.ascontiguousarray(z.T) @ np.ascontiguousarray(g)
                            @ np.ascontiguousarray(z.T))
@@ -288,7 +294,27 @@ def atleast_2d(g, z, x): return np.reshape(np.ascontiguousarray(g), x.shape)
 @array_primitive("np.atleast_3d", np.atleast_3d)
 def atleast_3d(g, z, x): return np.reshape(np.ascontiguousarray(g), x.shape)
 
+@array_primitive("np.full", np.full)
+def full(g, z, shape, value): return None, np.sum(g)
+@array_primitive("np.full_like", np.full_like)
+def full_like(g, z, a, value): return None, np.sum(g)
+
 OPERATORS[ast.MatMult] = ARRAY_CALLS[(id(np.matmul), False)]
+
+# NumPy's names of the operators: ``np.add(x, y)`` is normalised to ``x + y`` (and so has the
+# operator's rule), ``np.reciprocal(x)`` to ``1.0 / x``.
+UFUNC_OPERATORS = {id(f): op for f, op in [
+    (np.add, ast.Add), (np.subtract, ast.Sub), (np.multiply, ast.Mult), (np.divide, ast.Div),
+    (np.true_divide, ast.Div), (np.floor_divide, ast.FloorDiv), (np.mod, ast.Mod),
+    (np.remainder, ast.Mod), (np.negative, ast.USub), (np.positive, ast.UAdd),
+]}
+RECIPROCAL = id(np.reciprocal)
+# Library functions that write into an array argument: never called as a constant.
+WRITE_ARGUMENTS = {id(f): name for f, name in [
+    (np.random.shuffle, "np.random.shuffle"), (np.copyto, "np.copyto"),
+    (np.fill_diagonal, "np.fill_diagonal"), (np.put, "np.put"), (np.place, "np.place"),
+    (np.putmask, "np.putmask"),
+]}
 
 # Products that ``fastmath=True`` recognises in loop nests (:mod:`.raising`). An adjoint template
 # whose first argument is the name ``into`` accumulates in place into the operand's shadow
@@ -369,13 +395,19 @@ def transpose_tangent(d, z, x): return np.transpose(d)
 def reshape_tangent(d, z, x, shape): return np.reshape(np.ascontiguousarray(d), shape), None
 @array_tangent(cumsum)
 def cumsum_tangent(d, z, x): return np.cumsum(d)
+@array_tangent(cumsum_axis)
+def cumsum_axis_tangent(d, z, x, axis): return np.cumsum(d, axis), None
 @array_tangent(det)
-def det_tangent(d, z, a): return z * np.sum(np.linalg.inv(a).T * d)
+def det_tangent(d, z, a): return np.sum(_nad_arrays.det_cofactor(a) * d)
 @array_tangent(inv)
 def inv_tangent(d, z, a): return -(z @ np.ascontiguousarray(d) @ z)
 @array_tangent(solve)
 def solve_tangent(d, z, a, b): return (np.linalg.solve(a, -(np.ascontiguousarray(d) @ z)),
                                        np.linalg.solve(a, d))
+@array_tangent(full)
+def full_tangent(d, z, shape, value): return None, np.full_like(z, d)
+@array_tangent(full_like)
+def full_like_tangent(d, z, a, value): return None, np.full_like(z, d)
 @array_tangent(atleast_1d)
 def atleast_1d_tangent(d, z, x): return np.atleast_1d(d)
 @array_tangent(atleast_2d)
@@ -484,6 +516,8 @@ def mm_t_into_tangent(target, G, X, N, K, M, d_target, d_G, d_X):
 
 @helper("_nad_arrays.prod_adjoint", _nad_arrays.prod_adjoint)
 def prod_adjoint_tangent(g, x, d_g, d_x): return _nad_arrays.prod_adjoint_tangent(g, x, d_g, d_x)
+@helper("_nad_arrays.det_cofactor", _nad_arrays.det_cofactor)
+def det_cofactor_tangent(a, d_a): return _nad_arrays.det_cofactor_tangent(a, d_a)
 @helper("_nad_arrays.solve_matrix_adjoint", _nad_arrays.solve_matrix_adjoint)
 def solve_matrix_adjoint_tangent(g, a, z, d_g, d_a, d_z):
     return _nad_arrays.solve_matrix_adjoint_tangent(g, a, z, d_g, d_a, d_z)

@@ -13,6 +13,7 @@ import ast
 import builtins
 import contextlib
 import inspect
+import os
 import threading
 import textwrap
 import types
@@ -48,9 +49,41 @@ class FunctionSource:
 
     def error(self, message: str, node: ast.AST | None = None, *, construct: str | None = None,
               kind: type[AutodiffError] = AutodiffError) -> AutodiffError:
-        """An error located at ``node`` of this function (its line in the user's source)."""
-        return kind(message, construct=construct, lineno=getattr(node, "lineno", None),
-                    filename=self.filename, function=self.name)
+        """An error located at ``node`` of this function (its line in the user's source; for
+        generated code, the user's line it was generated from, see :func:`user_location`)."""
+        lineno, filename, function = getattr(node, "lineno", None), self.filename, self.name
+        if self.generated:
+            origin = user_location(filename, lineno)
+            if origin is not None:
+                filename, lineno, function = origin
+                message = f"{message} (in the derivative {self.name} generated from it)"
+        return kind(message, construct=construct, lineno=lineno, filename=filename,
+                    function=function)
+
+
+_generated_origins: dict[str, tuple[str, str, list]] = {}
+
+
+def record_generated(path: str, fs: FunctionSource, user_lines: list) -> None:
+    """Remember that generated file ``path`` was made from the function ``fs``, its line k
+    from the user's line ``user_lines[k - 1]`` (None where no user line; a line outside the
+    function counts as its ``def`` line)."""
+    first, last = fs.tree.lineno, getattr(fs.tree, "end_lineno", None) or fs.tree.lineno
+    lines = [line if line is None or first <= line <= last else first for line in user_lines]
+    _generated_origins[os.path.realpath(path)] = (fs.filename, fs.name, lines)
+
+
+def user_location(path: str, lineno: int | None) -> tuple[str, int | None, str] | None:
+    """(filename, line, function) of the user's code that line ``lineno`` of generated file
+    ``path`` was made from (through any number of derivatives of derivatives), or None when
+    ``path`` is not a recorded generated file. A refusal never names a generated line."""
+    origin = _generated_origins.get(os.path.realpath(path)) if path else None
+    if origin is None:
+        return None
+    filename, function, lines = origin
+    line = lines[lineno - 1] if lineno is not None and 1 <= lineno <= len(lines) else None
+    deeper = user_location(filename, line)
+    return deeper if deeper is not None else (filename, line, function)
 
 
 def python_function(obj) -> types.FunctionType:

@@ -189,6 +189,10 @@ class _Splitter:
         index = subscript.slice
         if isinstance(index, (ast.Slice, ast.Tuple)):
             raise self.refuse(s, f"slicing {shown}", " (index its elements one by one)")
+        if isinstance(index, ast.Name) and index.id.startswith(naming.ITEM_INDEX):
+            shown = "a tuple" if naming.is_reserved(name) else f"'{name}', a tuple,"
+            raise self.refuse(s, f"for loop over {shown}",      # lowered by .iteration
+                              " (index its elements: t[0], t[1]...)")
         if not (isinstance(index, ast.Constant) and type(index.value) is int):
             raise self.refuse(s, f"indexing {shown} with a non-constant index",
                               " (use a constant, such as t[0])")
