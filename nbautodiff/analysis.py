@@ -425,6 +425,13 @@ class _Analyser:
     def operands_stay(self, statement, site: Site, candidates) -> bool:
         assigned_in_block = {name for inner, _ in walk_statements(site.block)
                              for name in assigned_names(inner)}
+        # An array operand is read again at the start of the block's reversal, so it must
+        # name the same array then as when the statement ran: rebound later in the block
+        # (``v = x[0]; ...; x = x + v``), it names another. (Writes into it are the business
+        # of ``pure_and_cheap``.)
+        position = site.block.index(statement)
+        rebound_after = {name for inner, _ in walk_statements(site.block[position:])
+                         for name in assigned_names(inner)}
         earlier = set()
         for inner in site.block:
             if inner is statement:
@@ -432,7 +439,11 @@ class _Analyser:
             if id(inner) in candidates:
                 earlier.add(inner.targets[0].id)
         for operand in self.operand_names(statement):
-            if self.a.is_array(operand) or operand in earlier:
+            if self.a.is_array(operand):
+                if operand in rebound_after:
+                    return False
+                continue
+            if operand in earlier:
                 continue
             if operand in assigned_in_block:
                 return False
