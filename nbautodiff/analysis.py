@@ -34,15 +34,24 @@ def index_names(index: ast.expr) -> set[str]:
     return names_in(index)
 
 
+def array_index_names(index: ast.expr, types: dict) -> list[str]:
+    """The integer or boolean arrays in an index (``A[idx]``, ``A[mask]``, ``A[rows, 1:]``):
+    such an index selects a copy of the elements (a gather), not a view."""
+    parts = index.elts if isinstance(index, ast.Tuple) else [index]
+    return [part.id for part in parts
+            if isinstance(part, ast.Name) and typeinfer.is_array(types.get(part.id))]
+
+
 def view_origin(statement: ast.Assign, types: dict) -> str | None:
     """The array that ``statement`` makes another name for, if it does: ``B = A`` (an alias)
-    or ``B = A[index]`` where ``B`` is an array (a view: a slice, a row)."""
+    or ``B = A[index]`` where ``B`` is an array (a view: a slice, a row; not a gather)."""
     target, value = statement.targets[0], statement.value
     if isinstance(value, ast.Name) and typeinfer.is_array(types.get(value.id)):
         return value.id
     if isinstance(value, ast.Subscript) and isinstance(value.value, ast.Name) \
             and typeinfer.is_array(types.get(target.id)) \
-            and typeinfer.is_array(types.get(value.value.id)):      # not an element of a tuple
+            and typeinfer.is_array(types.get(value.value.id)) \
+            and not array_index_names(value.slice, types):      # not an element of a tuple
         return value.value.id
     return None
 
