@@ -335,6 +335,49 @@ def _extremum_axis_tangent(d, x, z, axis):
     return impl
 
 
+# ---- integer-array and boolean-mask indexing ---------------------------------------------------
+# A gather ``y = A[index]`` (an index with an integer or boolean array in it) copies elements;
+# ``positions(A)[index]`` is the same selection of the elements' flat positions in ``A``, so the
+# adjoints follow whatever the selection did, with repeated elements.
+
+@_jit
+def positions(like):
+    """The flat (C order) position of each element of ``like``, in ``like``'s shape."""
+    return np.arange(like.size).reshape(like.shape)
+
+
+@_jit
+def scatter_add(into, selected, g):
+    """``into.flat[selected.flat[k]] += g.flat[k]`` for every k: the adjoint of a gather
+    (``selected``: ``positions(A)[index]``), repeated positions accumulated."""
+    for k in range(selected.size):
+        p = selected.flat[k]
+        into.flat[p] += g.flat[k]
+
+
+@_jit
+def stored_adjoint(into, selected):
+    """The adjoint of the value of a store ``y[index] = v`` (``into``: the shadow of ``y``,
+    ``selected``: ``positions(y)[index]``), in the selection's shape: the adjoint of the element
+    where each value went, for the last value stored at each position (NumPy's last write
+    wins), zero for the values written over in the same store."""
+    out = np.zeros(selected.shape, into.dtype)
+    seen = np.zeros(into.size, np.bool_)
+    for k in range(selected.size - 1, -1, -1):
+        p = selected.flat[k]
+        if not seen[p]:
+            seen[p] = True
+            out.flat[k] = into.flat[p]
+    return out
+
+
+@_jit
+def zero_at(into, selected):
+    """``into.flat[selected.flat[k]] = 0`` for every k: the elements a store overwrote."""
+    for k in range(selected.size):
+        into.flat[selected.flat[k]] = 0
+
+
 # ---- tangents of adjoint helpers (derivatives of derivatives) ---------------------------------
 
 @_jit

@@ -34,15 +34,24 @@ def index_names(index: ast.expr) -> set[str]:
     return names_in(index)
 
 
+def array_index_names(index: ast.expr, types: dict) -> list[str]:
+    """The integer or boolean arrays in an index (``A[idx]``, ``A[mask]``, ``A[rows, 1:]``):
+    such an index selects a copy of the elements (a gather), not a view."""
+    parts = index.elts if isinstance(index, ast.Tuple) else [index]
+    return [part.id for part in parts
+            if isinstance(part, ast.Name) and typeinfer.is_array(types.get(part.id))]
+
+
 def view_origin(statement: ast.Assign, types: dict) -> str | None:
     """The array that ``statement`` makes another name for, if it does: ``B = A`` (an alias)
-    or ``B = A[index]`` where ``B`` is an array (a view: a slice, a row)."""
+    or ``B = A[index]`` where ``B`` is an array (a view: a slice, a row; not a gather)."""
     target, value = statement.targets[0], statement.value
     if isinstance(value, ast.Name) and typeinfer.is_array(types.get(value.id)):
         return value.id
     if isinstance(value, ast.Subscript) and isinstance(value.value, ast.Name) \
             and typeinfer.is_array(types.get(target.id)) \
-            and typeinfer.is_array(types.get(value.value.id)):      # not an element of a tuple
+            and typeinfer.is_array(types.get(value.value.id)) \
+            and not array_index_names(value.slice, types):      # not an element of a tuple
         return value.value.id
     return None
 
@@ -425,6 +434,13 @@ class _Analyser:
     def operands_stay(self, statement, site: Site, candidates) -> bool:
         assigned_in_block = {name for inner, _ in walk_statements(site.block)
                              for name in assigned_names(inner)}
+        # An array operand is read again at the start of the block's reversal, so it must
+        # name the same array then as when the statement ran: rebound later in the block
+        # (``v = x[0]; ...; x = x + v``), it names another. (Writes into it are the business
+        # of ``pure_and_cheap``.)
+        position = site.block.index(statement)
+        rebound_after = {name for inner, _ in walk_statements(site.block[position:])
+                         for name in assigned_names(inner)}
         earlier = set()
         for inner in site.block:
             if inner is statement:
@@ -432,7 +448,11 @@ class _Analyser:
             if id(inner) in candidates:
                 earlier.add(inner.targets[0].id)
         for operand in self.operand_names(statement):
-            if self.a.is_array(operand) or operand in earlier:
+            if self.a.is_array(operand):
+                if operand in rebound_after:
+                    return False
+                continue
+            if operand in earlier:
                 continue
             if operand in assigned_in_block:
                 return False

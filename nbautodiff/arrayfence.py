@@ -12,7 +12,7 @@ import ast
 from numba import types as nbtypes
 
 from . import naming, typeinfer
-from .analysis import view_origin, walk_statements
+from .analysis import array_index_names, view_origin, walk_statements
 from .errors import UnsupportedConstructError
 from .normalize import Normalized
 
@@ -34,6 +34,8 @@ def check(normalized: Normalized, types: dict, in_place_shared: bool = False) ->
                    "caller also sees",
                    f" (write {name} = {name} {_operator_symbol(node)} ... or update it element by "
                    "element)")
+    for statement, _ in walk_statements(normalized.tree.body):
+        _check_array_indices(statement, types, refuse)
     origins: dict[str, set] = {}
     views: dict[str, ast.stmt] = {}
     for statement, _ in walk_statements(normalized.tree.body):
@@ -49,6 +51,29 @@ def check(normalized: Normalized, types: dict, in_place_shared: bool = False) ->
         if len(origins[name]) > 1:
             refuse(statement, f"binding '{name}' to views of different arrays",
                    " (use a new name for each)")
+
+
+def _check_array_indices(statement: ast.stmt, types: dict, refuse) -> None:
+    """Integer-array and boolean-mask indexing in the form numba compiles: one index array,
+    one-dimensional (``x[idx]``, ``x[x > 0]`` on a vector, ``A[rows]``, ``A[:, cols]``)."""
+    if not isinstance(statement, ast.Assign):
+        return
+    for node in (statement.targets[0], statement.value):
+        if not (isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name)
+                and typeinfer.is_array(types.get(node.value.id))):
+            continue
+        arrays = array_index_names(node.slice, types)
+        array = node.value.id
+        if len(arrays) > 1:
+            refuse(statement, f"indexing '{array}' with several index arrays",
+                   " (numba supports one integer or boolean index array; index in two steps)")
+        for name in arrays:
+            if types[name].ndim != 1:
+                what = "boolean mask" if isinstance(types[name].dtype, nbtypes.Boolean) \
+                    else "integer index array"
+                refuse(statement, f"indexing '{array}' with a {types[name].ndim}-dimensional {what}",
+                       f" (numba supports one-dimensional ones: index {array}.reshape(-1) with "
+                       "a flattened one)")
 
 
 def _shared_arrays(normalized: Normalized, types: dict) -> set[str]:

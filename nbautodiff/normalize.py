@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import checkpoint, custom, fence, iteration, naming, rules
+from . import bindings, checkpoint, custom, fence, iteration, naming, rules
 from .controlflow import structure
 from .errors import UnsupportedConstructError
 from .source import MISSING, FunctionSource, dotted_parts, resolve
@@ -147,6 +147,7 @@ class _Flattener:
             self.result.augmented.append((target.id, node))
             self.assign(target, ast.BinOp(left=_name(target.id), op=node.op, right=node.value))
             self.out[-1].nad_in_place = True
+            self.out[-1].nad_augmented = len(self.result.augmented) - 1
             return
         if isinstance(target, ast.Subscript):
             array, index = self.subscript_parts(target)
@@ -262,7 +263,9 @@ class _Flattener:
             if isinstance(operand, ast.Constant) and isinstance(node.op, ast.USub):
                 return ast.Constant(-operand.value)
             return ast.UnaryOp(op=node.op, operand=operand)
-        if isinstance(node, (ast.BoolOp, ast.Compare)):
+        if isinstance(node, ast.BoolOp):
+            return self.bool_operation(node)
+        if isinstance(node, ast.Compare):
             return self.resolve_condition(node)
         if isinstance(node, ast.IfExp):
             return self.if_expression(node)
@@ -354,6 +357,18 @@ class _Flattener:
                                                            value=node.orelse), node)])
         self.emit(ast.If(test=condition, body=body, orelse=orelse))
         return _name(result)
+
+    def bool_operation(self, node: ast.BoolOp) -> ast.Name:
+        """``a or b`` / ``a and b`` as a value: the operand that decides it, as Python gives it
+        (``a if a else b`` / ``b if a else a``, ``b`` evaluated only when Python would), so
+        ``x[0] or x[1]`` has the derivative of the operand it returns."""
+        first = self.atom(node.values[0])
+        rest = node.values[1:]
+        other = rest[0] if len(rest) == 1 else \
+            ast.copy_location(ast.BoolOp(op=node.op, values=rest), node)
+        body, orelse = (first, other) if isinstance(node.op, ast.Or) else (other, first)
+        return self.if_expression(ast.copy_location(
+            ast.IfExp(test=first, body=body, orelse=copy.deepcopy(orelse)), node))
 
     def call(self, node: ast.Call) -> ast.expr:
         func = node.func
@@ -677,6 +692,10 @@ def normalize(fs: FunctionSource) -> Normalized:
     body = flattener.out or [ast.Pass()]
     new = ast.FunctionDef(name=fs.name, args=copy.deepcopy(fs.tree.args), body=body,
                           decorator_list=[], returns=None, type_comment=None, type_params=[])
+    if not fs.generated:
+        fs.display_names = bindings.split(
+            new, flattener.result.augmented,
+            set(flattener.result.callees) | set(flattener.result.globals))
     flattener.result.tree = ast.fix_missing_locations(ast.copy_location(new, fs.tree))
     checkpoint.attach_markers(fs, flattener.result.tree, marks)
     return flattener.result

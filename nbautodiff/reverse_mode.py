@@ -19,8 +19,8 @@ import copy
 from dataclasses import dataclass
 
 from . import checkpoint, naming, typeinfer
-from .analysis import (Analysis, assigned_names, atom_name, own_read_nodes, rule_of,
-                       target_names, walk_statements)
+from .analysis import (Analysis, array_index_names, assigned_names, atom_name, own_read_nodes,
+                       rule_of, target_names, walk_statements)
 from .codegen import expr, index_src, parse, src
 from .deadcode import remove_dead_assignments
 from .loop_order import accumulator_updates, any_order_loops, fused_loops, loop_assigned_names
@@ -400,7 +400,7 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
             return parse(f"{naming.shadow(name)} = {naming.ARRAY_MODULE}.zeros_like({name})")
         if isinstance(value, ast.Name):
             return parse(f"{naming.shadow(name)} = {naming.shadow(value.id)}")
-        if isinstance(value, ast.Subscript):              # a view: the same view of the shadow
+        if isinstance(value, ast.Subscript) and not self.gathers(value):   # a view: the same
             return parse(f"{naming.shadow(name)} = {naming.shadow(value.value.id)}"
                          f"[{index_src(value.slice)}]")
         return parse(f"{naming.shadow(name)} = {naming.ARRAY_MODULE}.zeros_like({name})")
@@ -562,9 +562,50 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
             return []
         return self.pop_arrays(self.snapshot_arrays(value))
 
+    def gathers(self, subscript: ast.Subscript) -> list[str]:
+        """The integer or boolean arrays in the index of ``A[index]`` (a gather, not a view)."""
+        if not self.a.is_array(subscript.value.id):
+            return []
+        return array_index_names(subscript.slice, self.a.types)
+
+    def selected_positions(self, s: ast.Assign, subscript: ast.Subscript) -> str:
+        """Source of the flat positions that ``A[index]`` (a gather or store) selects in the
+        shadow of ``A``; the index arrays must hold then what they held at ``s``."""
+        for name in self.gathers(subscript):
+            if self.a.written_after(s, name):
+                raise self.fs.error(f"indexing with the array '{name}', which is written after "
+                                    "it is used as an index", s,
+                                    construct="index array written later")
+        shadow = naming.shadow(subscript.value.id)
+        return f"{naming.ARRAY_MODULE}.positions({shadow})[{index_src(subscript.slice)}]"
+
     def adjoint_of_assign(self, s: ast.Assign) -> list[ast.stmt]:
         target, value = s.targets[0], s.value
         g = naming.GRAD_TMP
+        if isinstance(target, ast.Subscript) and self.gathers(target):
+            # y[index] = v with an integer or boolean array in the index: the adjoints of the
+            # elements stored (the last store wins where positions repeat) flow to v, then zero
+            selected = self.selected_positions(s, target)
+            stored = f"{naming.ARRAY_MODULE}.stored_adjoint({naming.shadow(target.value.id)}, " \
+                     f"{selected})"
+            name = atom_name(value)
+            out = []
+            if name and self.a.is_active(name) and self.a.is_array(name):
+                out += parse(f"{naming.shadow(name)} += "
+                             f"{naming.ARRAY_MODULE}.unbroadcast({stored}, {name})")
+            elif self.active_scalar(value):
+                out += self.accumulate(name, f"np.sum({stored})")
+            return out + parse(f"{naming.ARRAY_MODULE}.zero_at("
+                               f"{naming.shadow(target.value.id)}, {selected})")
+        if isinstance(value, ast.Subscript) and isinstance(target, ast.Name) \
+                and self.a.is_array(target.id) and self.gathers(value):
+            # t = A[index], a gather: its adjoint adds into the selected elements, repeated
+            # ones accumulated
+            base = value.value.id
+            if not (self.a.is_active(base) and self.a.is_active(target.id)):
+                return []
+            return parse(f"{naming.ARRAY_MODULE}.scatter_add({naming.shadow(base)}, "
+                         f"{self.selected_positions(s, value)}, {naming.shadow(target.id)})")
         if isinstance(target, ast.Subscript) and self.stores_sub_array(target):
             array, index = target.value.id, index_src(target.slice)
             region = f"{naming.shadow(array)}[{index}]"

@@ -204,6 +204,7 @@ NON_DIFFERENTIABLE = {id(f): name for f, name in [
     (math.isnan, "math.isnan"), (math.isinf, "math.isinf"), (math.isfinite, "math.isfinite"),
     (np.isnan, "np.isnan"), (np.isinf, "np.isinf"), (np.isfinite, "np.isfinite"),
     (np.int64, "np.int64"), (np.int32, "np.int32"), (np.intp, "np.intp"),
+    (_nad_arrays.positions, "_nad_arrays.positions"),
 ]}
 
 # Array constructors: the result's values do not depend on the (integer) arguments.
@@ -512,6 +513,16 @@ def mm_into_tangent(target, G, X, N, K, M, d_target, d_G, d_X):
 def mm_t_into_tangent(target, G, X, N, K, M, d_target, d_G, d_X):
     return (_nad_blas.mm_t_into(d_target, d_G, X, N, K, M)
             + _nad_blas.mm_t_into(d_target, G, d_X, N, K, M))
+
+
+@helper("_nad_arrays.scatter_add", _nad_arrays.scatter_add, writes=0, accumulates=True)
+def scatter_add_tangent(into, selected, g, d_into, d_g):
+    return _nad_arrays.scatter_add(d_into, selected, d_g)
+@helper("_nad_arrays.stored_adjoint", _nad_arrays.stored_adjoint)
+def stored_adjoint_tangent(into, selected, d_into):
+    return _nad_arrays.stored_adjoint(d_into, selected)
+@helper("_nad_arrays.zero_at", _nad_arrays.zero_at, writes=0)
+def zero_at_tangent(into, selected, d_into): return _nad_arrays.zero_at(d_into, selected)
 
 
 @helper("_nad_arrays.prod_adjoint", _nad_arrays.prod_adjoint)

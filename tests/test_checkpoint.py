@@ -631,7 +631,8 @@ def rebound_after(u0, steps):
     for t in nad.checkpointed(range(steps)):
         for i in range(u.shape[0]):
             u[i] = math.sin(u[i]) + shift[i]
-    shift = np.zeros(3)
+    if steps > 1:         # (a binding of its own, unconditional: another variable, see bindings.py)
+        shift = np.zeros(3)
     return u[0] + shift[0]
 
 
