@@ -11,16 +11,19 @@ import ast
 
 from numba import types as nbtypes
 
-from . import naming, typeinfer
+from . import aliasing, naming, typeinfer
 from .analysis import view_origin, walk_statements
 from .errors import UnsupportedConstructError
 from .normalize import Normalized
 
 
-def check(normalized: Normalized, types: dict, in_place_shared: bool = False) -> None:
+def check(normalized: Normalized, types: dict, in_place_shared: bool = False,
+          callee_returns=None, callee_writes=None) -> None:
     """Refuse, with its line, each array construct the reverse mode does not differentiate
     (``in_place_shared``: forward mode, which updates shared arrays in place and gives a view
-    the same view of the tangent, allows in-place operators and names rebound to views)."""
+    the same view of the tangent, allows in-place operators and names rebound to views), and
+    the writes through views and aliases that :mod:`.aliasing` finds the transforms cannot
+    follow (``callee_returns``/``callee_writes``: what each callee returns and writes)."""
     fs = normalized.source
 
     def refuse(node: ast.AST, construct: str, detail: str) -> None:
@@ -49,6 +52,7 @@ def check(normalized: Normalized, types: dict, in_place_shared: bool = False) ->
         if len(origins[name]) > 1:
             refuse(statement, f"binding '{name}' to views of different arrays",
                    " (use a new name for each)")
+    aliasing.check(normalized, types, callee_returns, callee_writes, reverse=not in_place_shared)
 
 
 def _shared_arrays(normalized: Normalized, types: dict) -> set[str]:

@@ -28,7 +28,7 @@ import numpy as np
 from numba import types as nbtypes
 
 from . import analysis as analysis_mod
-from . import (arrayfence, cache, custom, emit, fence, forward_mode, lifting, naming, raising,
+from . import (aliasing, arrayfence, cache, custom, emit, fence, forward_mode, lifting, naming, raising,
                reverse_mode, tuples, typeinfer, vector_calls)
 from .errors import AutodiffError, UnsupportedConstructError
 from .normalize import Normalized, normalize
@@ -51,6 +51,8 @@ class Primal:
     namespace: dict
     dispatcher: object
     writes: set = field(default_factory=set)         # positions of array params it writes
+    returns: dict = field(default_factory=dict)      # position -> view kinds of the params its
+                                                     # result may be or view (see .aliasing)
     key: object = None                               # cache.Key of its artifact
 
     @property
@@ -151,6 +153,7 @@ def _build_primal(func) -> Primal:
     built = Primal(fs, normalized, rendered, entry.source_path, namespace, dispatcher,
                    key=entry.key)
     built.writes = _written_params(normalized, callee_primals)
+    built.returns = aliasing.returned_params(normalized, _callee_returns)
     return built
 
 
@@ -316,7 +319,8 @@ def _generate_variant(prim: Primal, argtypes: tuple, active: list[bool], result_
         if flag and not typeinfer.is_differentiable(typ):
             raise TypeError(f"argument '{name}' of {fs.name}() has type {typ}, which cannot be "
                             "differentiated (use a float or a float32/float64 array)")
-    arrayfence.check(normalized, types)
+    arrayfence.check(normalized, types, callee_returns=_callee_returns,
+                     callee_writes=_callee_writes)
     result_active = result_active and tuples.has_differentiable(result_type)
     active_params = {p for p, flag in zip(params, active) if flag}
     tree = copy_tree(normalized.tree)
@@ -414,7 +418,8 @@ def _generate_forward(prim: Primal, argtypes: tuple, duals: list[bool], result_d
     fs, normalized = prim.fs, prim.normalized
     params, types, result_type = _typed(prim, argtypes)
     duals = [flag and typeinfer.is_differentiable(typ) for flag, typ in zip(duals, argtypes)]
-    arrayfence.check(normalized, types, in_place_shared=True)
+    arrayfence.check(normalized, types, in_place_shared=True, callee_returns=_callee_returns,
+                     callee_writes=_callee_writes)
     result_dual = result_dual and tuples.has_differentiable(result_type)
     dual_params = {p for p, flag in zip(params, duals) if flag}
     tree = copy_tree(normalized.tree)
@@ -465,6 +470,12 @@ def _typed(prim: Primal, argtypes: tuple) -> tuple[list[str], dict, object]:
 def _callee_writes(call: ast.Call) -> set[int]:
     """Positions of the arguments the function called by ``call`` writes."""
     return primal(call.nad_target).writes
+
+
+def _callee_returns(call: ast.Call) -> dict | None:
+    """{position: view kinds} of the arguments the result of the function called by ``call``
+    may be or view; None when unknown (a declared rule's function: any of them)."""
+    return getattr(primal(call.nad_target), "returns", None)
 
 
 def _bind(namespace: dict, callee_name: str, dispatcher, own_name: str) -> str:

@@ -570,6 +570,14 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
             region = f"{naming.shadow(array)}[{index}]"
             name = atom_name(value)
             out = []
+            if name and self.a.is_active(name) and self.a.is_array(name) \
+                    and self.a.rep(name) == self.a.rep(array):
+                # the value may overlap the region written (``y[1:] = y[:-1]``): take the
+                # region's adjoint before clearing it, then pass it on
+                taken = self.fresh("_nad_region")
+                return parse(f"{taken} = {region}.copy()\n{region} = 0.0\n"
+                             f"{naming.shadow(name)} += "
+                             f"{naming.ARRAY_MODULE}.unbroadcast({taken}, {name})")
             if name and self.a.is_active(name) and self.a.is_array(name):
                 out += parse(f"{naming.shadow(name)} += "
                              f"{naming.ARRAY_MODULE}.unbroadcast({region}, {name})")
