@@ -56,10 +56,13 @@ def push(tape, top, value):
 def push_array(tape, top, array):
     """Store every element of ``array`` (any rank) above ``top``; the caller adds array.size."""
     tape = reserve(tape, top, array.size)
-    k = top
-    for value in np.nditer(array):
-        tape[k] = value.item()
-        k += 1
+    if array.flags.c_contiguous:
+        k = top
+        for value in np.nditer(array):
+            tape[k] = value.item()
+            k += 1
+    else:                  # in index order, as pop_array loads it (nditer: in memory order)
+        _store_strided(tape, top, array)
     return tape
 
 
@@ -79,6 +82,14 @@ def _load_strided(tape, top, array):
     index = np.zeros(array.ndim, np.int64)
     for k in range(array.size):
         _set_at(array, index, tape[top + k])
+        _advance(index, array.shape)
+
+
+@numba.njit(cache=True)
+def _store_strided(tape, top, array):
+    index = np.zeros(array.ndim, np.int64)
+    for k in range(array.size):
+        tape[top + k] = array[numba.np.unsafe.ndarray.to_fixed_tuple(index, array.ndim)]
         _advance(index, array.shape)
 
 

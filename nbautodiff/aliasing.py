@@ -35,7 +35,7 @@ from .errors import UnsupportedConstructError
 
 SLICING = "slicing"
 # Kinds of views the derivative transforms give the same view of the shadow / tangent.
-SUPPORTED = frozenset({SLICING})
+SUPPORTED = frozenset({SLICING, "followed"})
 # Whole-array primitives (by rule or helper name) whose result may be a view of their first
 # argument (NumPy and numba return the argument itself, or a view, at least for some layouts).
 VIEW_CALLS = {"transpose", "reshape", "atleast_1d", "atleast_2d", "atleast_3d", "ravel",
@@ -128,7 +128,39 @@ def _call_name(call: ast.Call) -> str:
     return name
 
 
-def _value_refs(value: ast.expr, refs_of, types, callee_returns, target: str | None) -> set:
+# Views made by calls that the transforms follow once marked (``statement.nad_view``): the
+# shadow / tangent is the same call on the operand's ("call"), or the operand's itself, the
+# call returning its argument ("alias"); by rule or helper name, given the operand's type.
+def followed_view(statement: ast.stmt, types: dict | None) -> str | None:
+    """"call" or "alias" for ``B = view_call(x, ...)`` that the transforms can follow (NumPy
+    and numba both return a view or ``x`` itself, for ``x``'s type), else None."""
+    if types is None or not (isinstance(statement, ast.Assign)
+                             and isinstance(statement.targets[0], ast.Name)):
+        return None
+    call = statement.value
+    if not (isinstance(call, ast.Call) and getattr(call, "nad_kind", None) in ("array", "helper")
+            and call.args and isinstance(call.args[0], ast.Name)):
+        return None
+    typ = types.get(call.args[0].id)
+    if not typeinfer.is_array(typ) or not typeinfer.is_array(types.get(statement.targets[0].id)):
+        return None
+    name = _call_name(call)
+    if name == "transpose":
+        return "call"
+    if name == "reshape" and typ.layout == "C":
+        return "call"
+    if name == "ascontiguousarray" and (typ.layout == "C" or typ.ndim == 1 and typ.layout == "F"):
+        return "alias"
+    if name in ("atleast_1d", "atleast_2d", "atleast_3d"):
+        return "alias" if typ.ndim >= int(name[-2]) else "call"
+    return None
+
+
+FOLLOWED = "followed"       # the kind of a view marked ``nad_view`` (see _mark_followed_views)
+
+
+def _value_refs(value: ast.expr, refs_of, types, callee_returns, target: str | None,
+                statement: ast.stmt | None = None) -> set:
     """The (root, kinds) the value of a normalised right-hand side may refer to."""
     def through(name: str, kind: str | None) -> set:
         return {(root, kinds | {kind} if kind else kinds) for root, kinds in refs_of(name)}
@@ -151,13 +183,13 @@ def _value_refs(value: ast.expr, refs_of, types, callee_returns, target: str | N
         name = _call_name(value)
         if kind in FRESH_CALLS:
             return set()
-        if kind == "array":
-            if name in VIEW_CALLS and args:
-                return through(args[0], name)
-            return set()
-        if kind == "helper" and name in VIEW_CALLS and value.args \
+        if kind in ("array", "helper") and name in VIEW_CALLS and value.args \
                 and isinstance(value.args[0], ast.Name):
+            if statement is not None and getattr(statement, "nad_view", None):
+                return {(root, kinds | {FOLLOWED}) for root, kinds in refs_of(value.args[0].id)}
             return through(value.args[0].id, name)
+        if kind == "array":
+            return set()
         if kind == "user" and callee_returns is not None:
             returned = callee_returns(value)
             if returned is not None:
@@ -186,7 +218,8 @@ def analyse(tree: ast.FunctionDef, types: dict | None, callee_returns=None,
         al.sites[id(statement)] = site
         if isinstance(statement, (ast.For, ast.While)):
             al.loops.append({id(s) for s, _ in walk_statements(statement.body)})
-        for name in assigned_names(statement):
+        for name in [] if getattr(statement, "nad_in_place", False) else \
+                assigned_names(statement):           # `x op= ...` keeps x bound to its array
             al.bindings.setdefault(name, []).append(statement)
         for name in own_reads(statement):
             al.reads.setdefault(name, []).append(statement)
@@ -210,7 +243,7 @@ def analyse(tree: ast.FunctionDef, types: dict | None, callee_returns=None,
             for name in names:
                 if not _holds_arrays(types, name):
                     continue
-                new = _value_refs(value, refs_of, types, callee_returns, name)
+                new = _value_refs(value, refs_of, types, callee_returns, name, statement)
                 if not new:
                     new = {(name, frozenset())}          # a fresh array
                 old = refs.get(name, set())
@@ -250,13 +283,17 @@ def _view_of(root: str, kinds: frozenset) -> str:
     return f"a view of '{root}' made by {_describe(kinds)}"
 
 
-def check(normalized, types: dict, callee_returns, callee_writes, reverse: bool) -> Aliasing:
+def check(normalized, types: dict, callee_returns, callee_writes, reverse: bool,
+          tree: ast.FunctionDef | None = None) -> Aliasing:
     """Refuse, with the user's line, each write the transforms would get wrong (see the module
     docstring); ``reverse``: reverse mode (also refuses calls passing overlapping arrays to a
     function that writes one of them). Generated code (a derivative differentiated again) is
     not checked: its views are the transforms' own."""
     fs = normalized.source
-    al = analyse(normalized.tree, types, callee_returns, callee_writes)
+    tree = tree or normalized.tree
+    al = analyse(tree, types, callee_returns, callee_writes)
+    if _mark_followed_views(tree, types, al):
+        al = analyse(tree, types, callee_returns, callee_writes)     # those views followed
     if fs.generated:
         return al
 
@@ -314,6 +351,25 @@ def check(normalized, types: dict, callee_returns, callee_writes, reverse: bool)
                            f"'{_call_name(call)}' writes argument {position + 1}: reverse mode "
                            "does not support this (pass a copy: .copy())")
     return al
+
+
+def _mark_followed_views(tree: ast.FunctionDef, types: dict, al: Aliasing) -> int:
+    """Mark ``statement.nad_view`` ("call" or "alias", see :func:`followed_view`) on each view
+    made by a call whose array is written somewhere (else a view and a copy do the same and the
+    call keeps its own derivative rule), where the view's name is bound once, outside loops."""
+    written, marked = set(), 0
+    for _, name, _ in al.writes:
+        if _is_array(types, name):
+            written |= al.roots(name)
+    for statement, site in walk_statements(tree.body):
+        how = followed_view(statement, types)
+        if not how or not al.roots(statement.targets[0].id) & written:
+            continue
+        if site.loop_depth or len(al.bindings.get(statement.targets[0].id, [])) != 1:
+            continue           # a name rebound to views in turn: not followed, so refused
+        statement.nad_view = how
+        marked += 1
+    return marked
 
 
 def _disjoint(al: Aliasing, first: str, second: str) -> bool:

@@ -18,19 +18,26 @@ from .normalize import Normalized
 
 
 def check(normalized: Normalized, types: dict, in_place_shared: bool = False,
-          callee_returns=None, callee_writes=None) -> None:
+          callee_returns=None, callee_writes=None, tree=None) -> None:
     """Refuse, with its line, each array construct the reverse mode does not differentiate
     (``in_place_shared``: forward mode, which updates shared arrays in place and gives a view
     the same view of the tangent, allows in-place operators and names rebound to views), and
     the writes through views and aliases that :mod:`.aliasing` finds the transforms cannot
-    follow (``callee_returns``/``callee_writes``: what each callee returns and writes)."""
+    follow (``callee_returns``/``callee_writes``: what each callee returns and writes); the views
+    made by calls that they follow are marked on ``tree``, the copy of the normalised function
+    that is transformed (see :func:`.aliasing.followed_view`)."""
     fs = normalized.source
 
     def refuse(node: ast.AST, construct: str, detail: str) -> None:
         raise fs.error(f"{construct} is not supported{detail}", node, construct=construct,
                        kind=UnsupportedConstructError)
 
-    shared = _shared_arrays(normalized, types)
+    tree = tree or normalized.tree
+    # first: the views made by calls that the transforms follow are marked on ``tree``, and
+    # they are views for the checks below too
+    aliasing.check(normalized, types, callee_returns, callee_writes, reverse=not in_place_shared,
+                   tree=tree)
+    shared = _shared_arrays(normalized, types, tree)
     for name, node in [] if in_place_shared else normalized.augmented:
         if typeinfer.is_array(types.get(name)) and name in shared:
             refuse(node, f"in-place operator on the array '{name}', which another name or the "
@@ -39,7 +46,7 @@ def check(normalized: Normalized, types: dict, in_place_shared: bool = False,
                    "element)")
     origins: dict[str, set] = {}
     views: dict[str, ast.stmt] = {}
-    for statement, _ in walk_statements(normalized.tree.body):
+    for statement, _ in walk_statements(tree.body):
         if not (isinstance(statement, ast.Assign) and isinstance(statement.targets[0], ast.Name)):
             continue
         name = statement.targets[0].id
@@ -52,17 +59,16 @@ def check(normalized: Normalized, types: dict, in_place_shared: bool = False,
         if len(origins[name]) > 1:
             refuse(statement, f"binding '{name}' to views of different arrays",
                    " (use a new name for each)")
-    aliasing.check(normalized, types, callee_returns, callee_writes, reverse=not in_place_shared)
 
 
-def _shared_arrays(normalized: Normalized, types: dict) -> set[str]:
+def _shared_arrays(normalized: Normalized, types: dict, tree) -> set[str]:
     """Array names whose array some other name (or the caller, for a parameter) also refers to.
 
     Normalisation turns ``x op= y`` into ``t = x op y; x = t``; that rebinding equals NumPy's
     in-place update only when nothing else sees ``x``'s array. Aliases of the normaliser's own
     temporaries (fresh arrays) do not count."""
     shared = set(normalized.source.parameters)
-    for statement, _ in walk_statements(normalized.tree.body):
+    for statement, _ in walk_statements(tree.body):
         if isinstance(statement, ast.Assign) and isinstance(statement.targets[0], ast.Name):
             origin = view_origin(statement, types)
             if origin and not origin.startswith(naming.TEMP):

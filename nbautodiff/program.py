@@ -385,11 +385,11 @@ def _generate_variant(prim: Primal, argtypes: tuple, active: list[bool], result_
         if flag and not typeinfer.is_differentiable(typ):
             raise TypeError(f"argument '{name}' of {fs.name}() has type {typ}, which cannot be "
                             "differentiated (use a float or a float32/float64 array)")
+    tree = copy_tree(normalized.tree)
     arrayfence.check(normalized, types, callee_returns=_callee_returns,
-                     callee_writes=_callee_writes)
+                     callee_writes=_callee_writes, tree=tree)
     result_active = result_active and tuples.has_differentiable(result_type)
     active_params = {p for p, flag in zip(params, active) if flag}
-    tree = copy_tree(normalized.tree)
     tuples.split(tree, types, fs)
     vector_math = False
     if fastmath:
@@ -484,11 +484,11 @@ def _generate_forward(prim: Primal, argtypes: tuple, duals: list[bool], result_d
     fs, normalized = prim.fs, prim.normalized
     params, types, result_type = _typed(prim, argtypes)
     duals = [flag and typeinfer.is_differentiable(typ) for flag, typ in zip(duals, argtypes)]
+    tree = copy_tree(normalized.tree)
     arrayfence.check(normalized, types, in_place_shared=True, callee_returns=_callee_returns,
-                     callee_writes=_callee_writes)
+                     callee_writes=_callee_writes, tree=tree)
     result_dual = result_dual and tuples.has_differentiable(result_type)
     dual_params = {p for p, flag in zip(params, duals) if flag}
-    tree = copy_tree(normalized.tree)
     tuples.split(tree, types, fs)
     vector_math = False
     if fastmath:

@@ -129,7 +129,11 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
         adjoints = sorted({n for n in a.types if not a.is_array(n) and a.is_active(n)})
         self.zero = set(adjoints)
         backward = self.backward(self.tree.body)
+        rebound_params = [p for p in written_params if a.assignments.get(p)]
         prologue = [f"{p} = {naming.WORK_COPY}{p}.copy()" for p in written_params]
+        # a parameter rebound later (``x = x.copy()``) is written back from its first array
+        prologue += [f"{naming.WORK_COPY}{p}_work = {p}" for p in rebound_params
+                     if self.writeback]
         prologue += [f"{naming.adjoint(n)} = 0.0" for n in adjoints]
         prologue += [f"{naming.shadow(p)} = np.zeros_like({p})" for p in self.params
                      if a.is_array(p) and a.is_active(p) and p not in self.active_params
@@ -147,7 +151,8 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
             prologue.append(f"{naming.INT_TOP} = 0")
         middle = []
         if self.writeback:
-            middle = [f"{naming.TAPE_MODULE}.copy_into({naming.WORK_COPY}{p}, {p})"
+            middle = [f"{naming.TAPE_MODULE}.copy_into({naming.WORK_COPY}{p}, "
+                      f"{naming.WORK_COPY + p + '_work' if p in rebound_params else p})"
                       for p in written_params]
         returned = [naming.RESULT if self.keep_value else "None"]
         returned += [naming.adjoint(p) if self.active_scalar(ast.Name(id=p)) else "0.0"
@@ -403,6 +408,13 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
         if isinstance(value, ast.Subscript):              # a view: the same view of the shadow
             return parse(f"{naming.shadow(name)} = {naming.shadow(value.value.id)}"
                          f"[{index_src(value.slice)}]")
+        view = getattr(s, "nad_view", None)               # a view made by a call (aliasing)
+        if view == "alias":
+            return parse(f"{naming.shadow(name)} = {naming.shadow(value.args[0].id)}")
+        if view == "call":
+            call = copy.deepcopy(value)
+            call.args[0] = ast.Name(id=naming.shadow(value.args[0].id), ctx=ast.Load())
+            return parse(f"{naming.shadow(name)} = {src(call)}")
         return parse(f"{naming.shadow(name)} = np.zeros_like({name})")
 
     def has_reverse_work(self, s: ast.stmt) -> bool:
@@ -609,6 +621,8 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
                              f"{naming.shadow(t)})")
             if isinstance(value, ast.Call) and value.nad_kind == "user":
                 return self.reverse_call(value, naming.shadow(t) if self.a.is_active(t) else None)
+            if getattr(s, "nad_view", None):
+                return []                              # a view: its shadow is the operand's
             if rule_of(value)[0] is not None:
                 return self.rule_adjoints(value, t, naming.shadow(t), None)
             return []                                  # alias or constructor: nothing flows
