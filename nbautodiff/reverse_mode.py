@@ -613,8 +613,13 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
             return self.take_adjoint(t) + \
                 self.reverse_call(value, g)
         if self.a.is_array(t):
-            if isinstance(value, ast.Call) and value.nad_kind == "copy":
-                origin = value.func.value.id
+            contiguous = isinstance(value, ast.Call) and value.nad_kind == "helper" \
+                and value.nad_target.spelling == "np.ascontiguousarray" \
+                and not self.fs.generated and not getattr(s, "nad_view", None)
+            if contiguous or isinstance(value, ast.Call) and value.nad_kind == "copy":
+                # a copy, or np.ascontiguousarray not followed as a view: nothing writes either
+                # (.aliasing), so a copy, whatever it is
+                origin = value.args[0].id if contiguous else value.func.value.id
                 if not self.a.is_active(origin):       # a constant copied into active state
                     return []
                 return parse(f"{naming.TAPE_MODULE}.add_into({naming.shadow(origin)}, "
