@@ -43,11 +43,14 @@ def array_index_names(index: ast.expr, types: dict) -> list[str]:
 
 
 def view_origin(statement: ast.Assign, types: dict) -> str | None:
-    """The array that ``statement`` makes another name for, if it does: ``B = A`` (an alias)
-    or ``B = A[index]`` where ``B`` is an array (a view: a slice, a row; not a gather)."""
+    """The array that ``statement`` makes another name for, if it does: ``B = A`` (an alias),
+    ``B = A[index]`` where ``B`` is an array (a view: a slice, a row; not a gather), or a view
+    made by a call that :mod:`.aliasing` marked (``B = A.T`` where ``A`` is written)."""
     target, value = statement.targets[0], statement.value
     if isinstance(value, ast.Name) and typeinfer.is_array(types.get(value.id)):
         return value.id
+    if getattr(statement, "nad_view", None):     # a view made by a call (see .aliasing)
+        return value.args[0].id
     if isinstance(value, ast.Subscript) and isinstance(value.value, ast.Name) \
             and typeinfer.is_array(types.get(target.id)) \
             and typeinfer.is_array(types.get(value.value.id)) \

@@ -67,6 +67,47 @@ def _typeof(value):
     return numba.typeof(value)
 
 
+def refuse_overlapping(func, values, names=None) -> None:
+    """An AutodiffError when two array arguments of ``func`` share memory and ``func`` writes
+    one of them: derivatives copy the arrays a function writes (and take one shadow or tangent
+    per argument), so they would not see one argument's writes through the other."""
+    arrays = [k for k, v in enumerate(values) if isinstance(v, np.ndarray)]
+    if len(arrays) < 2:
+        return
+    writes = program.primal(func).writes
+    if not writes:
+        return
+    names = names or function_source(func).parameters
+    for k in sorted(writes):
+        if k not in arrays:
+            continue
+        for j in arrays:
+            if j != k and _share_memory(values[k], values[j]):
+                raise AutodiffError(
+                    f"arguments '{names[k]}' and '{names[j]}' of {func.__name__}() share memory "
+                    f"and {func.__name__}() writes '{names[k]}': derivatives need separate "
+                    "arrays (pass a copy)", construct="overlapping arguments",
+                    function=func.__name__)
+
+
+def _share_memory(a: np.ndarray, b: np.ndarray) -> bool:
+    if not np.may_share_memory(a, b):
+        return False
+    try:
+        return bool(np.shares_memory(a, b, max_work=10_000))
+    except np.exceptions.TooHardError if hasattr(np, "exceptions") else Exception:
+        return True
+
+
+def _copy_back(primals: list, low) -> None:
+    """Leave the caller's arrays as the function leaves them: the generated code ran on copies
+    of the arrays it writes and left their final contents there (``writeback``)."""
+    for value, origin in zip(low.arguments, low.origins):
+        if origin is not None and isinstance(value, np.ndarray) and \
+                value is not primals[origin]:
+            np.copyto(primals[origin], value)
+
+
 class _Derived:
     """What every derived function shares: the primal, the source, a readable repr."""
 
@@ -102,7 +143,9 @@ class _Derived:
         if len(args) != len(names):
             raise TypeError(f"{self._func.__name__}() takes {len(names)} arguments "
                             f"({', '.join(names)}), got {len(args)}")
-        return [_check_value(v, n, self._func.__name__) for v, n in zip(args, names)]
+        values = [_check_value(v, n, self._func.__name__) for v, n in zip(args, names)]
+        refuse_overlapping(self._func, values)
+        return values
 
     def _checked_activities(self, activities, allowed: tuple, mode: str) -> list:
         """``activities`` as :class:`Activity` objects, one per parameter, each in ``allowed``
@@ -228,6 +271,7 @@ class ReverseFunction(_Derived):
                 shadows.append(None)
             primals.append(value)
         seed = args[position] if self.seeded else None
+        refuse_overlapping(self._func, primals)
         return self._run(primals, shadows, seed)
 
     def _flags(self) -> list[bool]:
@@ -329,6 +373,7 @@ class GradFunction(_Derived):
             raise TapeMemoryError(error.message, construct=error.construct,
                                   function=self._func.__name__) from None
         self.memory = checkpointing.MemoryReport(*out[-1], tuple(self._variant.checkpointed))
+        _copy_back(primals, low)
         return low.assemble(out, low.arguments)
 
     def _activities(self, primals: list) -> list:
@@ -477,16 +522,17 @@ def vjp(fun, *primals, checkpoint=None, fastmath=False):
                   Active if isinstance(v, (float, np.floating)) else Const for v in checked]
     derived = ReverseFunction(func, activities, "ActiveOnly", checkpoint, fastmath)
     prim = program.primal(func)
-    copies = [v.copy() if isinstance(v, np.ndarray) and i in prim.writes else v
-              for i, v in enumerate(checked)]
-    out = prim.dispatcher(*copies)
+    refuse_overlapping(func, checked)
+    saved = [v.copy() if isinstance(v, np.ndarray) and i in prim.writes else v
+             for i, v in enumerate(checked)]
+    out = prim.dispatcher(*checked)        # the caller's arrays end as the function leaves them
 
     def vjp_fn(cotangent):
         cotangent = _cotangent_like(out, cotangent)
         if not _any_differentiable(out):           # only ints: no cotangent, zero adjoints
             return tuple(np.zeros_like(v) if a is Duplicated else 0.0 if a is Active else None
                          for v, a in zip(checked, activities))
-        inputs = [v.copy() if isinstance(v, np.ndarray) else v for v in checked]
+        inputs = [v.copy() if isinstance(v, np.ndarray) else v for v in saved]
         shadows = [np.zeros_like(v) if a is Duplicated else None
                    for v, a in zip(inputs, activities)]
         result = derived._run(inputs, shadows, cotangent)

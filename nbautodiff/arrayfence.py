@@ -11,34 +11,44 @@ import ast
 
 from numba import types as nbtypes
 
-from . import naming, typeinfer
+from . import aliasing, naming, typeinfer
 from .analysis import array_index_names, view_origin, walk_statements
 from .errors import UnsupportedConstructError
 from .normalize import Normalized
 
 
-def check(normalized: Normalized, types: dict, in_place_shared: bool = False) -> None:
+def check(normalized: Normalized, types: dict, in_place_shared: bool = False,
+          callee_returns=None, callee_writes=None, tree=None) -> None:
     """Refuse, with its line, each array construct the reverse mode does not differentiate
     (``in_place_shared``: forward mode, which updates shared arrays in place and gives a view
-    the same view of the tangent, allows in-place operators and names rebound to views)."""
+    the same view of the tangent, allows in-place operators and names rebound to views), and
+    the writes through views and aliases that :mod:`.aliasing` finds the transforms cannot
+    follow (``callee_returns``/``callee_writes``: what each callee returns and writes); the views
+    made by calls that they follow are marked on ``tree``, the copy of the normalised function
+    that is transformed (see :func:`.aliasing.followed_view`)."""
     fs = normalized.source
 
     def refuse(node: ast.AST, construct: str, detail: str) -> None:
         raise fs.error(f"{construct} is not supported{detail}", node, construct=construct,
                        kind=UnsupportedConstructError)
 
-    shared = _shared_arrays(normalized, types)
+    tree = tree or normalized.tree
+    # first: the views made by calls that the transforms follow are marked on ``tree``, and
+    # they are views for the checks below too
+    aliasing.check(normalized, types, callee_returns, callee_writes, reverse=not in_place_shared,
+                   tree=tree)
+    shared = _shared_arrays(normalized, types, tree)
     for name, node in [] if in_place_shared else normalized.augmented:
         if typeinfer.is_array(types.get(name)) and name in shared:
             refuse(node, f"in-place operator on the array '{name}', which another name or the "
                    "caller also sees",
                    f" (write {name} = {name} {_operator_symbol(node)} ... or update it element by "
                    "element)")
-    for statement, _ in walk_statements(normalized.tree.body):
+    for statement, _ in walk_statements(tree.body):
         _check_array_indices(statement, types, refuse)
     origins: dict[str, set] = {}
     views: dict[str, ast.stmt] = {}
-    for statement, _ in walk_statements(normalized.tree.body):
+    for statement, _ in walk_statements(tree.body):
         if not (isinstance(statement, ast.Assign) and isinstance(statement.targets[0], ast.Name)):
             continue
         name = statement.targets[0].id
@@ -76,14 +86,14 @@ def _check_array_indices(statement: ast.stmt, types: dict, refuse) -> None:
                        "a flattened one)")
 
 
-def _shared_arrays(normalized: Normalized, types: dict) -> set[str]:
+def _shared_arrays(normalized: Normalized, types: dict, tree) -> set[str]:
     """Array names whose array some other name (or the caller, for a parameter) also refers to.
 
     Normalisation turns ``x op= y`` into ``t = x op y; x = t``; that rebinding equals NumPy's
     in-place update only when nothing else sees ``x``'s array. Aliases of the normaliser's own
     temporaries (fresh arrays) do not count."""
     shared = set(normalized.source.parameters)
-    for statement, _ in walk_statements(normalized.tree.body):
+    for statement, _ in walk_statements(tree.body):
         if isinstance(statement, ast.Assign) and isinstance(statement.targets[0], ast.Name):
             origin = view_origin(statement, types)
             if origin and not origin.startswith(naming.TEMP):

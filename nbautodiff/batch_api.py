@@ -218,6 +218,10 @@ class BatchedFunction:
         variant = self._variant(low.dispatcher, tuple(_typeof(v) for v in arguments),
                                 tuple(low_axes), 0)
         out = self._invoke(variant.dispatcher, arguments)
+        for argument, origin in zip(arguments, low.origins):   # as the function leaves them
+            if origin is not None and isinstance(argument, np.ndarray) \
+                    and argument is not values[origin] and axes[origin] is not None:
+                np.copyto(values[origin], argument)
         return _moved(low.assemble(out, arguments), self.out_axes)
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from . import program
 from .activities import Const, Dual, DualOnly, Dualv
 from .api import (_check_value, _checked_return, _Derived, _is_float_array,
-                  _resolved_argnums, _typeof)
+                  _resolved_argnums, _typeof, refuse_overlapping)
 from .errors import AutodiffError
 
 FORWARD_ARGUMENT = (Const, Dual, DualOnly, Dualv)
@@ -153,27 +153,31 @@ def _differentiable(value) -> bool:
                                       and not isinstance(value, (bool, numbers.Integral)))
 
 
-def _forward_pass(fun, primals: list, lanes: list[dict], fastmath: bool = False) -> tuple:
+def _forward_pass(fun, primals: list, lanes: list[dict], fastmath: bool = False,
+                  finals: dict | None = None) -> tuple:
     """``(fun(*primals), [tangent of the output along each lane])``: one forward pass of width
     ``len(lanes)``; a lane maps argument positions to tangents (other arguments are constant).
     ``fun`` is a plain function or a derivative from :mod:`.api` (``grad``...): then the pass
     is the forward mode of its generated code (forward over reverse)."""
     if hasattr(fun, "_lowered"):
-        return _forward_over(fun, primals, lanes)
+        return _forward_over(fun, primals, lanes, finals)
     width = len(lanes)
     activities = [Dual if k in lanes[0] else Const for k in range(len(primals))]
     derived = ForwardFunction(fun, activities, "Dual", width, fastmath)
     written = program.primal(derived._func).writes        # copied: the inputs stay as they are
+    refuse_overlapping(derived._func, primals)            # (until the entry point's end)
     call = []
     for k, value in enumerate(primals):
         call.append(_copied_if(value, k in written))
+        if finals is not None and call[-1] is not value:
+            finals[k] = call[-1]                 # holds the final contents after the pass
         if k in lanes[0]:
             call += [_copied_if(lane[k], k in written) for lane in lanes]
     value, tangents = derived(*call)
     return value, list(tangents) if width > 1 else [tangents]
 
 
-def _forward_over(derived, primals: list, lanes: list[dict]) -> tuple:
+def _forward_over(derived, primals: list, lanes: list[dict], finals: dict | None = None) -> tuple:
     """:func:`_forward_pass` of a derivative: the forward variant of its generated code, whose
     output buffers (shadows) get zero tangents in and carry the output's tangents out."""
     primals = derived._arguments(primals)
@@ -198,6 +202,11 @@ def _forward_over(derived, primals: list, lanes: list[dict]) -> tuple:
             for j in range(width):
                 lane_arguments[j][k] = _zero_tangent(value)
     out = variant.dispatcher(*call)
+    if finals is not None:                       # the generated code wrote back into its copies
+        for argument, origin in zip(low.arguments, low.origins):
+            if origin is not None and isinstance(argument, np.ndarray) \
+                    and argument is not primals[origin]:
+                finals[origin] = argument
     value = out[0] if variant.result_dual else out
     tangents = list(out[1:]) if variant.result_dual else [_zero_tangent(out)] * width
     return (low.assemble(value, low.arguments),
@@ -231,8 +240,17 @@ def jvp(fun, primals, tangents, fastmath=False):
     for k, (p, t) in enumerate(zip(primals, tangents)):
         if t is not None and _differentiable(p):
             lane[k] = np.asarray(t, dtype=p.dtype) if isinstance(p, np.ndarray) else float(t)
-    value, (tangent,) = _forward_pass(fun, list(primals), [lane], fastmath)
+    finals = {}
+    value, (tangent,) = _forward_pass(fun, list(primals), [lane], fastmath, finals)
+    _copy_finals(primals, finals)
     return value, tangent
+
+
+def _copy_finals(args, finals: dict) -> None:
+    """Leave the caller's arrays as the function leaves them: a pass ran on copies of the
+    arrays it writes, ``finals`` (position -> copy) holding their final contents."""
+    for k, final in finals.items():
+        np.copyto(args[k], final)
 
 
 def jacfwd(fun, argnums=0, width=8):
@@ -254,13 +272,14 @@ def jacfwd(fun, argnums=0, width=8):
         offsets = [sum(sizes[:n]) for n in range(len(wrt))]
         total = sum(sizes)
         lanes_per_pass = max(1, min(width, total))
-        columns = []
+        columns, finals = [], {}
         for start in range(0, total, lanes_per_pass):
             lanes = [{k: _basis(args[k], start + lane - offset) for k, offset in zip(wrt, offsets)}
                      for lane in range(lanes_per_pass)]
-            _, tangents = _forward_pass(fun, list(args), lanes)
+            _, tangents = _forward_pass(fun, list(args), lanes, finals=finals)
             columns += tangents
         columns = columns[:total]
+        _copy_finals(args, finals)                  # each pass started from the caller's arrays
         blocks = _stacked(columns, [np.shape(args[k]) for k in wrt], offsets, sizes)
         if not isinstance(argnums, (tuple, list)):
             blocks = _map_leaves(lambda per_argument: per_argument[0], blocks)
@@ -300,7 +319,7 @@ class GradOfDerivative:
         self.__name__ = f"{getattr(derived, '__name__', 'derivative')}_{self.kind}"
 
     def __call__(self, *args):
-        value = self.primal(*args)
+        value = self.primal(*[a.copy() if isinstance(a, np.ndarray) else a for a in args])
         if isinstance(value, tuple) or np.ndim(value) != 0:
             raise AutodiffError(f"grad of {self.primal.__name__} needs a scalar output, got "
                                 f"{'a tuple' if isinstance(value, tuple) else np.shape(value)}; "

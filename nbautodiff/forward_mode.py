@@ -16,6 +16,7 @@ on a dual input) and useful (reaches the result or an array the caller sees).
 from __future__ import annotations
 
 import ast
+import copy
 from dataclasses import dataclass
 
 from . import custom, naming, rules, tuples, typeinfer
@@ -165,6 +166,18 @@ class ForwardTransform:
                 return [s] + self.assign_tangents(t, lambda k: self.zero(t))
             index = index_src(value.slice)
             return [s] + self.assign_tangents(t, lambda k: f"{self.tangent_name(base.id, k)}[{index}]")
+        view = getattr(s, "nad_view", None)      # a view made by a call (see .aliasing)
+        if view:
+            base = value.args[0]
+            if not self.active(base):
+                return [s] + self.assign_tangents(t, lambda k: self.zero(t))
+            if view == "alias":
+                return [s] + self.assign_tangents(t, lambda k: self.tangent_name(base.id, k))
+            def same_view(k):
+                call = copy.deepcopy(value)
+                call.args[0] = ast.Name(id=self.tangent_name(base.id, k), ctx=ast.Load())
+                return src(call)
+            return [s] + self.assign_tangents(t, same_view)
         if isinstance(value, ast.Call) and value.nad_kind == "copy":
             base = value.func.value
             return [s] + self.assign_tangents(

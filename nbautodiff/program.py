@@ -31,8 +31,9 @@ import numpy as np
 from numba import types as nbtypes
 
 from . import analysis as analysis_mod
-from . import (arrayfence, cache, custom, emit, fence, forward_mode, lifting, module_state,
-               naming, raising, reverse_mode, tuples, typeinfer, vector_calls)
+from . import (aliasing, arrayfence, cache, custom, emit, fence, forward_mode, lifting,
+               module_state, naming, raising, reverse_mode, tuples, typeinfer, vector_calls)
+from . import source as source_mod
 from .errors import AutodiffError, UnsupportedConstructError
 from .normalize import Normalized, normalize
 from .source import (FunctionSource, function_source, python_function, record_generated,
@@ -55,6 +56,8 @@ class Primal:
     namespace: dict
     dispatcher: object
     writes: set = field(default_factory=set)         # positions of array params it writes
+    returns: dict = field(default_factory=dict)      # position -> view kinds of the params its
+                                                     # result may be or view (see .aliasing)
     key: object = None                               # cache.Key of its artifact
     reads: module_state.Reads | None = None          # what it read from module state
 
@@ -146,6 +149,8 @@ def _build_primal(func) -> Primal:
                 "differentiated again yet", construct=error.construct, lineno=error.lineno,
                 filename=error.filename, function=error.function) from None
         normalized = normalize(fs)
+        if not fs.generated:
+            _merge_repeated_arguments(normalized)
     namespace = _base_namespace()
     global_arrays = cache.frozen(normalized.globals)
     namespace.update(global_arrays)
@@ -171,7 +176,71 @@ def _build_primal(func) -> Primal:
                    key=entry.key, reads=module_state.reads(func, noted,
                                                            list(callee_primals.values())))
     built.writes = _written_params(normalized, callee_primals)
+    built.returns = aliasing.returned_params(normalized, _callee_returns)
     return built
+
+
+_merged: dict = {}
+
+
+def _merge_repeated_arguments(normalized: Normalized) -> None:
+    """Calls that pass one array name for several parameters of a function that writes one of
+    them (``g(y, y)``) call instead a version of the function with those parameters made one
+    (``g__same(y)``, the later ones renamed to the first): its derivatives then see the
+    aliasing, which a derivative of ``g`` itself, assuming distinct arrays, would not. A
+    parameter that the function rebinds is left alone (then :mod:`.aliasing` refuses the call)."""
+    for statement, _ in analysis_mod.walk_statements(normalized.tree.body):
+        call = getattr(statement, "value", None)
+        if not (isinstance(call, ast.Call) and call.nad_kind == "user"
+                and isinstance(call.nad_target, types.FunctionType)
+                and not custom.kind_of(call.nad_target)):
+            continue
+        names = [a.id if isinstance(a, ast.Name) else None for a in call.args]
+        first = {}
+        same = tuple(first.setdefault(n, k) if n is not None else k for k, n in enumerate(names))
+        if same == tuple(range(len(names))) or not primal(call.nad_target).writes:
+            continue
+        merged = _merged_callee(call.nad_target, same)
+        if merged is None:
+            continue
+        binding = naming.unused(merged.__name__, lambda b: b in normalized.callees
+                                and normalized.callees[b] is not merged)
+        normalized.callees[binding] = merged
+        call.func = ast.Name(id=binding, ctx=ast.Load())
+        call.args = [a for k, a in enumerate(call.args) if same[k] == k]
+        call.nad_target = merged
+
+
+def _merged_callee(func, same: tuple):
+    """``func`` with parameter k replaced by parameter ``same[k]`` (a real function, its source
+    registered), or None where a replaced parameter is rebound in its body."""
+    key = (func, func.__code__, same)
+    if key in _merged:
+        return _merged[key]
+    fs = lifting.lift(function_source(func))
+    params = fs.parameters
+    renamed = {params[k]: params[j] for k, j in enumerate(same) if j != k}
+    stored = {n.id for n in ast.walk(fs.tree) if isinstance(n, ast.Name)
+              and isinstance(n.ctx, ast.Store)}
+    if stored & (set(renamed) | set(renamed.values())) or fs.tree.args.defaults:
+        _merged[key] = None
+        return None
+    tree = copy_tree(fs.tree)
+    tree.args.args = [a for k, a in enumerate(tree.args.args) if same[k] == k]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id in renamed:
+            node.id = renamed[node.id]
+    tree.name = f"{func.__name__}__same_" + "_".join(map(str, same))
+    module = ast.fix_missing_locations(ast.Module(body=[tree], type_ignores=[]))
+    code = compile(module, fs.filename, "exec")
+    body = next(c for c in code.co_consts if isinstance(c, types.CodeType))
+    merged = types.FunctionType(body, fs.globals, tree.name)
+    merged.__qualname__ = f"{func.__qualname__}__same"
+    merged.__module__ = func.__module__
+    source_mod.register(source_mod.FunctionSource(func=merged, tree=tree, filename=fs.filename,
+                                                  closure=fs.closure))
+    _merged[key] = merged
+    return merged
 
 
 def _written_params(normalized: Normalized, callee_primals: dict) -> set[int]:
@@ -338,10 +407,11 @@ def _generate_variant(prim: Primal, argtypes: tuple, active: list[bool], result_
         if flag and not typeinfer.is_differentiable(typ):
             raise TypeError(f"argument '{name}' of {fs.name}() has type {typ}, which cannot be "
                             "differentiated (use a float or a float32/float64 array)")
-    arrayfence.check(normalized, types)
+    tree = copy_tree(normalized.tree)
+    arrayfence.check(normalized, types, callee_returns=_callee_returns,
+                     callee_writes=_callee_writes, tree=tree)
     result_active = result_active and tuples.has_differentiable(result_type)
     active_params = {p for p, flag in zip(params, active) if flag}
-    tree = copy_tree(normalized.tree)
     tuples.split(tree, types, fs)
     vector_math = False
     if fastmath:
@@ -438,10 +508,11 @@ def _generate_forward(prim: Primal, argtypes: tuple, duals: list[bool], result_d
     fs, normalized = prim.fs, prim.normalized
     params, types, result_type = _typed(prim, argtypes)
     duals = [flag and typeinfer.is_differentiable(typ) for flag, typ in zip(duals, argtypes)]
-    arrayfence.check(normalized, types, in_place_shared=True)
+    tree = copy_tree(normalized.tree)
+    arrayfence.check(normalized, types, in_place_shared=True, callee_returns=_callee_returns,
+                     callee_writes=_callee_writes, tree=tree)
     result_dual = result_dual and tuples.has_differentiable(result_type)
     dual_params = {p for p, flag in zip(params, duals) if flag}
-    tree = copy_tree(normalized.tree)
     tuples.split(tree, types, fs)
     vector_math = False
     if fastmath:
@@ -500,6 +571,12 @@ def _typed(prim: Primal, argtypes: tuple) -> tuple[list[str], dict, object]:
 def _callee_writes(call: ast.Call) -> set[int]:
     """Positions of the arguments the function called by ``call`` writes."""
     return primal(call.nad_target).writes
+
+
+def _callee_returns(call: ast.Call) -> dict | None:
+    """{position: view kinds} of the arguments the result of the function called by ``call``
+    may be or view; None when unknown (a declared rule's function: any of them)."""
+    return getattr(primal(call.nad_target), "returns", None)
 
 
 def _bind(namespace: dict, callee_name: str, dispatcher, own_name: str) -> str:

@@ -38,7 +38,8 @@ class ArrayAdjoints:
         and that are written in place after ``s``: saved around ``s``, restored before its
         adjoint runs."""
         target = s.targets[0]
-        if not (isinstance(target, ast.Name) and self.a.statement_active(s)):
+        if not (isinstance(target, ast.Name) and self.a.statement_active(s)) \
+                or getattr(s, "nad_view", None):
             return [], []
         rule, operands = rule_of(s.value)
         if rule is None or not any(self.a.is_array(n) for n in

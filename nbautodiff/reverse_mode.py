@@ -129,11 +129,15 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
         adjoints = sorted({n for n in a.types if not a.is_array(n) and a.is_active(n)})
         self.zero = set(adjoints)
         backward = self.backward(self.tree.body)
+        rebound_params = [p for p in written_params if a.assignments.get(p)]
         prologue = [f"{p} = {naming.WORK_COPY}{p}.copy()" for p in written_params]
+        # a parameter rebound later (``x = x.copy()``) is written back from its first array
+        prologue += [f"{naming.WORK_COPY}{p}_work = {p}" for p in rebound_params
+                     if self.writeback]
         prologue += [f"{naming.adjoint(n)} = 0.0" for n in adjoints]
         prologue += [f"{naming.shadow(p)} = {naming.ARRAY_MODULE}.zeros_like({p})"
-                     for p in self.params if a.is_array(p) and a.is_active(p) and p not in self.active_params
-                     and p not in self.rebound]
+                     for p in self.params if a.is_array(p) and a.is_active(p)
+                     and p not in self.active_params and p not in self.rebound]
         prologue += self.reference_prologue()
         for name in sorted(a.restored - set(self.params)):
             prologue.append(f"{name} = {typeinfer.zero_literal(self.type_of(name))}")
@@ -147,7 +151,8 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
             prologue.append(f"{naming.INT_TOP} = 0")
         middle = []
         if self.writeback:
-            middle = [f"{naming.TAPE_MODULE}.copy_into({naming.WORK_COPY}{p}, {p})"
+            middle = [f"{naming.TAPE_MODULE}.copy_into({naming.WORK_COPY}{p}, "
+                      f"{naming.WORK_COPY + p + '_work' if p in rebound_params else p})"
                       for p in written_params]
         returned = [naming.RESULT if self.keep_value else "None"]
         returned += [naming.adjoint(p) if self.active_scalar(ast.Name(id=p)) else "0.0"
@@ -403,6 +408,13 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
         if isinstance(value, ast.Subscript) and not self.gathers(value):   # a view: the same
             return parse(f"{naming.shadow(name)} = {naming.shadow(value.value.id)}"
                          f"[{index_src(value.slice)}]")
+        view = getattr(s, "nad_view", None)               # a view made by a call (aliasing)
+        if view == "alias":
+            return parse(f"{naming.shadow(name)} = {naming.shadow(value.args[0].id)}")
+        if view == "call":
+            call = copy.deepcopy(value)
+            call.args[0] = ast.Name(id=naming.shadow(value.args[0].id), ctx=ast.Load())
+            return parse(f"{naming.shadow(name)} = {src(call)}")
         return parse(f"{naming.shadow(name)} = {naming.ARRAY_MODULE}.zeros_like({name})")
 
     def has_reverse_work(self, s: ast.stmt) -> bool:
@@ -611,6 +623,14 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
             region = f"{naming.shadow(array)}[{index}]"
             name = atom_name(value)
             out = []
+            if name and self.a.is_active(name) and self.a.is_array(name) \
+                    and self.a.rep(name) == self.a.rep(array):
+                # the value may overlap the region written (``y[1:] = y[:-1]``): take the
+                # region's adjoint before clearing it, then pass it on
+                taken = self.fresh("_nad_region")
+                return parse(f"{taken} = {region}.copy()\n{region} = 0.0\n"
+                             f"{naming.shadow(name)} += "
+                             f"{naming.ARRAY_MODULE}.unbroadcast({taken}, {name})")
             if name and self.a.is_active(name) and self.a.is_array(name):
                 out += parse(f"{naming.shadow(name)} += "
                              f"{naming.ARRAY_MODULE}.unbroadcast({region}, {name})")
@@ -634,14 +654,21 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
             return self.take_adjoint(t) + \
                 self.reverse_call(value, g)
         if self.a.is_array(t):
-            if isinstance(value, ast.Call) and value.nad_kind == "copy":
-                origin = value.func.value.id
+            contiguous = isinstance(value, ast.Call) and value.nad_kind == "helper" \
+                and value.nad_target.spelling == "np.ascontiguousarray" \
+                and not self.fs.generated and not getattr(s, "nad_view", None)
+            if contiguous or isinstance(value, ast.Call) and value.nad_kind == "copy":
+                # a copy, or np.ascontiguousarray not followed as a view: nothing writes either
+                # (.aliasing), so a copy, whatever it is
+                origin = value.args[0].id if contiguous else value.func.value.id
                 if not self.a.is_active(origin):       # a constant copied into active state
                     return []
                 return parse(f"{naming.TAPE_MODULE}.add_into({naming.shadow(origin)}, "
                              f"{naming.shadow(t)})")
             if isinstance(value, ast.Call) and value.nad_kind == "user":
                 return self.reverse_call(value, naming.shadow(t) if self.a.is_active(t) else None)
+            if getattr(s, "nad_view", None):
+                return []                              # a view: its shadow is the operand's
             if rule_of(value)[0] is not None:
                 return self.rule_adjoints(value, t, naming.shadow(t), None)
             return []                                  # alias or constructor: nothing flows
