@@ -150,7 +150,8 @@ def _build_primal(func) -> Primal:
         # differentiating this code again (forward over reverse) still sees what it declares
         namespace[binding] = callee_primals[binding].dispatcher \
             if isinstance(callee, types.FunctionType) else callee
-    rendered = emit.render([normalized.tree], header=f"# primal of {fs.name}, normalised by nbautodiff\n"
+    rendered = emit.render([_stored_in_place(normalized.tree)],
+                           header=f"# primal of {fs.name}, normalised by nbautodiff\n"
                                                      "import math\nimport numpy as np")
     key = cache.key("primal", rendered.text, rendered.user_lines,
                     emit.annotations(normalized.tree), fs.generated, global_arrays,
@@ -163,6 +164,23 @@ def _build_primal(func) -> Primal:
                                                            list(callee_primals.values())))
     built.writes = _written_params(normalized, callee_primals)
     return built
+
+
+def _stored_in_place(tree: ast.FunctionDef) -> ast.FunctionDef:
+    """``tree`` with each rebinding that ends ``A op= ...`` (``A = t`` marked ``nad_in_place``)
+    written ``A = in_place(A, t)``: an array is updated in place as NumPy does, so that aliases,
+    views and the caller see the update (a number is rebound)."""
+    tree = copy_tree(tree)
+    for statement, _ in analysis_mod.walk_statements(tree.body):
+        if isinstance(statement, ast.Assign) and getattr(statement, "nad_in_place", False) \
+                and isinstance(statement.targets[0], ast.Name):
+            name = statement.targets[0].id
+            statement.value = ast.Call(
+                func=ast.Attribute(value=ast.Name(id=naming.ARRAY_MODULE, ctx=ast.Load()),
+                                   attr="in_place", ctx=ast.Load()),
+                args=[ast.Name(id=name, ctx=ast.Load()), statement.value], keywords=[])
+            ast.fix_missing_locations(ast.copy_location(statement.value, statement))
+    return tree
 
 
 def _written_params(normalized: Normalized, callee_primals: dict) -> set[int]:
