@@ -44,6 +44,9 @@ BLOCK = 512          # slices per block: lane arrays of a few kB stay in the L1 
 STAGE_LIMIT = 64     # elements of a slice up to which its block is staged lane-major
 SHAPE_ATTRIBUTES = ("shape", "ndim", "size")
 ALLOCATIONS = ("np.empty", "np.zeros", "np.ones")      # (shape, dtype) constructors
+VIEW_CALLS = ("reshape", "transpose", "ravel", "squeeze", "expand_dims", "swapaxes", "moveaxis",
+              "diagonal", "broadcast_to", "asarray", "atleast_1d", "atleast_2d", "atleast_3d",
+              "real", "imag", "flat", "T")                # NumPy calls that may return a view
 
 
 class NotLaneable(Exception):
@@ -250,6 +253,15 @@ class _Lanes:
                         and origin not in group and loads.get(origin, 0) == 1
                     if origin is not None and origin != target.id and not fresh:
                         group[root(target.id)] = root(origin)
+                    for other in self._may_return_view_of(statement):
+                        if root(other) != root(target.id):
+                            group[root(target.id)] = root(other)
+                value = statement.value
+                if isinstance(value, ast.Call) and getattr(value, "nad_kind", None) in \
+                        ("user", "helper", "nondiff"):
+                    for arg in value.args:          # a callee may write what it is given
+                        if isinstance(arg, ast.Name) and self._is_array(arg.id):
+                            written.setdefault(arg.id, line)
             elif isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Call):
                 for arg in statement.value.args:
                     if isinstance(arg, ast.Name) and self._is_array(arg.id):
@@ -262,6 +274,21 @@ class _Lanes:
             if others:
                 raise NotLaneable(f"it writes the array '{name}', which '{others[0]}' also "
                                   "names (an alias or a view)", line)
+
+    def _may_return_view_of(self, statement: ast.Assign) -> list[str]:
+        """The arrays whose memory the array ``statement`` binds may share, besides
+        :func:`view_origin`'s: those given to a reshaping NumPy call, a callee or a helper (a
+        function may return its argument or a view of it)."""
+        target, value = statement.targets[0], statement.value
+        if not (isinstance(value, ast.Call) and self._is_array(target.id)):
+            return []
+        kind = getattr(value, "nad_kind", None)
+        if kind == "array" and ast.unparse(value.func).rsplit(".", 1)[-1] not in VIEW_CALLS:
+            return []
+        if kind not in ("array", "user", "helper", "nondiff"):
+            return []
+        return [arg.id for arg in value.args if isinstance(arg, ast.Name)
+                and self._is_array(arg.id)]
 
     def _is_array(self, name: str) -> bool:
         return typeinfer.is_array(self.types.get(name))

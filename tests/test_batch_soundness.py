@@ -199,6 +199,40 @@ def f(x):
         acc += np.sum(L)
     return acc
 """, (X,)),
+    case("arange-written-per-slice", """
+def f(x):
+    W = np.arange(6.0)
+    W[1] = W[1] * x[2]
+    W = W + x
+    return np.sum(W * W)
+""", (X,)),
+    case("param-alias-element-store", """
+def f(x):
+    B = x
+    B[0] = B[1] + 1.0
+    return np.sum(x)
+""", (X,), inner=False),
+    case("reshape-view-written", """
+def f(x):
+    y = x * 1.0
+    B = y.reshape(2, 3)
+    B[1, 0] = B[0, 0] * B[1, 1]
+    return np.sum(y * y)
+""", (X,), inner=False),
+    case("transpose-view-in-place-2d", """
+def f(A):
+    L = A + 0.0
+    T = L.T
+    T[0, 1] = T[1, 0] * 3.0
+    return np.sum(L * L)
+""", (A,), inner=False),
+    case("uniform-array-reshaped-and-written", """
+def f(x):
+    W = np.zeros(4)
+    B = W.reshape(2, 2)
+    B[0, 1] = x[0]
+    return np.sum(W) + x[1]
+""", (X,), inner=False),
     # -- sound programs the inner layout keeps -------------------------------------------------
     case("copy-then-write-kept-inner", """
 def f(x):
