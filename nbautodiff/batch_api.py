@@ -140,8 +140,8 @@ class BatchedFunction:
                                   "parallel=True would make the slices race on it "
                                   "(or use parallel=False)")
         staged = tuple(k for k in staged if k not in prim.writes)
-        return self._variant(prim.dispatcher, argtypes, axes, self.out_axes, checks, prim,
-                             staged)
+        return self._variant(program.in_place_dispatcher(prim), argtypes, axes, self.out_axes,
+                             checks, prim, staged)
 
     def _variant(self, callee, argtypes, axes, out_axes, checks: bool = False,
                  primal=None, staged: tuple = ()) -> batching.BatchedVariant:

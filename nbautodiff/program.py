@@ -57,6 +57,9 @@ class Primal:
     writes: set = field(default_factory=set)         # positions of array params it writes
     key: object = None                               # cache.Key of its artifact
     reads: module_state.Reads | None = None          # what it read from module state
+    unloaded: dict = field(default_factory=dict)     # the namespace its source is loaded in
+    callees: dict = field(default_factory=dict)      # binding -> Primal of each callee
+    in_place: object = None                          # see in_place_dispatcher
 
     @property
     def py_func(self):
@@ -150,8 +153,8 @@ def _build_primal(func) -> Primal:
         # differentiating this code again (forward over reverse) still sees what it declares
         namespace[binding] = callee_primals[binding].dispatcher \
             if isinstance(callee, types.FunctionType) else callee
-    rendered = emit.render([_stored_in_place(normalized.tree)],
-                           header=f"# primal of {fs.name}, normalised by nbautodiff\n"
+    unloaded = dict(namespace)
+    rendered = emit.render([normalized.tree], header=f"# primal of {fs.name}, normalised by nbautodiff\n"
                                                      "import math\nimport numpy as np")
     key = cache.key("primal", rendered.text, rendered.user_lines,
                     emit.annotations(normalized.tree), fs.generated, global_arrays,
@@ -163,7 +166,40 @@ def _build_primal(func) -> Primal:
                    key=entry.key, reads=module_state.reads(func, noted,
                                                            list(callee_primals.values())))
     built.writes = _written_params(normalized, callee_primals)
+    built.unloaded, built.callees = unloaded, callee_primals
     return built
+
+
+def in_place_dispatcher(prim: Primal):
+    """``prim`` compiled with each in-place operator on an array storing into that array (see
+    :func:`_stored_in_place`), as NumPy does, so that aliases, views and the caller see the
+    update; callees likewise. :attr:`Primal.dispatcher` rebinds the name instead (its source is
+    what the transforms read when they differentiate code calling it); the outer batch layout
+    calls this one, which gives the function's own results and side effects."""
+    with _lock:
+        if prim.in_place is None:
+            prim.in_place = _build_in_place(prim)
+        return prim.in_place
+
+
+def _build_in_place(prim: Primal):
+    callees = {binding: in_place_dispatcher(callee)
+               for binding, callee in prim.callees.items()
+               if prim.unloaded.get(binding) is callee.dispatcher}
+    marked = any(getattr(statement, "nad_in_place", False)
+                 for statement, _ in analysis_mod.walk_statements(prim.normalized.tree.body))
+    if not marked and all(callees[b] is prim.callees[b].dispatcher for b in callees):
+        return prim.dispatcher
+    fs = prim.fs
+    rendered = emit.render([_stored_in_place(prim.normalized.tree)],
+                           header=f"# primal of {fs.name} (in-place operators store), "
+                                  "normalised by nbautodiff\nimport math\nimport numpy as np")
+    key = cache.key("primal-in-place", rendered.text, rendered.user_lines, prim.key,
+                    {binding: prim.callees[binding].key for binding in callees}, origin=fs.func)
+    entry = cache.artifact(key, lambda: cache.Built(f"{fs.name}_primal_in_place",
+                                                    rendered.text))
+    namespace = entry.load({**prim.unloaded, **callees})
+    return entry.njit(namespace[fs.name])
 
 
 def _stored_in_place(tree: ast.FunctionDef) -> ast.FunctionDef:
