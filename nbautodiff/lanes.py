@@ -276,10 +276,17 @@ class _Lanes:
                                   "names (an alias or a view)", line)
 
     def _may_return_view_of(self, statement: ast.Assign) -> list[str]:
-        """The arrays whose memory the array ``statement`` binds may share, besides
-        :func:`view_origin`'s: those given to a reshaping NumPy call, a callee or a helper (a
-        function may return its argument or a view of it)."""
+        """The arrays (and tuples of them) whose memory what ``statement`` binds may share,
+        besides :func:`view_origin`'s: those given to a reshaping NumPy call, a callee or a
+        helper (a function may return its argument or a view of it), those a tuple display
+        holds, the tuple an element is taken from."""
         target, value = statement.targets[0], statement.value
+        if isinstance(value, ast.Tuple):            # a tuple holds its arrays: p = (A, s)
+            return [e.id for e in value.elts if isinstance(e, ast.Name)
+                    and (self._is_array(e.id) or self._is_tuple(e.id))]
+        if isinstance(value, ast.Subscript) and isinstance(value.value, ast.Name) \
+                and self._is_tuple(value.value.id):  # ... and gives them back: B = p[0]
+            return [value.value.id]
         if not (isinstance(value, ast.Call) and self._is_array(target.id)):
             return []
         kind = getattr(value, "nad_kind", None)
@@ -289,6 +296,9 @@ class _Lanes:
             return []
         return [arg.id for arg in value.args if isinstance(arg, ast.Name)
                 and self._is_array(arg.id)]
+
+    def _is_tuple(self, name: str) -> bool:
+        return isinstance(self.types.get(name), nbtypes.BaseTuple)
 
     def _is_array(self, name: str) -> bool:
         return typeinfer.is_array(self.types.get(name))

@@ -233,6 +233,14 @@ def f(x):
     B[0, 1] = x[0]
     return np.sum(W) + x[1]
 """, (X,), inner=False),
+    case("uniform-array-through-tuple-written", """
+def f(x):
+    W = np.zeros(3)
+    p = (W, x[0])
+    B = p[0]
+    B[0] = B[0] + p[1]
+    return np.sum(W) + x[1]
+""", (X,), inner=False),
     # -- sound programs the inner layout keeps -------------------------------------------------
     case("copy-then-write-kept-inner", """
 def f(x):
