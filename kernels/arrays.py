@@ -39,6 +39,29 @@ def _compile(source: str, name: str):
     return namespace[name]
 
 
+# ---- in-place operators -----------------------------------------------------------------------
+
+def in_place(target, value):
+    """The end of ``target op= ...`` (normalised to ``t = target op ...; target = t``) in a
+    primal: for an array, ``value`` stored into ``target``'s own array (which aliases, views and
+    the caller see, as NumPy's in-place operators do) and that array returned; otherwise
+    ``value`` (a number is rebound)."""
+    raise NotImplementedError("called from compiled code only")
+
+
+@overload(in_place)
+def _in_place(target, value):
+    if isinstance(target, types.Array) and isinstance(value, types.Array) \
+            and target.ndim == value.ndim and target.dtype == value.dtype and target.mutable:
+        def store(target, value):
+            if target.shape != value.shape:     # (NumPy would broadcast or refuse: rebound)
+                return value
+            target[...] = value
+            return target
+        return store
+    return lambda target, value: value
+
+
 # ---- the adjoint of broadcasting -------------------------------------------------------------
 
 def unbroadcast(contribution, like):

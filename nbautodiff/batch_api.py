@@ -76,6 +76,10 @@ class BatchedFunction:
             raise BatchError(f"layout must be one of {', '.join(map(repr, batching.LAYOUTS))}, "
                              f"got {layout!r}")
         self.layout = layout
+        # the outer layout calls the primal whose in-place operators store into the array, as
+        # NumPy's do (program.in_place_dispatcher); offload, which translates the callee's
+        # source for the GPU, keeps the plain primal
+        self.in_place_primal = True
         self.vector_math = bool(vector_math)
         self._derivative = hasattr(fun, "_lowered")
         target = fun._func if self._derivative else custom.program_target(fun)
@@ -140,8 +144,8 @@ class BatchedFunction:
                                   "parallel=True would make the slices race on it "
                                   "(or use parallel=False)")
         staged = tuple(k for k in staged if k not in prim.writes)
-        return self._variant(prim.dispatcher, argtypes, axes, self.out_axes, checks, prim,
-                             staged)
+        callee = program.in_place_dispatcher(prim) if self.in_place_primal else prim.dispatcher
+        return self._variant(callee, argtypes, axes, self.out_axes, checks, prim, staged)
 
     def _variant(self, callee, argtypes, axes, out_axes, checks: bool = False,
                  primal=None, staged: tuple = ()) -> batching.BatchedVariant:

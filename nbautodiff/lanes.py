@@ -38,12 +38,15 @@ from dataclasses import dataclass, field
 from numba import types as nbtypes
 
 from . import naming, typeinfer, vector_calls
-from .analysis import walk_statements
+from .analysis import view_origin, walk_statements
 
 BLOCK = 512          # slices per block: lane arrays of a few kB stay in the L1 cache
 STAGE_LIMIT = 64     # elements of a slice up to which its block is staged lane-major
 SHAPE_ATTRIBUTES = ("shape", "ndim", "size")
 ALLOCATIONS = ("np.empty", "np.zeros", "np.ones")      # (shape, dtype) constructors
+VIEW_CALLS = ("reshape", "transpose", "ravel", "squeeze", "expand_dims", "swapaxes", "moveaxis",
+              "diagonal", "broadcast_to", "asarray", "atleast_1d", "atleast_2d", "atleast_3d",
+              "real", "imag", "flat", "T")                # NumPy calls that may return a view
 
 
 class NotLaneable(Exception):
@@ -154,6 +157,8 @@ class _Lanes:
         if shared_writes:
             raise NotLaneable(f"it writes argument '{shared_writes[0]}', which every slice "
                               "shares (the inner layout would reorder those writes)")
+        self._refuse_rebound_parameters()
+        self._refuse_written_aliases()
         self.varying = self._varying() | self.outputs
         self.extended = self._extended()          # local array -> its rank (lanes added last)
         self.staged = {name for name in staged if self._read_by_element(name)}
@@ -203,6 +208,97 @@ class _Lanes:
                     # a call for its effect on arrays: those it is given now hold varying values
                     varying.update(a.id for a in statement.value.args
                                    if isinstance(a, ast.Name) and self._is_array(a.id))
+
+    def _refuse_rebound_parameters(self) -> None:
+        """A batched parameter stands for the caller's slice in every lane (``x`` is
+        ``x[..., lane's index, ...]``): a new value bound to its name (``x = x * 1.0``,
+        ``x += ...``) would be stored into the caller's array instead."""
+        batched = self.batched_scalars | set(self.batched_arrays)
+        for statement, _ in walk_statements(self.tree.body):
+            stores = {statement.target.id} if isinstance(statement, ast.For) else \
+                {t.id for t in getattr(statement, "targets", []) if isinstance(t, ast.Name)}
+            for name in sorted(stores & batched):
+                raise NotLaneable(f"it binds the batched parameter '{name}' to a new value",
+                                  getattr(statement, "lineno", None))
+
+    def _refuse_written_aliases(self) -> None:
+        """Names for the same array (``B = A``, a view ``V = A[1:]``) where one of them is
+        written (an element store, an in-place operator, a call for its effect): the lane
+        loops give each name its own per-lane value, so the write would not reach the others
+        (in-place operators are rebindings, ``A = t``, after normalisation)."""
+        group: dict[str, str] = {}
+
+        def root(name: str) -> str:
+            while group.get(name, name) != name:
+                name = group[name]
+            return name
+
+        loads: dict[str, int] = {}      # a temporary read once names a fresh array, no alias
+        for node in ast.walk(self.tree):
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+                loads[node.id] = loads.get(node.id, 0) + 1
+        written: dict[str, int | None] = {}
+        for statement, _ in walk_statements(self.tree.body):
+            line = getattr(statement, "lineno", None)
+            if isinstance(statement, ast.Assign):
+                target = statement.targets[0]
+                if isinstance(target, ast.Subscript) and isinstance(target.value, ast.Name):
+                    written.setdefault(target.value.id, line)
+                elif isinstance(target, ast.Name) and getattr(statement, "nad_in_place", False):
+                    if self._is_array(target.id):
+                        written.setdefault(target.id, line)
+                elif isinstance(target, ast.Name):
+                    origin = view_origin(statement, self.types)
+                    fresh = origin is not None and origin.startswith(naming.TEMP) \
+                        and origin not in group and loads.get(origin, 0) == 1
+                    if origin is not None and origin != target.id and not fresh:
+                        group[root(target.id)] = root(origin)
+                    for other in self._may_return_view_of(statement):
+                        if root(other) != root(target.id):
+                            group[root(target.id)] = root(other)
+                value = statement.value
+                if isinstance(value, ast.Call) and getattr(value, "nad_kind", None) in \
+                        ("user", "helper", "nondiff"):
+                    for arg in value.args:          # a callee may write what it is given
+                        if isinstance(arg, ast.Name) and self._is_array(arg.id):
+                            written.setdefault(arg.id, line)
+            elif isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Call):
+                for arg in statement.value.args:
+                    if isinstance(arg, ast.Name) and self._is_array(arg.id):
+                        written.setdefault(arg.id, line)
+        members: dict[str, list] = {}
+        for name in set(group) | set(group.values()):
+            members.setdefault(root(name), []).append(name)
+        for name, line in written.items():
+            others = sorted(set(members.get(root(name), [])) - {name})
+            if others:
+                raise NotLaneable(f"it writes the array '{name}', which '{others[0]}' also "
+                                  "names (an alias or a view)", line)
+
+    def _may_return_view_of(self, statement: ast.Assign) -> list[str]:
+        """The arrays (and tuples of them) whose memory what ``statement`` binds may share,
+        besides :func:`view_origin`'s: those given to a reshaping NumPy call, a callee or a
+        helper (a function may return its argument or a view of it), those a tuple display
+        holds, the tuple an element is taken from."""
+        target, value = statement.targets[0], statement.value
+        if isinstance(value, ast.Tuple):            # a tuple holds its arrays: p = (A, s)
+            return [e.id for e in value.elts if isinstance(e, ast.Name)
+                    and (self._is_array(e.id) or self._is_tuple(e.id))]
+        if isinstance(value, ast.Subscript) and isinstance(value.value, ast.Name) \
+                and self._is_tuple(value.value.id):  # ... and gives them back: B = p[0]
+            return [value.value.id]
+        if not (isinstance(value, ast.Call) and self._is_array(target.id)):
+            return []
+        kind = getattr(value, "nad_kind", None)
+        if kind == "array" and ast.unparse(value.func).rsplit(".", 1)[-1] not in VIEW_CALLS:
+            return []
+        if kind not in ("array", "user", "helper", "nondiff"):
+            return []
+        return [arg.id for arg in value.args if isinstance(arg, ast.Name)
+                and self._is_array(arg.id)]
+
+    def _is_tuple(self, name: str) -> bool:
+        return isinstance(self.types.get(name), nbtypes.BaseTuple)
 
     def _is_array(self, name: str) -> bool:
         return typeinfer.is_array(self.types.get(name))
@@ -315,8 +411,13 @@ class _Lanes:
                 out.append(ast.copy_location(ast.Assign(
                     targets=[ast.Name(id=temporary, ctx=ast.Store())], value=statement.value),
                     statement))
+                value = _load(temporary)
+                if self._is_array(statement.targets[0].id):
+                    # each slice gets its own array, as each call of the function makes one
+                    value = ast.Call(func=ast.Attribute(value=value, attr="copy",
+                                                        ctx=ast.Load()), args=[], keywords=[])
                 statement = ast.copy_location(ast.Assign(targets=statement.targets,
-                                                         value=_load(temporary)), statement)
+                                                         value=value), statement)
             out.append(statement)
         return out
 

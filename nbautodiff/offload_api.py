@@ -141,6 +141,7 @@ class OffloadFunction:
                 python_function(dispatcher), arguments)
             if hasattr(clone, "layout"):      # a batch: one GPU thread per slice, not lanes
                 clone.layout, clone.vector_math = "outer", False
+                clone.in_place_primal = False     # (its source is what the GPU code is made of)
             return clone(*args)
         return self._run(python_function(self.primal), args)
 

@@ -60,6 +60,9 @@ class Primal:
                                                      # result may be or view (see .aliasing)
     key: object = None                               # cache.Key of its artifact
     reads: module_state.Reads | None = None          # what it read from module state
+    unloaded: dict = field(default_factory=dict)     # the namespace its source is loaded in
+    callees: dict = field(default_factory=dict)      # binding -> Primal of each callee
+    in_place: object = None                          # see in_place_dispatcher
 
     @property
     def py_func(self):
@@ -162,6 +165,7 @@ def _build_primal(func) -> Primal:
         namespace[binding] = callee_primals[binding].dispatcher \
             if isinstance(callee, types.FunctionType) else callee
     namespace.update(normalized.libraries)        # library callables called as constants
+    unloaded = dict(namespace)
     rendered = emit.render([normalized.tree], header=f"# primal of {fs.name}, normalised by nbautodiff\n"
                                                      "import math\nimport numpy as np")
     key = cache.key("primal", rendered.text, rendered.user_lines,
@@ -177,6 +181,7 @@ def _build_primal(func) -> Primal:
                                                            list(callee_primals.values())))
     built.writes = _written_params(normalized, callee_primals)
     built.returns = aliasing.returned_params(normalized, _callee_returns)
+    built.unloaded, built.callees = unloaded, callee_primals
     return built
 
 
@@ -241,6 +246,55 @@ def _merged_callee(func, same: tuple):
                                                   closure=fs.closure))
     _merged[key] = merged
     return merged
+
+
+def in_place_dispatcher(prim: Primal):
+    """``prim`` compiled with each in-place operator on an array storing into that array (see
+    :func:`_stored_in_place`), as NumPy does, so that aliases, views and the caller see the
+    update; callees likewise. :attr:`Primal.dispatcher` rebinds the name instead (its source is
+    what the transforms read when they differentiate code calling it); the outer batch layout
+    calls this one, which gives the function's own results and side effects."""
+    with _lock:
+        if prim.in_place is None:
+            prim.in_place = _build_in_place(prim)
+        return prim.in_place
+
+
+def _build_in_place(prim: Primal):
+    callees = {binding: in_place_dispatcher(callee)
+               for binding, callee in prim.callees.items()
+               if prim.unloaded.get(binding) is callee.dispatcher}
+    marked = any(getattr(statement, "nad_in_place", False)
+                 for statement, _ in analysis_mod.walk_statements(prim.normalized.tree.body))
+    if not marked and all(callees[b] is prim.callees[b].dispatcher for b in callees):
+        return prim.dispatcher
+    fs = prim.fs
+    rendered = emit.render([_stored_in_place(prim.normalized.tree)],
+                           header=f"# primal of {fs.name} (in-place operators store), "
+                                  "normalised by nbautodiff\nimport math\nimport numpy as np")
+    key = cache.key("primal-in-place", rendered.text, rendered.user_lines, prim.key,
+                    {binding: prim.callees[binding].key for binding in callees}, origin=fs.func)
+    entry = cache.artifact(key, lambda: cache.Built(f"{fs.name}_primal_in_place",
+                                                    rendered.text))
+    namespace = entry.load({**prim.unloaded, **callees})
+    return entry.njit(namespace[fs.name])
+
+
+def _stored_in_place(tree: ast.FunctionDef) -> ast.FunctionDef:
+    """``tree`` with each rebinding that ends ``A op= ...`` (``A = t`` marked ``nad_in_place``)
+    written ``A = in_place(A, t)``: an array is updated in place as NumPy does, so that aliases,
+    views and the caller see the update (a number is rebound)."""
+    tree = copy_tree(tree)
+    for statement, _ in analysis_mod.walk_statements(tree.body):
+        if isinstance(statement, ast.Assign) and getattr(statement, "nad_in_place", False) \
+                and isinstance(statement.targets[0], ast.Name):
+            name = statement.targets[0].id
+            statement.value = ast.Call(
+                func=ast.Attribute(value=ast.Name(id=naming.ARRAY_MODULE, ctx=ast.Load()),
+                                   attr="in_place", ctx=ast.Load()),
+                args=[ast.Name(id=name, ctx=ast.Load()), statement.value], keywords=[])
+            ast.fix_missing_locations(ast.copy_location(statement.value, statement))
+    return tree
 
 
 def _written_params(normalized: Normalized, callee_primals: dict) -> set[int]:
