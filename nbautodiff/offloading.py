@@ -32,6 +32,7 @@ import numpy as np
 from . import naming, parallel, program
 from .errors import AutodiffError
 from .parallel import ParallelLoop
+from .kernels import arrays as array_kernels
 from .source import MISSING, FunctionSource, resolve
 
 
@@ -195,6 +196,8 @@ class _Splitter:
 
     def _allocation(self, call: ast.Call) -> str | None:
         target = resolve(self.fs, call.func)
+        if target is array_kernels.zeros_like:          # the shadows of generated code
+            return "zeros_like"
         for name in ALLOCATIONS:
             if target is getattr(np, name):
                 return name
