@@ -73,8 +73,11 @@ def _project(folder, helper: str = HELPER_CUBE):
 
 
 def _start(folder, *args):
+    """A fresh process running the probe on ``folder``'s cache, numba at its default
+    optimisation level as users have it (the suite compiles at -O0, where numba declines to
+    cache code that reads large constant arrays, such as kernels.vecmath's tables)."""
     env = dict(os.environ, NBAUTODIFF_CACHE_DIR=str(folder / "cache"),
-               PYTHONPATH=str(folder / "code"))
+               PYTHONPATH=str(folder / "code"), NUMBA_OPT="3")
     return subprocess.Popen([sys.executable, str(folder / "code" / "probe.py"), *args],
                             env=env, cwd=folder / "code", stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)

@@ -76,8 +76,7 @@ def layouts_on_the_tape(A):
     for t in range(3):
         s += np.sum(B * B * B)
         B[0, 1] = B[1, 0] * B[0, 0]
-        C = B.T
-        s += np.sum(np.sin(C) * A)
+        s += np.sum(np.sin(B) * A)
     return s
 
 

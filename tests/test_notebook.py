@@ -1,4 +1,6 @@
-"""The quick-start notebook, executed through a real Jupyter kernel (nbclient)."""
+"""The tutorial notebooks, executed through a real Jupyter kernel (nbclient)."""
+import functools
+import os
 from pathlib import Path
 
 import nbformat
@@ -11,15 +13,31 @@ NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 pytestmark = pytest.mark.notebook
 
 
+@functools.cache
+def executed(name: str, timeout: int = 300):
+    """``notebooks/name`` executed once per process, its kernel compiling with numba's default
+    optimisation (the tutorials run loops long enough for -O0 code to cost more than it saves;
+    the suite itself compiles at -O0, see conftest.py)."""
+    saved = os.environ.get("NUMBA_OPT")
+    os.environ["NUMBA_OPT"] = "3"
+    try:
+        return execute_notebook(NOTEBOOKS / name, timeout=timeout)
+    finally:
+        if saved is None:
+            del os.environ["NUMBA_OPT"]
+        else:
+            os.environ["NUMBA_OPT"] = saved
+
+
 def same_worker(notebook: str):
-    """Run the tests of one notebook on one xdist worker (``--dist loadgroup``), so that its
-    module-scoped fixture executes the notebook once, not once per worker."""
+    """Run the tests of one notebook on one xdist worker (``--dist loadgroup``), so that the
+    notebook executes once per run, not once per worker."""
     return pytest.mark.xdist_group(notebook)
 
 
 @pytest.fixture(scope="module")
 def quickstart():
-    return execute_notebook(NOTEBOOKS / "quickstart.ipynb", timeout=300)
+    return executed("quickstart.ipynb")
 
 
 def _outputs(notebook):
@@ -61,7 +79,7 @@ requires_batch = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def batching():
-    return execute_notebook(NOTEBOOKS / "batching.ipynb", timeout=300)
+    return executed("batching.ipynb")
 
 
 @requires_batch
@@ -83,7 +101,7 @@ def test_batching_notebook_shows_the_speedup_tables_and_plots(batching):
 
 @pytest.fixture(scope="module")
 def offload_notebook():
-    return execute_notebook(NOTEBOOKS / "offload.ipynb", timeout=600)
+    return executed("offload.ipynb", timeout=600)
 
 
 def test_offload_notebook_runs_with_its_plots(offload_notebook):
@@ -96,7 +114,7 @@ def test_offload_notebook_runs_with_its_plots(offload_notebook):
 
 @pytest.fixture(scope="module")
 def pitfalls():
-    return execute_notebook(NOTEBOOKS / "pitfalls.ipynb", timeout=300)
+    return executed("pitfalls.ipynb")
 
 
 def _sections(notebook) -> dict:
