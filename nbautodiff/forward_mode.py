@@ -218,6 +218,8 @@ class ForwardTransform:
                     continue
                 terms.append(instantiate(template, {**mapping, "d": tangent}))
             total = " + ".join(f"({src(term)})" for term in terms) if terms else self.zero(t)
+            if len(terms) == 1 and isinstance(terms[0], ast.Name) and self.a.is_array(t):
+                total = f"{total}.copy()"   # ``y + 1.0`` is a new array: so is its tangent
             if terms and on_arrays and self.misses_a_shape(terms, operands, t):
                 total = f"{total} + {naming.ARRAY_MODULE}.zeros_like({t})"
             out += parse(f"{self.tangent_name(t, k)} = {total}")
