@@ -18,6 +18,7 @@ import pytest
 
 import nbautodiff as nad
 from fd import assert_grad_close, central_diff, directional_diff
+from soundness import load_program
 from nbautodiff import program
 
 MODULE = '''
@@ -46,12 +47,7 @@ V = np.array([1.0, -0.5, 0.25])
 def module(tmp_path, request):
     """A fresh module with ``W``, ``SCALE``, ``helper`` and ``f`` above, imported from a file."""
     name = f"module_state_{request.node.name.replace('[', '_').replace(']', '').replace('-', '_')}"
-    path = tmp_path / f"{name}.py"
-    path.write_text(MODULE)
-    spec = importlib.util.spec_from_file_location(name, path)
-    loaded = importlib.util.module_from_spec(spec)
-    sys.modules[name] = loaded
-    spec.loader.exec_module(loaded)
+    loaded = load_program(MODULE, name)
     yield loaded
     sys.modules.pop(name, None)
 
