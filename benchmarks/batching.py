@@ -12,7 +12,7 @@ For each kernel it times (median of ``--repeats``; compilation excluded):
   nbautodiff batches (``program.primal(f).dispatcher``), the slices prepared beforehand;
 * ``batch(f)`` in its two layouts: ``layout="outer"`` (a loop over the batch calling the inlined
   primal once per slice) and ``layout="inner"`` (the batch loop innermost, over blocks of lanes,
-  see ``nbautodiff/lanes.py``), the inner layout with ``vector_math=True`` (math functions of
+  see ``nbautodiff/transforms/lanes.py``), the inner layout with ``vector_math=True`` (math functions of
   lane loops from ``nbautodiff.kernels.vecmath``), and both with ``parallel=True`` (the
   blocks spread over every core);
 * "hand loop": the same batch loop written by hand around the user's function compiled with
@@ -42,7 +42,7 @@ import numba
 import numpy as np
 
 import nbautodiff as nad
-from nbautodiff import program
+from nbautodiff.pipeline import program
 
 BEGIN = "<!-- issue-4 batching benchmark: begin (written by benchmarks/batching.py) -->"
 END = "<!-- issue-4 batching benchmark: end -->"

@@ -1,6 +1,6 @@
 """CUDA runtime of offloaded functions: devices, launch configuration, allocation, kernel launches.
 
-The host code of an offloaded function (:mod:`nbautodiff.offloading`) calls a :class:`Runtime`
+The host code of an offloaded function (:mod:`nbautodiff.transforms.offloading`) calls a :class:`Runtime`
 to allocate device arrays and to launch its kernels. A launch runs ``count`` iterations of a loop
 on a grid of ``blocks x threads`` CUDA threads, each taking iterations ``k, k + grid size, ...``
 (a grid-stride loop); ``blocks`` is enough to cover the iterations, at most

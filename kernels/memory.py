@@ -14,7 +14,7 @@ import os
 
 import numba
 
-from ..errors import TapeMemoryError
+from nbautodiff.errors import TapeMemoryError
 
 LIMIT_VARIABLE = "NBAUTODIFF_MEMORY_LIMIT"
 CHECKED_FROM = 64 << 20       # smaller allocations are not checked (reading the limit costs ~us)

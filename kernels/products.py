@@ -1,4 +1,4 @@
-"""Products that :mod:`nbautodiff.raising` recognises in loop nests (``fastmath=True``), and
+"""Products that :mod:`nbautodiff.transforms.raising` recognises in loop nests (``fastmath=True``), and
 their adjoints, as generated code calls them (``_nad_blas``).
 
 A reduction loop ``for j in range(M): acc += A[i, j] * B[k, j]`` nested in loops over ``i`` and

@@ -31,8 +31,8 @@ conditioned but converges slower (2**-47 at degree 20); x*erfcx(x) in 1/x**2 con
 """
 from __future__ import annotations
 
-from .vecmath import (_copysign, _exp_dd, _fabs, _fast_two_sum, _fma, _jit, _ldexp, _public,
-                      _two_prod, _two_sum, _where)
+from .vecmath_core import (_copysign, _exp_dd, _fabs, _fast_two_sum, _fma, _jit, _ldexp, _public,
+                           _two_prod, _two_sum, _where)
 
 ERX = 8.45062911510467529297e-01
 EFX8 = 1.02703333676410069053e+00

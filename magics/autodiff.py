@@ -13,10 +13,12 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
-from .. import api, checkpoint, custom, progress
-from ..activities import REVERSE_ARGUMENT, REVERSE_RETURN, Active, as_activity
-from ..check import check_grad, gradient_of_reverse
-from ..errors import AutodiffError, SourceNotFoundError, UnsupportedConstructError
+from nbautodiff import progress
+from nbautodiff.api import reverse as api
+from nbautodiff.api.activities import REVERSE_ARGUMENT, REVERSE_RETURN, Active, as_activity
+from nbautodiff.checks.check import check_grad, gradient_of_reverse
+from nbautodiff.errors import AutodiffError, SourceNotFoundError, UnsupportedConstructError
+from nbautodiff.frontend import checkpoint_markers as checkpoint, declarations as custom
 from .cell import (DEFAULT_TEMPLATE, cell_objects, derived_name, example_arguments, forced_if,
                    parameters, run_cell_body, short_errors, split, user_function)
 from .output import AutodiffResult, CellAutodiffError, Derived
@@ -295,5 +297,5 @@ def _describe(fun, argnums) -> str:
 
 
 def _undeclared(fun):
-    """The original function of a function declared by nbautodiff.custom, else ``fun``."""
+    """The original function of a function declared by nbautodiff.frontend.declarations, else ``fun``."""
     return fun.fun if custom.kind_of(fun) else fun

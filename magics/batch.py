@@ -15,8 +15,8 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
-from .. import progress
-from ..batching import LAYOUTS
+from nbautodiff import progress
+from nbautodiff.transforms.batching import LAYOUTS
 from .batch_compare import DEFAULT_SIZES, METHODS, compare
 from .cell import (DEFAULT_TEMPLATE, cell_objects, derived_name, example_arguments, forced_if,
                    parameters, run_cell_body, short_errors, split, user_function)

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import program
-from ..errors import AutodiffError
-from ..source import python_function
+from nbautodiff.errors import AutodiffError
+from nbautodiff.frontend.source import python_function
+from nbautodiff.pipeline import program
 from .speedup import SpeedComparison, measure
 
 BATCHED, LOOP, VECTORIZE = "batch", "loop of compiled calls", "np.vectorize"

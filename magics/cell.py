@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 from IPython.core.error import UsageError
 
-from .. import cache
-from ..errors import AutodiffError
+from nbautodiff import cache
+from nbautodiff.errors import AutodiffError
 from .output import CellAutodiffError
 
 DEFAULT_TEMPLATE = "{name}_{kind}"        # --name: the derivative of f is f_grad, its batch f_batch

@@ -16,11 +16,11 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
-from .. import progress
+from nbautodiff import progress
 from .cell import (DEFAULT_TEMPLATE, cell_objects, derived_name, example_arguments, forced_if,
                    parameters, run_cell_body, short_errors, split, user_function)
-from .progress_bar import display_for
 from .offload_compare import DEFAULT_SIZES, SIMULATOR_SIZES, compare
+from .progress_bar import display_for
 
 KIND = "offload"
 

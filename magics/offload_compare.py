@@ -21,8 +21,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ..kernels import gpu
-from ..source import python_function
+from nbautodiff.frontend.source import python_function
+from nbautodiff.kernels import gpu
 from .speedup import SpeedComparison, measure
 
 SERIAL, PARALLEL, KERNEL, TRANSFERS = ("CPU serial", "CPU parallel=True", "GPU kernel only",

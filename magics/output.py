@@ -8,8 +8,8 @@ import html
 import linecache
 from dataclasses import dataclass, field
 
-from ..errors import AutodiffError
-from ..report import figure_png
+from nbautodiff.checks.report import figure_png
+from nbautodiff.errors import AutodiffError
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class AutodiffResult:
 
     @property
     def checks(self) -> dict:
-        """Derived name -> :class:`nbautodiff.check.GradientCheck`, for the checked ones."""
+        """Derived name -> :class:`nbautodiff.checks.check.GradientCheck`, for the checked ones."""
         return {d.name: d.check for d in self.derived if d.check is not None}
 
     def outputs(self) -> list:

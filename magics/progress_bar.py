@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import time
 
-from .. import progress
+from nbautodiff import progress
 
 #: The bar appears once a task has run this long, and is redrawn at most this often.
 DELAY_S = 0.3

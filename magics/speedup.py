@@ -14,7 +14,7 @@ import math
 import time
 from dataclasses import dataclass
 
-from ..report import figure_png
+from nbautodiff.checks.report import figure_png
 
 #: A method is not run at a size where one run is expected to take longer than this.
 DEFAULT_BUDGET_S = 1.0

@@ -18,16 +18,17 @@ The public API (a contract, see DESIGN.md)::
 
 In IPython: ``%load_ext nbautodiff`` registers ``%%autodiff``.
 """
-from . import allocator
+from nbautodiff import allocator
 allocator.settle()
-from .activities import Active, Const, Dual, DualOnly, Dualv, Duplicated, DuplicatedOnly
-from .errors import AutodiffError
-from .api import grad, jacrev, reverse, value_and_grad, vjp
-from .checkpoint import checkpointed
-from .forward_api import forward, hessian, jacfwd, jvp
-from .batch_api import batch
-from .custom import custom_vjp, non_differentiable
-from . import cache
+from nbautodiff.api.activities import (Active, Const, Dual, DualOnly, Dualv, Duplicated,
+                                       DuplicatedOnly)
+from nbautodiff.errors import AutodiffError
+from nbautodiff.api.reverse import grad, hessian, jacrev, reverse, value_and_grad, vjp
+from nbautodiff.frontend.checkpoint_markers import checkpointed
+from nbautodiff.api.forward import forward, jacfwd, jvp
+from nbautodiff.api.batch import batch
+from nbautodiff.frontend.declarations import custom_vjp, non_differentiable
+from nbautodiff import cache
 
 __version__ = "0.1.0"
 
@@ -40,19 +41,19 @@ __all__ = [
 
 
 def check_grad(fun, *args, argnums=0, **options):
-    """Compare ``grad(fun)`` with central differences at ``args``; see :mod:`nbautodiff.check`."""
-    from .check import check_grad as _check_grad
+    """Compare ``grad(fun)`` with central differences at ``args``; see :mod:`nbautodiff.checks.check`."""
+    from nbautodiff.checks.check import check_grad as _check_grad
     return _check_grad(fun, *args, argnums=argnums, **options)
 
 
 def load_ipython_extension(ipython):
     """``%load_ext nbautodiff``: register the cell magics."""
-    from .magics import load_ipython_extension as _load
+    from nbautodiff.magics import load_ipython_extension as _load
     _load(ipython)
 
 
 def offload(fun, devices=None):
-    """``fun`` with its ``prange`` loops run on CUDA GPU(s); see :mod:`nbautodiff.offload_api`
+    """``fun`` with its ``prange`` loops run on CUDA GPU(s); see :mod:`nbautodiff.api.offload`
     (imported on first use: it imports ``numba.cuda``)."""
-    from .offload_api import offload as _offload
+    from nbautodiff.api.offload import offload as _offload
     return _offload(fun, devices)

@@ -179,7 +179,7 @@ def array_digest(array: np.ndarray) -> str:
 
 def fingerprint(func, seen: set | None = None) -> str:
     """A string determining a callable: for Python functions (and numba dispatchers, and the
-    wrappers of :mod:`.custom`) their source, line, and the fingerprint of every global, closure
+    wrappers of :mod:`nbautodiff.frontend.declarations`) their source, line, and the fingerprint of every global, closure
     variable and callee they read, recursively; library callables (``math.sin``, ufuncs) by
     qualified name. Raises :class:`Private` when something read cannot be hashed."""
     seen = set() if seen is None else seen
@@ -283,11 +283,14 @@ def _sources_digest() -> str:
     """Digest of nbautodiff's own sources (the transforms, the rule templates, the kernels)."""
     from . import kernels
     digest = hashlib.sha256()
-    for folder in (os.path.dirname(__file__), *kernels.__path__):
-        for name in sorted(os.listdir(folder)):
-            if name.endswith(".py"):
-                with open(os.path.join(folder, name), "rb") as handle:
-                    digest.update(name.encode() + b"\0" + handle.read())
+    for root in (os.path.dirname(__file__), *kernels.__path__):
+        for folder, subfolders, names in sorted(os.walk(root)):
+            subfolders[:] = sorted(d for d in subfolders if d != "__pycache__")
+            for name in sorted(names):
+                if name.endswith(".py"):
+                    relative = os.path.relpath(os.path.join(folder, name), root)
+                    with open(os.path.join(folder, name), "rb") as handle:
+                        digest.update(relative.encode() + b"\0" + handle.read())
     return digest.hexdigest()
 
 

@@ -1,10 +1,11 @@
-"""Small helpers the transforms use to write generated code: statements and expressions parsed
-from source text, source text of nodes and subscript indices, and rule templates instantiated
-with a statement's names."""
+"""Small helpers the transforms use to read and write code: statements and expressions parsed
+from source text, source text of nodes and subscript indices, rule templates instantiated with a
+statement's names, and the statements of a body in program order with where each one sits."""
 from __future__ import annotations
 
 import ast
 import copy
+from dataclasses import dataclass
 
 
 def parse(source: str) -> list[ast.stmt]:
@@ -39,3 +40,22 @@ def instantiate(template: ast.expr, mapping: dict[str, ast.expr]) -> ast.expr:
     """A rule template with its names replaced by the statement's atoms."""
     return _Substitute(mapping).visit(copy.deepcopy(template))
 
+
+@dataclass
+class Site:
+    """Where a statement sits: its block, the enclosing blocks and how deep in loops."""
+    block: list
+    blocks: tuple          # enclosing blocks, outermost first (the statement's own block last)
+    loop_depth: int
+
+
+def walk_statements(body: list, blocks=(), depth: int = 0):
+    """Yield (statement, Site) for every statement, in program order."""
+    blocks = blocks + (body,)
+    for statement in body:
+        yield statement, Site(body, blocks, depth)
+        if isinstance(statement, ast.If):
+            yield from walk_statements(statement.body, blocks, depth)
+            yield from walk_statements(statement.orelse, blocks, depth)
+        elif isinstance(statement, (ast.For, ast.While)):
+            yield from walk_statements(statement.body, blocks, depth + 1)

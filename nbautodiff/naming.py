@@ -109,7 +109,7 @@ def reverse_name(function_name: str, signature_code: str) -> str:
 
 
 def custom_reverse_name(function_name: str, signature_code: str) -> str:
-    """Name of a reverse variant that calls a declared rule (nbautodiff.custom), ``f__custom_a_r``."""
+    """Name of a reverse variant that calls a declared rule (nbautodiff.frontend.declarations), ``f__custom_a_r``."""
     return f"{function_name}__custom_{signature_code}"
 
 

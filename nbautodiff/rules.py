@@ -317,7 +317,7 @@ WRITE_ARGUMENTS = {id(f): name for f, name in [
     (np.putmask, "np.putmask"),
 ]}
 
-# Products that ``fastmath=True`` recognises in loop nests (:mod:`.raising`). An adjoint template
+# Products that ``fastmath=True`` recognises in loop nests (:mod:`nbautodiff.transforms.raising`). An adjoint template
 # whose first argument is the name ``into`` accumulates in place into the operand's shadow
 # (``into``): a statement, not a contribution to add (see ``reverse_arrays.rule_adjoints``).
 INTO = "into"

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import nbautodiff as nad
-from nbautodiff import program
+from nbautodiff.pipeline import program
 
 
 def black_scholes(s, k, t, r, v):

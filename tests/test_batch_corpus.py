@@ -12,7 +12,7 @@ import pytest
 
 import corpus
 import nbautodiff as nad
-from nbautodiff import program
+from nbautodiff.pipeline import program
 
 SEEDS = range(3)
 CASES = corpus.share(corpus.CORPUS, 6)

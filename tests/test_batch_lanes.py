@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import nbautodiff as nad
-from nbautodiff import lanes
+from nbautodiff.transforms import lanes
 
 from test_batch import accumulate, black_scholes, looped, matvec, piecewise, rosenbrock, \
     scale_in_place, stats, weighted_norm

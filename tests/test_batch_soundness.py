@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import nbautodiff as nad
-from nbautodiff import program
+from nbautodiff.pipeline import program
 
 _FOLDER = tempfile.mkdtemp(prefix="nad_batch_soundness_")
 _rng = np.random.default_rng(7)
@@ -45,7 +45,7 @@ def case(name, src, args, inner=None):
 
 PROGRAMS = [
     # -- a batched parameter rebound (then written, or to another shape): the new binding is a
-    #    variable of its own (nbautodiff/bindings.py), so the inner layout stays right -------
+    #    variable of its own (nbautodiff/frontend/bindings.py), so the inner layout stays right -------
     case("param-copy-then-write", """
 def f(x):
     x = x * 1.0

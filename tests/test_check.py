@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import nbautodiff as nad
-from nbautodiff.check import GradientCheck, check_grad, gradient_of_reverse
-from nbautodiff.report import figure_png
+from nbautodiff.checks.check import GradientCheck, check_grad, gradient_of_reverse
+from nbautodiff.checks.report import figure_png
 
 
 def rosen(x):
@@ -170,7 +170,7 @@ def test_default_gradient_is_nbautodiff_grad(monkeypatch, x):
         calls.append((fun, argnums))
         return rosen_grad
 
-    monkeypatch.setattr("nbautodiff.api.grad", fake_grad)
+    monkeypatch.setattr("nbautodiff.api.reverse.grad", fake_grad)
     assert nad.check_grad(rosen, x).ok
     assert calls == [(rosen, 0)]
 

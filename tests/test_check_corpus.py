@@ -15,7 +15,7 @@ import re
 import pytest
 
 import nbautodiff as nad
-from nbautodiff.check import COMPLEX, FORWARD
+from nbautodiff.checks.check import COMPLEX, FORWARD
 
 import corpus
 from test_corpus_reverse import derived

@@ -702,7 +702,7 @@ def test_bad_option_values(option):
     ("revolve:5", (runtime.BINOMIAL, 5)), (("binomial", 7), (runtime.BINOMIAL, 7)),
     (None, None), (False, None)])
 def test_option_values(option, expected):
-    from nbautodiff.checkpoint import parse_option
+    from nbautodiff.frontend.checkpoint_markers import parse_option
     assert parse_option(option) == expected
 
 

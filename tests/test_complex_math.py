@@ -1,4 +1,4 @@
-"""The complex-step extensions of the primitives (nbautodiff.complex_math): Im f(x + i h) / h
+"""The complex-step extensions of the primitives (nbautodiff.checks.complex_math): Im f(x + i h) / h
 equals a central difference of the real primitive, at points inside each domain; the real part
 is the real primitive's value."""
 import math
@@ -6,7 +6,9 @@ import math
 import numpy as np
 import pytest
 
-from nbautodiff import complex_math, rules
+from nbautodiff import rules
+
+from nbautodiff.checks import complex_math
 
 H = 1e-60
 POINTS = {"acosh": 1.7, "log": 0.8, "log1p": 0.4, "log10": 0.8, "log2": 0.8, "sqrt": 0.8,

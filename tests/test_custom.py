@@ -18,6 +18,7 @@ import pytest
 from IPython.core.error import UsageError
 
 import nbautodiff as nad
+from nbautodiff.frontend import declarations
 from fd import assert_grad_close, central_diff
 
 
@@ -498,8 +499,8 @@ def test_magic_options_declare_rules_and_constants(ip, rng):
     result = ip.run_cell_magic("autodiff", "--custom clip=clip_rule --nondiff level", CELL)
     assert set(result.names) == {"clip_grad", "loss_grad"}             # not the rule, not level
     ns = ip.user_ns
-    assert isinstance(ns["clip"], nad.custom.CustomVJP)
-    assert isinstance(ns["level"], nad.custom.NonDifferentiable)
+    assert isinstance(ns["clip"], declarations.CustomVJP)
+    assert isinstance(ns["level"], declarations.NonDifferentiable)
     m = np.max(np.abs(a))
     assert_grad_close(ns["loss_grad"](a), np.full(5, m), rtol=1e-12, label="closed form")
     assert ns["clip_grad"](5.0) == 1.0

@@ -1,4 +1,4 @@
-"""Derivatives that do not return the primal value do not compute it (``nbautodiff.deadcode``).
+"""Derivatives that do not return the primal value do not compute it (``nbautodiff.transforms.deadcode``).
 
 Unit tests of the dead-assignment pass on small generated-looking functions (what it must
 remove and what it must keep), then end-to-end: ``grad`` drops the primal sum of a reduction
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import nbautodiff as nad
-from nbautodiff.deadcode import remove_dead_assignments
+from nbautodiff.transforms.deadcode import remove_dead_assignments
 
 from fd import assert_grad_close, central_diff
 

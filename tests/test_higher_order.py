@@ -154,7 +154,7 @@ def test_second_derivative_of_a_checkpointed_gradient_is_refused():
 
 
 def test_reverse_over_reverse_is_refused_with_a_pointer_to_forward():
-    from nbautodiff import program
+    from nbautodiff.pipeline import program
     import numba
     x = np.ones(3)
     variant = program.reverse_variant(rosenbrock, (numba.typeof(x),), [True], True,

@@ -1,4 +1,4 @@
-"""The reverse-loop optimisations of ``nbautodiff.loop_order``, each against central differences.
+"""The reverse-loop optimisations of ``nbautodiff.transforms.reverse.loop_order``, each against central differences.
 
 Loops whose reversal only adds into adjoints run in their original order, accumulate into
 locals, fuse their primal work into the reversal, or gather stencil adjoints. Each test below

@@ -11,7 +11,7 @@ from IPython.display import Image
 
 import nbautodiff as nad
 from fd import assert_grad_close, central_diff
-from nbautodiff.check import GradientCheck
+from nbautodiff.checks.check import GradientCheck
 from nbautodiff.magics.output import HighlightedSource
 
 CELL = '''import math

@@ -12,7 +12,7 @@ from IPython.display import Image
 
 import nbautodiff as nad
 from fd import assert_grad_close, central_diff
-from nbautodiff import program
+from nbautodiff.pipeline import program
 from nbautodiff.magics.batch import parse_axes
 from nbautodiff.magics.batch_compare import BATCHED, LOOP, VECTORIZE
 from nbautodiff.magics.speedup import SpeedComparison

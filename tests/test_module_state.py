@@ -1,4 +1,4 @@
-"""Module state read when a derivative is called (nbautodiff/module_state.py).
+"""Module state read when a derivative is called (nbautodiff/pipeline/module_state.py).
 
 A function differentiated once, then the state it reads changed between calls as a notebook
 changes it: a module-level array changed in place, a helper function redefined (the global name
@@ -19,7 +19,7 @@ import pytest
 import nbautodiff as nad
 from fd import assert_grad_close, central_diff, directional_diff
 from soundness import load_program
-from nbautodiff import program
+from nbautodiff.pipeline import program
 
 MODULE = '''
 import numpy as np

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import nbautodiff as nad
-from nbautodiff.offloading import OffloadError
-from nbautodiff.parallel import ParallelismError
+from nbautodiff.transforms.offloading import OffloadError
+from nbautodiff.analysis.parallel import ParallelismError
 
 import offload_cases as cases
 

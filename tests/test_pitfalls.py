@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import nbautodiff as nad
-from nbautodiff.check import COMPLEX
-from nbautodiff.report import figure_png
+from nbautodiff.checks.check import COMPLEX
+from nbautodiff.checks.report import figure_png
 
 
 def shifted_abs(x):

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 import nbautodiff as nad
-from nbautodiff import normalize, source
+from nbautodiff.frontend import normalize
+from nbautodiff.frontend import source
 
 from fd import assert_grad_close, central_diff
 
