@@ -77,7 +77,8 @@ def _start(folder, *args):
     optimisation level as users have it (the suite compiles at -O0, where numba declines to
     cache code that reads large constant arrays, such as kernels.vecmath's tables)."""
     env = dict(os.environ, NBAUTODIFF_CACHE_DIR=str(folder / "cache"),
-               PYTHONPATH=str(folder / "code"), NUMBA_OPT="3")
+               PYTHONPATH=os.pathsep.join([str(folder / "code"), os.environ.get("PYTHONPATH", "")]),
+               NUMBA_OPT="3")
     return subprocess.Popen([sys.executable, str(folder / "code" / "probe.py"), *args],
                             env=env, cwd=folder / "code", stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)

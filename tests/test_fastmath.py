@@ -322,7 +322,8 @@ def test_a_fresh_process_loads_vecmath_code_from_the_cache_and_differentiates_it
     process = subprocess.run([sys.executable, "-c", FRESH_PROCESS,
                               json.dumps([np.asarray(a).tolist() for a in args])],
                              capture_output=True, text=True, timeout=600,
-                             env=dict(os.environ, PYTHONPATH=os.path.dirname(__file__)))
+                             env=dict(os.environ, PYTHONPATH=os.pathsep.join(
+                                 [os.path.dirname(__file__), os.environ.get("PYTHONPATH", "")])))
     assert process.returncode == 0, process.stderr
     seen = json.loads(process.stdout.strip().splitlines()[-1])
     assert seen["vecmath"] and seen["from_cache"] > 0
