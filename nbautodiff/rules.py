@@ -266,8 +266,11 @@ def max_axis(g, z, x, axis): return _nad_arrays.extremum_axis_adjoint(g, x, z, a
 def min_axis(g, z, x, axis): return _nad_arrays.extremum_axis_adjoint(g, x, z, axis), None
 @array_primitive("np.dot", np.dot, np.matmul)
 def dot(g, z, a, b): return _nad_arrays.matmul_left(g, a, b), _nad_arrays.matmul_right(g, a, b)
+# np.outer flattens operands of any rank: each adjoint is computed flat, then given its shape.
 @array_primitive("np.outer", np.outer)
-def outer(g, z, a, b): return g @ b, a @ g
+def outer(g, z, a, b):
+    return (np.reshape(g @ np.reshape(np.ascontiguousarray(b), (b.size,)), a.shape),
+            np.reshape(np.reshape(np.ascontiguousarray(a), (a.size,)) @ g, b.shape))
 @array_primitive("np.transpose", np.transpose)
 def transpose(g, z, x): return np.transpose(g)
 @array_primitive("np.reshape", np.reshape)
