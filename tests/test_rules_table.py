@@ -116,6 +116,12 @@ def three_apart(rng, shapes):
     return tuple(b + rng.uniform(-0.35, 0.35, s) for b, s in zip(base, shapes))
 
 
+def exponent_zero(rng, shapes):
+    """``x ** y`` at ``y == 0`` exactly (a parameter started at 0): ``x ** (y - 1)`` matters
+    there to second order, though ``y * x ** (y - 1)`` is 0."""
+    return rng.uniform(0.3, 2.0, shapes[0]), np.zeros(shapes[1])
+
+
 def off_integer(rng, shape):
     """An integer plus 0.1 to 0.4: away from the jumps of floor, ceil, round, int, sign."""
     return rng.integers(-2, 3, shape) + rng.uniform(0.1, 0.4, shape)
@@ -158,7 +164,9 @@ SCALAR_DOMAINS: dict[str, Callable] = {
 # More spellings of a rule (scalar arguments): (label, parameters, body setting z, sampler).
 SCALAR_VARIANTS: dict[str, list] = {
     "pow_": [("integer exponent, negative base", ("x",), "z = x ** 3", independent(ANY)),
-             ("constant base", ("x",), "z = 1.7 ** x", independent(ANY))],
+             ("constant base", ("x",), "z = 1.7 ** x", independent(ANY)),
+             ("exponent 0", ("x", "y"), "z = x ** y", exponent_zero)],
+    "power": [("exponent 0", ("x", "y"), "z = math.pow(x, y)", exponent_zero)],
     "minimum": [("variadic", ("x", "y", "u"), "z = min(x, y, u)", three_apart)],
     "maximum": [("variadic", ("x", "y", "u"), "z = max(x, y, u)", three_apart)],
 }
