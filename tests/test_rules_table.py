@@ -41,6 +41,10 @@ nbautodiff reads its source like any module's)::
   A helper no reverse code calls (``extremum_axis_tangent``, called by forward code, which no
   public transform differentiates again) is called by the program itself, in forward mode.
 
+Not here, having no derivative to check: ``DTYPES``, ``WRITE_ARGUMENTS``, ``CONSTANTS``,
+``ARRAY_METHODS``/``ARRAY_ATTRIBUTES`` and ``NOT_DIFFERENTIATED_AGAIN`` (its refusal is a test
+of ``test_higher_order``); ``VARIADIC`` is the variadic variant of min and max.
+
 Each case is checked once per process (``check_case`` keeps the generated reverse source), so a
 generated-code test that names an array test's case costs nothing more. Compiling dominates the
 time (grouping many primitives into one function saves about 10%: numba's cost is per
@@ -299,7 +303,7 @@ class Case:
     body: str                          # statements that set z
     make: Callable                     # rng -> the values of params
     fastmath: bool = False
-    hessian: bool = False              # also nad.hessian (scalar arguments: cheap)
+    hessian: bool = False              # also nad.hessian (of scalar arguments only)
     rtol: tuple = (1e-5, 1e-4)         # first order, second order
     imports: str = ""
     modes: tuple = ALL_MODES
@@ -381,6 +385,7 @@ def check_case(case: Case) -> str:
     def reference(*values):             # f, with z from the probe (compiled where it must be)
         z = probe(*values[:count])
         return float(np.sum(np.sin(z) * values[count])) if weighted else z * (0.5 * z + 1.3)
+
     wrt = tuple(k for k, a in enumerate(args[:len(case.params)]) if _is_float(a))
     names = [case.params[k] for k in wrt]
     first, second = case.rtol
@@ -420,7 +425,7 @@ def check_case(case: Case) -> str:
                           label=f"{case.id}: forward")
     if "second" in case.modes and not refused(
             "second", lambda: nad.jvp(gradient, copy_args(args), tangents)):
-        value, hv = nad.jvp(gradient, copy_args(args), tangents)
+        _, hv = nad.jvp(gradient, copy_args(args), tangents)
         expected = _fd_of_gradient(gradient, args, wrt, directions)
         for name, h, e in zip(names, hv, expected):
             assert_grad_close(h, e, rtol=second, atol=_atol(expected, second),
