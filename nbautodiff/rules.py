@@ -107,10 +107,12 @@ def sub(g, z, x, y): return g, -g
 def mul(g, z, x, y): return g * y, g * x
 @operator(ast.Div)
 def div(g, z, x, y): return g / y, -g * (z / y)
-# ``y - 1 + (y == 0)``: the exponent of ``y * x ** (y - 1)`` where it matters; at ``y == 0`` the
-# term is ``0 * x ** 0``, so ``x ** 0`` at ``x = 0`` neither divides by zero nor gives 0 * inf.
+# ``y - 1 + (y == 0) * (x == 0)``: the exponent of ``y * x ** (y - 1)`` where it matters; at
+# ``x == y == 0`` the term is ``0 * 0 ** 0``, neither a division by zero nor 0 * inf. Only there:
+# at ``y == 0 != x`` the term keeps ``x ** -1``, its derivative in ``y`` (forward over reverse).
 @operator(ast.Pow)
-def pow_(g, z, x, y): return g * y * x ** (y - 1 + (y == 0)), g * z * math.log(x) if x > 0 else 0.0
+def pow_(g, z, x, y):
+    return g * y * x ** (y - 1 + (y == 0) * (x == 0)), g * z * math.log(x) if x > 0 else 0.0
 @operator(ast.Mod)
 def mod(g, z, x, y): return g, -g * math.floor(x / y)
 @operator(ast.FloorDiv)
@@ -169,7 +171,8 @@ def cbrt(g, z, x): return g / (3.0 * z * z)
 @primitive("np.square", np.square)
 def square(g, z, x): return 2.0 * g * x
 @primitive("math.pow", math.pow, np.power, builtins.pow)
-def power(g, z, x, y): return g * y * x ** (y - 1 + (y == 0)), g * z * math.log(x) if x > 0 else 0.0
+def power(g, z, x, y):
+    return g * y * x ** (y - 1 + (y == 0) * (x == 0)), g * z * math.log(x) if x > 0 else 0.0
 @primitive("math.hypot", math.hypot, np.hypot)
 def hypot(g, z, x, y): return g * x / z if z > 0 else 0.0, g * y / z if z > 0 else 0.0
 @primitive("math.erf", math.erf)
@@ -266,8 +269,11 @@ def max_axis(g, z, x, axis): return _nad_arrays.extremum_axis_adjoint(g, x, z, a
 def min_axis(g, z, x, axis): return _nad_arrays.extremum_axis_adjoint(g, x, z, axis), None
 @array_primitive("np.dot", np.dot, np.matmul)
 def dot(g, z, a, b): return _nad_arrays.matmul_left(g, a, b), _nad_arrays.matmul_right(g, a, b)
+# np.outer flattens operands of any rank: each adjoint is computed flat, then given its shape.
 @array_primitive("np.outer", np.outer)
-def outer(g, z, a, b): return g @ b, a @ g
+def outer(g, z, a, b):
+    return (np.reshape(g @ np.reshape(np.ascontiguousarray(b), (b.size,)), a.shape),
+            np.reshape(np.reshape(np.ascontiguousarray(a), (a.size,)) @ g, b.shape))
 @array_primitive("np.transpose", np.transpose)
 def transpose(g, z, x): return np.transpose(g)
 @array_primitive("np.reshape", np.reshape)
