@@ -576,6 +576,49 @@ def test_reproducer_is_right_or_refused_with_its_line(src, args, argnums):
     assert_sound(check_program(src, args, argnums))
 
 
+# --- a name bound to several arrays in turn, written in between --------------------------------
+# ``x = x * 1.0`` names the copy ``x_2 = t``; the loop rebinds ``x_2`` to a new array. The
+# analysis kept one alias class per name, the last binding's: the store into the first array
+# counted as a write of the loop's, so the views read by ``t2 * t3`` were not saved before it
+# overwrote them, and their adjoints read the values stored.
+
+REBOUND_AFTER_STORE = [
+    case("in-place-slice-product-then-loop-rebinding", """
+def f(x, s):
+    x = x * 1.0
+    x[1:] *= x[1:6]
+    for t in range(1):
+        v2 = x[0]
+        x = x + v2
+    return np.sum(x * x)
+""", (np.array([-0.19, 0.98, 1.297, 1.36, 0.085, -0.836]), 0.44), (0, 1)),
+    case("fancy-store-of-product-of-views-then-loop-rebinding", """
+def f(x, idx):
+    x = x * 1.0
+    V1 = x.reshape(2, 3)
+    x[idx] = x[1:5] * x[0:4]
+    L6 = x[idx] * 1.0
+    for t in range(2):
+        v8 = x[0]
+        x = x + v8
+    return np.sum(x * x)
+""", (np.array([0.193, -1.105, -1.066, -1.479, -0.845, 0.997]), np.array([1, 2, 2, 5]))),
+    case("param-rebound-slice-product-store-then-rebound-in-loop", """
+def f(x, c):
+    x = x * 2.0
+    x[0:3] = x[1:4] * x[2:5]
+    for t in range(2):
+        x = x * c
+    return np.sum(x * x)
+""", (X6 * 0.3, 0.8), (0, 1)),
+]
+
+
+@pytest.mark.parametrize("src, args, argnums", REBOUND_AFTER_STORE)
+def test_store_between_rebindings_of_a_name_is_right_in_every_mode(src, args, argnums):
+    assert_sound(check_program(src, args, argnums), allow=(RIGHT,))
+
+
 # --- vjp of an array result -------------------------------------------------------------------
 
 @pytest.mark.parametrize("src, args", [
