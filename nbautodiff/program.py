@@ -464,6 +464,8 @@ def _generate_variant(prim: Primal, argtypes: tuple, active: list[bool], result_
     tree = copy_tree(normalized.tree)
     arrayfence.check(normalized, types, callee_returns=_callee_returns,
                      callee_writes=_callee_writes, tree=tree)
+    types = dict(types)
+    aliasing.copy_overlapping_stores(tree, types, _callee_returns)
     result_active = result_active and tuples.has_differentiable(result_type)
     active_params = {p for p, flag in zip(params, active) if flag}
     tuples.split(tree, types, fs)
@@ -565,6 +567,8 @@ def _generate_forward(prim: Primal, argtypes: tuple, duals: list[bool], result_d
     tree = copy_tree(normalized.tree)
     arrayfence.check(normalized, types, in_place_shared=True, callee_returns=_callee_returns,
                      callee_writes=_callee_writes, tree=tree)
+    types = dict(types)
+    aliasing.copy_overlapping_stores(tree, types, _callee_returns)
     result_dual = result_dual and tuples.has_differentiable(result_type)
     dual_params = {p for p, flag in zip(params, duals) if flag}
     tuples.split(tree, types, fs)

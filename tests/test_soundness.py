@@ -576,6 +576,67 @@ def test_reproducer_is_right_or_refused_with_its_line(src, args, argnums):
     assert_sound(check_program(src, args, argnums))
 
 
+# --- stores of a value that shares memory with the array written ------------------------------
+# NumPy (and numba) read such a right-hand side whole before storing; reverse mode took the
+# adjoint of the value (a view of the shadow being zeroed) after zeroing it: the gradient of
+# an element stored again (idx=[1, 2, 2, 4]) was lost. Each such store now stores a copy.
+
+IDX4 = np.array([1, 2, 2, 4])
+MASK6 = np.array([False, True, True, False, True, False])
+
+OVERLAPPING_STORES = [
+    case("fancy-store-of-own-slice-through-alias", """
+def f(x, idx):
+    B1 = x
+    B1[idx] = B1[0:4]
+    return np.sum(x * x)
+""", (X6 * 0.3, IDX4)),
+    case("fancy-store-of-own-slice-twice", """
+def f(x, idx):
+    x[idx] = x[0:4] * 1.0
+    x[idx] = x[1:5]
+    return np.sum(x * np.sin(x))
+""", (X6 * 0.3, IDX4)),
+    case("fancy-row-store-of-own-rows", """
+def f(A, idx):
+    B = A * 1.0
+    B[idx[0:2]] = B[0:2]
+    return np.sum(B * B * A)
+""", (A33, np.array([2, 1]))),
+    case("fancy-store-of-own-slice-in-loop", """
+def f(x, idx):
+    y = x * 1.0
+    for k in range(2):
+        y[idx] = y[0:4]
+        y[0] = y[0] * y[5]
+    return np.sum(y * y)
+""", (X6 * 0.3, IDX4)),
+    case("full-slice-store-of-own-slice-then-loop-rebinding", """
+def f(x, s):
+    x = x * 1.0
+    x[:] = x[0:6]
+    for t in range(1):
+        v2 = x[0]
+        x = x + v2
+    return np.sum(x * x)
+""", (X6 * 0.3, 0.97), (0, 1)),
+    case("shift-store-in-loop", """
+def f(x):
+    y = x * 1.0
+    for k in range(3):
+        y[1:] = y[:-1]
+        y[0] = y[0] * 0.5 + y[5]
+    return np.sum(y * y)
+""", (X6 * 0.3,)),
+]
+
+
+@pytest.mark.parametrize("src, args, argnums", OVERLAPPING_STORES)
+def test_store_of_overlapping_value_is_right_in_every_mode(src, args, argnums):
+    assert_sound(check_program(src, args, argnums), allow=(RIGHT,))
+
+
+
 # --- a name bound to several arrays in turn, written in between --------------------------------
 # ``x = x * 1.0`` names the copy ``x_2 = t``; the loop rebinds ``x_2`` to a new array. The
 # analysis kept one alias class per name, the last binding's: the store into the first array
