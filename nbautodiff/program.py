@@ -330,6 +330,13 @@ def _written_params(normalized: Normalized, callee_primals: dict) -> set[int]:
             arg = call.args[position]
             if isinstance(arg, ast.Name) and arg.id in origin:
                 written |= origin[arg.id]
+    # a store (or a callee's write) through a view made by a call, ``V = A.reshape(9);
+    # V[0] = ...``: the aliasing analysis follows views of every kind
+    views = aliasing.analyse(tree, None, _callee_returns,
+                             lambda call: callee_primals[ast.unparse(call.func)].writes)
+    for _, name, what in views.writes:
+        if what != "in-place operator":
+            written |= views.roots(name) & set(params)
     return {params.index(p) for p in written}
 
 

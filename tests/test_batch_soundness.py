@@ -28,13 +28,18 @@ S = _rng.standard_normal(3)                 # three scalars s
 
 
 def _load(name: str, src: str):
+    module = _load_module(name, src)
+    return module.f, module.__file__
+
+
+def _load_module(name: str, src: str):
     path = os.path.join(_FOLDER, f"{name.replace('-', '_')}.py")
     with open(path, "w") as file:
         file.write("import math\nimport numpy as np\n" + src)
     spec = importlib.util.spec_from_file_location(f"nad_soundness_{name.replace('-', '_')}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.f, path
+    return module
 
 
 def case(name, src, args, inner=None):
@@ -311,3 +316,33 @@ def test_batch_of_grad_equals_single_gradients(name):
         return
     want = np.stack([grad(*[a[i].copy() for a in args]) for i in range(len(args[0]))])
     assert np.array_equal(np.asarray(got), want)
+
+
+def test_writes_through_views_made_by_calls_count_as_writes_of_the_argument():
+    """``V = A.reshape(9); V[0] = ...`` writes ``A``: the batch (parallel refusal, staging,
+    contiguous copies) and the derivatives' copies of written arguments rely on it."""
+    module = _load_module("view_writes", """
+def by_reshape(A):
+    V = A.reshape(9)
+    V[0] = 2.0
+    return np.sum(A * A)
+
+def by_transpose(A, B):
+    V = A.T
+    V[0, 1] = B[0, 0]
+    return np.sum(A * A)
+
+def by_ravel(A):
+    V = np.ravel(A)
+    V[0] = 2.0
+    return np.sum(A * A)
+
+def element_augmented(A, B):
+    s = A[0, 0]
+    s += 1.0
+    return s + np.sum(B)
+""")
+    assert program.primal(module.by_reshape).writes == {0}
+    assert program.primal(module.by_transpose).writes == {0}
+    assert program.primal(module.by_ravel).writes == {0}
+    assert program.primal(module.element_augmented).writes == set()
