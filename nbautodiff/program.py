@@ -391,6 +391,33 @@ def _check_range_bounds(prim: Primal, types: dict) -> None:
                                 "pass an int (or convert with int(...))")
 
 
+_checked_primals: dict = {}
+
+
+def check_compiled_primal(prim: Primal, argtypes: tuple) -> None:
+    """Raise a located :class:`AutodiffError` where the compiled primal of ``prim`` cannot run
+    for ``argtypes`` as the Python function does (for code that runs the primal itself, such as
+    a batch): numba cannot type it, or it (or a callee) stores through a boolean mask a value
+    that may share memory with the array written (see
+    :func:`.aliasing.refuse_overlapping_mask_stores`). Checked once per primal and types."""
+    key = (prim, tuple(argtypes))
+    with _lock:
+        if key in _checked_primals:
+            return
+        types, _ = _typed(prim, tuple(argtypes))[1:]
+        aliasing.refuse_overlapping_mask_stores(prim.normalized, types, _callee_returns)
+        for statement, _ in analysis_mod.walk_statements(prim.normalized.tree.body):
+            call = getattr(statement, "value", None)
+            if not (isinstance(call, ast.Call) and getattr(call, "nad_kind", None) == "user"):
+                continue
+            target = call.nad_target
+            if custom.kind_of(target) or specializes(target):
+                continue                     # declared rules, batched callees: their own code
+            check_compiled_primal(primal(target),
+                                  tuple(_atom_type(arg, types) for arg in call.args))
+        _checked_primals[key] = True
+
+
 def _located(prim: Primal, exc: Exception) -> AutodiffError:
     text = str(exc)
     line = None

@@ -318,6 +318,60 @@ def test_batch_of_grad_equals_single_gradients(name):
     assert np.array_equal(np.asarray(got), want)
 
 
+# -- what numba cannot compile for the slices: a located refusal, or contiguous copies ---------
+
+NOT_CONTIGUOUS = """
+def row_block_reshaped(A):
+    V1 = A[1:, :]
+    V4 = V1.reshape(6)
+    return np.sum(A * A)
+
+def reshaped(A):
+    V = A.reshape(9)
+    return np.sum(V * V) + V[0]
+
+def reshaped_written(A):
+    V = A.reshape(9)
+    V[0] = V[1] * 2.0
+    return np.sum(A * A)
+"""
+
+
+@pytest.mark.parametrize("layout", ["auto", "outer", "inner"])
+def test_function_numba_cannot_compile_is_refused_with_its_line(layout):
+    """numba types ``A[1:, :]`` as a non-contiguous array and has no ``reshape`` for it: the
+    batch is refused naming that line (it crashed in numba's type inference)."""
+    path = os.path.join(_FOLDER, "not_contiguous.py")
+    module = _load_module("not_contiguous", NOT_CONTIGUOUS)
+    with pytest.raises(nad.AutodiffError) as refusal:
+        nad.batch(module.row_block_reshaped, layout=layout)(A.copy())
+    assert refusal.value.lineno == 6 and refusal.value.filename == path, str(refusal.value)
+
+
+def test_slices_numba_compiles_only_when_contiguous_are_passed_as_copies():
+    """Batched along axis 1, the slices are not contiguous and numba's ``reshape`` refuses them:
+    the batch passes C-contiguous copies of an array the function only reads (equal to single
+    calls on contiguous slices), and refuses one it writes, naming the line numba cannot
+    compile (a copy would not carry the writes through the reshaped view back to the batch)."""
+    path = os.path.join(_FOLDER, "not_contiguous.py")
+    module = _load_module("not_contiguous", NOT_CONTIGUOUS)
+    batch = np.ascontiguousarray(np.moveaxis(A, 0, 1))          # slices batch[:, i]
+    compiled = program.primal(module.reshaped).dispatcher
+    want = np.array([compiled(np.ascontiguousarray(batch[:, i])) for i in range(3)])
+    for layout in ("auto", "outer"):
+        given = batch.copy()
+        batched = nad.batch(module.reshaped, in_axes=1, layout=layout)
+        assert np.array_equal(batched(given), want)
+        assert np.array_equal(given, batch)
+        assert batched.variant.layout == "outer"
+    with pytest.raises(nad.AutodiffError) as inner:
+        nad.batch(module.reshaped, in_axes=1, layout="inner")(batch.copy())
+    assert inner.value.lineno == 10 and inner.value.filename == path, str(inner.value)
+    with pytest.raises(nad.AutodiffError) as written:
+        nad.batch(module.reshaped_written, in_axes=1)(batch.copy())
+    assert written.value.lineno == 14 and written.value.filename == path, str(written.value)
+
+
 def test_writes_through_views_made_by_calls_count_as_writes_of_the_argument():
     """``V = A.reshape(9); V[0] = ...`` writes ``A``: the batch (parallel refusal, staging,
     contiguous copies) and the derivatives' copies of written arguments rely on it."""

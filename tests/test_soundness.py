@@ -636,7 +636,6 @@ def test_store_of_overlapping_value_is_right_in_every_mode(src, args, argnums):
     assert_sound(check_program(src, args, argnums), allow=(RIGHT,))
 
 
-
 # --- a name bound to several arrays in turn, written in between --------------------------------
 # ``x = x * 1.0`` names the copy ``x_2 = t``; the loop rebinds ``x_2`` to a new array. The
 # analysis kept one alias class per name, the last binding's: the store into the first array
@@ -678,6 +677,22 @@ def f(x, c):
 @pytest.mark.parametrize("src, args, argnums", REBOUND_AFTER_STORE)
 def test_store_between_rebindings_of_a_name_is_right_in_every_mode(src, args, argnums):
     assert_sound(check_program(src, args, argnums), allow=(RIGHT,))
+
+
+def test_masked_store_of_overlapping_value_is_refused_in_every_mode():
+    """NumPy does not read the value whole before a boolean-mask store (its result depends on
+    how it buffers), so the compiled primal and the derivatives would differ from it: refused
+    with the line, in each mode (batch runs the compiled primal)."""
+    src = """
+def f(x, m):
+    x[m] = x[0:3]
+    return np.sum(x * x)
+"""
+    result = check_program(src, (X6 * 0.3, MASK6), 0)
+    assert_sound(result, allow=(REFUSED,))
+    assert all("line 4" in o.detail for o in result.outcomes.values()), result.report()
+    fresh = check_program(src.replace("x[0:3]", "x[0:3] * 2.0"), (X6 * 0.3, MASK6), 0)
+    assert_sound(fresh, allow=(RIGHT,))
 
 
 # --- vjp of an array result -------------------------------------------------------------------
