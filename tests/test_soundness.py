@@ -679,6 +679,34 @@ def test_store_between_rebindings_of_a_name_is_right_in_every_mode(src, args, ar
     assert_sound(check_program(src, args, argnums), allow=(RIGHT,))
 
 
+# --- forward mode: an array made from an inactive array and a dual scalar ---------------------
+# ``y = x + s`` with only ``s`` dual has the tangent of ``s`` (a float) as its one term; the
+# copy that makes the tangent of a new array a new array was applied to it (numba: "Unknown
+# attribute 'copy' of type float64"). Such a term is broadcast to the array's shape instead.
+
+SCALAR_TANGENT_OF_ARRAY = [
+    case("array-plus-dual-scalar", """
+def f(x, s):
+    y = x + s
+    return np.sum(y * y)
+""", (X6 * 0.3, 0.7), (1,)),
+    case("dual-scalar-minus-array", """
+def f(x, s):
+    y = s - x
+    return np.sum(y * np.sin(y))
+""", (X6 * 0.3, 0.7), (1,)),
+    case("dual-scalar-plus-array-2d", """
+def f(A, s):
+    B = 2.0 + s + A
+    return np.sum(B * A)
+""", (A23, 0.7), (1,)),
+]
+
+
+@pytest.mark.parametrize("src, args, argnums", SCALAR_TANGENT_OF_ARRAY)
+def test_array_from_inactive_array_and_dual_scalar_is_right_in_every_mode(src, args, argnums):
+    assert_sound(check_program(src, args, argnums), allow=(RIGHT,))
+
 def test_masked_store_of_overlapping_value_is_refused_in_every_mode():
     """NumPy does not read the value whole before a boolean-mask store (its result depends on
     how it buffers), so the compiled primal and the derivatives would differ from it: refused
