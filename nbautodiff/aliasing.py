@@ -18,7 +18,13 @@ write they would get wrong:
   parameter) through a name that may be a view of another kind;
 * a write to an array while a view of it of another kind, made before, is read after;
 * (reverse mode) a call that passes arrays that may share memory to a function that writes
-  one of them: its derivative assumes distinct arrays.
+  one of them: its derivative assumes distinct arrays;
+* a store through a boolean mask of a value that may share memory with the array written
+  (NumPy does not read that value whole first: :func:`refuse_overlapping_mask_stores`).
+
+Other stores of such a value (``x[1:] = x[:-1]``, ``x[idx] = x[0:4]``) read it whole before
+storing, in NumPy and numba; :func:`copy_overlapping_stores` makes the derivatives do so
+explicitly (a copy), so that no store's value is a view of the array written.
 
 Where it cannot tell, it refuses; it never guesses.
 """
