@@ -28,13 +28,18 @@ S = _rng.standard_normal(3)                 # three scalars s
 
 
 def _load(name: str, src: str):
+    module = _load_module(name, src)
+    return module.f, module.__file__
+
+
+def _load_module(name: str, src: str):
     path = os.path.join(_FOLDER, f"{name.replace('-', '_')}.py")
     with open(path, "w") as file:
         file.write("import math\nimport numpy as np\n" + src)
     spec = importlib.util.spec_from_file_location(f"nad_soundness_{name.replace('-', '_')}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.f, path
+    return module
 
 
 def case(name, src, args, inner=None):
@@ -311,3 +316,87 @@ def test_batch_of_grad_equals_single_gradients(name):
         return
     want = np.stack([grad(*[a[i].copy() for a in args]) for i in range(len(args[0]))])
     assert np.array_equal(np.asarray(got), want)
+
+
+# -- what numba cannot compile for the slices: a located refusal, or contiguous copies ---------
+
+NOT_CONTIGUOUS = """
+def row_block_reshaped(A):
+    V1 = A[1:, :]
+    V4 = V1.reshape(6)
+    return np.sum(A * A)
+
+def reshaped(A):
+    V = A.reshape(9)
+    return np.sum(V * V) + V[0]
+
+def reshaped_written(A):
+    V = A.reshape(9)
+    V[0] = V[1] * 2.0
+    return np.sum(A * A)
+"""
+
+
+@pytest.mark.parametrize("layout", ["auto", "outer", "inner"])
+def test_function_numba_cannot_compile_is_refused_with_its_line(layout):
+    """numba types ``A[1:, :]`` as a non-contiguous array and has no ``reshape`` for it: the
+    batch is refused naming that line (it crashed in numba's type inference)."""
+    path = os.path.join(_FOLDER, "not_contiguous.py")
+    module = _load_module("not_contiguous", NOT_CONTIGUOUS)
+    with pytest.raises(nad.AutodiffError) as refusal:
+        nad.batch(module.row_block_reshaped, layout=layout)(A.copy())
+    assert refusal.value.lineno == 6 and refusal.value.filename == path, str(refusal.value)
+
+
+def test_slices_numba_compiles_only_when_contiguous_are_passed_as_copies():
+    """Batched along axis 1, the slices are not contiguous and numba's ``reshape`` refuses them:
+    the batch passes C-contiguous copies of an array the function only reads (equal to single
+    calls on contiguous slices), and refuses one it writes, naming the line numba cannot
+    compile (a copy would not carry the writes through the reshaped view back to the batch)."""
+    path = os.path.join(_FOLDER, "not_contiguous.py")
+    module = _load_module("not_contiguous", NOT_CONTIGUOUS)
+    batch = np.ascontiguousarray(np.moveaxis(A, 0, 1))          # slices batch[:, i]
+    compiled = program.primal(module.reshaped).dispatcher
+    want = np.array([compiled(np.ascontiguousarray(batch[:, i])) for i in range(3)])
+    for layout in ("auto", "outer"):
+        given = batch.copy()
+        batched = nad.batch(module.reshaped, in_axes=1, layout=layout)
+        assert np.array_equal(batched(given), want)
+        assert np.array_equal(given, batch)
+        assert batched.variant.layout == "outer"
+    with pytest.raises(nad.AutodiffError) as inner:
+        nad.batch(module.reshaped, in_axes=1, layout="inner")(batch.copy())
+    assert inner.value.lineno == 10 and inner.value.filename == path, str(inner.value)
+    with pytest.raises(nad.AutodiffError) as written:
+        nad.batch(module.reshaped_written, in_axes=1)(batch.copy())
+    assert written.value.lineno == 14 and written.value.filename == path, str(written.value)
+
+
+def test_writes_through_views_made_by_calls_count_as_writes_of_the_argument():
+    """``V = A.reshape(9); V[0] = ...`` writes ``A``: the batch (parallel refusal, staging,
+    contiguous copies) and the derivatives' copies of written arguments rely on it."""
+    module = _load_module("view_writes", """
+def by_reshape(A):
+    V = A.reshape(9)
+    V[0] = 2.0
+    return np.sum(A * A)
+
+def by_transpose(A, B):
+    V = A.T
+    V[0, 1] = B[0, 0]
+    return np.sum(A * A)
+
+def by_ravel(A):
+    V = np.ravel(A)
+    V[0] = 2.0
+    return np.sum(A * A)
+
+def element_augmented(A, B):
+    s = A[0, 0]
+    s += 1.0
+    return s + np.sum(B)
+""")
+    assert program.primal(module.by_reshape).writes == {0}
+    assert program.primal(module.by_transpose).writes == {0}
+    assert program.primal(module.by_ravel).writes == {0}
+    assert program.primal(module.element_augmented).writes == set()

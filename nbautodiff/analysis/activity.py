@@ -300,7 +300,10 @@ class _Analyser:
                 if origin and self.in_place_stores and not stores:
                     self.merge(origin, statement.targets[0].id)   # views of several arrays
                 elif origin and not stores:
-                    a.alias[statement.targets[0].id] = a.rep(origin)
+                    # a name bound to several arrays in turn (``x = x + v`` in a loop, after
+                    # ``x = t``) is one class with all of them: a write through it may write
+                    # any (merging, not overwriting, the class it had)
+                    self.merge(origin, statement.targets[0].id)
             for stack, member in _stack_members(statement):
                 self.merge(stack, member)
         for position, (statement, _) in enumerate(walk_statements(body)):

@@ -18,7 +18,13 @@ write they would get wrong:
   parameter) through a name that may be a view of another kind;
 * a write to an array while a view of it of another kind, made before, is read after;
 * (reverse mode) a call that passes arrays that may share memory to a function that writes
-  one of them: its derivative assumes distinct arrays.
+  one of them: its derivative assumes distinct arrays;
+* a store through a boolean mask of a value that may share memory with the array written
+  (NumPy does not read that value whole first: :func:`refuse_overlapping_mask_stores`).
+
+Other stores of such a value (``x[1:] = x[:-1]``, ``x[idx] = x[0:4]``) read it whole before
+storing, in NumPy and numba; :func:`copy_overlapping_stores` makes the derivatives do so
+explicitly (a copy), so that no store's value is a view of the array written.
 
 Where it cannot tell, it refuses; it never guesses.
 """
@@ -297,6 +303,7 @@ def check(normalized, types: dict, callee_returns, callee_writes, reverse: bool,
         al = analyse(tree, types, callee_returns, callee_writes)     # those views followed
     if fs.generated:
         return al
+    refuse_overlapping_mask_stores(normalized, types, callee_returns, tree)
 
     def refuse(node, construct: str, message: str):
         raise fs.error(message, node, construct=construct, kind=UnsupportedConstructError)
@@ -352,6 +359,86 @@ def check(normalized, types: dict, callee_returns, callee_writes, reverse: bool,
                            f"'{_call_name(call)}' writes argument {position + 1}: reverse mode "
                            "does not support this (pass a copy: .copy())")
     return al
+
+
+def overlapping_stores(tree: ast.FunctionDef, types: dict, callee_returns=None) -> list:
+    """(statement, site) of each store ``T[...] = R`` whose right-hand side ``R`` is an array
+    that may share memory with ``T`` (``x[1:] = x[:-1]``, ``B = x; B[idx] = B[0:4]``)."""
+    al = analyse(tree, types, callee_returns)
+    found = []
+    for statement, site in walk_statements(tree.body):
+        if not (isinstance(statement, ast.Assign) and isinstance(statement.targets[0], ast.Subscript)
+                and isinstance(statement.targets[0].value, ast.Name)
+                and isinstance(statement.value, ast.Name)
+                and typeinfer.is_array(types.get(statement.value.id))):
+            continue
+        if al.roots(statement.value.id) & al.roots(statement.targets[0].value.id):
+            found.append((statement, site))
+    return found
+
+
+def _masked(index: ast.expr, types: dict) -> str | None:
+    """The boolean mask array in ``index``, if there is one."""
+    parts = index.elts if isinstance(index, ast.Tuple) else [index]
+    for part in parts:
+        typ = types.get(part.id) if isinstance(part, ast.Name) else None
+        if typeinfer.is_array(typ) and isinstance(typ.dtype, nbtypes.Boolean):
+            return part.id
+    return None
+
+
+def refuse_overlapping_mask_stores(normalized, types: dict, callee_returns=None,
+                                   tree: ast.FunctionDef | None = None) -> None:
+    """Refuse, with the user's line, a store through a boolean mask whose right-hand side may
+    share memory with the array written (``x[m] = x[0:3]``): NumPy does not read such a
+    right-hand side whole before storing (its result depends on how it buffers), so neither a
+    compiled primal nor a derivative can follow it. Other stores read it whole first (see
+    :func:`copy_overlapping_stores`). Generated code is not checked."""
+    fs = normalized.source
+    if fs.generated:
+        return
+    for statement, _ in overlapping_stores(tree or normalized.tree, types, callee_returns):
+        target = statement.targets[0]
+        mask = _masked(target.slice, types)
+        if mask is None:
+            continue
+        array = target.value.id
+        raise fs.error(f"store into '{array}' through the boolean mask '{mask}' of a value "
+                       f"that may share memory with '{array}' is not supported (NumPy's result "
+                       f"depends on how it buffers the copy): store a copy, "
+                       f"{array}[{mask}] = (...).copy()", statement,
+                       construct="masked store of an overlapping value",
+                       kind=UnsupportedConstructError)
+
+
+def copy_overlapping_stores(tree: ast.FunctionDef, types: dict, callee_returns=None) -> int:
+    """Make each store ``T[...] = R`` whose right-hand side may share memory with ``T`` store a
+    fresh copy of ``R`` (``t = R.copy(); T[...] = t``, ``t``'s type added to ``types``), as
+    NumPy and numba read such a right-hand side whole before storing. The derivative transforms
+    then never see a store whose value is a view of the array written (the adjoint of that
+    view would be the shadow being zeroed). Returns the number of copies made."""
+    found = overlapping_stores(tree, types, callee_returns)
+    if not found:
+        return 0
+    taken = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} | \
+        {a.arg for a in tree.args.args}
+    number = 0
+    for statement, site in found:
+        value = statement.value.id
+        name = naming.unused(f"{naming.TEMP}c{number}", taken.__contains__)
+        number += 1
+        taken.add(name)
+        call = ast.Call(func=ast.Attribute(value=ast.Name(id=value, ctx=ast.Load()), attr="copy",
+                                           ctx=ast.Load()), args=[], keywords=[])
+        call.nad_kind, call.nad_target = "copy", None
+        copied = ast.copy_location(ast.Assign(targets=[ast.Name(id=name, ctx=ast.Store())],
+                                              value=call), statement)
+        ast.fix_missing_locations(copied)
+        site.block.insert(site.block.index(statement), copied)
+        statement.value = ast.copy_location(ast.Name(id=name, ctx=ast.Load()), statement.value)
+        typ = types[value]
+        types[name] = nbtypes.Array(typ.dtype, typ.ndim, "C")
+    return number
 
 
 def _mark_followed_views(tree: ast.FunctionDef, types: dict, al: Aliasing) -> int:

@@ -148,17 +148,20 @@ class BatchedFunction:
                                   "parallel=True would make the slices race on it "
                                   "(or use parallel=False)")
         staged = tuple(k for k in staged if k not in prim.writes)
+        contiguous = _contiguous_slices(prim, argtypes, axes, self.layout)
         callee = program.in_place_dispatcher(prim) if self.in_place_primal else prim.dispatcher
-        return self._variant(callee, argtypes, axes, self.out_axes, checks, prim, staged)
+        return self._variant(callee, argtypes, axes, self.out_axes, checks, prim, staged,
+                             contiguous)
 
     def _variant(self, callee, argtypes, axes, out_axes, checks: bool = False,
-                 primal=None, staged: tuple = ()) -> batching.BatchedVariant:
+                 primal=None, staged: tuple = (), contiguous: tuple = ()) -> batching.BatchedVariant:
         """The compiled batch of ``callee``; in the inner layout where this function's
         ``layout`` asks for it and ``primal`` (the :class:`nbautodiff.pipeline.program.Primal` of ``callee``, for
         plain functions only) is given."""
         self.variant = batching.batched_variant(
             callee, argtypes, axes, out_axes, self.parallel, f"{self._fname}()", checks,
-            layout=self.layout, primal=primal, vector_math=self.vector_math, staged=staged)
+            layout=self.layout, primal=primal, vector_math=self.vector_math, staged=staged,
+            contiguous=contiguous)
         return self.variant
 
     # -- as a callee of differentiated code (see source.specializes) -----------------------
@@ -231,6 +234,51 @@ class BatchedFunction:
                     and argument is not values[origin] and axes[origin] is not None:
                 np.copyto(values[origin], argument)
         return _moved(low.assemble(out, arguments), self.out_axes)
+
+
+def _contiguous_slices(prim, argtypes: tuple, axes: tuple, layout: str) -> tuple:
+    """Positions of the batched arrays whose slices the batch passes as C-contiguous copies:
+    none when the compiled primal runs on the slices as they are; else those the function does
+    not write and whose slices are not C-contiguous for numba (``A[:, i]``; numba compiles
+    ``reshape`` and other calls for contiguous arrays only), when the primal runs on such
+    copies. Raises the located error of the slices as they are otherwise (numba cannot type the
+    function, or :func:`.program.check_compiled_primal` refuses it), and where copies are needed
+    but ``layout`` is "inner" (which reads the batch in place)."""
+    key = (prim, tuple(argtypes), tuple(axes))
+    if key not in _slice_copies:
+        _slice_copies[key] = _slice_copies_for(prim, argtypes, axes)
+    copies, refusal = _slice_copies[key]
+    if copies is None:
+        raise refusal
+    if copies and layout == "inner":
+        raise BatchError(f"{prim.fs.name}() cannot be batched with layout='inner', whose "
+                         f"slices are not contiguous: {refusal.message}",
+                         construct="inner batch layout", lineno=refusal.lineno,
+                         filename=refusal.filename, function=refusal.function)
+    return copies
+
+
+_slice_copies: dict = {}     # (primal, argument types, axes) -> (positions or None, refusal)
+
+
+def _slice_copies_for(prim, argtypes: tuple, axes: tuple) -> tuple:
+    slices = tuple(batching.slice_type(t, a) for t, a in zip(argtypes, axes))
+    try:
+        program.check_compiled_primal(prim, slices)
+        return (), None
+    except AutodiffError as error:
+        refusal = error
+    copies = tuple(k for k, (s, a) in enumerate(zip(slices, axes))
+                   if a is not None and typeinfer.is_array(s) and s.layout != "C"
+                   and k not in prim.writes)
+    if not copies:
+        return None, refusal
+    try:
+        program.check_compiled_primal(prim, tuple(batching.slice_type(t, a, k in copies)
+                                                  for k, (t, a) in enumerate(zip(argtypes, axes))))
+    except AutodiffError:
+        return None, refusal
+    return copies, refusal
 
 
 def _resolved_in_axes(values, axes, names, fname) -> tuple[tuple, int]:

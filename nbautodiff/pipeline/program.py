@@ -293,6 +293,13 @@ def _written_params(normalized: Normalized, callee_primals: dict) -> set[int]:
             arg = call.args[position]
             if isinstance(arg, ast.Name) and arg.id in origin:
                 written |= origin[arg.id]
+    # a store (or a callee's write) through a view made by a call, ``V = A.reshape(9);
+    # V[0] = ...``: the aliasing analysis follows views of every kind
+    views = aliasing.analyse(tree, None, _callee_returns,
+                             lambda call: callee_primals[ast.unparse(call.func)].writes)
+    for _, name, what in views.writes:
+        if what != "in-place operator":
+            written |= views.roots(name) & set(params)
     return {params.index(p) for p in written}
 
 
@@ -345,6 +352,33 @@ def _check_range_bounds(prim: Primal, types: dict) -> None:
                 raise TypeError(f"{prim.fs.name}(): range() bounds must be integers, but "
                                 f"in '{ast.unparse(original)}' (line {loop.lineno}) {which}; "
                                 "pass an int (or convert with int(...))")
+
+
+_checked_primals: dict = {}
+
+
+def check_compiled_primal(prim: Primal, argtypes: tuple) -> None:
+    """Raise a located :class:`AutodiffError` where the compiled primal of ``prim`` cannot run
+    for ``argtypes`` as the Python function does (for code that runs the primal itself, such as
+    a batch): numba cannot type it, or it (or a callee) stores through a boolean mask a value
+    that may share memory with the array written (see
+    :func:`.aliasing.refuse_overlapping_mask_stores`). Checked once per primal and types."""
+    key = (prim, tuple(argtypes))
+    with _lock:
+        if key in _checked_primals:
+            return
+        types, _ = _typed(prim, tuple(argtypes))[1:]
+        aliasing.refuse_overlapping_mask_stores(prim.normalized, types, _callee_returns)
+        for statement, _ in analysis_mod.walk_statements(prim.normalized.tree.body):
+            call = getattr(statement, "value", None)
+            if not (isinstance(call, ast.Call) and getattr(call, "nad_kind", None) == "user"):
+                continue
+            target = call.nad_target
+            if custom.kind_of(target) or specializes(target):
+                continue                     # declared rules, batched callees: their own code
+            check_compiled_primal(primal(target),
+                                  tuple(_atom_type(arg, types) for arg in call.args))
+        _checked_primals[key] = True
 
 
 def _located(prim: Primal, exc: Exception) -> AutodiffError:
@@ -427,6 +461,8 @@ def _generate_variant(prim: Primal, argtypes: tuple, active: list[bool], result_
     tree = copy_tree(normalized.tree)
     arrayfence.check(normalized, types, callee_returns=_callee_returns,
                      callee_writes=_callee_writes, tree=tree)
+    types = dict(types)
+    aliasing.copy_overlapping_stores(tree, types, _callee_returns)
     result_active = result_active and tuples.has_differentiable(result_type)
     active_params = {p for p, flag in zip(params, active) if flag}
     tuples.split(tree, types, fs)
@@ -515,6 +551,8 @@ def _generate_forward(prim: Primal, argtypes: tuple, duals: list[bool], result_d
     tree = copy_tree(normalized.tree)
     arrayfence.check(normalized, types, in_place_shared=True, callee_returns=_callee_returns,
                      callee_writes=_callee_writes, tree=tree)
+    types = dict(types)
+    aliasing.copy_overlapping_stores(tree, types, _callee_returns)
     result_dual = result_dual and tuples.has_differentiable(result_type)
     dual_params = {p for p, flag in zip(params, duals) if flag}
     tuples.split(tree, types, fs)

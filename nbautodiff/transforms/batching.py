@@ -65,13 +65,14 @@ class BatchedVariant:
     layout_note: str = ""        # why "auto" kept the outer layout
 
 
-def slice_type(typ, axis: int | None):
-    """The numba type of ``x[..., i]`` (``i`` at ``axis``) for ``x`` of type ``typ``."""
+def slice_type(typ, axis: int | None, contiguous: bool = False):
+    """The numba type of ``x[..., i]`` (``i`` at ``axis``) for ``x`` of type ``typ``
+    (``contiguous``: of a C-contiguous copy of it)."""
     if axis is None:
         return typ
     if typ.ndim == 1:
         return typ.dtype
-    layout = "C" if axis == 0 and typ.layout == "C" else "A"
+    layout = "C" if contiguous or axis == 0 and typ.layout == "C" else "A"
     return nbtypes.Array(typ.dtype, typ.ndim - 1, layout, readonly=not typ.mutable)
 
 
@@ -84,7 +85,8 @@ def leaves(typ) -> list:
 
 def batched_variant(callee, argtypes: tuple, in_axes: tuple, out_axes, parallel: bool,
                     label: str, checks: bool = False, layout: str = "outer", primal=None,
-                    vector_math: bool = False, staged: tuple = ()) -> BatchedVariant:
+                    vector_math: bool = False, staged: tuple = (),
+                    contiguous: tuple = ()) -> BatchedVariant:
     """The batched variant of ``callee`` (a numba dispatcher with a ``py_func``) for batched
     argument types ``argtypes``; ``in_axes[k]`` is the batch axis of argument k (an int within
     its rank, or None: passed whole). ``out_axes``: an int for every result leaf or a tuple with
@@ -98,7 +100,10 @@ def batched_variant(callee, argtypes: tuple, in_axes: tuple, out_axes, parallel:
     :mod:`.kernels.vecmath`), a BatchError naming the construct where it cannot; "auto" is
     "inner" where it can, else "outer" with the reason in ``layout_note``. ``staged``: positions
     of batched arrays the inner layout reads from a lane-major copy of each block (small slices
-    batched along another axis than the last, which the function does not write)."""
+    batched along another axis than the last, which the function does not write).
+    ``contiguous``: positions of batched arrays whose slices are passed as C-contiguous copies
+    (arrays the function does not write, whose slices' layout numba cannot compile it for,
+    see :func:`.batch_api.BatchedFunction._primal_variant`); the outer layout only."""
     if layout not in LAYOUTS:
         raise BatchError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     if layout == "inner" and primal is None:
@@ -107,18 +112,22 @@ def batched_variant(callee, argtypes: tuple, in_axes: tuple, out_axes, parallel:
     inner = layout != "outer" and primal is not None
     key = (callee, tuple(argtypes), tuple(in_axes), out_axes, parallel, checks,
            layout if primal is not None else "outer", vector_math if inner else False,
-           tuple(staged) if inner else ())
+           tuple(staged) if inner else (), tuple(contiguous))
     with _lock:
         if not cache.memoized(_variants, key):
             _variants[key] = _chosen(callee, tuple(argtypes), tuple(in_axes), out_axes, parallel,
-                                     label, checks, layout, primal, vector_math, tuple(staged))
+                                     label, checks, layout, primal, vector_math, tuple(staged),
+                                     tuple(contiguous))
         return _variants[key]
 
 
 def _chosen(callee, argtypes, in_axes, out_axes, parallel, label, checks, layout, primal,
-            vector_math, staged) -> BatchedVariant:
+            vector_math, staged, contiguous=()) -> BatchedVariant:
     note = ""
-    if layout != "outer" and primal is not None:
+    if contiguous and primal is not None and layout != "outer":       # ("inner": refused)
+        note = ("outer layout: numba compiles the function for C-contiguous slices only, which "
+                "the outer layout passes as copies")
+    elif layout != "outer" and primal is not None:
         try:
             return _build_inner(primal, argtypes, in_axes, out_axes, parallel, label, checks,
                                 vector_math, staged)
@@ -130,7 +139,7 @@ def _chosen(callee, argtypes, in_axes, out_axes, parallel, label, checks, layout
             note = f"outer layout: {why}"
     elif layout == "auto":
         note = "outer layout: a derivative's generated code is batched a call per slice"
-    variant = _build(callee, argtypes, in_axes, out_axes, parallel, label, checks)
+    variant = _build(callee, argtypes, in_axes, out_axes, parallel, label, checks, contiguous)
     variant.layout_note = note
     return variant
 
@@ -142,10 +151,12 @@ def _inline_always(callee):
     return _inlined[callee]
 
 
-def _build(callee, argtypes, in_axes, out_axes, parallel, label, checks) -> BatchedVariant:
-    key = cache.key("batch", callee, argtypes, in_axes, out_axes, parallel, checks)
+def _build(callee, argtypes, in_axes, out_axes, parallel, label, checks,
+           contiguous=()) -> BatchedVariant:
+    key = cache.key("batch", callee, argtypes, in_axes, out_axes, parallel, checks,
+                    *((("contiguous",) + tuple(contiguous),) if contiguous else ()))
     entry = cache.artifact(key, lambda: _built(callee, argtypes, in_axes, out_axes, parallel,
-                                               label, checks))
+                                               label, checks, contiguous))
     data = entry.data
     namespace = {"np": np, "numba": numba,
                  naming.BATCH_CALLEE: callee if parallel else _inline_always(callee)}
@@ -154,10 +165,11 @@ def _build(callee, argtypes, in_axes, out_axes, parallel, label, checks) -> Batc
                           data["result_type"], data["first_outside"], data["axes"])
 
 
-def _built(callee, argtypes, in_axes, out_axes, parallel, label, checks) -> cache.Built:
+def _built(callee, argtypes, in_axes, out_axes, parallel, label, checks,
+           contiguous=()) -> cache.Built:
     """The source of a batched variant, and what loading it needs."""
     name, text, result_type, axes = _generated(callee, argtypes, in_axes, out_axes, parallel,
-                                               label, checks)
+                                               label, checks, contiguous)
     first_outside = any(typeinfer.is_array(leaf) for leaf in leaves(result_type))
     return cache.Built(name, text, {"name": name, "result_type": result_type,
                                     "first_outside": first_outside, "axes": axes})
@@ -270,16 +282,21 @@ def differentiable_function(target, callee, argtypes: tuple, in_axes: tuple, out
         return _variants[key]
 
 
-def _generated(callee, argtypes, in_axes, out_axes, parallel, label, checks) -> tuple:
-    """(name, source, result type of one slice, out axis per result leaf) of the batched code."""
-    element_types = tuple(slice_type(t, a) for t, a in zip(argtypes, in_axes))
+def _generated(callee, argtypes, in_axes, out_axes, parallel, label, checks,
+               contiguous=()) -> tuple:
+    """(name, source, result type of one slice, out axis per result leaf) of the batched code;
+    the slices of the arguments at positions ``contiguous`` are C-contiguous copies."""
+    element_types = tuple(slice_type(t, a, k in contiguous)
+                          for k, (t, a) in enumerate(zip(argtypes, in_axes)))
     _, result_type = typeinfer.infer(callee.py_func, element_types)
     result_type = nbtypes.unliteral(result_type)
     axes = _leaf_out_axes(result_type, out_axes, label)
     params = parameter_names(callee.py_func.__code__.co_varnames[:len(argtypes)])
     name = naming.batch_name(callee.py_func.__name__, _signature_code(in_axes, axes, parallel)
+                             + "".join(f"_c{k}" for k in contiguous)
                              + ("_chk" if checks else ""))
-    lines = _body(params, in_axes, result_type, axes, parallel, label if checks else None)
+    lines = _body(params, in_axes, result_type, axes, parallel, label if checks else None,
+                  contiguous)
     doc = (f"Batched {callee.py_func.__name__}: one call per slice along in_axes "
            f"{tuple(in_axes)}, results stacked along out_axes {axes}.")
     text = (f"# batched {callee.py_func.__name__}, generated by nbautodiff\n"
@@ -365,14 +382,17 @@ def _index(name: str, axis: int, index: str) -> str:
     return f"{name}[{':, ' * axis}{index}]"
 
 
-def _body(params, in_axes, result_type, axes, parallel, label) -> list[str]:
+def _body(params, in_axes, result_type, axes, parallel, label, contiguous=()) -> list[str]:
     """The lines of the batched function, with the batch checks when ``label`` (the function
-    as their messages name it) is given."""
+    as their messages name it) is given; the slices of the arguments at positions
+    ``contiguous`` are passed as C-contiguous copies (``np.ascontiguousarray``)."""
     n, i, first = naming.BATCH_SIZE, naming.BATCH_INDEX, naming.BATCH_FIRST
     lines = _prologue(params, in_axes, label)
 
     def call(index: str) -> str:
         args = [p if a is None else _index(p, a, index) for p, a in zip(params, in_axes)]
+        args = [f"np.ascontiguousarray({arg})" if k in contiguous else arg
+                for k, arg in enumerate(args)]
         return f"{naming.BATCH_CALLEE}({', '.join(args)})"
 
     leaf_types = [t for t in leaves(result_type) if t != nbtypes.none]

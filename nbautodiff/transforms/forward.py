@@ -213,15 +213,19 @@ class ForwardTransform:
         mapping.update(zip(rule.params, operands))
         out = []
         for k in range(self.width):
-            terms = []
+            terms, of_arrays = [], []
             for operand, template in zip(operands, templates):
                 tangent = self.tangent(operand, k)
                 if template is None or tangent is None:
                     continue
                 terms.append(instantiate(template, {**mapping, "d": tangent}))
+                of_arrays.append(self.a.is_array(atom_name(operand)))
             total = " + ".join(f"({src(term)})" for term in terms) if terms else self.zero(t)
-            if len(terms) == 1 and isinstance(terms[0], ast.Name) and self.a.is_array(t):
-                total = f"{total}.copy()"   # ``y + 1.0`` is a new array: so is its tangent
+            if len(terms) == 1 and isinstance(terms[0], ast.Name) and self.a.is_array(t) \
+                    and of_arrays[0]:
+                # ``y + 1.0`` is a new array: so is its tangent (that of a scalar operand,
+                # ``x + s`` with ``x`` inactive, is broadcast to a new array below)
+                total = f"{total}.copy()"
             if terms and on_arrays and self.misses_a_shape(terms, operands, t):
                 total = f"{total} + {naming.ARRAY_MODULE}.zeros_like({t})"
             out += parse(f"{self.tangent_name(t, k)} = {total}")
