@@ -21,7 +21,7 @@ from nbautodiff.errors import AutodiffError, SourceNotFoundError, UnsupportedCon
 from nbautodiff.frontend import checkpoint_markers as checkpoint, declarations as custom
 from .cell import (DEFAULT_TEMPLATE, cell_objects, derived_name, example_arguments, forced_if,
                    parameters, run_cell_body, short_errors, split, user_function)
-from .output import AutodiffResult, CellAutodiffError, Derived
+from .output import AutodiffResult, Derived
 from .progress_bar import display_for
 
 

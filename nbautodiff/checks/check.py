@@ -38,7 +38,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from nbautodiff.errors import AutodiffError
+from nbautodiff.errors import AutodiffError, NotReplayable
 from . import probes, replay
 from .report import CENTRAL, COMPLEX, FORWARD, check_figure, check_html, check_text, explanation
 
@@ -338,7 +338,7 @@ def _forward_mode(fun, args, argnums, components):
 
 def _reason(error: Exception) -> str:
     text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return text if isinstance(error, (replay.NotReplayable, AutodiffError)) else \
+    return text if isinstance(error, (NotReplayable, AutodiffError)) else \
         f"{type(error).__name__}: {text}"
 
 

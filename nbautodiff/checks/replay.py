@@ -32,7 +32,7 @@ import numpy as np
 from nbautodiff import cache, emit, naming, rules
 from nbautodiff.analysis import activity as analysis, tuples, typeinfer
 from nbautodiff.analysis.activity import assigned_names, names_in, own_reads, walk_statements
-from nbautodiff.errors import AutodiffError
+from nbautodiff.errors import AutodiffError, NotReplayable
 from nbautodiff.frontend import declarations as custom
 from nbautodiff.pipeline import program
 from . import complex_math, probes
@@ -40,10 +40,6 @@ from . import complex_math, probes
 CS = "_nad_cs"          # complex_math as seen by replayed code
 PROBE = "_nad_probe"    # probes as seen by replayed code
 _KINKS = {"abs_", "fabs", "minimum", "maximum", "max_", "min_"}
-
-
-class NotReplayable(Exception):
-    """The function cannot be replayed on complex numbers; the message says why."""
 
 
 @dataclass(eq=False)

@@ -35,17 +35,13 @@ from numba.extending import overload
 
 from nbautodiff import cache, emit, naming
 from nbautodiff.analysis import typeinfer
-from nbautodiff.errors import AutodiffError
+from nbautodiff.errors import BatchError, NotLaneable
 from . import lanes, vector_calls
 
 _lock = threading.RLock()
 _variants: dict = {}
 _inlined: dict = {}
 _MODULES = ("math", "np", "numba")          # names the generated module binds
-
-
-class BatchError(AutodiffError, ValueError):
-    """Bad batch axes or batch sizes; the message names the argument (or result element)."""
 
 
 LAYOUTS = ("auto", "inner", "outer")
@@ -122,7 +118,7 @@ def _chosen(callee, argtypes, in_axes, out_axes, parallel, label, checks, layout
         try:
             return _build_inner(primal, argtypes, in_axes, out_axes, parallel, label, checks,
                                 vector_math, staged)
-        except lanes.NotLaneable as why:
+        except NotLaneable as why:
             if layout == "inner":
                 raise BatchError(f"{label} cannot be batched with layout='inner': {why.reason}",
                                  construct="inner batch layout", lineno=why.lineno,
@@ -166,7 +162,7 @@ def _built(callee, argtypes, in_axes, out_axes, parallel, label, checks) -> cach
 def _build_inner(prim, argtypes, in_axes, out_axes, parallel, label, checks,
                  vector_math, staged) -> BatchedVariant:
     """The inner layout of ``prim`` for ``argtypes`` compiled (eagerly: a function numba
-    cannot compile in this layout is reported as :class:`nbautodiff.transforms.lanes.NotLaneable`)."""
+    cannot compile in this layout is reported as :class:`nbautodiff.errors.NotLaneable`)."""
     key = cache.key("batch-inner", prim.key, argtypes, in_axes, out_axes, parallel, checks,
                     vector_math, staged, lanes.BLOCK, origin=prim.fs.func)
     entry = cache.artifact(key, lambda: _inner_built(prim, argtypes, in_axes, out_axes,
@@ -183,7 +179,7 @@ def _build_inner(prim, argtypes, in_axes, out_axes, parallel, label, checks,
         dispatcher.compile(tuple(argtypes))
     except numba.core.errors.NumbaError as error:
         first = next((line for line in str(error).splitlines() if line.strip()), str(error))
-        raise lanes.NotLaneable(f"numba cannot compile it: {first}") from None
+        raise NotLaneable(f"numba cannot compile it: {first}") from None
     return BatchedVariant(data["name"], entry.text, entry.source_path, dispatcher,
                           data["result_type"], False, data["axes"], layout="inner")
 
@@ -196,12 +192,12 @@ def _inner_built(prim, argtypes, in_axes, out_axes, parallel, label, checks,
     types, result_type = typeinfer.infer(prim.py_func, element_types)
     result_type = nbtypes.unliteral(result_type)
     if any(typeinfer.is_array(leaf) for leaf in leaves(result_type)):
-        raise lanes.NotLaneable("it returns an array (the inner layout batches scalar results)")
+        raise NotLaneable("it returns an array (the inner layout batches scalar results)")
     axes = _leaf_out_axes(result_type, out_axes, label)
     tree = prim.normalized.tree
     params = [a.arg for a in tree.args.args]
     if parameter_names(params) != params:
-        raise lanes.NotLaneable("a parameter is named like a module the generated code uses")
+        raise NotLaneable("a parameter is named like a module the generated code uses")
     batched = {p: (-1 if t.ndim == 1 else a) for p, t, a in zip(params, argtypes, in_axes)
                if a is not None}
     ranks = {p: t.ndim for p, t, a in zip(params, argtypes, in_axes) if a is not None}

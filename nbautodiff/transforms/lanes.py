@@ -40,6 +40,7 @@ from numba import types as nbtypes
 from nbautodiff import naming
 from nbautodiff.analysis import typeinfer
 from nbautodiff.analysis.activity import view_origin, walk_statements
+from nbautodiff.errors import NotLaneable
 from . import vector_calls
 
 BLOCK = 512          # slices per block: lane arrays of a few kB stay in the L1 cache
@@ -49,14 +50,6 @@ ALLOCATIONS = ("np.empty", "np.zeros", "np.ones")      # (shape, dtype) construc
 VIEW_CALLS = ("reshape", "transpose", "ravel", "squeeze", "expand_dims", "swapaxes", "moveaxis",
               "diagonal", "broadcast_to", "asarray", "atleast_1d", "atleast_2d", "atleast_3d",
               "real", "imag", "flat", "T")                # NumPy calls that may return a view
-
-
-class NotLaneable(Exception):
-    """The function cannot run in the inner layout; ``reason`` says why, ``lineno`` where."""
-
-    def __init__(self, reason: str, lineno: int | None = None):
-        self.reason, self.lineno = reason, lineno
-        super().__init__(reason if lineno is None else f"{reason} (line {lineno})")
 
 
 @dataclass

@@ -32,13 +32,9 @@ import numpy as np
 from nbautodiff import naming
 from nbautodiff.analysis import parallel
 from nbautodiff.analysis.parallel import ParallelLoop
-from nbautodiff.errors import AutodiffError
+from nbautodiff.errors import AutodiffError, OffloadError
 from nbautodiff.frontend.source import MISSING, FunctionSource, resolve
 from nbautodiff.kernels import arrays as array_kernels
-
-
-class OffloadError(AutodiffError):
-    """Code that cannot run on the GPU as written; the message names the construct and line."""
 
 
 #: Allocation functions made on the device, by the NumPy name.
