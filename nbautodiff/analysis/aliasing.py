@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 from numba import types as nbtypes
 
-from nbautodiff import naming
+from nbautodiff import annotations as anno, naming
 from nbautodiff.errors import UnsupportedConstructError
 from . import typeinfer
 from .activity import assigned_names, own_reads, walk_statements
@@ -119,8 +119,8 @@ def _fancy(index: ast.expr, types: dict | None) -> bool:
 
 
 def _call_name(call: ast.Call) -> str:
-    target = getattr(call, "nad_target", None)
-    if getattr(call, "nad_kind", None) == "helper":
+    target = anno.get(call, anno.TARGET, None)
+    if anno.get(call, anno.KIND, None) == "helper":
         return target.spelling.rsplit(".", 1)[-1]
     name = getattr(target, "name", None) or getattr(target, "__name__", None)
     if name is None:
@@ -129,7 +129,7 @@ def _call_name(call: ast.Call) -> str:
     return name
 
 
-# Views made by calls that the transforms follow once marked (``statement.nad_view``): the
+# Views made by calls that the transforms follow once marked (annotation ``VIEW``): the
 # shadow / tangent is the same call on the operand's ("call"), or the operand's itself, the
 # call returning its argument ("alias"); by rule or helper name, given the operand's type.
 def followed_view(statement: ast.stmt, types: dict | None) -> str | None:
@@ -139,7 +139,7 @@ def followed_view(statement: ast.stmt, types: dict | None) -> str | None:
                              and isinstance(statement.targets[0], ast.Name)):
         return None
     call = statement.value
-    if not (isinstance(call, ast.Call) and getattr(call, "nad_kind", None) in ("array", "helper")
+    if not (isinstance(call, ast.Call) and anno.get(call, anno.KIND, None) in ("array", "helper")
             and call.args and isinstance(call.args[0], ast.Name)):
         return None
     typ = types.get(call.args[0].id)
@@ -157,7 +157,7 @@ def followed_view(statement: ast.stmt, types: dict | None) -> str | None:
     return None
 
 
-FOLLOWED = "followed"       # the kind of a view marked ``nad_view`` (see _mark_followed_views)
+FOLLOWED = "followed"       # the kind of a view annotated ``VIEW`` (see _mark_followed_views)
 
 
 def _value_refs(value: ast.expr, refs_of, types, callee_returns, target: str | None,
@@ -179,14 +179,14 @@ def _value_refs(value: ast.expr, refs_of, types, callee_returns, target: str | N
             return set()
         return through(base, SLICING)
     if isinstance(value, ast.Call):
-        kind = getattr(value, "nad_kind", None)
+        kind = anno.get(value, anno.KIND, None)
         args = [a.id for a in value.args if isinstance(a, ast.Name) and _holds_arrays(types, a.id)]
         name = _call_name(value)
         if kind in FRESH_CALLS:
             return set()
         if kind in ("array", "helper") and name in VIEW_CALLS and value.args \
                 and isinstance(value.args[0], ast.Name):
-            if statement is not None and getattr(statement, "nad_view", None):
+            if statement is not None and anno.get(statement, anno.VIEW, None):
                 return {(root, kinds | {FOLLOWED}) for root, kinds in refs_of(value.args[0].id)}
             return through(value.args[0].id, name)
         if kind == "array":
@@ -219,7 +219,7 @@ def analyse(tree: ast.FunctionDef, types: dict | None, callee_returns=None,
         al.sites[id(statement)] = site
         if isinstance(statement, (ast.For, ast.While)):
             al.loops.append({id(s) for s, _ in walk_statements(statement.body)})
-        for name in [] if getattr(statement, "nad_in_place", False) else \
+        for name in [] if anno.get(statement, anno.IN_PLACE, False) else \
                 assigned_names(statement):           # `x op= ...` keeps x bound to its array
             al.bindings.setdefault(name, []).append(statement)
         for name in own_reads(statement):
@@ -236,7 +236,7 @@ def analyse(tree: ast.FunctionDef, types: dict | None, callee_returns=None,
     while changed:
         changed = False
         for statement, _ in statements:
-            if not isinstance(statement, ast.Assign) or getattr(statement, "nad_in_place", False):
+            if not isinstance(statement, ast.Assign) or anno.get(statement, anno.IN_PLACE, False):
                 continue                      # `x op= ...` keeps x's array (a write, below)
             target, value = statement.targets[0], statement.value
             names = [target.id] if isinstance(target, ast.Name) else \
@@ -257,11 +257,11 @@ def analyse(tree: ast.FunctionDef, types: dict | None, callee_returns=None,
             target = statement.targets[0]
             if isinstance(target, ast.Subscript) and isinstance(target.value, ast.Name):
                 al.writes.append((statement, target.value.id, "store"))
-            elif getattr(statement, "nad_in_place", False) and isinstance(target, ast.Name) \
+            elif anno.get(statement, anno.IN_PLACE, False) and isinstance(target, ast.Name) \
                     and _is_array(types, target.id):
                 al.writes.append((statement, target.id, "in-place operator"))
         call = getattr(statement, "value", None)
-        if isinstance(call, ast.Call) and getattr(call, "nad_kind", None) == "user":
+        if isinstance(call, ast.Call) and anno.get(call, anno.KIND, None) == "user":
             al.calls.append((statement, call))
             for position in sorted(callee_writes(call) if callee_writes else ()):
                 arg = call.args[position] if position < len(call.args) else None
@@ -355,7 +355,7 @@ def check(normalized, types: dict, callee_returns, callee_writes, reverse: bool,
 
 
 def _mark_followed_views(tree: ast.FunctionDef, types: dict, al: Aliasing) -> int:
-    """Mark ``statement.nad_view`` ("call" or "alias", see :func:`followed_view`) on each view
+    """Annotate ``VIEW`` ("call" or "alias", see :func:`followed_view`) on each view
     made by a call whose array is written somewhere (else a view and a copy do the same and the
     call keeps its own derivative rule), where the view's name is bound once, outside loops."""
     written, marked = set(), 0
@@ -368,7 +368,7 @@ def _mark_followed_views(tree: ast.FunctionDef, types: dict, al: Aliasing) -> in
             continue
         if site.loop_depth or len(al.bindings.get(statement.targets[0].id, [])) != 1:
             continue           # a name rebound to views in turn: not followed, so refused
-        statement.nad_view = how
+        anno.set(statement, anno.VIEW, how)
         marked += 1
     return marked
 

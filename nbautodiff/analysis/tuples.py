@@ -28,7 +28,7 @@ import ast
 
 from numba import types as nbtypes
 
-from nbautodiff import naming
+from nbautodiff import annotations as anno, naming
 from nbautodiff.errors import UnsupportedConstructError
 from . import typeinfer
 from .activity import walk_statements
@@ -224,7 +224,7 @@ class _Splitter:
             raise self.refuse(s, "an operator on tuples")
 
     def check_call(self, call: ast.Call, s: ast.stmt) -> None:
-        if getattr(call, "nad_kind", None) not in _DIFFERENTIATED_CALLS:
+        if anno.get(call, anno.KIND, None) not in _DIFFERENTIATED_CALLS:
             return
         for arg in call.args:
             if self.holds_tuple(arg) and self.holds_differentiable(arg):

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numba
 import numpy as np
 
-from nbautodiff import cache, emit, naming, rules
+from nbautodiff import annotations as anno, cache, emit, naming, rules
 from nbautodiff.analysis import activity as analysis, tuples, typeinfer
 from nbautodiff.analysis.activity import assigned_names, names_in, own_reads, walk_statements
 from nbautodiff.errors import AutodiffError, NotReplayable
@@ -207,7 +207,8 @@ class _Transformer(ast.NodeTransformer):
         for statement, _ in walk_statements(tree.body):
             value = getattr(statement, "value", None)
             if isinstance(statement, ast.Assign) and isinstance(value, ast.Call) \
-                    and value.nad_kind == "zero" and ast.unparse(value.func) in probes.ROUNDING \
+                    and anno.get(value, anno.KIND) == "zero" \
+                    and ast.unparse(value.func) in probes.ROUNDING \
                     and self.is_varied(value.args[:1]):
                 found.update(assigned_names(statement))
         return found
@@ -276,7 +277,7 @@ class _Transformer(ast.NodeTransformer):
     def visit_Call(self, node: ast.Call) -> ast.expr:
         first_varied, varied = self.is_varied(node.args[:1]), self.is_varied(node.args[:2])
         self.generic_visit(node)
-        kind = getattr(node, "nad_kind", None)
+        kind = anno.get(node, anno.KIND, None)
         if kind in ("rule", "array"):
             return self.primitive(node, varied)
         if kind == "opaque":
@@ -299,7 +300,7 @@ class _Transformer(ast.NodeTransformer):
         raise NotReplayable(f"'{ast.unparse(node)}' at line {self.line} (generated code)")
 
     def primitive(self, node: ast.Call, varied: bool) -> ast.expr:
-        target = node.nad_target            # a rule; the callable itself inside a condition
+        target = anno.get(node, anno.TARGET)    # a rule; the callable itself inside a condition
         rule = target.name if isinstance(target, rules.ReverseRule) else \
             getattr(rules.CALLS.get(id(target)), "name", None)
         if rule not in complex_math.BY_RULE:
@@ -312,7 +313,7 @@ class _Transformer(ast.NodeTransformer):
         return self.call(binding, node.args)
 
     def callee(self, node: ast.Call, kind: str) -> ast.expr:
-        target = node.nad_target
+        target = anno.get(node, anno.TARGET)
         if kind == "nondiff" or custom.kind_of(target):
             if custom.kind_of(target) == "custom":
                 self.result.declared.append(target.__name__)
@@ -349,7 +350,7 @@ class _Transformer(ast.NodeTransformer):
         if isinstance(node, ast.Attribute):
             return False                                   # .shape, .size, .ndim
         if isinstance(node, ast.Call):
-            if getattr(node, "nad_kind", None) not in ("rule", "array", "user", "copy"):
+            if anno.get(node, anno.KIND, None) not in ("rule", "array", "user", "copy"):
                 return False
             return any(self.depends(arg) for arg in node.args)
         return any(self.depends(child) for child in ast.iter_child_nodes(node)

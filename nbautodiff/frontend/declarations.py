@@ -21,7 +21,7 @@ How the rest of the pipeline sees them: both wrappers carry the marker attribute
 ``__nad_derivative__`` (``"custom"`` or ``"nondiff"``, read by :func:`kind_of`) and the original
 function as ``.py_func``, like a numba dispatcher, so its source and signature are found as
 usual. Normalisation annotates a call to a :class:`CustomVJP` as a ``"user"`` call whose
-``nad_target`` is the wrapper (arguments are restored and snapshotted for its reverse call like
+``TARGET`` (:mod:`nbautodiff.annotations`) is the wrapper (arguments are restored and snapshotted for its reverse call like
 any callee's) and a call to a :class:`NonDifferentiable` as ``"nondiff"`` (no derivative flows
 through it). Their compiled primals and derivative variants are built by
 :mod:`nbautodiff.pipeline.custom_variants`.

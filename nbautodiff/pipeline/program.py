@@ -29,7 +29,7 @@ import numba
 import numpy as np
 from numba import types as nbtypes
 
-from nbautodiff import cache, emit, naming
+from nbautodiff import annotations as anno, cache, emit, naming
 from nbautodiff.analysis import activity as analysis_mod
 from nbautodiff.analysis import aliasing, arrayfence, tuples, typeinfer
 from nbautodiff.errors import AutodiffError, UnsupportedConstructError
@@ -159,16 +159,16 @@ def _merge_repeated_arguments(normalized: Normalized) -> None:
     parameter that the function rebinds is left alone (then :mod:`nbautodiff.analysis.aliasing` refuses the call)."""
     for statement, _ in analysis_mod.walk_statements(normalized.tree.body):
         call = getattr(statement, "value", None)
-        if not (isinstance(call, ast.Call) and call.nad_kind == "user"
-                and isinstance(call.nad_target, types.FunctionType)
-                and not declarations.kind_of(call.nad_target)):
+        if not (isinstance(call, ast.Call) and anno.get(call, anno.KIND) == "user"
+                and isinstance(anno.get(call, anno.TARGET), types.FunctionType)
+                and not declarations.kind_of(anno.get(call, anno.TARGET))):
             continue
         names = [a.id if isinstance(a, ast.Name) else None for a in call.args]
         first = {}
         same = tuple(first.setdefault(n, k) if n is not None else k for k, n in enumerate(names))
-        if same == tuple(range(len(names))) or not primal(call.nad_target).writes:
+        if same == tuple(range(len(names))) or not primal(anno.get(call, anno.TARGET)).writes:
             continue
-        merged = _merged_callee(call.nad_target, same)
+        merged = _merged_callee(anno.get(call, anno.TARGET), same)
         if merged is None:
             continue
         binding = naming.unused(merged.__name__, lambda b: b in normalized.callees
@@ -176,7 +176,7 @@ def _merge_repeated_arguments(normalized: Normalized) -> None:
         normalized.callees[binding] = merged
         call.func = ast.Name(id=binding, ctx=ast.Load())
         call.args = [a for k, a in enumerate(call.args) if same[k] == k]
-        call.nad_target = merged
+        anno.set(call, anno.TARGET, merged)
 
 
 def _merged_callee(func, same: tuple):
@@ -227,7 +227,7 @@ def _build_in_place(prim: Primal):
     callees = {binding: in_place_dispatcher(callee)
                for binding, callee in prim.callees.items()
                if prim.unloaded.get(binding) is callee.dispatcher}
-    marked = any(getattr(statement, "nad_in_place", False)
+    marked = any(anno.get(statement, anno.IN_PLACE, False)
                  for statement, _ in analysis_mod.walk_statements(prim.normalized.tree.body))
     if not marked and all(callees[b] is prim.callees[b].dispatcher for b in callees):
         return prim.dispatcher
@@ -244,12 +244,12 @@ def _build_in_place(prim: Primal):
 
 
 def _stored_in_place(tree: ast.FunctionDef) -> ast.FunctionDef:
-    """``tree`` with each rebinding that ends ``A op= ...`` (``A = t`` marked ``nad_in_place``)
+    """``tree`` with each rebinding that ends ``A op= ...`` (``A = t`` annotated ``IN_PLACE``)
     written ``A = in_place(A, t)``: an array is updated in place as NumPy does, so that aliases,
     views and the caller see the update (a number is rebound)."""
     tree = copy_tree(tree)
     for statement, _ in analysis_mod.walk_statements(tree.body):
-        if isinstance(statement, ast.Assign) and getattr(statement, "nad_in_place", False) \
+        if isinstance(statement, ast.Assign) and anno.get(statement, anno.IN_PLACE, False) \
                 and isinstance(statement.targets[0], ast.Name):
             name = statement.targets[0].id
             statement.value = ast.Call(
@@ -274,7 +274,7 @@ def _written_params(normalized: Normalized, callee_primals: dict) -> set[int]:
     for statement, _ in analysis_mod.walk_statements(tree.body):
         if isinstance(statement, ast.Assign):
             target, value = statement.targets[0], statement.value
-            if getattr(statement, "nad_in_place", False):     # `A += ...` on an argument's array
+            if anno.get(statement, anno.IN_PLACE, False):     # `A += ...` on an argument's array
                 written |= (origin if generated else bound).get(target.id, set())
             sources = set().union(*(origin.get(name, set()) for name in _held_names(value)))
             if isinstance(target, ast.Name) and sources:
@@ -284,11 +284,11 @@ def _written_params(normalized: Normalized, callee_primals: dict) -> set[int]:
                 written |= origin[target.value.id]
         call = getattr(statement, "value", None)
         positions = []
-        if isinstance(call, ast.Call) and call.nad_kind == "user":
+        if isinstance(call, ast.Call) and anno.get(call, anno.KIND) == "user":
             positions = callee_primals[ast.unparse(call.func)].writes
-        elif isinstance(call, ast.Call) and call.nad_kind == "helper" \
-                and call.nad_target.writes is not None:
-            positions = [call.nad_target.writes]       # e.g. copy_into, the writeback
+        elif isinstance(call, ast.Call) and anno.get(call, anno.KIND) == "helper" \
+                and anno.get(call, anno.TARGET).writes is not None:
+            positions = [anno.get(call, anno.TARGET).writes]       # e.g. copy_into, the writeback
         for position in positions:
             arg = call.args[position]
             if isinstance(arg, ast.Name) and arg.id in origin:
@@ -445,8 +445,8 @@ def _generate_variant(prim: Primal, argtypes: tuple, active: list[bool], result_
         arg_types = tuple(_atom_type(arg, types) for arg in call.args)
         flags = [isinstance(arg, ast.Name) and an.is_active(arg.id) and
                  typeinfer.is_differentiable(t) for arg, t in zip(call.args, arg_types)]
-        callee = reverse_variant(call.nad_target, arg_types, flags, seeded, writeback=False,
-                                 keep_value=False, fastmath=fastmath)
+        callee = reverse_variant(anno.get(call, anno.TARGET), arg_types, flags, seeded,
+                                 writeback=False, keep_value=False, fastmath=fastmath)
         binding = _bind(namespace, callee.name, callee.dispatcher, name)
         callees.append((binding, _callee_binding(prim, call),
                         ("reverse", arg_types, flags, seeded, fastmath)))
@@ -460,14 +460,14 @@ def _generate_variant(prim: Primal, argtypes: tuple, active: list[bool], result_
                              keep_value=keep_value, name=name,
                              callee_variant=callee_variant, callee_writes=_callee_writes,
                              checkpoint=checkpoint)
-    tree.nad_doc = (f"Reverse mode of {fs.name}: returns (result, adjoints of active scalar "
-                    f"arguments); active arguments: {', '.join(sorted(active_params)) or 'none'}.")
+    anno.set(tree, anno.DOC, f"Reverse mode of {fs.name}: returns (result, adjoints of active "
+             f"scalar arguments); active arguments: {', '.join(sorted(active_params)) or 'none'}.")
     shadows = [flag and typeinfer.is_array(t) for flag, t in zip(active, argtypes)]
     positions = [i for i, (flag, t) in enumerate(zip(active, argtypes))
                  if flag and not typeinfer.is_array(t)]
     return _generated(tree, f"reverse mode of {fs.name}", name, {
         "callees": callees, "shadows": shadows, "adjoint_positions": positions,
-        "result_type": result_type, "checkpointed": tree.nad_checkpointed,
+        "result_type": result_type, "checkpointed": anno.get(tree, anno.CHECKPOINTED),
         "vector_math": vector_math})
 
 
@@ -532,7 +532,7 @@ def _generate_forward(prim: Primal, argtypes: tuple, duals: list[bool], result_d
 
     def callee_variant(call: ast.Call, flags: list[bool], dual_result: bool):
         arg_types = tuple(_atom_type(arg, types) for arg in call.args)
-        callee = forward_variant(call.nad_target, arg_types, flags, dual_result, width,
+        callee = forward_variant(anno.get(call, anno.TARGET), arg_types, flags, dual_result, width,
                                  fastmath)
         binding = _bind(namespace, callee.name, callee.dispatcher, name)
         callees.append((binding, _callee_binding(prim, call),
@@ -541,9 +541,9 @@ def _generate_forward(prim: Primal, argtypes: tuple, duals: list[bool], result_d
 
     tree = forward_mode.transform(tree, an, fs, dual_params=dual_params, result_dual=result_dual,
                                   width=width, name=name, callee_variant=callee_variant)
-    tree.nad_doc = (f"Forward mode of {fs.name} ({width} direction{'s' * (width > 1)}): returns "
-                    f"{'(result, tangents...)' if result_dual else 'the result'}; dual "
-                    f"arguments: {', '.join(p for p in params if p in dual_params) or 'none'}.")
+    anno.set(tree, anno.DOC, f"Forward mode of {fs.name} ({width} direction{'s' * (width > 1)}): "
+             f"returns {'(result, tangents...)' if result_dual else 'the result'}; dual "
+             f"arguments: {', '.join(p for p in params if p in dual_params) or 'none'}.")
     return _generated(tree, f"forward mode of {fs.name}", name, {
         "callees": callees, "duals": duals, "result_dual": result_dual,
         "result_type": result_type, "vector_math": vector_math})
@@ -574,13 +574,13 @@ def _typed(prim: Primal, argtypes: tuple) -> tuple[list[str], dict, object]:
 
 def _callee_writes(call: ast.Call) -> set[int]:
     """Positions of the arguments the function called by ``call`` writes."""
-    return primal(call.nad_target).writes
+    return primal(anno.get(call, anno.TARGET)).writes
 
 
 def _callee_returns(call: ast.Call) -> dict | None:
     """{position: view kinds} of the arguments the result of the function called by ``call``
     may be or view; None when unknown (a declared rule's function: any of them)."""
-    return getattr(primal(call.nad_target), "returns", None)
+    return getattr(primal(anno.get(call, anno.TARGET)), "returns", None)
 
 
 def _bind(namespace: dict, callee_name: str, dispatcher, own_name: str) -> str:

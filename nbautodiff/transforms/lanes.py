@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 
 from numba import types as nbtypes
 
-from nbautodiff import naming
+from nbautodiff import annotations as anno, naming
 from nbautodiff.analysis import typeinfer
 from nbautodiff.analysis.activity import view_origin, walk_statements
 from nbautodiff.errors import NotLaneable
@@ -239,7 +239,7 @@ class _Lanes:
                 target = statement.targets[0]
                 if isinstance(target, ast.Subscript) and isinstance(target.value, ast.Name):
                     written.setdefault(target.value.id, line)
-                elif isinstance(target, ast.Name) and getattr(statement, "nad_in_place", False):
+                elif isinstance(target, ast.Name) and anno.get(statement, anno.IN_PLACE, False):
                     if self._is_array(target.id):
                         written.setdefault(target.id, line)
                 elif isinstance(target, ast.Name):
@@ -252,7 +252,7 @@ class _Lanes:
                         if root(other) != root(target.id):
                             group[root(target.id)] = root(other)
                 value = statement.value
-                if isinstance(value, ast.Call) and getattr(value, "nad_kind", None) in \
+                if isinstance(value, ast.Call) and anno.get(value, anno.KIND, None) in \
                         ("user", "helper", "nondiff"):
                     for arg in value.args:          # a callee may write what it is given
                         if isinstance(arg, ast.Name) and self._is_array(arg.id):
@@ -284,7 +284,7 @@ class _Lanes:
             return [value.value.id]
         if not (isinstance(value, ast.Call) and self._is_array(target.id)):
             return []
-        kind = getattr(value, "nad_kind", None)
+        kind = anno.get(value, anno.KIND, None)
         if kind == "array" and ast.unparse(value.func).rsplit(".", 1)[-1] not in VIEW_CALLS:
             return []
         if kind not in ("array", "user", "helper", "nondiff"):

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numba
 import numpy as np
 
-from nbautodiff import naming
+from nbautodiff import annotations as anno, naming
 from nbautodiff.analysis import parallel
 from nbautodiff.analysis.parallel import ParallelLoop
 from nbautodiff.errors import AutodiffError, OffloadError
@@ -441,7 +441,7 @@ class _KernelTemplate:
         self.number = len(splitter.kernels)
         for node in ast.walk(loop):
             if id(node) in verdict.atomic:
-                node.nad_atomic = True
+                anno.set(node, anno.ATOMIC, True)
         body = copy.deepcopy(loop.body)
         self.body = [_DeviceRewriter(splitter, verdict).visit(s) for s in body]
         for statement in self.body:
@@ -493,7 +493,7 @@ class _DeviceRewriter(ast.NodeTransformer):
         self.splitter, self.verdict = splitter, verdict
 
     def visit_AugAssign(self, node: ast.AugAssign):
-        if not getattr(node, "nad_atomic", False):
+        if not anno.get(node, anno.ATOMIC, False):
             return self.generic_visit(node)
         target = node.target
         positions = target.slice.elts if isinstance(target.slice, ast.Tuple) else [target.slice]

@@ -46,7 +46,7 @@ import copy
 
 from numba import types as nbtypes
 
-from nbautodiff import naming, rules
+from nbautodiff import annotations as anno, naming, rules
 from nbautodiff.analysis.activity import assigned_names, view_origin
 from nbautodiff.kernels import products
 
@@ -239,7 +239,7 @@ def _region_effects(region: list) -> tuple[set, set]:
                         written.add(sub.value.id)
                     if isinstance(sub, ast.Name):
                         assigned.add(sub.id)
-        if isinstance(node, ast.Call) and getattr(node, "nad_kind", None) not in _PURE_CALLS:
+        if isinstance(node, ast.Call) and anno.get(node, anno.KIND, None) not in _PURE_CALLS:
             # any other call may write the arrays it is given (a user function, an in-place
             # helper), the receiver of a method call too
             for arg in node.args:
@@ -334,7 +334,8 @@ def _apply(tree, types, plan, container, loop, count):
                                        attr=function.__name__, ctx=ast.Load()),
                     args=[ast.Name(id=x, ctx=ast.Load()) if isinstance(x, str)
                           else copy.deepcopy(x) for x in args], keywords=[])
-    call.nad_kind, call.nad_target = "array", rules.ARRAY_CALLS[(id(function), False)]
+    anno.set(call, anno.KIND, "array")
+    anno.set(call, anno.TARGET, rules.ARRAY_CALLS[(id(function), False)])
     compute = ast.Assign(targets=[ast.Name(id=name, ctx=ast.Store())], value=call)
     types[name] = nbtypes.float64 if not index else nbtypes.Array(nbtypes.float64, len(index), "C")
     if index:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ast
 
-from nbautodiff import naming, rules
+from nbautodiff import annotations as anno, naming, rules
 from nbautodiff.analysis import typeinfer
 from nbautodiff.analysis.activity import (atom_name, own_reads, rule_of, view_origin,
                                           walk_statements)
@@ -41,7 +41,7 @@ class ArrayAdjoints:
         adjoint runs."""
         target = s.targets[0]
         if not (isinstance(target, ast.Name) and self.a.statement_active(s)) \
-                or getattr(s, "nad_view", None):
+                or anno.get(s, anno.VIEW, None):
             return [], []
         rule, operands = rule_of(s.value)
         if rule is None or not any(self.a.is_array(n) for n in
@@ -97,7 +97,7 @@ class ArrayAdjoints:
             return False
         if isinstance(value, ast.BinOp):
             return not isinstance(value.op, ast.MatMult)
-        return not isinstance(value, ast.Call) or value.nad_kind == "rule" \
+        return not isinstance(value, ast.Call) or anno.get(value, anno.KIND) == "rule" \
             or rule.name in rules.ELEMENTWISE_ARRAY_CALLS
 
     def stores_sub_array(self, target: ast.Subscript) -> bool:

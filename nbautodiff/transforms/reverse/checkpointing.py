@@ -16,7 +16,7 @@ Which loops are checkpointed:
   returns its argument, so the function still runs as plain Python and under ``numba.njit``).
   A call rather than a ``# nad: checkpoint`` comment: it is part of the syntax tree (comments
   are not, and formatters move them), so normalisation carries it to the loop it marks
-  (``loop.nad_checkpoint``) and errors point at it; it is resolved like any name (``nad.``,
+  (annotation ``CHECKPOINT``) and errors point at it; it is resolved like any name (``nad.``,
   ``from nbautodiff import checkpointed``); and it takes arguments (``every=``,
   ``snapshots=``);
 * with ``checkpoint=...`` on ``grad``/``value_and_grad``/``reverse`` (``%%autodiff
@@ -36,7 +36,7 @@ from typing import NamedTuple
 
 import numba
 
-from nbautodiff import naming
+from nbautodiff import annotations as anno, naming
 from nbautodiff.analysis import typeinfer
 from nbautodiff.analysis.activity import assigned_names, atom_name, own_reads, walk_statements
 from nbautodiff.codegen import expr, parse
@@ -54,7 +54,7 @@ def checkpointed_loops(rt, option: Schedule | None) -> dict:
     for loop, site in walk_statements(rt.tree.body):
         if not isinstance(loop, ast.For) or site.loop_depth:
             continue
-        schedule = getattr(loop, "nad_checkpoint", None) or option
+        schedule = anno.get(loop, anno.CHECKPOINT, None) or option
         if schedule is None or not rt.has_reverse_work(loop) or not needs_tape(rt, loop):
             continue
         loops[id(loop)] = CheckpointedLoop(rt, loop, schedule)
@@ -71,7 +71,7 @@ def needs_tape(rt, loop: ast.For) -> bool:
         if isinstance(s, ast.While) and rt.has_reverse_work(s):
             return True
         call = getattr(s, "value", None)
-        if isinstance(call, ast.Call) and call.nad_kind == "user" \
+        if isinstance(call, ast.Call) and anno.get(call, anno.KIND) == "user" \
                 and rt.call_needs_reverse(call) and rt.snapshot_arrays(call):
             return True
         if isinstance(s, ast.Assign) and any(rt.array_rule_snapshots(s)):
@@ -175,7 +175,7 @@ def _written_arrays(rt, s: ast.stmt) -> list[str]:
     if isinstance(s, ast.Assign) and isinstance(s.targets[0], ast.Subscript):
         return [s.targets[0].value.id]
     call = getattr(s, "value", None)
-    if isinstance(call, ast.Call) and call.nad_kind == "user":
+    if isinstance(call, ast.Call) and anno.get(call, anno.KIND) == "user":
         return [atom_name(call.args[p]) for p in rt.callee_writes(call) if atom_name(call.args[p])]
     return []
 

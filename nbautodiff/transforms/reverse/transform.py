@@ -18,7 +18,7 @@ import ast
 import copy
 from dataclasses import dataclass
 
-from nbautodiff import naming
+from nbautodiff import annotations as anno, naming
 from nbautodiff.analysis import typeinfer
 from nbautodiff.analysis.activity import (Analysis, array_index_names, assigned_names, atom_name,
                                           own_read_nodes, rule_of, target_names, walk_statements)
@@ -103,7 +103,8 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
         for position, arg in enumerate(call.args):
             name = atom_name(arg)
             if name and self.a.is_array(name) and name not in names and (
-                    position in changed_by_call or self.a.written_after(call.nad_statement, name)):
+                    position in changed_by_call
+                    or self.a.written_after(anno.get(call, anno.STATEMENT), name)):
                 names.append(name)
         return names
 
@@ -238,7 +239,8 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
     def saves_arrays(self, s: ast.stmt) -> bool:
         """Whether the forward sweep of ``s`` may push arrays on the tape: a call's snapshots
         (any call of a user function counts), an array operation's operands or result."""
-        if isinstance(getattr(s, "value", None), ast.Call) and s.value.nad_kind == "user":
+        if isinstance(getattr(s, "value", None), ast.Call) \
+                and anno.get(s.value, anno.KIND) == "user":
             return True
         return isinstance(s, ast.Assign) and any(self.array_rule_snapshots(s))
 
@@ -344,19 +346,19 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
         return [s]
 
     def counter_name(self, s: ast.While) -> str:
-        if not hasattr(s, "nad_counter"):
-            s.nad_counter = self.fresh(naming.COUNTER)
-        return s.nad_counter
+        if not anno.has(s, anno.COUNTER):
+            anno.set(s, anno.COUNTER, self.fresh(naming.COUNTER))
+        return anno.get(s, anno.COUNTER)
 
     def snapshots(self, value: ast.expr) -> list[ast.stmt]:
-        if not (isinstance(value, ast.Call) and value.nad_kind == "user"):
+        if not (isinstance(value, ast.Call) and anno.get(value, anno.KIND) == "user"):
             return []
         if not self.call_needs_reverse(value):
             return []
         return self.push_arrays(self.snapshot_arrays(value))
 
     def call_needs_reverse(self, call: ast.Call) -> bool:
-        names = [atom_name(x) for x in call.args] + getattr(call, "nad_assigned_to", [])
+        names = [atom_name(x) for x in call.args] + anno.get(call, anno.ASSIGNED_TO, [])
         return any(self.a.is_active(n) for n in names if n)
 
     def rebound_arrays(self) -> set[str]:
@@ -410,7 +412,7 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
         if isinstance(value, ast.Subscript) and not self.gathers(value):   # a view: the same
             return parse(f"{naming.shadow(name)} = {naming.shadow(value.value.id)}"
                          f"[{index_src(value.slice)}]")
-        view = getattr(s, "nad_view", None)               # a view made by a call (aliasing)
+        view = anno.get(s, anno.VIEW, None)               # a view made by a call (aliasing)
         if view == "alias":
             return parse(f"{naming.shadow(name)} = {naming.shadow(value.args[0].id)}")
         if view == "call":
@@ -497,7 +499,7 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
                     out += self.load_references(name)
             return out
         if isinstance(s, ast.Expr):
-            if isinstance(s.value, ast.Call) and s.value.nad_kind == "user" \
+            if isinstance(s.value, ast.Call) and anno.get(s.value, anno.KIND) == "user" \
                     and self.call_needs_reverse(s.value):
                 return self.reverse_call_snapshots(s.value) + self.reverse_call(s.value, None)
             return []
@@ -571,7 +573,7 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
         return out
 
     def reverse_call_snapshots(self, value: ast.expr) -> list[ast.stmt]:
-        if not (isinstance(value, ast.Call) and value.nad_kind == "user"
+        if not (isinstance(value, ast.Call) and anno.get(value, anno.KIND) == "user"
                 and self.call_needs_reverse(value)):
             return []
         return self.pop_arrays(self.snapshot_arrays(value))
@@ -650,16 +652,17 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
         if isinstance(target, ast.Tuple):
             return self.adjoint_of_unpacked_call(target, value)
         t = target.id
-        if isinstance(value, ast.Call) and value.nad_kind == "user" and not self.a.is_array(t):
+        if isinstance(value, ast.Call) and anno.get(value, anno.KIND) == "user" \
+                and not self.a.is_array(t):
             if not self.a.is_active(t):
                 return self.reverse_call(value, None)
             return self.take_adjoint(t) + \
                 self.reverse_call(value, g)
         if self.a.is_array(t):
-            contiguous = isinstance(value, ast.Call) and value.nad_kind == "helper" \
-                and value.nad_target.spelling == "np.ascontiguousarray" \
-                and not self.fs.generated and not getattr(s, "nad_view", None)
-            if contiguous or isinstance(value, ast.Call) and value.nad_kind == "copy":
+            contiguous = isinstance(value, ast.Call) and anno.get(value, anno.KIND) == "helper" \
+                and anno.get(value, anno.TARGET).spelling == "np.ascontiguousarray" \
+                and not self.fs.generated and not anno.get(s, anno.VIEW, None)
+            if contiguous or isinstance(value, ast.Call) and anno.get(value, anno.KIND) == "copy":
                 # a copy, or np.ascontiguousarray not followed as a view: nothing writes either
                 # (.aliasing), so a copy, whatever it is
                 origin = value.args[0].id if contiguous else value.func.value.id
@@ -667,9 +670,9 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
                     return []
                 return parse(f"{naming.TAPE_MODULE}.add_into({naming.shadow(origin)}, "
                              f"{naming.shadow(t)})")
-            if isinstance(value, ast.Call) and value.nad_kind == "user":
+            if isinstance(value, ast.Call) and anno.get(value, anno.KIND) == "user":
                 return self.reverse_call(value, naming.shadow(t) if self.a.is_active(t) else None)
-            if getattr(s, "nad_view", None):
+            if anno.get(s, anno.VIEW, None):
                 return []                              # a view: its shadow is the operand's
             if rule_of(value)[0] is not None:
                 return self.rule_adjoints(value, t, naming.shadow(t), None)
@@ -693,7 +696,7 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
         """The reverse call of ``(e0, (e1, e2)) = f(...)``: one seed per element of the result
         that takes one (the adjoint of a scalar, the shadow of an array, zero where the element
         is not active)."""
-        if not (isinstance(call, ast.Call) and call.nad_kind == "user"):
+        if not (isinstance(call, ast.Call) and anno.get(call, anno.KIND) == "user"):
             return []                          # a tuple from elsewhere: a constant
         names = target_names(target)
         if not any(self.a.is_active(name) for name in names):
@@ -701,7 +704,8 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
         takes_seed = self.callee_variant(call, True).seeds
         if takes_seed is None or len(takes_seed) != len(names):
             raise self.fs.error(f"the tuple returned by '{src(call.func)}' does not have the "
-                                "elements of the tuple it is assigned to", call.nad_statement,
+                                "elements of the tuple it is assigned to",
+                                anno.get(call, anno.STATEMENT),
                                 construct="tuple")
         out, seeds = [], []
         for k, (name, seeded) in enumerate(zip(names, takes_seed)):
@@ -744,10 +748,10 @@ def transform(tree: ast.FunctionDef, analysis: Analysis, fs, **options) -> ast.F
     for statement, _ in walk_statements(tree.body):
         call = getattr(statement, "value", None)
         if isinstance(call, ast.Call):
-            call.nad_statement = statement
+            anno.set(call, anno.STATEMENT, statement)
         if isinstance(statement, ast.Assign) and isinstance(call, ast.Call):
-            call.nad_assigned_to = assigned_names(statement)
+            anno.set(call, anno.ASSIGNED_TO, assigned_names(statement))
     transform = ReverseTransform(tree, analysis, fs, **options)
     built = transform.build()
-    built.nad_checkpointed = checkpoint.describe(transform.checkpointed)
+    anno.set(built, anno.CHECKPOINTED, checkpoint.describe(transform.checkpointed))
     return built
