@@ -406,3 +406,60 @@ def returned_params(normalized, callee_returns) -> dict[int, frozenset]:
                     position = params.index(root)
                     out[position] = out.get(position, frozenset()) | kinds
     return out
+
+
+def written_params(normalized, callee_writes) -> set[int]:
+    """Positions of parameters whose arrays the function writes: directly, via aliases or
+    callees, and by in-place operators (``A += ...``: forward mode stores into the array, reverse
+    mode refuses them on arrays the caller sees, generated code uses them on its buffers). In
+    user code an in-place operator counts on a name bound to the array or to a slice of it.
+    ``callee_writes(binding)``: the positions the user function bound as ``binding`` writes."""
+    generated = normalized.source.generated
+    tree = normalized.tree
+    params = [a.arg for a in tree.args.args]
+    origin = {p: {p} for p in params}              # name -> parameters whose arrays it may hold
+    bound = {p: {p} for p in params}               # ... that it is bound to, or to a slice of
+    written = set()
+    for statement, _ in walk_statements(tree.body):
+        if isinstance(statement, ast.Assign):
+            target, value = statement.targets[0], statement.value
+            if anno.get(statement, anno.IN_PLACE, False):   # `A += ...` on an argument's array
+                written |= (origin if generated else bound).get(target.id, set())
+            sources = set().union(*(origin.get(name, set()) for name in _held_names(value)))
+            if isinstance(target, ast.Name) and sources:
+                origin[target.id] = origin.get(target.id, set()) | sources
+                bound[target.id] = bound.get(target.id, set()) | _bound_to(value, bound)
+            elif isinstance(target, ast.Subscript) and target.value.id in origin:
+                written |= origin[target.value.id]
+        call = getattr(statement, "value", None)
+        positions = []
+        if isinstance(call, ast.Call) and anno.get(call, anno.KIND) == "user":
+            positions = callee_writes(ast.unparse(call.func))
+        elif isinstance(call, ast.Call) and anno.get(call, anno.KIND) == "helper" \
+                and anno.get(call, anno.TARGET).writes is not None:
+            positions = [anno.get(call, anno.TARGET).writes]   # e.g. copy_into, the writeback
+        for position in positions:
+            arg = call.args[position]
+            if isinstance(arg, ast.Name) and arg.id in origin:
+                written |= origin[arg.id]
+    return {params.index(p) for p in written}
+
+
+def _bound_to(value: ast.expr, bound: dict) -> set:
+    """The parameters whose arrays ``value`` is, or is a slice of (``x[1:]``); in user code an
+    element ``x[i]`` may be a number, whose ``s += ...`` writes no array."""
+    if isinstance(value, ast.Subscript):
+        index = value.slice.elts if isinstance(value.slice, ast.Tuple) else [value.slice]
+        if not any(isinstance(part, ast.Slice) for part in index):
+            return set()
+        value = value.value
+    return bound.get(value.id, set()) if isinstance(value, ast.Name) else set()
+
+
+def _held_names(value: ast.expr) -> list[str]:
+    """Names whose arrays the value of ``value`` may be or hold: a name, the elements of a
+    tuple display, the array (a view of it) or tuple that a subscript reads."""
+    if isinstance(value, ast.Subscript):
+        value = value.value
+    nodes = value.elts if isinstance(value, ast.Tuple) else [value]
+    return [node.id for node in nodes if isinstance(node, ast.Name)]

@@ -2,7 +2,7 @@
 and reports what it decides on differentiated values.
 
 :func:`replay` turns the normalised primal (:mod:`nbautodiff.frontend.normalize`, with its callees) into Python
-source, written and loaded like any generated code (:mod:`.emit`), where
+source, written and loaded like any generated code (:mod:`nbautodiff.emit`), where
 
 * every primitive is its complex-step extension (:mod:`nbautodiff.checks.complex_math`): called with inputs
   ``x + i h e_k`` the function returns ``f(x) + i h df/dx_k`` (the complex step);
@@ -34,7 +34,7 @@ from nbautodiff.analysis import activity as analysis, tuples, typeinfer
 from nbautodiff.analysis.activity import assigned_names, names_in, own_reads, walk_statements
 from nbautodiff.errors import AutodiffError, NotReplayable
 from nbautodiff.frontend import declarations as custom
-from nbautodiff.pipeline import program
+from nbautodiff.pipeline import passes, program
 from . import complex_math, probes
 
 CS = "_nad_cs"          # complex_math as seen by replayed code
@@ -112,13 +112,13 @@ def _build(prim, argtypes: tuple, active: tuple) -> Replay:
     if fs.generated:
         raise NotReplayable(f"{fs.name} is generated code")
     try:
-        types, _ = program.types_of(prim, argtypes)
+        types, _ = passes.types_of(prim, argtypes)
     except (AutodiffError, TypeError) as error:
         raise NotReplayable(str(error)) from None
     params = [a.arg for a in prim.normalized.tree.args.args]
     types.update(zip(params, argtypes))
     varied, active_names = _activity(prim, types, {p for p, flag in zip(params, active) if flag})
-    tree = program.copy_tree(prim.normalized.tree)
+    tree = passes.copy_tree(prim.normalized.tree)
     namespace = dict(prim.namespace)
     namespace.update({CS: complex_math, PROBE: probes})
     result = Replay(None)
@@ -136,10 +136,10 @@ def _activity(prim, types: dict, active_params: set) -> tuple[set, set]:
     """(varied, active) names: the analysis' values that depend on the differentiated inputs
     through differentiable code, and those of them that also reach the result (a tuple
     variable counts when one of its elements does)."""
-    split = program.copy_tree(prim.normalized.tree)
+    split = passes.copy_tree(prim.normalized.tree)
     split_types = dict(types)
     tuples.split(split, split_types, prim.fs)
-    an = analysis.analyse(split, split_types, active_params, True, program._callee_writes)
+    an = analysis.analyse(split, split_types, active_params, True, program.callee_writes)
     names = {n.id for n in ast.walk(split) if isinstance(n, ast.Name)} | set(active_params)
 
     def of(classes: set) -> set:
@@ -321,7 +321,7 @@ class _Transformer(ast.NodeTransformer):
         if not all(isinstance(arg, (ast.Name, ast.Constant, ast.Tuple)) for arg in node.args):
             # a call inside a condition, on expressions: only its real value decides
             return self.call(f"{CS}.real_call", [node.func, *node.args])
-        argtypes = tuple(program._atom_type(arg, self.types) for arg in node.args)
+        argtypes = tuple(passes.atom_type(arg, self.types) for arg in node.args)
         flags = tuple(isinstance(arg, ast.Name) and arg.id in self.varied
                       and typeinfer.is_differentiable(t) for arg, t in zip(node.args, argtypes))
         inner = replay(target, argtypes, flags)
