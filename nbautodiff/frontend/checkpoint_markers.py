@@ -46,7 +46,7 @@ def _checkpointed_in_numba(iterable, every=None, snapshots=None):
 
 
 class Schedule(NamedTuple):
-    """A checkpointing schedule: ``kind`` of :mod:`.kernels.checkpoint` and its parameter."""
+    """A checkpointing schedule: ``kind`` of :mod:`nbautodiff.kernels.checkpoint` and its parameter."""
     kind: int
     parameter: int = 0
 

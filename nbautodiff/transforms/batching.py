@@ -1,7 +1,7 @@
 """The batching transform: one compiled function that calls a compiled function once per slice.
 
 :func:`batched_variant` generates ``f__batch_<code>`` as Python source (a real file, via
-:mod:`.cache`) and compiles it with ``numba.njit``: a loop over the batch (``numba.prange`` when
+:mod:`nbautodiff.cache`) and compiles it with ``numba.njit``: a loop over the batch (``numba.prange`` when
 parallel) whose body calls the compiled callee on the slices of the batched arguments and stores
 each result in the batch's result arrays. For a callee without loops the batch loop is the only,
 hence innermost, loop once LLVM has inlined the callee, so it vectorises where the arithmetic
@@ -91,7 +91,7 @@ def batched_variant(callee, argtypes: tuple, in_axes: tuple, out_axes, parallel:
     ``layout``: "outer" calls ``callee`` once per slice; "inner" runs the statements of
     ``primal`` (the :class:`nbautodiff.pipeline.program.Primal` of ``callee``) with the batch loop innermost (see
     :mod:`nbautodiff.transforms.lanes`; ``vector_math`` replaces math functions in its lane loops by
-    :mod:`.kernels.vecmath`), a BatchError naming the construct where it cannot; "auto" is
+    :mod:`nbautodiff.kernels.vecmath`), a BatchError naming the construct where it cannot; "auto" is
     "inner" where it can, else "outer" with the reason in ``layout_note``. ``staged``: positions
     of batched arrays the inner layout reads from a lane-major copy of each block (small slices
     batched along another axis than the last, which the function does not write)."""

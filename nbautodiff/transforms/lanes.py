@@ -136,7 +136,7 @@ class _Lanes:
     ``types``: numba types of its variables for the types of one slice; ``batched``: parameter
     name -> batch axis for batched arrays of rank >= 2, or -1 for batched scalars (1-D arrays
     of their values); ``shared_writes``: the parameters it writes that are not batched;
-    ``vector_math``: calls that :mod:`nbautodiff.transforms.vector_calls` allows call :mod:`.kernels.vecmath`
+    ``vector_math``: calls that :mod:`nbautodiff.transforms.vector_calls` allows call :mod:`nbautodiff.kernels.vecmath`
     (otherwise libm everywhere)."""
 
     def __init__(self, tree: ast.FunctionDef, types: dict, batched: dict, ranks: dict,

@@ -12,7 +12,7 @@ spends its time in a strict-order sum that does not vectorise. :func:`raise_prod
 the reduction loop by a read of a product computed before the loops, here
 ``_nad_mm1 = _nad_blas.matvec_rows(W, h, 0, n, m)`` before ``for i`` and ``z = z + _nad_mm1[i]``
 in place of ``for j``. The product is a whole-array primitive with its own derivative rules
-(:mod:`.rules`, :mod:`nbautodiff.kernels.products`), so the reverse and forward transforms,
+(:mod:`nbautodiff.rules`, :mod:`nbautodiff.kernels.products`), so the reverse and forward transforms,
 and forward over reverse, differentiate it like ``@``: one ``gemv``/``gemm`` per product in
 each sweep instead of a scalar loop, and no tape of the loop's operands.
 
