@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numba
 import numpy as np
 
-from nbautodiff import annotations as anno, cache, emit, naming, rules
+from nbautodiff import annotations as anno, cache, emit, memo, naming, rules
 from nbautodiff.analysis import activity as analysis, tuples, typeinfer
 from nbautodiff.analysis.activity import assigned_names, names_in, own_reads, walk_statements
 from nbautodiff.errors import AutodiffError, NotReplayable
@@ -53,7 +53,7 @@ class Replay:
     source: str = ""
 
 
-_replays: dict = {}
+_replays = memo.memo("replays")                 # (primal, argtypes, active) -> Replay
 _lock = threading.RLock()
 
 

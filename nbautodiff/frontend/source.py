@@ -20,7 +20,7 @@ import textwrap
 import types
 from dataclasses import dataclass, field
 
-from nbautodiff import naming
+from nbautodiff import memo, naming
 from nbautodiff.errors import AutodiffError, SourceNotFoundError
 
 MISSING = object()
@@ -110,13 +110,13 @@ def specializes(obj) -> bool:
     return callable(getattr(obj, "nad_specialize", None))
 
 
-_cache: dict[types.FunctionType, tuple[object, FunctionSource]] = {}
+_cache = memo.memo("sources")                   # (func,) -> (its code, FunctionSource)
 
 
 def function_source(obj) -> FunctionSource:
     """Parse the source of ``obj``; raises :class:`SourceNotFoundError` where there is none."""
     func = python_function(obj)
-    cached = _cache.get(func)
+    cached = _cache.get((func,))
     if cached is not None and cached[0] is func.__code__:
         if func.__closure__:                      # the enclosing variables' current values
             cached[1].closure = _closure_of(func)
@@ -146,7 +146,7 @@ def function_source(obj) -> FunctionSource:
         _rename_generated_locals(tree)
     fs = FunctionSource(func=func, tree=tree, filename=filename, closure=closure,
                         generated=generated)
-    _cache[func] = (func.__code__, fs)
+    _cache[(func,)] = (func.__code__, fs)
     return fs
 
 
@@ -172,7 +172,7 @@ def _rename_generated_locals(tree: ast.FunctionDef) -> None:
 def register(fs: FunctionSource) -> None:
     """Make :func:`function_source` answer ``fs`` for ``fs.func``: for functions the transforms
     make themselves (lifted inner functions), which have no source file of their own."""
-    _cache[fs.func] = (fs.func.__code__, fs)
+    _cache[(fs.func,)] = (fs.func.__code__, fs)
 
 
 def dotted_parts(node: ast.expr) -> list[str] | None:

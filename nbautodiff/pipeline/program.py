@@ -30,7 +30,7 @@ import types
 
 import numpy as np
 
-from nbautodiff import annotations as anno, cache, emit, naming
+from nbautodiff import annotations as anno, cache, emit, memo, naming
 from nbautodiff.analysis import activity as analysis_mod
 from nbautodiff.analysis import aliasing
 from nbautodiff.frontend import declarations, lifting
@@ -49,8 +49,9 @@ _lock = threading.RLock()
 _building: list = []
 
 
-_primals: dict = {}
-_variants: dict = {}
+# The memos (see nbautodiff.memo: each entry lives as long as its owner, the key's first item):
+_primals = memo.memo("primals")                  # (func, code) -> Primal
+_variants = memo.memo("reverse variants")        # (primal, request...) -> Variant
 
 
 def _base_namespace() -> dict:
@@ -137,7 +138,7 @@ def _build_primal(func) -> Primal:
     return built
 
 
-_merged: dict = {}
+_merged = memo.memo("merged callees")           # (func, code, same) -> function or None
 
 
 def _merged_callee(func, same: tuple):
@@ -251,7 +252,7 @@ def _build_variant(prim: Primal, argtypes: tuple, active: list[bool], result_act
                    data["user_lines"])
 
 
-_forward_variants: dict = {}
+_forward_variants = memo.memo("forward variants")    # (primal, request...) -> ForwardVariant
 
 
 def forward_variant(func, argtypes: tuple, duals: list[bool], result_dual: bool,

@@ -33,14 +33,14 @@ import numpy as np
 from numba import types as nbtypes
 from numba.extending import overload
 
-from nbautodiff import annotations as anno, cache, emit, naming
+from nbautodiff import annotations as anno, cache, emit, memo, naming
 from nbautodiff.analysis import typeinfer
 from nbautodiff.errors import BatchError, NotLaneable
 from . import lanes, vector_calls
 
 _lock = threading.RLock()
-_variants: dict = {}
-_inlined: dict = {}
+_variants = memo.memo("batched variants")       # (callee, request...) -> BatchedVariant
+_inlined = memo.memo("inlined callees")         # (callee,) -> its inline='always' dispatcher
 _MODULES = ("math", "np", "numba")          # names the generated module binds
 
 
@@ -133,9 +133,9 @@ def _chosen(callee, argtypes, in_axes, out_axes, parallel, label, checks, layout
 
 def _inline_always(callee):
     """A dispatcher of ``callee``'s Python function that numba inlines into its callers."""
-    if callee not in _inlined:
-        _inlined[callee] = numba.njit(callee.py_func, inline="always")
-    return _inlined[callee]
+    if (callee,) not in _inlined:
+        _inlined[(callee,)] = numba.njit(callee.py_func, inline="always")
+    return _inlined[(callee,)]
 
 
 def _build(callee, argtypes, in_axes, out_axes, parallel, label, checks) -> BatchedVariant:
@@ -256,7 +256,7 @@ def differentiable_function(target, callee, argtypes: tuple, in_axes: tuple, out
     its wrapper of :mod:`nbautodiff.frontend.declarations`), whose source and declared rules the transforms then follow,
     and the batch loop is a ``range``: its reverse sweep adds every slice's adjoint into the
     adjoints of the arguments that are not batched, which would race across threads."""
-    key = ("differentiable", target, callee, tuple(argtypes), tuple(in_axes), out_axes)
+    key = (callee, "differentiable", target, tuple(argtypes), tuple(in_axes), out_axes)
     with _lock:
         if key not in _variants:
             name, text, _, _ = _generated(callee, tuple(argtypes), tuple(in_axes), out_axes,
