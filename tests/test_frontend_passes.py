@@ -393,3 +393,27 @@ def marked_inner(u, steps):
 def test_checkpoint_marker_on_a_nested_loop_is_refused_at_its_line():
     error = _refusal(marked_inner)
     assert error.relative_line == 2 and "nested in another loop" in error.message
+
+
+# ---- parameter names: one way to read them ------------------------------------------------------
+
+def test_parameter_names_are_read_one_way():
+    """nbautodiff.codegen.parameters reads a definition's or a function's positional
+    parameters; no other module reads them from ``args.args``, ``co_varnames`` or
+    ``inspect.signature(...).parameters``."""
+    import re
+    from pathlib import Path
+
+    from nbautodiff import _layout
+    from nbautodiff.codegen import parameters
+
+    assert parameters(_tree("def f(a, b, /, c, *d, e, **g): pass")) == ["a", "b", "c"]
+    assert parameters(lifted) == ["x", "c"] == function_source(lifted).parameters
+    assert parameters(nad.custom_vjp(three_address)) == ["x", "y"]
+    other_ways = re.compile(r"\.arg for \w+ in [\w.]*args\.args|co_varnames"
+                            r"|signature\([^)]*\)\)?\.parameters\)")
+    found = [f"{module}: {line.strip()}" for module, path in _layout.modules().items()
+             if not module.startswith("nbautodiff.magics")
+             for line in Path(path).read_text().splitlines()
+             if other_ways.search(line) and module != "nbautodiff.codegen"]
+    assert found == []

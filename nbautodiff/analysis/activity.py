@@ -18,7 +18,7 @@ import ast
 from dataclasses import dataclass, field
 
 from nbautodiff import annotations as anno, rules
-from nbautodiff.codegen import Site, walk_statements
+from nbautodiff.codegen import Site, parameters, walk_statements
 from . import typeinfer
 
 OUTPUT = "<output>"
@@ -205,7 +205,7 @@ class _Analyser:
         self.active_inputs = active_inputs
         self.result_active = result_active
         self.callee_writes = callee_writes          # call node -> set of written arg positions
-        self.params = [arg.arg for arg in tree.args.args]
+        self.params = parameters(tree)
         self.in_place_stores = in_place_stores
 
     def differentiable(self, name: str) -> bool:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from numba import types as nbtypes
 
 from nbautodiff import annotations as anno, naming
+from nbautodiff.codegen import parameters
 from nbautodiff.errors import UnsupportedConstructError
 from . import typeinfer
 from .activity import assigned_names, own_reads, walk_statements
@@ -212,7 +213,7 @@ def analyse(tree: ast.FunctionDef, types: dict | None, callee_returns=None,
     ``callee_returns(call)``: {position: kinds} of the arguments the callee's result may refer
     to (None: unknown, then any); ``callee_writes(call)``: positions of those it writes."""
     al = Aliasing()
-    params = [a.arg for a in tree.args.args]
+    params = parameters(tree)
     statements = list(walk_statements(tree.body))
     for position, (statement, site) in enumerate(statements):
         al.order[id(statement)] = position
@@ -395,7 +396,7 @@ def returned_params(normalized, callee_returns) -> dict[int, frozenset]:
     an element of it, for a tuple) may be, or be a view of; types unknown, so conservatively
     any name may be an array."""
     tree = normalized.tree
-    params = [a.arg for a in tree.args.args]
+    params = parameters(tree)
     al = analyse(tree, None, callee_returns)
     out: dict[int, frozenset] = {}
     for statement, _ in walk_statements(tree.body):
@@ -416,7 +417,7 @@ def written_params(normalized, callee_writes) -> set[int]:
     ``callee_writes(binding)``: the positions the user function bound as ``binding`` writes."""
     generated = normalized.source.generated
     tree = normalized.tree
-    params = [a.arg for a in tree.args.args]
+    params = parameters(tree)
     origin = {p: {p} for p in params}              # name -> parameters whose arrays it may hold
     bound = {p: {p} for p in params}               # ... that it is bound to, or to a slice of
     written = set()

@@ -32,6 +32,7 @@ import numpy as np
 from nbautodiff import annotations as anno, cache, emit, memo, naming, rules
 from nbautodiff.analysis import activity as analysis, tuples, typeinfer
 from nbautodiff.analysis.activity import assigned_names, names_in, own_reads, walk_statements
+from nbautodiff.codegen import parameters
 from nbautodiff.errors import AutodiffError, NotReplayable
 from nbautodiff.frontend import declarations as custom
 from nbautodiff.pipeline import passes, program
@@ -115,7 +116,7 @@ def _build(prim, argtypes: tuple, active: tuple) -> Replay:
         types, _ = passes.types_of(prim, argtypes)
     except (AutodiffError, TypeError) as error:
         raise NotReplayable(str(error)) from None
-    params = [a.arg for a in prim.normalized.tree.args.args]
+    params = parameters(prim.normalized.tree)
     types.update(zip(params, argtypes))
     varied, active_names = _activity(prim, types, {p for p, flag in zip(params, active) if flag})
     tree = passes.copy_tree(prim.normalized.tree)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import ast
 
 from nbautodiff import annotations as anno, naming
+from nbautodiff.codegen import parameters
 
 
 class _Webs:
@@ -135,7 +136,7 @@ def split(tree: ast.FunctionDef, augmented: list | None = None,
         state[arg.arg] = frozenset([key])
     webs.block(tree.body, state)
     used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} | \
-        {a.arg for a in tree.args.args} | {tree.name, "np", "math"} | set(taken or ())
+        set(parameters(tree)) | {tree.name, "np", "math"} | set(taken or ())
     display: dict[str, str] = {}
 
     def fresh(name: str) -> str:

@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from nbautodiff import annotations as anno, naming, rules
+from nbautodiff.codegen import parameters
 from nbautodiff.errors import UnsupportedConstructError
 from . import bindings, checkpoint_markers as checkpoint, declarations as custom, fence, iteration
 from .controlflow import structure
@@ -89,7 +90,7 @@ class _Flattener:
         self.fs = fs
         self.result = Normalized(fs, tree)
         self.temps = 0
-        self.locals = {a.arg for a in tree.args.args}
+        self.locals = set(parameters(tree))
         for node in ast.walk(tree):
             if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
                 self.locals.add(node.id)

@@ -21,6 +21,7 @@ import types
 from dataclasses import dataclass, field
 
 from nbautodiff import memo, naming
+from nbautodiff.codegen import parameters
 from nbautodiff.errors import AutodiffError, SourceNotFoundError
 
 MISSING = object()
@@ -47,7 +48,7 @@ class FunctionSource:
 
     @property
     def parameters(self) -> list[str]:
-        return [a.arg for a in self.tree.args.args]
+        return parameters(self.tree)
 
     def error(self, message: str, node: ast.AST | None = None, *, construct: str | None = None,
               kind: type[AutodiffError] = AutodiffError) -> AutodiffError:
@@ -159,7 +160,7 @@ def _closure_of(func: types.FunctionType) -> dict:
 def _rename_generated_locals(tree: ast.FunctionDef) -> None:
     """Rename the generated local names of a derivative (``naming.next_level``), so that a
     derivative of it can use the generated-name conventions again; globals keep their names."""
-    local = {a.arg for a in tree.args.args} | {
+    local = set(parameters(tree)) | {
         n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
     renamed = {name: naming.next_level(name) for name in local if naming.is_reserved(name)}
     for node in ast.walk(tree):

@@ -36,6 +36,7 @@ from numba import types as nbtypes
 from nbautodiff import annotations as anno, cache, emit, naming
 from nbautodiff.analysis import activity as analysis_mod
 from nbautodiff.analysis import arrayfence, tuples, typeinfer
+from nbautodiff.codegen import parameters
 from nbautodiff.errors import AutodiffError, UnsupportedConstructError
 from nbautodiff.frontend import declarations, fence, lifting
 from nbautodiff.frontend.normalize import Normalized, normalize
@@ -510,7 +511,7 @@ def types_of(prim: Primal, argtypes: tuple) -> tuple[dict, object]:
 
 def typed(prim: Primal, argtypes: tuple) -> tuple[list[str], dict, object]:
     """(parameter names, variable types with the parameters' as given, result type)."""
-    params = [a.arg for a in prim.normalized.tree.args.args]
+    params = parameters(prim.normalized.tree)
     found, result_type = types_of(prim, argtypes)
     found.update(zip(params, argtypes))
     return params, found, result_type

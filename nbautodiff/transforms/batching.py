@@ -35,6 +35,7 @@ from numba.extending import overload
 
 from nbautodiff import annotations as anno, cache, emit, memo, naming
 from nbautodiff.analysis import typeinfer
+from nbautodiff.codegen import parameters
 from nbautodiff.errors import BatchError, NotLaneable
 from . import lanes, vector_calls
 
@@ -195,7 +196,7 @@ def _inner_built(prim, argtypes, in_axes, out_axes, parallel, label, checks,
         raise NotLaneable("it returns an array (the inner layout batches scalar results)")
     axes = _leaf_out_axes(result_type, out_axes, label)
     tree = prim.normalized.tree
-    params = [a.arg for a in tree.args.args]
+    params = parameters(tree)
     if parameter_names(params) != params:
         raise NotLaneable("a parameter is named like a module the generated code uses")
     batched = {p: (-1 if t.ndim == 1 else a) for p, t, a in zip(params, argtypes, in_axes)
@@ -272,7 +273,7 @@ def _generated(callee, argtypes, in_axes, out_axes, parallel, label, checks) -> 
     _, result_type = typeinfer.infer(callee.py_func, element_types)
     result_type = nbtypes.unliteral(result_type)
     axes = _leaf_out_axes(result_type, out_axes, label)
-    params = parameter_names(callee.py_func.__code__.co_varnames[:len(argtypes)])
+    params = parameter_names(parameters(callee.py_func)[:len(argtypes)])
     name = naming.batch_name(callee.py_func.__name__, _signature_code(in_axes, axes, parallel)
                              + ("_chk" if checks else ""))
     lines = _body(params, in_axes, result_type, axes, parallel, label if checks else None)

@@ -32,6 +32,7 @@ import numpy as np
 from nbautodiff import annotations as anno, naming
 from nbautodiff.analysis import parallel
 from nbautodiff.analysis.parallel import ParallelLoop
+from nbautodiff import codegen
 from nbautodiff.errors import AutodiffError, OffloadError
 from nbautodiff.frontend.source import MISSING, FunctionSource, resolve
 from nbautodiff.kernels import arrays as array_kernels
@@ -128,7 +129,7 @@ class _Splitter:
 
     def run(self) -> OffloadProgram:
         leaves = self._flatten_aggregates()
-        parameters = tuple(a.arg for a in self.tree.args.args)
+        parameters = tuple(codegen.parameters(self.tree))
         self.locals = parallel.assigned_names(self.tree.body) | set(parameters)
         self.arrays = self._array_names(parameters, leaves)
         self.tree.body = self._host_block(self.tree.body)

@@ -48,6 +48,7 @@ from numba import types as nbtypes
 
 from nbautodiff import annotations as anno, naming, rules
 from nbautodiff.analysis.activity import assigned_names, view_origin
+from nbautodiff.codegen import parameters
 from nbautodiff.kernels import products
 
 _PURE_CALLS = ("rule", "array", "zero", "constructor", "copy")   # write none of their arguments
@@ -278,7 +279,7 @@ def _plan(tree, types, aliases, chain, loop):
         touched = assigned | written
         if any(aliases.get(array, {array}) & touched for array, _ in operands):
             continue
-        params = {arg.arg for arg in tree.args.args}
+        params = set(parameters(tree))
         if any(aliases.get(array, {array}) & params for array, _ in operands) and \
                 any(aliases.get(p, {p}) & written for p in params):
             continue                  # two arguments may be one array: keep the loop's order

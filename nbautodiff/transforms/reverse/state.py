@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from nbautodiff.analysis.activity import Analysis
+from nbautodiff.codegen import parameters
 
 
 @dataclass(eq=False)
@@ -58,7 +59,7 @@ class ReverseState:
                                                      # the reverse sweep being written
 
     def __post_init__(self):
-        self.params = [arg.arg for arg in self.tree.args.args]
+        self.params = parameters(self.tree)
 
     def fresh(self, prefix: str) -> str:
         """A name ``prefix<n>`` not used before in this function."""
