@@ -365,7 +365,7 @@ def name_variant(state: VariantState) -> VariantState:
     return state
 
 
-def reverse(state: VariantState) -> VariantState:
+def differentiate_reverse(state: VariantState) -> VariantState:
     """Write the reverse-mode function, calling its callees' reverse variants.
 
     (:mod:`nbautodiff.transforms.reverse.transform`), with its docstring and what loading it
@@ -409,7 +409,7 @@ def reverse(state: VariantState) -> VariantState:
     return state
 
 
-def forward(state: VariantState) -> VariantState:
+def differentiate_forward(state: VariantState) -> VariantState:
     """Write the forward-mode function, calling its callees' forward variants.
 
     (:mod:`nbautodiff.transforms.forward`), with its docstring and what loading it needs."""
@@ -482,13 +482,13 @@ _VARIANT = (
 REVERSE = Pipeline("reverse variant (from a primal)", (
     Pass("no reverse over reverse", refuse_reverse_over_reverse),
     *_VARIANT,
-    Pass("reverse mode", reverse),
+    Pass("reverse mode", differentiate_reverse),
     Pass("render", render_variant),
 ))
 
 FORWARD = Pipeline("forward variant (from a primal)", (
     *_VARIANT,
-    Pass("forward mode", forward),
+    Pass("forward mode", differentiate_forward),
     Pass("render", render_variant),
 ))
 
