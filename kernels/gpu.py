@@ -26,6 +26,8 @@ import numba
 import numpy as np
 from numba import cuda
 
+from nbautodiff import memo
+
 THREADS = 256
 BLOCKS_PER_SM = 32
 SIMULATOR_THREADS = 16
@@ -134,8 +136,17 @@ def device_function(function):
     return _device_function(getattr(function, "py_func", function))
 
 
-@functools.lru_cache(maxsize=None)
+_device_functions = memo.memo("device functions")   # (function,) -> its CUDA device function
+
+
 def _device_function(function: types.FunctionType):
+    found = _device_functions.get((function,))
+    if found is None:
+        found = _device_functions[(function,)] = _compiled_device_function(function)
+    return found
+
+
+def _compiled_device_function(function: types.FunctionType):
     names = {}
     for name in function.__code__.co_names:
         value = function.__globals__.get(name)

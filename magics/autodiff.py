@@ -2,26 +2,31 @@
 
 Naming rule: the derivative of ``f`` is named ``{name}_{kind}`` with ``name`` the function's
 name and ``kind`` ``grad`` (``nbautodiff.grad``, the default) or ``rev`` (``nbautodiff.reverse``,
-when ``--activities`` are given): ``f_grad``, ``f_rev``. ``--name`` replaces the template.
+when ``--activities`` are given): ``f_grad``, ``f_rev``; with ``--mode forward``, ``fwd``
+(``nbautodiff.forward``: the ``--wrt`` arguments Dual, the others Const, or the
+``--activities`` given): ``f_fwd``. ``--name`` replaces the template.
 """
 from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
 
+import numpy as np
+
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from nbautodiff import progress
-from nbautodiff.api import reverse as api
-from nbautodiff.api.activities import REVERSE_ARGUMENT, REVERSE_RETURN, Active, as_activity
+from nbautodiff.api import forward as forward_api, reverse as api
+from nbautodiff.api.activities import (REVERSE_ARGUMENT, REVERSE_RETURN, Active, Const, Dual,
+                                       DualOnly, as_activity)
 from nbautodiff.checks.check import check_grad, gradient_of_reverse
 from nbautodiff.errors import AutodiffError, SourceNotFoundError, UnsupportedConstructError
 from nbautodiff.frontend import checkpoint_markers as checkpoint, declarations as custom
 from .cell import (DEFAULT_TEMPLATE, cell_objects, derived_name, example_arguments, forced_if,
                    parameters, run_cell_body, short_errors, split, user_function)
-from .output import AutodiffResult, CellAutodiffError, Derived
+from .output import AutodiffResult, Derived
 from .progress_bar import display_for
 
 
@@ -38,17 +43,21 @@ class AutodiffMagics(Magics):
     @argument("-w", "--wrt", nargs="+", metavar="ARG",
               help="arguments to differentiate, by name (default: the first argument)")
     @argument("-m", "--mode", choices=("reverse", "forward"), default="reverse",
-              help="AD mode (default: reverse)")
+              help="AD mode: reverse (the default: {name}_grad = nbautodiff.grad, or "
+                   "{name}_rev = nbautodiff.reverse with --activities) or forward "
+                   "({name}_fwd = nbautodiff.forward, the --wrt arguments Dual and the others "
+                   "Const, or the --activities given: Const, Dual, DualOnly, Dualv)")
     @argument("-a", "--activities", nargs="+", metavar="ACTIVITY",
               help="Rust-style activity of each argument, in order, among Const, Active, "
                    "Duplicated, DuplicatedOnly: derives {name}_rev = nbautodiff.reverse(f, ...) "
                    "instead of {name}_grad")
-    @argument("-r", "--ret", default="Active", metavar="ACTIVITY",
-              help="activity of the return value with --activities: Active (default), "
-                   "Const or DuplicatedOnly")
+    @argument("-r", "--ret", default=None, metavar="ACTIVITY",
+              help="activity of the return value with --activities: in reverse mode Active "
+                   "(default), Const or DuplicatedOnly; in forward mode Dual (default), "
+                   "DualOnly or Const")
     @argument("-n", "--name", default=DEFAULT_TEMPLATE, metavar="TEMPLATE",
               help="name of each derivative, a str.format template with {name} (the "
-                   "function's name) and {kind} (grad or rev); default: {name}_{kind}")
+                   "function's name) and {kind} (grad, rev or fwd); default: {name}_{kind}")
     @argument("-s", "--show", action="store_true",
               help="display the generated derivative source")
     @argument("-c", "--check", nargs="+", metavar="EXPR",
@@ -80,7 +89,8 @@ class AutodiffMagics(Magics):
 
         The derivative of function f is named f_grad (nbautodiff.grad(f, argnums) for the
         arguments given by --wrt, the first by default) or, with --activities, f_rev
-        (nbautodiff.reverse(f, *activities, ret=--ret)). Errors name the line of the cell,
+        (nbautodiff.reverse(f, *activities, ret=--ret)); with --mode forward, f_fwd
+        (nbautodiff.forward(f, ...), the --wrt arguments Dual). Errors name the line of the cell,
         counting the %%autodiff line as line 1. As a line magic, %autodiff derives functions
         defined earlier, named with --func. --custom f=f_vjp and --nondiff g declare
         derivatives (nbautodiff.custom_vjp, nbautodiff.non_differentiable) before deriving.
@@ -116,8 +126,10 @@ class AutodiffMagics(Magics):
                     check = None
                     if example is not None:
                         if gradient is None:
-                            raise UsageError("--check needs a scalar result and an argument "
-                                             "that is Active or Duplicated")
+                            raise UsageError(
+                                "--check needs a scalar result and an argument that is "
+                                + ("Dual, DualOnly or Dualv, and --ret Dual or DualOnly"
+                                   if options.mode == "forward" else "Active or Duplicated"))
                         task.step(f"compiling and checking {dname}")
                         check = check_grad(fun, *example, argnums=argnums, gradient=gradient)
                     source = _source(derived)
@@ -134,7 +146,8 @@ class AutodiffMagics(Magics):
         if options.activities is not None and len(names) > 1:
             raise UsageError(f"--activities describe one function's arguments but {len(names)} "
                              f"are selected ({', '.join(names)}); choose one with --func")
-        kind = "grad" if options.activities is None else "rev"
+        kind = "fwd" if options.mode == "forward" else \
+            "grad" if options.activities is None else "rev"
         targets = {derived_name(options.template, fname, kind, len(names)): self._function(fname)
                    for fname in names}
         if len(targets) < len(names):
@@ -185,12 +198,13 @@ class _Options:
     template: str
     force: bool
     checkpoint: object = None
+    mode: str = "reverse"
 
     @classmethod
     def parse(cls, args, line_magic: bool) -> "_Options":
-        if args.mode == "forward":
-            raise UsageError("%%autodiff --mode forward arrives with issue 4 (forward mode); "
-                             "use --mode reverse for now")
+        if args.mode == "forward" and args.checkpoint is not None:
+            raise UsageError("--checkpoint applies to reverse mode (forward mode keeps no tape "
+                             "to checkpoint); leave it out with --mode forward")
         functions, wrt = split(args.func), split(args.wrt)
         activities, ret = _parse_activities(args)
         if activities is not None and wrt:
@@ -203,7 +217,7 @@ class _Options:
             schedule = checkpoint.parse_option(args.checkpoint)
         except AutodiffError as error:
             raise UsageError(f"--checkpoint: {error}") from None
-        return cls(functions, wrt, activities, ret, args.name, args.force, schedule)
+        return cls(functions, wrt, activities, ret, args.name, args.force, schedule, args.mode)
 
 
 def _source(derived):
@@ -236,6 +250,8 @@ def _innermost_autodiff_error(error: AutodiffError) -> AutodiffError:
 def _derive(fun, options: _Options):
     """Derive ``fun``; return ``(derived, summary, gradient, argnums)`` where ``gradient`` is
     the function ``--check`` compares for ``argnums`` (None if there is nothing to check)."""
+    if options.mode == "forward":
+        return _derive_forward(fun, options)
     activities, ret = options.activities, options.ret
     if activities is None:
         argnums = _argnums(fun, options.wrt)
@@ -252,20 +268,58 @@ def _derive(fun, options: _Options):
     return derived, summary, gradient, argnums
 
 
+def _derive_forward(fun, options: _Options):
+    """:func:`_derive` in forward mode: ``nbautodiff.forward(fun, ...)``; ``--check`` compares
+    the gradient that forward mode computes (``nbautodiff.jacfwd``) for the Dual arguments."""
+    activities, ret = options.activities, options.ret
+    if activities is None:
+        argnums = _argnums(fun, options.wrt)
+        chosen = argnums if isinstance(argnums, tuple) else (argnums,)
+        activities = [Dual if k in chosen else Const for k in range(len(parameters(fun)))]
+    _require_arity(fun, activities)
+    derived = forward_api.forward(fun, *activities, ret=ret)
+    argnums = tuple(k for k, a in enumerate(activities) if a is not Const)
+    summary = (f"forward derivative of {fun.__name__}({', '.join(map(repr, activities))}) "
+               f"-> {ret!r}")
+    if ret not in (Dual, DualOnly) or not argnums:
+        return derived, summary, None, argnums
+    argnums = argnums[0] if len(argnums) == 1 else argnums
+    return derived, summary, _forward_gradient(fun, argnums), argnums
+
+
+def _forward_gradient(fun, argnums):
+    """The gradient of scalar-valued ``fun`` computed by forward mode, with the conventions of
+    ``nbautodiff.grad`` (a float for a float argument, a tuple for a tuple ``argnums``)."""
+    jacobian = forward_api.jacfwd(fun, argnums)
+
+    def plain(block):
+        return float(block) if np.ndim(block) == 0 else block
+
+    def gradient(*args):
+        blocks = jacobian(*args)
+        return tuple(map(plain, blocks)) if isinstance(argnums, tuple) else plain(blocks)
+
+    return gradient
+
+
 def _parse_activities(args):
+    forward = args.mode == "forward"
     if args.activities is None:
-        return None, None
+        return None, Dual if forward else None
+    arguments, returns, mode = ((forward_api.FORWARD_ARGUMENT, (Dual, DualOnly, Const), "forward")
+                                if forward else (REVERSE_ARGUMENT, REVERSE_RETURN, "reverse"))
     try:
         activities = [as_activity(a) for a in split(args.activities)]
-        ret = as_activity(args.ret)
+        ret = as_activity(args.ret or ("Dual" if forward else "Active"))
     except AutodiffError as error:
         raise UsageError(str(error)) from None
     for a in activities:
-        if a not in REVERSE_ARGUMENT:
-            raise UsageError(f"activity {a!r} is not one of reverse mode's "
-                             f"{', '.join(map(repr, REVERSE_ARGUMENT))}")
-    if ret not in REVERSE_RETURN:
-        raise UsageError(f"--ret {ret!r} is not one of {', '.join(map(repr, REVERSE_RETURN))}")
+        if a not in arguments:
+            raise UsageError(f"activity {a!r} is not one of {mode} mode's "
+                             f"{', '.join(map(repr, arguments))}")
+    if ret not in returns:
+        raise UsageError(f"--ret {ret!r} is not one of {mode} mode's "
+                         f"{', '.join(map(repr, returns))}")
     return activities, ret
 
 

@@ -134,14 +134,10 @@ class BatchMagics(Magics):
 
 
 def _batch_transform():
-    """``nbautodiff.batch``, looked up at each use (it arrives with issue 4)."""
+    """``nbautodiff.batch``, looked up at each use (tests replace it by a stand-in)."""
     import nbautodiff
 
-    batch = getattr(nbautodiff, "batch", None)
-    if batch is None:
-        raise UsageError("%%batch needs nbautodiff.batch, which this version of nbautodiff "
-                         "does not have yet (issue 4)")
-    return batch
+    return nbautodiff.batch
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,7 @@ from dataclasses import dataclass
 from IPython.core.error import UsageError
 
 from nbautodiff import cache
-from nbautodiff.errors import AutodiffError
-from .output import CellAutodiffError
+from nbautodiff.errors import AutodiffError, CellAutodiffError
 
 DEFAULT_TEMPLATE = "{name}_{kind}"        # --name: the derivative of f is f_grad, its batch f_batch
 

@@ -5,11 +5,9 @@ Each object renders as HTML in notebooks and as text in terminals.
 from __future__ import annotations
 
 import html
-import linecache
 from dataclasses import dataclass, field
 
 from nbautodiff.checks.report import figure_png
-from nbautodiff.errors import AutodiffError
 
 
 @dataclass(frozen=True)
@@ -117,34 +115,3 @@ class HighlightedSource:
     def _pending(self) -> str:
         return (f"generated at the first call, for the argument types of that call: call "
                 f"{self.name}(...) once, then read {self.name}.source (or use --check)")
-
-
-class CellAutodiffError(AutodiffError):
-    """An :class:`AutodiffError` raised while deriving a cell's functions, shown in IPython as
-    two lines (the message and the offending source line), not a traceback.
-
-    ``lineno`` and the other fields are those of the original error, except that an error
-    without a filename is taken to be about ``primal_filename``, the file of the function being
-    derived. ``file_label`` names a file for the message ("the cell", "In[3]"...).
-    """
-
-    def __init__(self, original: AutodiffError, derived_name: str,
-                 primal_filename: str | None = None, file_label=None):
-        super().__init__(original.message, construct=original.construct,
-                         lineno=original.lineno, filename=original.filename or primal_filename,
-                         function=original.function)
-        self.derived_name = derived_name
-        self.where = ""
-        if self.lineno is not None:
-            label = file_label(self.filename) if file_label and self.filename else self.filename
-            self.where = f"line {self.lineno}" + (f" of {label}" if label else "")
-
-    def _render_traceback_(self) -> list:
-        where = ", ".join(p for p in (
-            f"in function '{self.function}'" if self.function else "", self.where) if p)
-        lines = [f"AutodiffError: cannot derive {self.derived_name}: "
-                 + (f"{where}: " if where else "") + self.message]
-        source = linecache.getline(self.filename, self.lineno) if self.filename and self.lineno else ""
-        if source.strip():
-            lines.append(f"{self.lineno:>6} | {source.rstrip()}")
-        return lines

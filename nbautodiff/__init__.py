@@ -1,6 +1,6 @@
 """nbautodiff: compiled automatic differentiation of loop-style numeric Python.
 
-The public API (a contract, see DESIGN.md)::
+The public API (a contract: README.md, sections "From Python" and "In a notebook")::
 
     import nbautodiff as nad
     nad.grad(fun, argnums=0)            nad.value_and_grad(fun, argnums=0)

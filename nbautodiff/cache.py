@@ -60,6 +60,7 @@ from typing import Callable
 import numpy as np
 
 from . import naming, progress
+from .errors import PrivateKeyPart
 
 try:
     import fcntl
@@ -83,10 +84,6 @@ ENTRIES, LOCKS = "entries", "locks"
 
 class CacheWarning(UserWarning):
     """A cache folder refused, or a damaged entry found (and rebuilt)."""
-
-
-class Private(Exception):
-    """A key part that cannot be hashed faithfully: the artifact stays in this process."""
 
 
 # ---- keys -------------------------------------------------------------------------------------
@@ -117,7 +114,7 @@ def key(kind: str, *parts, target: str = "cpu", origin=None) -> Key:
         read = set()                        # the functions and keys the part's text stands for
         try:
             text = _canonical(part, read)
-        except Private:
+        except PrivateKeyPart:
             shared, text = False, uuid.uuid4().hex
         read.update(_keys_in(part))
         shared = shared and all(k.shared for k in read if isinstance(k, Key))
@@ -140,7 +137,7 @@ def _keys_in(part) -> list:
 
 
 def _canonical(part, seen: set) -> str:
-    """A string that determines ``part`` (raises :class:`Private` for what cannot be hashed)."""
+    """A string that determines ``part`` (raises :class:`PrivateKeyPart` for what cannot be hashed)."""
     if part is None or isinstance(part, (bool, int, float, str, np.generic)):
         return f"{type(part).__name__}:{part!r}"
     if isinstance(part, Key):
@@ -164,13 +161,13 @@ def _canonical(part, seen: set) -> str:
         return _canonical(known, seen)
     if callable(part):
         return fingerprint(part, seen)
-    raise Private(f"{type(part).__qualname__} object")
+    raise PrivateKeyPart(f"{type(part).__qualname__} object")
 
 
 def array_digest(array: np.ndarray) -> str:
     """Content digest of ``array`` with its dtype, shape and memory order."""
     if array.dtype.hasobject:
-        raise Private("array of Python objects")
+        raise PrivateKeyPart("array of Python objects")
     order = "C" if array.flags.c_contiguous else "F" if array.flags.f_contiguous else "A"
     digest = hashlib.sha256(f"{array.dtype.str}{array.shape}{order}".encode())
     digest.update(np.ascontiguousarray(array).view(np.uint8).data)
@@ -181,7 +178,7 @@ def fingerprint(func, seen: set | None = None) -> str:
     """A string determining a callable: for Python functions (and numba dispatchers, and the
     wrappers of :mod:`nbautodiff.frontend.declarations`) their source, line, and the fingerprint of every global, closure
     variable and callee they read, recursively; library callables (``math.sin``, ufuncs) by
-    qualified name. Raises :class:`Private` when something read cannot be hashed."""
+    qualified name. Raises :class:`PrivateKeyPart` when something read cannot be hashed."""
     seen = set() if seen is None else seen
     if getattr(type(func), "__nad_derivative__", None):            # a custom.py wrapper
         rule = getattr(func, "rule", None)
@@ -192,7 +189,7 @@ def fingerprint(func, seen: set | None = None) -> str:
         module = getattr(func, "__module__", None) or type(func).__module__
         name = getattr(func, "__qualname__", None) or getattr(func, "__name__", None)
         if name is None or not module.split(".")[0] in LIBRARIES:
-            raise Private(f"callable {func!r}")
+            raise PrivateKeyPart(f"callable {func!r}")
         return f"callable:{module}.{name}"
     if python in seen:
         return f"recursive:{python.__qualname__}"

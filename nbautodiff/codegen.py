@@ -1,11 +1,24 @@
 """Small helpers the transforms use to read and write code: statements and expressions parsed
 from source text, source text of nodes and subscript indices, rule templates instantiated with a
-statement's names, and the statements of a body in program order with where each one sits."""
+statement's names, the statements of a body in program order with where each one sits, and the
+parameter names of a function (:func:`parameters`, the one way nbautodiff reads them)."""
 from __future__ import annotations
 
 import ast
 import copy
 from dataclasses import dataclass
+
+
+def parameters(function) -> list[str]:
+    """The names of the positional parameters of ``function``, in order: a function definition
+    (its syntax tree) or a Python function (also behind a numba dispatcher or a declared
+    wrapper, through ``py_func``). Every module reads parameter names through this."""
+    if isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+        return [a.arg for a in function.args.posonlyargs + function.args.args]
+    code = getattr(getattr(function, "py_func", function), "__code__", None)
+    if code is None:
+        raise TypeError(f"{function!r} is not a Python function")
+    return list(code.co_varnames[:code.co_argcount])
 
 
 def parse(source: str) -> list[ast.stmt]:

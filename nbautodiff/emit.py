@@ -11,6 +11,8 @@ import ast
 import copy
 from dataclasses import dataclass, field
 
+from . import annotations as anno
+
 INDENT = "    "
 
 
@@ -57,8 +59,8 @@ def render(functions: list[ast.FunctionDef], header: str = "") -> Rendered:
         signature = ast.unparse(_header_only(function)).splitlines()[0]
         lines.append(signature)
         origin.append(getattr(function, "lineno", None))
-        if ast.get_docstring(function) is None and getattr(function, "nad_doc", None):
-            lines.append(INDENT + repr(function.nad_doc))
+        if ast.get_docstring(function) is None and anno.get(function, anno.DOC, None):
+            lines.append(INDENT + repr(anno.get(function, anno.DOC)))
             origin.append(None)
         block(function.body, 1)
     return Rendered("\n".join(lines) + "\n", origin)
@@ -83,13 +85,12 @@ def load(rendered: Rendered, stem: str, namespace: dict, key=None) -> tuple[str,
 
 
 def annotations(tree: ast.AST) -> str:
-    """What the transforms read from ``tree`` beyond its rendered text: every ``nad_*``
-    annotation (call kinds, in-place rebindings, checkpoint marks...) with its node and line.
-    A cache key of a normalised function hashes this next to its text."""
+    """What the transforms read from ``tree`` beyond its rendered text: every annotation
+    (:mod:`.annotations`: call kinds, in-place rebindings, checkpoint marks...) with its node
+    and line. A cache key of a normalised function hashes this next to its text."""
     notes = []
     for node in ast.walk(tree):
-        marks = sorted((name, value) for name, value in vars(node).items()
-                       if name.startswith("nad_"))
+        marks = anno.items(node)
         if marks:
             notes.append(f"{type(node).__name__}@{getattr(node, 'lineno', None)}:" + ",".join(
                 f"{name}={_annotation(value)}" for name, value in marks))

@@ -1,10 +1,14 @@
-"""The errors nbautodiff raises on purpose.
+"""Every error class of nbautodiff, in one place.
 
 Every error the tool raises deliberately derives from :class:`AutodiffError`. Errors about the
 user's code carry the construct and the line in the user's own numbering (the cell's lines for
-code typed in a notebook, the file's lines otherwise).
+code typed in a notebook, the file's lines otherwise). The last section holds the exceptions
+that one part of the pipeline raises for another to catch (they never reach the user as such).
+Every module imports its error classes from here.
 """
 from __future__ import annotations
+
+import linecache
 
 
 class AutodiffError(Exception):
@@ -45,3 +49,68 @@ class UnsupportedConstructError(AutodiffError):
 class TapeMemoryError(AutodiffError, MemoryError):
     """A reverse pass's tape or checkpoint buffers would not fit in memory (raised before
     allocating them; see :mod:`nbautodiff.kernels.memory`)."""
+
+
+class BatchError(AutodiffError, ValueError):
+    """Bad batch axes or batch sizes; the message names the argument (or result element)."""
+
+
+class OffloadError(AutodiffError):
+    """Code that cannot run on the GPU as written; the message names the construct and line."""
+
+
+class ParallelismError(AutodiffError):
+    """A loop marked parallel (or offloaded) whose iterations are not independent."""
+
+
+class CellAutodiffError(AutodiffError):
+    """An :class:`AutodiffError` raised while deriving a cell's functions, shown in IPython as
+    two lines (the message and the offending source line), not a traceback.
+
+    ``lineno`` and the other fields are those of the original error, except that an error
+    without a filename is taken to be about ``primal_filename``, the file of the function being
+    derived. ``file_label`` names a file for the message ("the cell", "In[3]"...).
+    """
+
+    def __init__(self, original: AutodiffError, derived_name: str,
+                 primal_filename: str | None = None, file_label=None):
+        super().__init__(original.message, construct=original.construct,
+                         lineno=original.lineno, filename=original.filename or primal_filename,
+                         function=original.function)
+        self.derived_name = derived_name
+        self.where = ""
+        if self.lineno is not None:
+            label = file_label(self.filename) if file_label and self.filename else self.filename
+            self.where = f"line {self.lineno}" + (f" of {label}" if label else "")
+
+    def _render_traceback_(self) -> list:
+        where = ", ".join(p for p in (
+            f"in function '{self.function}'" if self.function else "", self.where) if p)
+        lines = [f"AutodiffError: cannot derive {self.derived_name}: "
+                 + (f"{where}: " if where else "") + self.message]
+        source = linecache.getline(self.filename, self.lineno) if self.filename and self.lineno else ""
+        if source.strip():
+            lines.append(f"{self.lineno:>6} | {source.rstrip()}")
+        return lines
+
+
+# ---- raised by one pass, caught by another ----------------------------------------------------
+
+class NotLaneable(Exception):
+    """The function cannot run in the inner batch layout (:mod:`nbautodiff.transforms.lanes`);
+    ``reason`` says why, ``lineno`` where. :mod:`nbautodiff.transforms.batching` turns it into a
+    :class:`BatchError` or falls back to the outer layout."""
+
+    def __init__(self, reason: str, lineno: int | None = None):
+        self.reason, self.lineno = reason, lineno
+        super().__init__(reason if lineno is None else f"{reason} (line {lineno})")
+
+
+class NotReplayable(Exception):
+    """The function cannot be replayed on complex numbers (:mod:`nbautodiff.checks.replay`);
+    the message says why, and the gradient check reports it."""
+
+
+class PrivateKeyPart(Exception):
+    """A part of an artifact's cache key that cannot be hashed faithfully
+    (:mod:`nbautodiff.cache`): the artifact then stays in this process."""

@@ -1,8 +1,14 @@
 """Conventions for generated names, in one place.
 
 User code never starts names with ``_nad``: the source fence refuses such names, so generated
-names cannot clash with the user's. Prefixes read as: ``_b_x`` the adjoint of scalar ``x``,
-``_d_x`` the shadow of array ``x``, ``_t3`` a temporary of normalisation.
+names cannot clash with the user's. Every generated name starts with :data:`RESERVED` and reads
+as its prefix below says: ``_nad_b_x`` the adjoint of scalar ``x``, ``_nad_d_x`` the shadow of
+array ``x``, ``_nad_dot_x`` the tangent of ``x`` (``_nad_dot0_x``, ``_nad_dot1_x``... in a
+vector-mode pass), ``_nad_t3`` a temporary of normalisation, ``_nad_tf``/``_nad_ti`` the float
+and int tapes. Generated code that is differentiated again has its own ``_nad_`` names renamed one
+level up (``_nad_t1`` -> ``_nad1_t1``, see :func:`next_level`), so the names of a derivative of
+a derivative cannot clash with them. Variants are named ``f__rev_<code>``, ``f__fwd_<code>``,
+``f__batch_<code>`` (:func:`reverse_name`, :func:`forward_name`, :func:`batch_name`).
 """
 from __future__ import annotations
 
@@ -40,7 +46,7 @@ PRODUCT_MODULE = "_nad_blas"   # nbautodiff.kernels.products as seen by generate
 PRODUCT = "_nad_mm"            # a product computed by BLAS in place of a loop nest (fastmath)
 GENERATED_MODULE = "nbautodiff_generated"   # __name__ of the modules of generated code
 UNUSED = "_nad_unused"        # a tangent nobody reads (of an element that has none)
-TANGENT = "_nad_dot"          # tangent of a variable in forward mode: _nad_dot_x, _nad_dot2_x
+TANGENT = "_nad_dot"          # tangent of a variable in forward mode: _nad_dot_x, _nad_dot0_x...
 TUPLE_ELEMENT = "_nad_e"      # an element of a tuple variable: _nad_e0_t, _nad_e1_0_t (nested)
 BATCH_CALLEE = "_nad_fn"      # the compiled function a batched function calls once per slice
 BATCH_SIZE, BATCH_INDEX = "_nad_n", "_nad_i"

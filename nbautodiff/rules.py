@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .codegen import instantiate
+from .codegen import instantiate, parameters
 from .kernels import arrays as _nad_arrays  # the name generated code gives it (naming.ARRAY_MODULE)
 from .kernels import products as _nad_blas  # (naming.PRODUCT_MODULE)
 from .kernels import tape as _nad_tape      # (naming.TAPE_MODULE)
@@ -46,7 +46,7 @@ class ReverseRule:
 
 def _template(fn) -> tuple[tuple[str, ...], tuple[ast.expr | None, ...]]:
     tree = ast.parse(textwrap.dedent(inspect.getsource(fn))).body[0]
-    params = tuple(a.arg for a in tree.args.args)[2:]          # skip g, z
+    params = tuple(parameters(tree))[2:]          # skip g, z
     returned = tree.body[-1].value
     elements = returned.elts if isinstance(returned, ast.Tuple) else [returned]
     adjoints = tuple(None if isinstance(e, ast.Constant) and e.value is None else e for e in elements)
@@ -451,7 +451,7 @@ def helper(spelling: str, obj, writes: int | None = None, accumulates: bool = Fa
     """Register the tangent template of a runtime helper ``obj`` (see above)."""
     def deco(fn):
         tree = ast.parse(textwrap.dedent(inspect.getsource(fn))).body[0]
-        names = tuple(a.arg for a in tree.args.args)
+        names = tuple(parameters(tree))
         params = tuple(n for n in names if not n.startswith("d_"))
         differentiable = tuple(n[2:] for n in names if n.startswith("d_"))
         HELPERS[id(obj)] = HelperRule(fn.__name__, spelling, params, differentiable,

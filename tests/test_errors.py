@@ -547,3 +547,22 @@ def test_declared_rule_of_a_tuple_returning_function_is_refused_not_ignored():
     err = refuse(calls_custom_with_two_results, (0.5,))
     assert_located(err, r"custom rule '_two_results_rule'.*tuple",
                    line_of(_two_results_rule, "def _two_results_rule"))
+
+
+def test_every_error_class_is_defined_in_errors_module():
+    """Every exception class of the package lives in nbautodiff/errors.py (issue 19), so that
+    one file lists what the tool can raise; the other modules import them from there."""
+    import ast as ast_module
+    from nbautodiff import _layout
+    defined = {}
+    for module, path in _layout.modules().items():
+        for node in ast_module.walk(ast_module.parse(path.read_text())):
+            if isinstance(node, ast_module.ClassDef) and any(
+                    ast_module.unparse(base).split(".")[-1].endswith(("Error", "Exception"))
+                    for base in node.bases):
+                defined[node.name] = module
+    assert defined and set(defined.values()) == {"nbautodiff.errors"}, defined
+    import nbautodiff.errors as errors
+    for name in ("BatchError", "OffloadError", "ParallelismError", "CellAutodiffError",
+                 "NotLaneable", "NotReplayable"):
+        assert isinstance(getattr(errors, name), type)

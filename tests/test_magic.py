@@ -98,7 +98,9 @@ def test_help(ip):
 
 @pytest.mark.parametrize("line, message", [
     ("--no-such-option", "unrecognized"),
-    ("--mode forward", "issue 4"),
+    ("--mode forward --checkpoint", "applies to reverse mode"),
+    ("--mode forward -f energy --activities Active Const", "not one of forward mode's"),
+    ("--mode forward -f energy --activities Dual Const --ret Active", "not one of forward"),
     ("--mode sideways", "invalid choice"),
     ("-f energy --activities Active Shadowed", "unknown activity"),
     ("-f energy --activities Dual Const", "reverse mode"),
@@ -137,6 +139,34 @@ def test_check_displays_a_table_and_a_png(ip, ns):
     images = [item for item in outputs if isinstance(item, Image)]
     assert len(tables) == 1 and "<table" in tables[0]._repr_html_()
     assert len(images) == 1 and images[0].data[:4] == b"\x89PNG"
+
+
+def test_forward_mode_derives_a_forward_function(ip, ns):
+    """--mode forward: f_fwd = nad.forward(f, Dual for the --wrt arguments, Const otherwise)."""
+    result = ip.run_cell_magic("autodiff", "--mode forward -f energy", CELL)
+    assert list(result.names) == ["energy_fwd"] and result.names["energy_fwd"].source
+    x0, k0 = ns["x0"], ns["k0"]
+    v = np.linspace(-1.0, 1.0, x0.size)
+    value, tangent = ns["energy_fwd"](x0, v, k0)
+    assert value == pytest.approx(ns["energy"](x0, k0), rel=1e-12)
+    assert tangent == pytest.approx(central_diff(ns["energy"], (x0, k0), 0) @ v, rel=1e-6)
+
+
+def test_forward_mode_with_activities_and_a_check(ip, ns):
+    result = ip.run_cell_magic("autodiff", "--mode forward -f scaled -a Dual Const --check "
+                               "(a0, x0)", CELL)
+    a0, x0 = ns["a0"], ns["x0"]
+    value, tangent = ns["scaled_fwd"](a0, 1.0, x0)
+    assert value == pytest.approx(ns["scaled"](a0, x0), rel=1e-12)
+    assert tangent == pytest.approx(central_diff(ns["scaled"], (a0, x0), 0), rel=1e-6)
+    check = result.checks["scaled_fwd"]
+    assert check.ok and [row.label for row in check.rows] == ["a"]
+
+
+def test_forward_mode_check_needs_a_dual_result(ip, ns):
+    with pytest.raises(UsageError, match="--ret Dual or DualOnly"):
+        ip.run_cell_magic("autodiff", "--mode forward -f scaled -a Dual Const --ret Const "
+                          "--check (a0, x0)", CELL)
 
 
 def test_check_of_a_reverse_function(ip, ns):

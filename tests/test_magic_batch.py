@@ -1,8 +1,8 @@
 """%%batch in an in-process IPython shell: names, options, errors, the --compare plot and table.
 
-Until ``nbautodiff.batch`` lands (issue 4) these tests run the magic over a stand-in defined here
-(a Python loop over the numba-compiled function, stacking the results), monkeypatched as
-``nad.batch``; the stand-in records its arguments, so the tests check what the magic asks for.
+These tests run the magic over a stand-in defined here (a Python loop over the numba-compiled
+function, stacking the results), monkeypatched as ``nad.batch``; the stand-in records its
+arguments, so the tests check what the magic asks for (tests/test_batch.py tests nad.batch).
 Batched results are compared with a loop of plain Python calls on random inputs.
 """
 import numpy as np
@@ -171,12 +171,6 @@ def test_bad_options_raise_usage_errors(ip, ns, line, message):
 def test_line_magic_needs_func(ip, ns):
     with pytest.raises(UsageError, match="--func"):
         ip.run_line_magic("batch", "--in-axes 0")
-
-
-def test_without_nbautodiff_batch_the_magic_says_so(ip, monkeypatch):
-    monkeypatch.delattr(nad, "batch", raising=False)
-    with pytest.raises(UsageError, match="issue 4"):
-        ip.run_cell_magic("batch", "", CELL)
 
 
 @pytest.mark.parametrize("words, axes", [

@@ -72,23 +72,16 @@ def test_runner_fails_on_a_cell_error(tmp_path, capsys):
     assert (tmp_path / "broken.html").exists()
 
 
-requires_batch = pytest.mark.skipif(
-    not hasattr(__import__("nbautodiff"), "batch"),
-    reason="notebooks/batching.ipynb needs nbautodiff.batch (issue 4), not in this branch yet")
-
-
 @pytest.fixture(scope="module")
 def batching():
     return executed("batching.ipynb")
 
 
-@requires_batch
 @same_worker("batching")
 def test_batching_notebook_runs_without_errors(batching):
     assert not [out for out in _outputs(batching) if out.output_type == "error"]
 
 
-@requires_batch
 @same_worker("batching")
 def test_batching_notebook_shows_the_speedup_tables_and_plots(batching):
     html = [out.data["text/html"] for out in _outputs(batching)

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 import nbautodiff as nad
-from nbautodiff.transforms.offloading import OffloadError
-from nbautodiff.analysis.parallel import ParallelismError
+from nbautodiff.errors import OffloadError, ParallelismError
 
 import offload_cases as cases
 

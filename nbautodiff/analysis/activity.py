@@ -17,8 +17,8 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass, field
 
-from nbautodiff import rules
-from nbautodiff.codegen import Site, walk_statements
+from nbautodiff import annotations as anno, rules
+from nbautodiff.codegen import Site, parameters, walk_statements
 from . import typeinfer
 
 OUTPUT = "<output>"
@@ -51,7 +51,7 @@ def view_origin(statement: ast.Assign, types: dict) -> str | None:
     target, value = statement.targets[0], statement.value
     if isinstance(value, ast.Name) and typeinfer.is_array(types.get(value.id)):
         return value.id
-    if getattr(statement, "nad_view", None):     # a view made by a call (see .aliasing)
+    if anno.get(statement, anno.VIEW, None):     # a view made by a call (see .aliasing)
         return value.args[0].id
     if isinstance(value, ast.Subscript) and isinstance(value.value, ast.Name) \
             and typeinfer.is_array(types.get(target.id)) \
@@ -67,8 +67,8 @@ def rule_of(value: ast.expr):
         return rules.OPERATORS.get(type(value.op)), [value.left, value.right]
     if isinstance(value, ast.UnaryOp):
         return rules.OPERATORS.get(type(value.op)), [value.operand]
-    if isinstance(value, ast.Call) and value.nad_kind in ("rule", "array"):
-        return value.nad_target, list(value.args)
+    if isinstance(value, ast.Call) and anno.get(value, anno.KIND) in ("rule", "array"):
+        return anno.get(value, anno.TARGET), list(value.args)
     return None, []
 
 
@@ -177,7 +177,7 @@ class Analysis:
             names, call = [], statement.value
         else:
             return []
-        if isinstance(call, ast.Call) and call.nad_kind == "user":
+        if isinstance(call, ast.Call) and anno.get(call, anno.KIND) == "user":
             names += [atom_name(a) for a in call.args if atom_name(a)]
         return names
 
@@ -190,9 +190,9 @@ def _stack_members(statement: ast.stmt) -> list[tuple[str, str]]:
         target = statement.targets[0].id
         if isinstance(value, ast.List):
             return [(target, n) for n in map(atom_name, value.elts) if n]
-        if isinstance(value, ast.Call) and getattr(value, "nad_kind", None) == "list":
+        if isinstance(value, ast.Call) and anno.get(value, anno.KIND, None) == "list":
             return [(value.func.value.id, target)]
-    if isinstance(statement, ast.Expr) and getattr(value, "nad_kind", None) == "list":
+    if isinstance(statement, ast.Expr) and anno.get(value, anno.KIND, None) == "list":
         return [(value.func.value.id, n) for n in map(atom_name, value.args) if n]
     return []
 
@@ -205,7 +205,7 @@ class _Analyser:
         self.active_inputs = active_inputs
         self.result_active = result_active
         self.callee_writes = callee_writes          # call node -> set of written arg positions
-        self.params = [arg.arg for arg in tree.args.args]
+        self.params = parameters(tree)
         self.in_place_stores = in_place_stores
 
     def differentiable(self, name: str) -> bool:
@@ -235,7 +235,7 @@ class _Analyser:
             return [(a.rep(target.value.id), [a.rep(n) for n in [atom_name(value)] if n])]
         if isinstance(target, ast.Tuple):            # a tuple unpacked whole (see .tuples)
             names = target_names(target)
-            if isinstance(value, ast.Call) and value.nad_kind == "user":
+            if isinstance(value, ast.Call) and anno.get(value, anno.KIND) == "user":
                 return self.call_flows(value, names)
             return [(name, []) for name in names]
         t = target.id
@@ -260,18 +260,19 @@ class _Analyser:
 
     def call_flows(self, call: ast.Call, targets: list[str]):
         a = self.a
-        kind = call.nad_kind
+        kind = anno.get(call, anno.KIND)
         if kind in ("rule", "array"):
-            return [(a.rep(t), self.rule_sources(call.nad_target, call.args)) for t in targets]
+            rule = anno.get(call, anno.TARGET)
+            return [(a.rep(t), self.rule_sources(rule, call.args)) for t in targets]
         if kind == "copy":
             return [(a.rep(t), [a.rep(call.func.value.id)]) for t in targets]
         if kind == "list":                           # L.append(x), x = L.pop()
             stack = a.rep(call.func.value.id)
-            if call.nad_target == "append":
+            if anno.get(call, anno.TARGET) == "append":
                 return [(stack, [a.rep(n) for n in map(atom_name, call.args) if n])]
             return [(a.rep(t), [stack]) for t in targets]
         if kind == "helper":
-            rule = call.nad_target
+            rule = anno.get(call, anno.TARGET)
             sources = [a.rep(n) for n in (atom_name(call.args[rule.params.index(p)])
                                           for p in rule.differentiable) if n]
             written = [atom_name(call.args[rule.writes])] if rule.writes is not None else []
@@ -296,7 +297,7 @@ class _Analyser:
                 a.assignments.setdefault(name, []).append(statement)
             if isinstance(statement, ast.Assign) and isinstance(statement.targets[0], ast.Name):
                 origin = view_origin(statement, a.types)
-                stores = self.in_place_stores and getattr(statement, "nad_in_place", False)
+                stores = self.in_place_stores and anno.get(statement, anno.IN_PLACE, False)
                 if origin and self.in_place_stores and not stores:
                     self.merge(origin, statement.targets[0].id)   # views of several arrays
                 elif origin and not stores:
@@ -313,7 +314,7 @@ class _Analyser:
             if isinstance(statement, ast.Assign) and isinstance(statement.targets[0], ast.Subscript):
                 a.stores.append((statement, a.rep(statement.targets[0].value.id)))
             call = getattr(statement, "value", None)
-            if isinstance(call, ast.Call) and call.nad_kind == "user":
+            if isinstance(call, ast.Call) and anno.get(call, anno.KIND) == "user":
                 for index in self.callee_writes(call):
                     name = atom_name(call.args[index])
                     if name:
@@ -452,7 +453,8 @@ class _Analyser:
         if typeinfer.is_array(self.a.types.get(statement.targets[0].id)):
             return False
         for node in ast.walk(statement.value):
-            if isinstance(node, ast.Call) and getattr(node, "nad_kind", None) not in ("rule", "zero"):
+            if isinstance(node, ast.Call) \
+                    and anno.get(node, anno.KIND, None) not in ("rule", "zero"):
                 return False
             if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) \
                     and self.a.is_array(node.value.id) \
@@ -482,7 +484,7 @@ class _Analyser:
             return index_names(target.slice)
         if isinstance(value, ast.Subscript):
             return index_names(value.slice) if a.is_array(value.value.id) else set()
-        if isinstance(value, ast.Call) and value.nad_kind == "user":
+        if isinstance(value, ast.Call) and anno.get(value, anno.KIND) == "user":
             reads = {n for n in (atom_name(x) for x in value.args) if n}
             if isinstance(target, ast.Tuple):          # zero seeds of inactive array elements
                 reads |= {n for n in target_names(target) if a.is_array(n)}
@@ -523,13 +525,13 @@ class _Analyser:
 
 def opaque_call_refusal(tree: ast.FunctionDef, a: Analysis) -> tuple[ast.stmt, str] | None:
     """(statement, reason) for the first call to a library function without a derivative rule
-    (``nad_kind == "opaque"``, a constant for the derivative) that is not constant: an argument
+    (annotated ``KIND`` "opaque", a constant for the derivative) that is not constant: an argument
     depends on the differentiated inputs and the result is a float (array); its result is an
     array that may be a view of an array argument, and one of them is written; or it is called
     for its effect on an array argument. None when every such call is a constant."""
     for statement, _ in walk_statements(tree.body):
         call = getattr(statement, "value", None)
-        if not (isinstance(call, ast.Call) and getattr(call, "nad_kind", None) == "opaque"):
+        if not (isinstance(call, ast.Call) and anno.get(call, anno.KIND, None) == "opaque"):
             continue
         args = [n for n in map(atom_name, call.args) if n]
         arrays = [n for n in args if a.is_array(n)]
@@ -566,7 +568,7 @@ def analyse(tree: ast.FunctionDef, types: dict, active_inputs: set, result_activ
             callee_writes, in_place_stores: bool = False) -> Analysis:
     """Activity and reverse-pass needs of ``tree``; see the module docstring.
     ``in_place_stores`` (forward mode): the rebinding that ends ``A op= ...`` (marked
-    ``nad_in_place``) is a store into ``A``'s array, not a new name for the result's array, and
+    ``IN_PLACE``) is a store into ``A``'s array, not a new name for the result's array, and
     a name bound to views of several arrays joins their alias classes into one."""
     return _Analyser(tree, types, active_inputs, result_active, callee_writes,
                      in_place_stores).run()

@@ -35,7 +35,8 @@ from dataclasses import dataclass, field
 
 from numba import types as nbtypes
 
-from nbautodiff import naming
+from nbautodiff import annotations as anno, naming
+from nbautodiff.codegen import parameters
 from nbautodiff.errors import UnsupportedConstructError
 from . import typeinfer
 from .activity import assigned_names, own_reads, walk_statements
@@ -125,8 +126,8 @@ def _fancy(index: ast.expr, types: dict | None) -> bool:
 
 
 def _call_name(call: ast.Call) -> str:
-    target = getattr(call, "nad_target", None)
-    if getattr(call, "nad_kind", None) == "helper":
+    target = anno.get(call, anno.TARGET, None)
+    if anno.get(call, anno.KIND, None) == "helper":
         return target.spelling.rsplit(".", 1)[-1]
     name = getattr(target, "name", None) or getattr(target, "__name__", None)
     if name is None:
@@ -135,7 +136,7 @@ def _call_name(call: ast.Call) -> str:
     return name
 
 
-# Views made by calls that the transforms follow once marked (``statement.nad_view``): the
+# Views made by calls that the transforms follow once marked (annotation ``VIEW``): the
 # shadow / tangent is the same call on the operand's ("call"), or the operand's itself, the
 # call returning its argument ("alias"); by rule or helper name, given the operand's type.
 def followed_view(statement: ast.stmt, types: dict | None) -> str | None:
@@ -145,7 +146,7 @@ def followed_view(statement: ast.stmt, types: dict | None) -> str | None:
                              and isinstance(statement.targets[0], ast.Name)):
         return None
     call = statement.value
-    if not (isinstance(call, ast.Call) and getattr(call, "nad_kind", None) in ("array", "helper")
+    if not (isinstance(call, ast.Call) and anno.get(call, anno.KIND, None) in ("array", "helper")
             and call.args and isinstance(call.args[0], ast.Name)):
         return None
     typ = types.get(call.args[0].id)
@@ -163,7 +164,7 @@ def followed_view(statement: ast.stmt, types: dict | None) -> str | None:
     return None
 
 
-FOLLOWED = "followed"       # the kind of a view marked ``nad_view`` (see _mark_followed_views)
+FOLLOWED = "followed"       # the kind of a view annotated ``VIEW`` (see _mark_followed_views)
 
 
 def _value_refs(value: ast.expr, refs_of, types, callee_returns, target: str | None,
@@ -185,14 +186,14 @@ def _value_refs(value: ast.expr, refs_of, types, callee_returns, target: str | N
             return set()
         return through(base, SLICING)
     if isinstance(value, ast.Call):
-        kind = getattr(value, "nad_kind", None)
+        kind = anno.get(value, anno.KIND, None)
         args = [a.id for a in value.args if isinstance(a, ast.Name) and _holds_arrays(types, a.id)]
         name = _call_name(value)
         if kind in FRESH_CALLS:
             return set()
         if kind in ("array", "helper") and name in VIEW_CALLS and value.args \
                 and isinstance(value.args[0], ast.Name):
-            if statement is not None and getattr(statement, "nad_view", None):
+            if statement is not None and anno.get(statement, anno.VIEW, None):
                 return {(root, kinds | {FOLLOWED}) for root, kinds in refs_of(value.args[0].id)}
             return through(value.args[0].id, name)
         if kind == "array":
@@ -218,14 +219,14 @@ def analyse(tree: ast.FunctionDef, types: dict | None, callee_returns=None,
     ``callee_returns(call)``: {position: kinds} of the arguments the callee's result may refer
     to (None: unknown, then any); ``callee_writes(call)``: positions of those it writes."""
     al = Aliasing()
-    params = [a.arg for a in tree.args.args]
+    params = parameters(tree)
     statements = list(walk_statements(tree.body))
     for position, (statement, site) in enumerate(statements):
         al.order[id(statement)] = position
         al.sites[id(statement)] = site
         if isinstance(statement, (ast.For, ast.While)):
             al.loops.append({id(s) for s, _ in walk_statements(statement.body)})
-        for name in [] if getattr(statement, "nad_in_place", False) else \
+        for name in [] if anno.get(statement, anno.IN_PLACE, False) else \
                 assigned_names(statement):           # `x op= ...` keeps x bound to its array
             al.bindings.setdefault(name, []).append(statement)
         for name in own_reads(statement):
@@ -242,7 +243,7 @@ def analyse(tree: ast.FunctionDef, types: dict | None, callee_returns=None,
     while changed:
         changed = False
         for statement, _ in statements:
-            if not isinstance(statement, ast.Assign) or getattr(statement, "nad_in_place", False):
+            if not isinstance(statement, ast.Assign) or anno.get(statement, anno.IN_PLACE, False):
                 continue                      # `x op= ...` keeps x's array (a write, below)
             target, value = statement.targets[0], statement.value
             names = [target.id] if isinstance(target, ast.Name) else \
@@ -263,11 +264,11 @@ def analyse(tree: ast.FunctionDef, types: dict | None, callee_returns=None,
             target = statement.targets[0]
             if isinstance(target, ast.Subscript) and isinstance(target.value, ast.Name):
                 al.writes.append((statement, target.value.id, "store"))
-            elif getattr(statement, "nad_in_place", False) and isinstance(target, ast.Name) \
+            elif anno.get(statement, anno.IN_PLACE, False) and isinstance(target, ast.Name) \
                     and _is_array(types, target.id):
                 al.writes.append((statement, target.id, "in-place operator"))
         call = getattr(statement, "value", None)
-        if isinstance(call, ast.Call) and getattr(call, "nad_kind", None) == "user":
+        if isinstance(call, ast.Call) and anno.get(call, anno.KIND, None) == "user":
             al.calls.append((statement, call))
             for position in sorted(callee_writes(call) if callee_writes else ()):
                 arg = call.args[position] if position < len(call.args) else None
@@ -442,7 +443,7 @@ def copy_overlapping_stores(tree: ast.FunctionDef, types: dict, callee_returns=N
 
 
 def _mark_followed_views(tree: ast.FunctionDef, types: dict, al: Aliasing) -> int:
-    """Mark ``statement.nad_view`` ("call" or "alias", see :func:`followed_view`) on each view
+    """Annotate ``VIEW`` ("call" or "alias", see :func:`followed_view`) on each view
     made by a call whose array is written somewhere (else a view and a copy do the same and the
     call keeps its own derivative rule), where the view's name is bound once, outside loops."""
     written, marked = set(), 0
@@ -455,7 +456,7 @@ def _mark_followed_views(tree: ast.FunctionDef, types: dict, al: Aliasing) -> in
             continue
         if site.loop_depth or len(al.bindings.get(statement.targets[0].id, [])) != 1:
             continue           # a name rebound to views in turn: not followed, so refused
-        statement.nad_view = how
+        anno.set(statement, anno.VIEW, how)
         marked += 1
     return marked
 
@@ -482,7 +483,7 @@ def returned_params(normalized, callee_returns) -> dict[int, frozenset]:
     an element of it, for a tuple) may be, or be a view of; types unknown, so conservatively
     any name may be an array."""
     tree = normalized.tree
-    params = [a.arg for a in tree.args.args]
+    params = parameters(tree)
     al = analyse(tree, None, callee_returns)
     out: dict[int, frozenset] = {}
     for statement, _ in walk_statements(tree.body):
@@ -493,3 +494,67 @@ def returned_params(normalized, callee_returns) -> dict[int, frozenset]:
                     position = params.index(root)
                     out[position] = out.get(position, frozenset()) | kinds
     return out
+
+
+def written_params(normalized, callee_writes, callee_returns=None) -> set[int]:
+    """Positions of parameters whose arrays the function writes: directly, via aliases or
+    callees, and by in-place operators (``A += ...``: forward mode stores into the array, reverse
+    mode refuses them on arrays the caller sees, generated code uses them on its buffers). In
+    user code an in-place operator counts on a name bound to the array or to a slice of it.
+    ``callee_writes(binding)``: the positions the user function bound as ``binding`` writes;
+    ``callee_returns``: as for :func:`analyse`."""
+    generated = normalized.source.generated
+    tree = normalized.tree
+    params = parameters(tree)
+    origin = {p: {p} for p in params}              # name -> parameters whose arrays it may hold
+    bound = {p: {p} for p in params}               # ... that it is bound to, or to a slice of
+    written = set()
+    for statement, _ in walk_statements(tree.body):
+        if isinstance(statement, ast.Assign):
+            target, value = statement.targets[0], statement.value
+            if anno.get(statement, anno.IN_PLACE, False):   # `A += ...` on an argument's array
+                written |= (origin if generated else bound).get(target.id, set())
+            sources = set().union(*(origin.get(name, set()) for name in _held_names(value)))
+            if isinstance(target, ast.Name) and sources:
+                origin[target.id] = origin.get(target.id, set()) | sources
+                bound[target.id] = bound.get(target.id, set()) | _bound_to(value, bound)
+            elif isinstance(target, ast.Subscript) and target.value.id in origin:
+                written |= origin[target.value.id]
+        call = getattr(statement, "value", None)
+        positions = []
+        if isinstance(call, ast.Call) and anno.get(call, anno.KIND) == "user":
+            positions = callee_writes(ast.unparse(call.func))
+        elif isinstance(call, ast.Call) and anno.get(call, anno.KIND) == "helper" \
+                and anno.get(call, anno.TARGET).writes is not None:
+            positions = [anno.get(call, anno.TARGET).writes]   # e.g. copy_into, the writeback
+        for position in positions:
+            arg = call.args[position]
+            if isinstance(arg, ast.Name) and arg.id in origin:
+                written |= origin[arg.id]
+    # a store (or a callee's write) through a view made by a call, ``V = A.reshape(9);
+    # V[0] = ...``: the analysis follows views of every kind
+    views = analyse(tree, None, callee_returns, lambda call: callee_writes(ast.unparse(call.func)))
+    for _, name, what in views.writes:
+        if what != "in-place operator":
+            written |= views.roots(name) & set(params)
+    return {params.index(p) for p in written}
+
+
+def _bound_to(value: ast.expr, bound: dict) -> set:
+    """The parameters whose arrays ``value`` is, or is a slice of (``x[1:]``); in user code an
+    element ``x[i]`` may be a number, whose ``s += ...`` writes no array."""
+    if isinstance(value, ast.Subscript):
+        index = value.slice.elts if isinstance(value.slice, ast.Tuple) else [value.slice]
+        if not any(isinstance(part, ast.Slice) for part in index):
+            return set()
+        value = value.value
+    return bound.get(value.id, set()) if isinstance(value, ast.Name) else set()
+
+
+def _held_names(value: ast.expr) -> list[str]:
+    """Names whose arrays the value of ``value`` may be or hold: a name, the elements of a
+    tuple display, the array (a view of it) or tuple that a subscript reads."""
+    if isinstance(value, ast.Subscript):
+        value = value.value
+    nodes = value.elts if isinstance(value, ast.Tuple) else [value]
+    return [node.id for node in nodes if isinstance(node, ast.Name)]

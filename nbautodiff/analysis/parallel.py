@@ -2,8 +2,9 @@
 
 A loop runs its iterations in parallel (numba's ``prange``, a CUDA grid) only if no iteration reads
 what another one writes. :func:`analyse` proves that from the loop's source alone, or refuses the
-loop with a :class:`ParallelismError` naming the name and the line that break it. A name the loop
-body uses is one of:
+loop through the ``error`` its caller passes (:mod:`nbautodiff.transforms.offloading` raises an
+:class:`nbautodiff.errors.OffloadError`), naming the name and the line that break it. A name the
+loop body uses is one of:
 
 * **private**: a scalar (or an array allocated in the body) assigned in every iteration before
   each of its reads there;
@@ -25,12 +26,6 @@ import ast
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
-
-from nbautodiff.errors import AutodiffError
-
-
-class ParallelismError(AutodiffError):
-    """A loop marked parallel (or offloaded) whose iterations are not independent."""
 
 
 #: Reduction operators by the augmented assignment that updates them.

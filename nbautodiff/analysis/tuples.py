@@ -28,7 +28,8 @@ import ast
 
 from numba import types as nbtypes
 
-from nbautodiff import naming
+from nbautodiff import annotations as anno, naming
+from nbautodiff.codegen import parameters
 from nbautodiff.errors import UnsupportedConstructError
 from . import typeinfer
 from .activity import walk_statements
@@ -93,7 +94,7 @@ class _Splitter:
         for s, _ in walk_statements(self.tree.body):
             if isinstance(s, ast.Assign) and isinstance(s.targets[0], ast.Name):
                 values.setdefault(s.targets[0].id, []).append(s.value)
-        params = {a.arg for a in self.tree.args.args}
+        params = set(parameters(self.tree))
         candidates = {n for n in values if is_tuple(self.types.get(n))} - params
         chosen = {n for n in candidates if has_differentiable(self.types[n])
                   or any(isinstance(v, (ast.Call, ast.Tuple)) for v in values[n])}
@@ -224,7 +225,7 @@ class _Splitter:
             raise self.refuse(s, "an operator on tuples")
 
     def check_call(self, call: ast.Call, s: ast.stmt) -> None:
-        if getattr(call, "nad_kind", None) not in _DIFFERENTIATED_CALLS:
+        if anno.get(call, anno.KIND, None) not in _DIFFERENTIATED_CALLS:
             return
         for arg in call.args:
             if self.holds_tuple(arg) and self.holds_differentiable(arg):

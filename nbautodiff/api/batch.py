@@ -34,7 +34,7 @@ from nbautodiff.frontend import declarations as custom
 from nbautodiff.frontend.source import function_source
 from nbautodiff.pipeline import program
 from nbautodiff.transforms import batching, lanes
-from nbautodiff.transforms.batching import BatchError
+from nbautodiff.errors import BatchError
 from .derivative import check_value, typeof_value
 
 

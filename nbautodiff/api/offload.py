@@ -40,7 +40,8 @@ from nbautodiff.frontend.source import function_source, python_function
 from nbautodiff.kernels import gpu, multigpu
 from nbautodiff.pipeline import program
 from nbautodiff.transforms import offloading
-from nbautodiff.transforms.offloading import ArgumentKind, OffloadError
+from nbautodiff.errors import OffloadError
+from nbautodiff.transforms.offloading import ArgumentKind
 
 _warned_no_gpu = False
 

@@ -38,7 +38,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from nbautodiff.errors import AutodiffError
+from nbautodiff.codegen import parameters
+from nbautodiff.errors import AutodiffError, NotReplayable
 from . import probes, replay
 from .report import CENTRAL, COMPLEX, FORWARD, check_figure, check_html, check_text, explanation
 
@@ -338,7 +339,7 @@ def _forward_mode(fun, args, argnums, components):
 
 def _reason(error: Exception) -> str:
     text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return text if isinstance(error, (replay.NotReplayable, AutodiffError)) else \
+    return text if isinstance(error, (NotReplayable, AutodiffError)) else \
         f"{type(error).__name__}: {text}"
 
 
@@ -457,10 +458,9 @@ def _normalize_argnums(argnums, nargs: int) -> tuple:
 
 def _argument_names(fun, nargs: int) -> list:
     try:
-        params = list(inspect.signature(getattr(fun, "py_func", fun)).parameters.values())
+        names = parameters(inspect.unwrap(getattr(fun, "py_func", fun)))
     except (TypeError, ValueError):
-        params = []
-    names = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        names = []
     return [names[k] if k < len(names) else f"args[{k}]" for k in range(nargs)]
 
 

@@ -19,7 +19,7 @@ import numpy as np
 from numba import types as nbtypes
 from numba.extending import overload
 
-from nbautodiff import naming
+from nbautodiff import memo, naming
 from nbautodiff.frontend.source import function_source
 
 RECORD = "_nad_nonfinite"
@@ -53,7 +53,7 @@ def _all_finite(value):
     return lambda value: True
 
 
-_instrumented: dict = {}
+_instrumented = memo.memo("instrumented variants")   # (variant,) -> instrumented dispatcher
 
 
 def first_nonfinite(gradient, args) -> NonFinite | None:
@@ -62,9 +62,9 @@ def first_nonfinite(gradient, args) -> NonFinite | None:
     primals = gradient._arguments(args)
     lowered = gradient._lowered(primals, gradient._activities(primals))
     variant = gradient._variant
-    run = _instrumented.get(variant)
+    run = _instrumented.get((variant,))
     if run is None:
-        run = _instrumented[variant] = _instrument(variant)
+        run = _instrumented[(variant,)] = _instrument(variant)
     record = np.zeros(1, dtype=np.int64)
     run(*lowered.arguments, record)
     line = int(record[0])

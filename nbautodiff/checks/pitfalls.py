@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from nbautodiff.codegen import parameters
 from . import probes, replay
 
 #: Relative distance (a change of every input by this fraction of max(1, |x|)) under which a
@@ -386,7 +387,7 @@ def _loop_bounds(e: Evidence) -> list:
         tree = function_source(getattr(e.fun, "py_func", e.fun)).tree
     except Exception:
         return []
-    params = [a.arg for a in tree.args.args]
+    params = parameters(tree)
     bounding = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \

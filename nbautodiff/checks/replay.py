@@ -2,7 +2,7 @@
 and reports what it decides on differentiated values.
 
 :func:`replay` turns the normalised primal (:mod:`nbautodiff.frontend.normalize`, with its callees) into Python
-source, written and loaded like any generated code (:mod:`.emit`), where
+source, written and loaded like any generated code (:mod:`nbautodiff.emit`), where
 
 * every primitive is its complex-step extension (:mod:`nbautodiff.checks.complex_math`): called with inputs
   ``x + i h e_k`` the function returns ``f(x) + i h df/dx_k`` (the complex step);
@@ -29,21 +29,18 @@ from dataclasses import dataclass, field
 import numba
 import numpy as np
 
-from nbautodiff import cache, emit, naming, rules
+from nbautodiff import annotations as anno, cache, emit, memo, naming, rules
 from nbautodiff.analysis import activity as analysis, tuples, typeinfer
 from nbautodiff.analysis.activity import assigned_names, names_in, own_reads, walk_statements
-from nbautodiff.errors import AutodiffError
+from nbautodiff.codegen import parameters
+from nbautodiff.errors import AutodiffError, NotReplayable
 from nbautodiff.frontend import declarations as custom
-from nbautodiff.pipeline import program
+from nbautodiff.pipeline import passes, program
 from . import complex_math, probes
 
 CS = "_nad_cs"          # complex_math as seen by replayed code
 PROBE = "_nad_probe"    # probes as seen by replayed code
 _KINKS = {"abs_", "fabs", "minimum", "maximum", "max_", "min_"}
-
-
-class NotReplayable(Exception):
-    """The function cannot be replayed on complex numbers; the message says why."""
 
 
 @dataclass(eq=False)
@@ -57,7 +54,7 @@ class Replay:
     source: str = ""
 
 
-_replays: dict = {}
+_replays = memo.memo("replays")                 # (primal, argtypes, active) -> Replay
 _lock = threading.RLock()
 
 
@@ -116,13 +113,13 @@ def _build(prim, argtypes: tuple, active: tuple) -> Replay:
     if fs.generated:
         raise NotReplayable(f"{fs.name} is generated code")
     try:
-        types, _ = program.types_of(prim, argtypes)
+        types, _ = passes.types_of(prim, argtypes)
     except (AutodiffError, TypeError) as error:
         raise NotReplayable(str(error)) from None
-    params = [a.arg for a in prim.normalized.tree.args.args]
+    params = parameters(prim.normalized.tree)
     types.update(zip(params, argtypes))
     varied, active_names = _activity(prim, types, {p for p, flag in zip(params, active) if flag})
-    tree = program.copy_tree(prim.normalized.tree)
+    tree = passes.copy_tree(prim.normalized.tree)
     namespace = dict(prim.namespace)
     namespace.update({CS: complex_math, PROBE: probes})
     result = Replay(None)
@@ -140,10 +137,10 @@ def _activity(prim, types: dict, active_params: set) -> tuple[set, set]:
     """(varied, active) names: the analysis' values that depend on the differentiated inputs
     through differentiable code, and those of them that also reach the result (a tuple
     variable counts when one of its elements does)."""
-    split = program.copy_tree(prim.normalized.tree)
+    split = passes.copy_tree(prim.normalized.tree)
     split_types = dict(types)
     tuples.split(split, split_types, prim.fs)
-    an = analysis.analyse(split, split_types, active_params, True, program._callee_writes)
+    an = analysis.analyse(split, split_types, active_params, True, program.callee_writes)
     names = {n.id for n in ast.walk(split) if isinstance(n, ast.Name)} | set(active_params)
 
     def of(classes: set) -> set:
@@ -211,7 +208,8 @@ class _Transformer(ast.NodeTransformer):
         for statement, _ in walk_statements(tree.body):
             value = getattr(statement, "value", None)
             if isinstance(statement, ast.Assign) and isinstance(value, ast.Call) \
-                    and value.nad_kind == "zero" and ast.unparse(value.func) in probes.ROUNDING \
+                    and anno.get(value, anno.KIND) == "zero" \
+                    and ast.unparse(value.func) in probes.ROUNDING \
                     and self.is_varied(value.args[:1]):
                 found.update(assigned_names(statement))
         return found
@@ -280,7 +278,7 @@ class _Transformer(ast.NodeTransformer):
     def visit_Call(self, node: ast.Call) -> ast.expr:
         first_varied, varied = self.is_varied(node.args[:1]), self.is_varied(node.args[:2])
         self.generic_visit(node)
-        kind = getattr(node, "nad_kind", None)
+        kind = anno.get(node, anno.KIND, None)
         if kind in ("rule", "array"):
             return self.primitive(node, varied)
         if kind == "opaque":
@@ -303,7 +301,7 @@ class _Transformer(ast.NodeTransformer):
         raise NotReplayable(f"'{ast.unparse(node)}' at line {self.line} (generated code)")
 
     def primitive(self, node: ast.Call, varied: bool) -> ast.expr:
-        target = node.nad_target            # a rule; the callable itself inside a condition
+        target = anno.get(node, anno.TARGET)    # a rule; the callable itself inside a condition
         rule = target.name if isinstance(target, rules.ReverseRule) else \
             getattr(rules.CALLS.get(id(target)), "name", None)
         if rule not in complex_math.BY_RULE:
@@ -316,7 +314,7 @@ class _Transformer(ast.NodeTransformer):
         return self.call(binding, node.args)
 
     def callee(self, node: ast.Call, kind: str) -> ast.expr:
-        target = node.nad_target
+        target = anno.get(node, anno.TARGET)
         if kind == "nondiff" or custom.kind_of(target):
             if custom.kind_of(target) == "custom":
                 self.result.declared.append(target.__name__)
@@ -324,7 +322,7 @@ class _Transformer(ast.NodeTransformer):
         if not all(isinstance(arg, (ast.Name, ast.Constant, ast.Tuple)) for arg in node.args):
             # a call inside a condition, on expressions: only its real value decides
             return self.call(f"{CS}.real_call", [node.func, *node.args])
-        argtypes = tuple(program._atom_type(arg, self.types) for arg in node.args)
+        argtypes = tuple(passes.atom_type(arg, self.types) for arg in node.args)
         flags = tuple(isinstance(arg, ast.Name) and arg.id in self.varied
                       and typeinfer.is_differentiable(t) for arg, t in zip(node.args, argtypes))
         inner = replay(target, argtypes, flags)
@@ -353,7 +351,7 @@ class _Transformer(ast.NodeTransformer):
         if isinstance(node, ast.Attribute):
             return False                                   # .shape, .size, .ndim
         if isinstance(node, ast.Call):
-            if getattr(node, "nad_kind", None) not in ("rule", "array", "user", "copy"):
+            if anno.get(node, anno.KIND, None) not in ("rule", "array", "user", "copy"):
                 return False
             return any(self.depends(arg) for arg in node.args)
         return any(self.depends(child) for child in ast.iter_child_nodes(node)

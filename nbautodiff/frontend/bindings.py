@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import ast
 
-from nbautodiff import naming
+from nbautodiff import annotations as anno, naming
+from nbautodiff.codegen import parameters
 
 
 class _Webs:
@@ -82,7 +83,7 @@ class _Webs:
                     if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
                         key = ("def", id(node))
                         self.define(key, node.id, node)
-                        if getattr(statement, "nad_in_place", False) and state.get(node.id):
+                        if anno.get(statement, anno.IN_PLACE, False) and state.get(node.id):
                             self.union([key, *state[node.id]])
                         state[node.id] = frozenset([key])
             return state
@@ -125,7 +126,7 @@ def split(tree: ast.FunctionDef, augmented: list | None = None,
     """Rename, in place, every web of a user variable of normalised ``tree`` but one, and give
     each loop whose body assigns its variable a fresh one (see the module docstring).
     ``augmented``: the ``(name, node)`` pairs of in-place operators, whose statements carry
-    ``nad_augmented`` (their position there); their names follow the renaming. Returns
+    the annotation ``AUGMENTED`` (their position there); their names follow the renaming. Returns
     {new name: user's name}."""
     webs = _Webs(tree)
     state = {}
@@ -135,7 +136,7 @@ def split(tree: ast.FunctionDef, augmented: list | None = None,
         state[arg.arg] = frozenset([key])
     webs.block(tree.body, state)
     used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} | \
-        {a.arg for a in tree.args.args} | {tree.name, "np", "math"} | set(taken or ())
+        set(parameters(tree)) | {tree.name, "np", "math"} | set(taken or ())
     display: dict[str, str] = {}
 
     def fresh(name: str) -> str:
@@ -172,7 +173,7 @@ def split(tree: ast.FunctionDef, augmented: list | None = None,
     _fresh_loop_variables(tree.body, fresh)
     if augmented:
         for statement in ast.walk(tree):
-            position = getattr(statement, "nad_augmented", None)
+            position = anno.get(statement, anno.AUGMENTED, None)
             if position is not None:
                 augmented[position] = (statement.targets[0].id, augmented[position][1])
     return display

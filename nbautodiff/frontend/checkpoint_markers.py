@@ -4,7 +4,7 @@ The user's side of checkpointing (the transform is :mod:`nbautodiff.transforms.r
 ``for t in nad.checkpointed(range(T)):`` marks a loop: a call that returns its argument, so the
 function still runs as plain Python and under ``numba.njit``. A call rather than a
 ``# nad: checkpoint`` comment: it is part of the syntax tree (comments are not, and formatters
-move them), so normalisation carries it to the loop it marks (``loop.nad_checkpoint``, through
+move them), so normalisation carries it to the loop it marks (annotation ``CHECKPOINT``, through
 :func:`without_markers` and :func:`attach_markers`) and errors point at it; it is resolved like
 any name (``nad.``, ``from nbautodiff import checkpointed``); and it takes arguments
 (``every=``, ``snapshots=``). :func:`parse_option` reads the ``checkpoint=...`` option of
@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 from numba.extending import overload
 
+from nbautodiff import annotations as anno
 from nbautodiff.codegen import walk_statements
 from nbautodiff.errors import AutodiffError
 from nbautodiff.kernels import checkpoint as runtime
@@ -45,7 +46,7 @@ def _checkpointed_in_numba(iterable, every=None, snapshots=None):
 
 
 class Schedule(NamedTuple):
-    """A checkpointing schedule: ``kind`` of :mod:`.kernels.checkpoint` and its parameter."""
+    """A checkpointing schedule: ``kind`` of :mod:`nbautodiff.kernels.checkpoint` and its parameter."""
     kind: int
     parameter: int = 0
 
@@ -152,7 +153,7 @@ def without_markers(fs: FunctionSource) -> tuple[ast.FunctionDef, dict]:
 
 
 def attach_markers(fs: FunctionSource, tree: ast.FunctionDef, marks: dict) -> None:
-    """Put each mark on its loop of normalised ``tree`` (``loop.nad_checkpoint``); refuse the
+    """Put each mark on its loop of normalised ``tree`` (annotation ``CHECKPOINT``); refuse the
     marks on loops that cannot be checkpointed."""
     for node, site in walk_statements(tree.body):
         schedule = marks.get((getattr(node, "lineno", None), getattr(node, "col_offset", None)))
@@ -167,4 +168,4 @@ def attach_markers(fs: FunctionSource, tree: ast.FunctionDef, marks: dict) -> No
             raise fs.error("nad.checkpointed on a loop nested in another loop: only outermost "
                            "loops can be checkpointed (mark the outer loop)", node,
                            construct=CONSTRUCT)
-        node.nad_checkpoint = schedule
+        anno.set(node, anno.CHECKPOINT, schedule)

@@ -21,7 +21,7 @@ How the rest of the pipeline sees them: both wrappers carry the marker attribute
 ``__nad_derivative__`` (``"custom"`` or ``"nondiff"``, read by :func:`kind_of`) and the original
 function as ``.py_func``, like a numba dispatcher, so its source and signature are found as
 usual. Normalisation annotates a call to a :class:`CustomVJP` as a ``"user"`` call whose
-``nad_target`` is the wrapper (arguments are restored and snapshotted for its reverse call like
+``TARGET`` (:mod:`nbautodiff.annotations`) is the wrapper (arguments are restored and snapshotted for its reverse call like
 any callee's) and a call to a :class:`NonDifferentiable` as ``"nondiff"`` (no derivative flows
 through it). Their compiled primals and derivative variants are built by
 :mod:`nbautodiff.pipeline.custom_variants`.
@@ -34,6 +34,7 @@ from __future__ import annotations
 import functools
 import inspect
 
+from nbautodiff.codegen import parameters
 from nbautodiff.errors import AutodiffError
 from .source import python_function, specializes
 
@@ -73,7 +74,7 @@ class Wrapper:
 
     @property
     def parameters(self) -> list[str]:
-        return list(inspect.signature(self.py_func).parameters)
+        return parameters(self.py_func)
 
 
 class CustomVJP(Wrapper):
@@ -142,7 +143,8 @@ def non_differentiable(fun) -> NonDifferentiable:
 
 
 def signature_text(func) -> str:
-    return ", ".join(inspect.signature(func).parameters)
+    """The parameter list of ``func`` as written (``g, z, *rest``), for messages."""
+    return ", ".join(str(p) for p in inspect.signature(func).parameters.values())
 
 
 def rule_error(func, wrapper: Wrapper, problem: str, line: int | None = None) -> AutodiffError:

@@ -14,20 +14,19 @@ holds only these statements (every operand an *atom*: a name or a number):
   assignment of a display, ``a, b = b, a + b``, assigns its elements through temporaries and
   makes no tuple. ``return y, z`` returns a temporary holding the display.
 * ``A[atoms] = atom``
-* ``x = t`` marked ``nad_in_place`` (the rebinding that ends ``x op= ...``: for an array that
+* ``x = t`` annotated ``IN_PLACE`` (the rebinding that ends ``x op= ...``: for an array that
   others see, NumPy updates it in place; :mod:`nbautodiff.analysis.arrayfence` refuses that case in reverse mode,
   forward mode stores into the array)
 * ``if c:`` / ``while c:`` on a name ``c`` (a ``while`` recomputes ``c`` at the end of its body)
 * ``for i in range(lo, hi, step)`` with atoms that the body never assigns (a loop marked
-  ``for i in nad.checkpointed(range(...))`` carries its schedule as ``loop.nad_checkpoint``)
+  ``for i in nad.checkpointed(range(...))`` carries its schedule as annotation ``CHECKPOINT``)
 * ``f(atoms)`` (a call for its effect on arrays), ``return atom`` (last statement only),
   ``raise``, ``assert``, ``pass``.
 
 Conditions (tests of ``if``/``while``, comparisons, ``and``/``or``/``not``) are not
 differentiable, so they stay whole expressions. Every call is annotated with what it calls
-(``call.nad_kind`` in {"rule", "array", "zero", "constructor", "user", "copy", "nondiff",
-"helper"},
-``call.nad_target``): "array" calls are whole-array primitives (``rules.ARRAY_CALLS``), with
+(annotations ``KIND``, one of "rule", "array", "zero", "opaque", "constructor", "user", "copy",
+"nondiff", "helper", "list", and ``TARGET``: see :mod:`nbautodiff.annotations`): "array" calls are whole-array primitives (``rules.ARRAY_CALLS``), with
 an ``axis`` operand last where one was given. A function with a custom rule
 (:class:`nbautodiff.frontend.declarations.CustomVJP`) is a "user" call whose target is the wrapper; a
 :class:`nbautodiff.frontend.declarations.NonDifferentiable` one is "nondiff": its result is a constant for the
@@ -49,7 +48,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from nbautodiff import naming, rules
+from nbautodiff import annotations as anno, naming, rules
+from nbautodiff.codegen import parameters
 from nbautodiff.errors import UnsupportedConstructError
 from . import bindings, checkpoint_markers as checkpoint, declarations as custom, fence, iteration
 from .controlflow import structure
@@ -90,7 +90,7 @@ class _Flattener:
         self.fs = fs
         self.result = Normalized(fs, tree)
         self.temps = 0
-        self.locals = {a.arg for a in tree.args.args}
+        self.locals = set(parameters(tree))
         for node in ast.walk(tree):
             if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
                 self.locals.add(node.id)
@@ -147,8 +147,8 @@ class _Flattener:
         if isinstance(target, ast.Name):
             self.result.augmented.append((target.id, node))
             self.assign(target, ast.BinOp(left=_name(target.id), op=node.op, right=node.value))
-            self.out[-1].nad_in_place = True
-            self.out[-1].nad_augmented = len(self.result.augmented) - 1
+            anno.set(self.out[-1], anno.IN_PLACE, True)
+            anno.set(self.out[-1], anno.AUGMENTED, len(self.result.augmented) - 1)
             return
         if isinstance(target, ast.Subscript):
             array, index = self.subscript_parts(target)
@@ -388,12 +388,14 @@ class _Flattener:
                 call = ast.Call(func=ast.Attribute(value=_name(func.value.id), attr=func.attr,
                                                    ctx=ast.Load()),
                                 args=[self.atom(a) for a in node.args], keywords=[])
-                call.nad_kind, call.nad_target = "list", func.attr
+                anno.set(call, anno.KIND, "list")
+                anno.set(call, anno.TARGET, func.attr)
                 return call
             if func.attr in rules.ARRAY_METHODS and not node.args and not node.keywords:
                 call = ast.Call(func=ast.Attribute(value=_name(func.value.id), attr=func.attr,
                                                    ctx=ast.Load()), args=[], keywords=[])
-                call.nad_kind, call.nad_target = "copy", None
+                anno.set(call, anno.KIND, "copy")
+                anno.set(call, anno.TARGET, None)
                 return call
             raise self.refuse(node, f"method call '.{func.attr}()'")
         target = resolve(self.fs, func) if dotted_parts(func) else MISSING
@@ -498,7 +500,8 @@ class _Flattener:
                 raise self.refuse(node, f"'{label}' of a number", " (write the number itself)")
             call = ast.Call(func=ast.Attribute(value=base, attr="copy", ctx=ast.Load()),
                             args=[], keywords=[])
-            call.nad_kind, call.nad_target = "copy", None
+            anno.set(call, anno.KIND, "copy")
+            anno.set(call, anno.TARGET, None)
             return call
         shape, leaves = _display_shape(display)
         if shape is None:
@@ -514,7 +517,8 @@ class _Flattener:
         else:
             made = ast.Call(func=_spelled("_nad_arrays.empty_for"),
                             args=[extent] + [atom for _, atom in atoms], keywords=[])
-        made.nad_kind, made.nad_target = "constructor", None
+        anno.set(made, anno.KIND, "constructor")
+        anno.set(made, anno.TARGET, None)
         array = self.to_temp(made)
         for index, atom in atoms:
             position = ast.Tuple(elts=[ast.Constant(i) for i in index], ctx=ast.Load()) \
@@ -574,7 +578,8 @@ class _Flattener:
                 args.append(self.atom(arg))
         keywords = [ast.keyword(arg=k.arg, value=self.keyword_value(k)) for k in node.keywords]
         call = ast.Call(func=_spelled(spelling), args=args, keywords=keywords)
-        call.nad_kind, call.nad_target = kind, target
+        anno.set(call, anno.KIND, kind)
+        anno.set(call, anno.TARGET, target)
         return call
 
     def keyword_value(self, keyword: ast.keyword) -> ast.expr:
@@ -643,7 +648,8 @@ class _Flattener:
         call.func = _spelled(spelling)
         kind = "user" if user else "opaque" if opaque else \
             ("rule" if key in rules.CALLS else "zero")
-        call.nad_kind, call.nad_target = kind, target
+        anno.set(call, anno.KIND, kind)
+        anno.set(call, anno.TARGET, target)
         return call
 
 

@@ -20,7 +20,8 @@ import textwrap
 import types
 from dataclasses import dataclass, field
 
-from nbautodiff import naming
+from nbautodiff import memo, naming
+from nbautodiff.codegen import parameters
 from nbautodiff.errors import AutodiffError, SourceNotFoundError
 
 MISSING = object()
@@ -47,7 +48,7 @@ class FunctionSource:
 
     @property
     def parameters(self) -> list[str]:
-        return [a.arg for a in self.tree.args.args]
+        return parameters(self.tree)
 
     def error(self, message: str, node: ast.AST | None = None, *, construct: str | None = None,
               kind: type[AutodiffError] = AutodiffError) -> AutodiffError:
@@ -110,13 +111,13 @@ def specializes(obj) -> bool:
     return callable(getattr(obj, "nad_specialize", None))
 
 
-_cache: dict[types.FunctionType, tuple[object, FunctionSource]] = {}
+_cache = memo.memo("sources")                   # (func,) -> (its code, FunctionSource)
 
 
 def function_source(obj) -> FunctionSource:
     """Parse the source of ``obj``; raises :class:`SourceNotFoundError` where there is none."""
     func = python_function(obj)
-    cached = _cache.get(func)
+    cached = _cache.get((func,))
     if cached is not None and cached[0] is func.__code__:
         if func.__closure__:                      # the enclosing variables' current values
             cached[1].closure = _closure_of(func)
@@ -146,7 +147,7 @@ def function_source(obj) -> FunctionSource:
         _rename_generated_locals(tree)
     fs = FunctionSource(func=func, tree=tree, filename=filename, closure=closure,
                         generated=generated)
-    _cache[func] = (func.__code__, fs)
+    _cache[(func,)] = (func.__code__, fs)
     return fs
 
 
@@ -159,7 +160,7 @@ def _closure_of(func: types.FunctionType) -> dict:
 def _rename_generated_locals(tree: ast.FunctionDef) -> None:
     """Rename the generated local names of a derivative (``naming.next_level``), so that a
     derivative of it can use the generated-name conventions again; globals keep their names."""
-    local = {a.arg for a in tree.args.args} | {
+    local = set(parameters(tree)) | {
         n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
     renamed = {name: naming.next_level(name) for name in local if naming.is_reserved(name)}
     for node in ast.walk(tree):
@@ -172,7 +173,7 @@ def _rename_generated_locals(tree: ast.FunctionDef) -> None:
 def register(fs: FunctionSource) -> None:
     """Make :func:`function_source` answer ``fs`` for ``fs.func``: for functions the transforms
     make themselves (lifted inner functions), which have no source file of their own."""
-    _cache[fs.func] = (fs.func.__code__, fs)
+    _cache[(fs.func,)] = (fs.func.__code__, fs)
 
 
 def dotted_parts(node: ast.expr) -> list[str] | None:

@@ -25,6 +25,7 @@ from numba.extending import typeof_impl
 
 from nbautodiff import cache, emit, naming
 from nbautodiff.analysis import tuples, typeinfer
+from nbautodiff.codegen import parameters
 from nbautodiff.errors import AutodiffError
 from nbautodiff.frontend.source import python_function
 from nbautodiff.kernels import tape as tape_module
@@ -353,7 +354,7 @@ def _reads_result(rule) -> bool:
     tree = _tree(func)
     if tree is None:
         return True
-    z = [a.arg for a in tree.args.args][1]
+    z = parameters(tree)[1]
     return any(isinstance(n, ast.Name) and n.id == z for n in ast.walk(tree))
 
 

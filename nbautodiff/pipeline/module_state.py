@@ -11,7 +11,7 @@ What is checked, for every name the function (or an inner function of it) resolv
 again where it was found (closure cell, module globals, builtins shadowed or not), following its
 dotted attributes (``helpers.f``, ``config.alpha``):
 
-* a name whose head is a library module (``np``, ``math``, see :data:`.cache.LIBRARIES`): only
+* a name whose head is a library module (``np``, ``math``, see :data:`nbautodiff.cache.LIBRARIES`): only
   that the name is still bound to the module (library attributes are taken as fixed);
 * a function (also a numba dispatcher, a :mod:`nbautodiff.frontend.declarations` wrapper): the same object with the same
   ``__code__`` (redefined, or edited in place by a reloader); a wrapper also with the same rule

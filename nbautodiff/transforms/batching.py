@@ -1,7 +1,7 @@
 """The batching transform: one compiled function that calls a compiled function once per slice.
 
 :func:`batched_variant` generates ``f__batch_<code>`` as Python source (a real file, via
-:mod:`.cache`) and compiles it with ``numba.njit``: a loop over the batch (``numba.prange`` when
+:mod:`nbautodiff.cache`) and compiles it with ``numba.njit``: a loop over the batch (``numba.prange`` when
 parallel) whose body calls the compiled callee on the slices of the batched arguments and stores
 each result in the batch's result arrays. For a callee without loops the batch loop is the only,
 hence innermost, loop once LLVM has inlined the callee, so it vectorises where the arithmetic
@@ -33,19 +33,16 @@ import numpy as np
 from numba import types as nbtypes
 from numba.extending import overload
 
-from nbautodiff import cache, emit, naming
+from nbautodiff import annotations as anno, cache, emit, memo, naming
 from nbautodiff.analysis import typeinfer
-from nbautodiff.errors import AutodiffError
+from nbautodiff.codegen import parameters
+from nbautodiff.errors import BatchError, NotLaneable
 from . import lanes, vector_calls
 
 _lock = threading.RLock()
-_variants: dict = {}
-_inlined: dict = {}
+_variants = memo.memo("batched variants")       # (callee, request...) -> BatchedVariant
+_inlined = memo.memo("inlined callees")         # (callee,) -> its inline='always' dispatcher
 _MODULES = ("math", "np", "numba")          # names the generated module binds
-
-
-class BatchError(AutodiffError, ValueError):
-    """Bad batch axes or batch sizes; the message names the argument (or result element)."""
 
 
 LAYOUTS = ("auto", "inner", "outer")
@@ -97,7 +94,7 @@ def batched_variant(callee, argtypes: tuple, in_axes: tuple, out_axes, parallel:
     ``layout``: "outer" calls ``callee`` once per slice; "inner" runs the statements of
     ``primal`` (the :class:`nbautodiff.pipeline.program.Primal` of ``callee``) with the batch loop innermost (see
     :mod:`nbautodiff.transforms.lanes`; ``vector_math`` replaces math functions in its lane loops by
-    :mod:`.kernels.vecmath`), a BatchError naming the construct where it cannot; "auto" is
+    :mod:`nbautodiff.kernels.vecmath`), a BatchError naming the construct where it cannot; "auto" is
     "inner" where it can, else "outer" with the reason in ``layout_note``. ``staged``: positions
     of batched arrays the inner layout reads from a lane-major copy of each block (small slices
     batched along another axis than the last, which the function does not write).
@@ -131,7 +128,7 @@ def _chosen(callee, argtypes, in_axes, out_axes, parallel, label, checks, layout
         try:
             return _build_inner(primal, argtypes, in_axes, out_axes, parallel, label, checks,
                                 vector_math, staged)
-        except lanes.NotLaneable as why:
+        except NotLaneable as why:
             if layout == "inner":
                 raise BatchError(f"{label} cannot be batched with layout='inner': {why.reason}",
                                  construct="inner batch layout", lineno=why.lineno,
@@ -146,9 +143,9 @@ def _chosen(callee, argtypes, in_axes, out_axes, parallel, label, checks, layout
 
 def _inline_always(callee):
     """A dispatcher of ``callee``'s Python function that numba inlines into its callers."""
-    if callee not in _inlined:
-        _inlined[callee] = numba.njit(callee.py_func, inline="always")
-    return _inlined[callee]
+    if (callee,) not in _inlined:
+        _inlined[(callee,)] = numba.njit(callee.py_func, inline="always")
+    return _inlined[(callee,)]
 
 
 def _build(callee, argtypes, in_axes, out_axes, parallel, label, checks,
@@ -178,7 +175,7 @@ def _built(callee, argtypes, in_axes, out_axes, parallel, label, checks,
 def _build_inner(prim, argtypes, in_axes, out_axes, parallel, label, checks,
                  vector_math, staged) -> BatchedVariant:
     """The inner layout of ``prim`` for ``argtypes`` compiled (eagerly: a function numba
-    cannot compile in this layout is reported as :class:`nbautodiff.transforms.lanes.NotLaneable`)."""
+    cannot compile in this layout is reported as :class:`nbautodiff.errors.NotLaneable`)."""
     key = cache.key("batch-inner", prim.key, argtypes, in_axes, out_axes, parallel, checks,
                     vector_math, staged, lanes.BLOCK, origin=prim.fs.func)
     entry = cache.artifact(key, lambda: _inner_built(prim, argtypes, in_axes, out_axes,
@@ -195,7 +192,7 @@ def _build_inner(prim, argtypes, in_axes, out_axes, parallel, label, checks,
         dispatcher.compile(tuple(argtypes))
     except numba.core.errors.NumbaError as error:
         first = next((line for line in str(error).splitlines() if line.strip()), str(error))
-        raise lanes.NotLaneable(f"numba cannot compile it: {first}") from None
+        raise NotLaneable(f"numba cannot compile it: {first}") from None
     return BatchedVariant(data["name"], entry.text, entry.source_path, dispatcher,
                           data["result_type"], False, data["axes"], layout="inner")
 
@@ -208,12 +205,12 @@ def _inner_built(prim, argtypes, in_axes, out_axes, parallel, label, checks,
     types, result_type = typeinfer.infer(prim.py_func, element_types)
     result_type = nbtypes.unliteral(result_type)
     if any(typeinfer.is_array(leaf) for leaf in leaves(result_type)):
-        raise lanes.NotLaneable("it returns an array (the inner layout batches scalar results)")
+        raise NotLaneable("it returns an array (the inner layout batches scalar results)")
     axes = _leaf_out_axes(result_type, out_axes, label)
     tree = prim.normalized.tree
-    params = [a.arg for a in tree.args.args]
+    params = parameters(tree)
     if parameter_names(params) != params:
-        raise lanes.NotLaneable("a parameter is named like a module the generated code uses")
+        raise NotLaneable("a parameter is named like a module the generated code uses")
     batched = {p: (-1 if t.ndim == 1 else a) for p, t, a in zip(params, argtypes, in_axes)
                if a is not None}
     ranks = {p: t.ndim for p, t, a in zip(params, argtypes, in_axes) if a is not None}
@@ -251,8 +248,8 @@ def _inner_built(prim, argtypes, in_axes, out_axes, parallel, label, checks,
         + f"    return {_rebuilt(result_type, iter(outs))}\n").body[0]
     block_loop = function.body[-2]           # (then the return)
     block_loop.body.extend(body)
-    function.nad_doc = (f"Batched {prim.fs.name} (inner layout: lanes of {block} slices): "
-                        f"in_axes {tuple(in_axes)}, results along out_axes {axes}.")
+    anno.set(function, anno.DOC, f"Batched {prim.fs.name} (inner layout: lanes of {block} slices): "
+             f"in_axes {tuple(in_axes)}, results along out_axes {axes}.")
     rendered = emit.render([ast.fix_missing_locations(function)],
                            header=f"# batched {prim.fs.name} (inner layout), generated by "
                                   "nbautodiff\nimport math\nimport numba\nimport numpy as np")
@@ -272,7 +269,7 @@ def differentiable_function(target, callee, argtypes: tuple, in_axes: tuple, out
     its wrapper of :mod:`nbautodiff.frontend.declarations`), whose source and declared rules the transforms then follow,
     and the batch loop is a ``range``: its reverse sweep adds every slice's adjoint into the
     adjoints of the arguments that are not batched, which would race across threads."""
-    key = ("differentiable", target, callee, tuple(argtypes), tuple(in_axes), out_axes)
+    key = (callee, "differentiable", target, tuple(argtypes), tuple(in_axes), out_axes)
     with _lock:
         if key not in _variants:
             name, text, _, _ = _generated(callee, tuple(argtypes), tuple(in_axes), out_axes,
@@ -291,7 +288,7 @@ def _generated(callee, argtypes, in_axes, out_axes, parallel, label, checks,
     _, result_type = typeinfer.infer(callee.py_func, element_types)
     result_type = nbtypes.unliteral(result_type)
     axes = _leaf_out_axes(result_type, out_axes, label)
-    params = parameter_names(callee.py_func.__code__.co_varnames[:len(argtypes)])
+    params = parameter_names(parameters(callee.py_func)[:len(argtypes)])
     name = naming.batch_name(callee.py_func.__name__, _signature_code(in_axes, axes, parallel)
                              + "".join(f"_c{k}" for k in contiguous)
                              + ("_chk" if checks else ""))

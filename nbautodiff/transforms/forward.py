@@ -19,7 +19,7 @@ import ast
 import copy
 from dataclasses import dataclass
 
-from nbautodiff import naming, rules
+from nbautodiff import annotations as anno, naming, rules
 from nbautodiff.analysis import tuples, typeinfer
 from nbautodiff.analysis.activity import Analysis, atom_name, rule_of
 from nbautodiff.codegen import expr, index_src, instantiate, parse, src
@@ -117,9 +117,9 @@ class ForwardTransform:
                 return self.unpack(s)
             return self.assign(s)
         if isinstance(s, ast.Expr) and isinstance(s.value, ast.Call):
-            if s.value.nad_kind == "helper":
+            if anno.get(s.value, anno.KIND) == "helper":
                 return self.helper_call(s.value, None, s)
-            if s.value.nad_kind == "list":
+            if anno.get(s.value, anno.KIND) == "list":
                 return self.stack_call(s.value, None, s)
             return self.user_call(s.value, None, s)
         if isinstance(s, ast.Return):
@@ -146,15 +146,15 @@ class ForwardTransform:
 
     def assign(self, s: ast.Assign) -> list[ast.stmt]:
         t, value = s.targets[0].id, s.value
-        if getattr(s, "nad_in_place", False) and self.a.is_array(t):
+        if anno.get(s, anno.IN_PLACE, False) and self.a.is_array(t):
             return self.in_place(s)
-        if isinstance(value, ast.Call) and value.nad_kind == "user":
+        if isinstance(value, ast.Call) and anno.get(value, anno.KIND) == "user":
             return self.user_call(value, t, s)
         if not self.active(s.targets[0]):
             return [s]
-        if isinstance(value, ast.Call) and value.nad_kind == "helper":
+        if isinstance(value, ast.Call) and anno.get(value, anno.KIND) == "helper":
             return self.helper_call(value, t, s)
-        if isinstance(value, ast.Call) and value.nad_kind == "list":
+        if isinstance(value, ast.Call) and anno.get(value, anno.KIND) == "list":
             return self.stack_call(value, t, s)
         if isinstance(value, ast.List):
             return [s] + self.assign_tangents(t, lambda k: "[" + ", ".join(
@@ -168,7 +168,7 @@ class ForwardTransform:
                 return [s] + self.assign_tangents(t, lambda k: self.zero(t))
             index = index_src(value.slice)
             return [s] + self.assign_tangents(t, lambda k: f"{self.tangent_name(base.id, k)}[{index}]")
-        view = getattr(s, "nad_view", None)      # a view made by a call (see .aliasing)
+        view = anno.get(s, anno.VIEW, None)      # a view made by a call (see .aliasing)
         if view:
             base = value.args[0]
             if not self.active(base):
@@ -180,7 +180,7 @@ class ForwardTransform:
                 call.args[0] = ast.Name(id=self.tangent_name(base.id, k), ctx=ast.Load())
                 return src(call)
             return [s] + self.assign_tangents(t, same_view)
-        if isinstance(value, ast.Call) and value.nad_kind == "copy":
+        if isinstance(value, ast.Call) and anno.get(value, anno.KIND) == "copy":
             base = value.func.value
             return [s] + self.assign_tangents(
                 t, lambda k: f"{self.tangent_name(base.id, k)}.copy()" if self.active(base)
@@ -237,7 +237,7 @@ class ForwardTransform:
             return False
         if isinstance(value, ast.BinOp):
             return not isinstance(value.op, ast.MatMult)
-        return not isinstance(value, ast.Call) or value.nad_kind == "rule" \
+        return not isinstance(value, ast.Call) or anno.get(value, anno.KIND) == "rule" \
             or rule_of(value)[0].name in rules.ELEMENTWISE_ARRAY_CALLS
 
     def misses_a_shape(self, terms: list[ast.expr], operands: list[ast.expr], t: str) -> bool:
@@ -257,7 +257,7 @@ class ForwardTransform:
     def unpack(self, s: ast.Assign) -> list[ast.stmt]:
         """``(a, (b, c)) = value``: a tuple that arrives whole (see :mod:`nbautodiff.analysis.tuples`)."""
         value = s.value
-        if isinstance(value, ast.Call) and value.nad_kind == "user":
+        if isinstance(value, ast.Call) and anno.get(value, anno.KIND) == "user":
             return self.user_call(value, s.targets[0], s)
         if any(self.active(ast.Name(id=n)) for n in tuples.flat_names(s.targets[0])):
             raise self.refuse(s, "unpacking this tuple", "")
@@ -312,7 +312,7 @@ class ForwardTransform:
     def helper_call(self, call: ast.Call, t: str | None, s: ast.stmt) -> list[ast.stmt]:
         """A runtime helper of generated code (``rules.HELPERS``): its tangent template, terms
         whose tangents are all zero dropped, other zero tangents spelled out."""
-        rule = call.nad_target
+        rule = anno.get(call, anno.TARGET)
         if rule.tangent is None:
             raise self.refuse(s, f"'{rule.spelling}'", " (no tangent rule yet: the derivative "
                               "of this function cannot be differentiated again)")
@@ -346,15 +346,15 @@ class ForwardTransform:
 
     def user_call(self, call: ast.Call, t: str | None, s: ast.stmt) -> list[ast.stmt]:
         """A call of a user function: its forward variant when a tangent flows in or out."""
-        if call.nad_kind != "user":
+        if anno.get(call, anno.KIND) != "user":
             return [s]
         duals = [self.active(arg) is not None for arg in call.args]
         result_dual = t is not None and any(self.active(ast.Name(id=n))
                                             for n in tuples.flat_names(_target_node(t)))
-        declared = custom.kind_of(call.nad_target) == "custom"
+        declared = custom.kind_of(anno.get(call, anno.TARGET)) == "custom"
         if (not any(duals) or declared) and not result_dual:
             return [s]                   # (a declared function writes no argument)
-        if declared and call.nad_target.tangent_rule is None:
+        if declared and anno.get(call, anno.TARGET).tangent_rule is None:
             raise self.refuse(call, f"calling '{src(call.func)}', which has a custom reverse "
                               "rule (custom_vjp) but no tangent rule",
                               f" (declare one with @{src(call.func)}.defjvp)")

@@ -37,9 +37,10 @@ from dataclasses import dataclass, field
 
 from numba import types as nbtypes
 
-from nbautodiff import naming
+from nbautodiff import annotations as anno, naming
 from nbautodiff.analysis import typeinfer
 from nbautodiff.analysis.activity import view_origin, walk_statements
+from nbautodiff.errors import NotLaneable
 from . import vector_calls
 
 BLOCK = 512          # slices per block: lane arrays of a few kB stay in the L1 cache
@@ -49,14 +50,6 @@ ALLOCATIONS = ("np.empty", "np.zeros", "np.ones")      # (shape, dtype) construc
 VIEW_CALLS = ("reshape", "transpose", "ravel", "squeeze", "expand_dims", "swapaxes", "moveaxis",
               "diagonal", "broadcast_to", "asarray", "atleast_1d", "atleast_2d", "atleast_3d",
               "real", "imag", "flat", "T")                # NumPy calls that may return a view
-
-
-class NotLaneable(Exception):
-    """The function cannot run in the inner layout; ``reason`` says why, ``lineno`` where."""
-
-    def __init__(self, reason: str, lineno: int | None = None):
-        self.reason, self.lineno = reason, lineno
-        super().__init__(reason if lineno is None else f"{reason} (line {lineno})")
 
 
 @dataclass
@@ -143,7 +136,7 @@ class _Lanes:
     ``types``: numba types of its variables for the types of one slice; ``batched``: parameter
     name -> batch axis for batched arrays of rank >= 2, or -1 for batched scalars (1-D arrays
     of their values); ``shared_writes``: the parameters it writes that are not batched;
-    ``vector_math``: calls that :mod:`nbautodiff.transforms.vector_calls` allows call :mod:`.kernels.vecmath`
+    ``vector_math``: calls that :mod:`nbautodiff.transforms.vector_calls` allows call :mod:`nbautodiff.kernels.vecmath`
     (otherwise libm everywhere)."""
 
     def __init__(self, tree: ast.FunctionDef, types: dict, batched: dict, ranks: dict,
@@ -246,7 +239,7 @@ class _Lanes:
                 target = statement.targets[0]
                 if isinstance(target, ast.Subscript) and isinstance(target.value, ast.Name):
                     written.setdefault(target.value.id, line)
-                elif isinstance(target, ast.Name) and getattr(statement, "nad_in_place", False):
+                elif isinstance(target, ast.Name) and anno.get(statement, anno.IN_PLACE, False):
                     if self._is_array(target.id):
                         written.setdefault(target.id, line)
                 elif isinstance(target, ast.Name):
@@ -259,7 +252,7 @@ class _Lanes:
                         if root(other) != root(target.id):
                             group[root(target.id)] = root(other)
                 value = statement.value
-                if isinstance(value, ast.Call) and getattr(value, "nad_kind", None) in \
+                if isinstance(value, ast.Call) and anno.get(value, anno.KIND, None) in \
                         ("user", "helper", "nondiff"):
                     for arg in value.args:          # a callee may write what it is given
                         if isinstance(arg, ast.Name) and self._is_array(arg.id):
@@ -291,7 +284,7 @@ class _Lanes:
             return [value.value.id]
         if not (isinstance(value, ast.Call) and self._is_array(target.id)):
             return []
-        kind = getattr(value, "nad_kind", None)
+        kind = anno.get(value, anno.KIND, None)
         if kind == "array" and ast.unparse(value.func).rsplit(".", 1)[-1] not in VIEW_CALLS:
             return []
         if kind not in ("array", "user", "helper", "nondiff"):

@@ -29,16 +29,13 @@ from dataclasses import dataclass, field
 import numba
 import numpy as np
 
-from nbautodiff import naming
+from nbautodiff import annotations as anno, naming
 from nbautodiff.analysis import parallel
 from nbautodiff.analysis.parallel import ParallelLoop
-from nbautodiff.errors import AutodiffError
+from nbautodiff import codegen
+from nbautodiff.errors import AutodiffError, OffloadError
 from nbautodiff.frontend.source import MISSING, FunctionSource, resolve
 from nbautodiff.kernels import arrays as array_kernels
-
-
-class OffloadError(AutodiffError):
-    """Code that cannot run on the GPU as written; the message names the construct and line."""
 
 
 #: Allocation functions made on the device, by the NumPy name.
@@ -132,7 +129,7 @@ class _Splitter:
 
     def run(self) -> OffloadProgram:
         leaves = self._flatten_aggregates()
-        parameters = tuple(a.arg for a in self.tree.args.args)
+        parameters = tuple(codegen.parameters(self.tree))
         self.locals = parallel.assigned_names(self.tree.body) | set(parameters)
         self.arrays = self._array_names(parameters, leaves)
         self.tree.body = self._host_block(self.tree.body)
@@ -445,7 +442,7 @@ class _KernelTemplate:
         self.number = len(splitter.kernels)
         for node in ast.walk(loop):
             if id(node) in verdict.atomic:
-                node.nad_atomic = True
+                anno.set(node, anno.ATOMIC, True)
         body = copy.deepcopy(loop.body)
         self.body = [_DeviceRewriter(splitter, verdict).visit(s) for s in body]
         for statement in self.body:
@@ -497,7 +494,7 @@ class _DeviceRewriter(ast.NodeTransformer):
         self.splitter, self.verdict = splitter, verdict
 
     def visit_AugAssign(self, node: ast.AugAssign):
-        if not getattr(node, "nad_atomic", False):
+        if not anno.get(node, anno.ATOMIC, False):
             return self.generic_visit(node)
         target = node.target
         positions = target.slice.elts if isinstance(target.slice, ast.Tuple) else [target.slice]

@@ -12,7 +12,7 @@ spends its time in a strict-order sum that does not vectorise. :func:`raise_prod
 the reduction loop by a read of a product computed before the loops, here
 ``_nad_mm1 = _nad_blas.matvec_rows(W, h, 0, n, m)`` before ``for i`` and ``z = z + _nad_mm1[i]``
 in place of ``for j``. The product is a whole-array primitive with its own derivative rules
-(:mod:`.rules`, :mod:`nbautodiff.kernels.products`), so the reverse and forward transforms,
+(:mod:`nbautodiff.rules`, :mod:`nbautodiff.kernels.products`), so the reverse and forward transforms,
 and forward over reverse, differentiate it like ``@``: one ``gemv``/``gemm`` per product in
 each sweep instead of a scalar loop, and no tape of the loop's operands.
 
@@ -46,8 +46,9 @@ import copy
 
 from numba import types as nbtypes
 
-from nbautodiff import naming, rules
+from nbautodiff import annotations as anno, naming, rules
 from nbautodiff.analysis.activity import assigned_names, view_origin
+from nbautodiff.codegen import parameters
 from nbautodiff.kernels import products
 
 _PURE_CALLS = ("rule", "array", "zero", "constructor", "copy")   # write none of their arguments
@@ -239,7 +240,7 @@ def _region_effects(region: list) -> tuple[set, set]:
                         written.add(sub.value.id)
                     if isinstance(sub, ast.Name):
                         assigned.add(sub.id)
-        if isinstance(node, ast.Call) and getattr(node, "nad_kind", None) not in _PURE_CALLS:
+        if isinstance(node, ast.Call) and anno.get(node, anno.KIND, None) not in _PURE_CALLS:
             # any other call may write the arrays it is given (a user function, an in-place
             # helper), the receiver of a method call too
             for arg in node.args:
@@ -278,7 +279,7 @@ def _plan(tree, types, aliases, chain, loop):
         touched = assigned | written
         if any(aliases.get(array, {array}) & touched for array, _ in operands):
             continue
-        params = {arg.arg for arg in tree.args.args}
+        params = set(parameters(tree))
         if any(aliases.get(array, {array}) & params for array, _ in operands) and \
                 any(aliases.get(p, {p}) & written for p in params):
             continue                  # two arguments may be one array: keep the loop's order
@@ -334,7 +335,8 @@ def _apply(tree, types, plan, container, loop, count):
                                        attr=function.__name__, ctx=ast.Load()),
                     args=[ast.Name(id=x, ctx=ast.Load()) if isinstance(x, str)
                           else copy.deepcopy(x) for x in args], keywords=[])
-    call.nad_kind, call.nad_target = "array", rules.ARRAY_CALLS[(id(function), False)]
+    anno.set(call, anno.KIND, "array")
+    anno.set(call, anno.TARGET, rules.ARRAY_CALLS[(id(function), False)])
     compute = ast.Assign(targets=[ast.Name(id=name, ctx=ast.Store())], value=call)
     types[name] = nbtypes.float64 if not index else nbtypes.Array(nbtypes.float64, len(index), "C")
     if index:

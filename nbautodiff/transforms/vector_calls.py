@@ -19,7 +19,7 @@ import threading
 
 from numba import types as nbtypes
 
-from nbautodiff import naming, rules
+from nbautodiff import annotations as anno, naming, rules
 
 _lock = threading.Lock()
 _module = None
@@ -47,7 +47,7 @@ def replacement(call: ast.Call, types: dict) -> str | None:
     (with the same spelling, ``math.exp``, ``np.exp``...) and every argument is float64: a
     variable typed float64 in ``types`` or a float constant (vecmath computes in float64 and
     returns float64, so a float32 or integer call keeps its own function and type)."""
-    if getattr(call, "nad_kind", None) != "rule":
+    if anno.get(call, anno.KIND, None) != "rule":
         return None
     name = module().VECTOR_FUNCTIONS.get(ast.unparse(call.func))
     if name is None or not all(_is_float64(arg, types) for arg in call.args):

@@ -16,7 +16,7 @@ Which loops are checkpointed:
   returns its argument, so the function still runs as plain Python and under ``numba.njit``).
   A call rather than a ``# nad: checkpoint`` comment: it is part of the syntax tree (comments
   are not, and formatters move them), so normalisation carries it to the loop it marks
-  (``loop.nad_checkpoint``) and errors point at it; it is resolved like any name (``nad.``,
+  (annotation ``CHECKPOINT``) and errors point at it; it is resolved like any name (``nad.``,
   ``from nbautodiff import checkpointed``); and it takes arguments (``every=``,
   ``snapshots=``);
 * with ``checkpoint=...`` on ``grad``/``value_and_grad``/``reverse`` (``%%autodiff
@@ -36,13 +36,17 @@ from typing import NamedTuple
 
 import numba
 
-from nbautodiff import naming
+from nbautodiff import annotations as anno, naming
 from nbautodiff.analysis import typeinfer
 from nbautodiff.analysis.activity import assigned_names, atom_name, own_reads, walk_statements
 from nbautodiff.codegen import expr, parse
 from nbautodiff.kernels import checkpoint as runtime, memory
 
 from nbautodiff.frontend.checkpoint_markers import CONSTRUCT, Schedule
+
+# ``rt`` below is the ReverseTransform writing the function: this module reads what the transform
+# knows from its shared state ``rt.state`` (a .state.ReverseState) and asks it for the code of the
+# loop body (``rt.forward``, ``rt.loop_body_backward``, ``rt.reservations``).
 
 
 # -- which loops, and their state ----------------------------------------------------------------
@@ -51,10 +55,10 @@ def checkpointed_loops(rt, option: Schedule | None) -> dict:
     """``{id(loop): CheckpointedLoop}`` for the reverse transform ``rt``: the marked loops and,
     with ``option``, the outermost ``for`` loops, each when its reversal needs a tape."""
     loops = {}
-    for loop, site in walk_statements(rt.tree.body):
+    for loop, site in walk_statements(rt.state.tree.body):
         if not isinstance(loop, ast.For) or site.loop_depth:
             continue
-        schedule = getattr(loop, "nad_checkpoint", None) or option
+        schedule = anno.get(loop, anno.CHECKPOINT, None) or option
         if schedule is None or not rt.has_reverse_work(loop) or not needs_tape(rt, loop):
             continue
         loops[id(loop)] = CheckpointedLoop(rt, loop, schedule)
@@ -63,15 +67,15 @@ def checkpointed_loops(rt, option: Schedule | None) -> dict:
 
 def needs_tape(rt, loop: ast.For) -> bool:
     """Whether the forward sweep of ``loop``'s iterations pushes anything onto the tape."""
-    a = rt.a
+    a = rt.state.a
     for s, _ in walk_statements(loop.body):
-        if any(name in a.restored or (name in rt.rebound and isinstance(s, ast.Assign))
+        if any(name in a.restored or (name in rt.state.rebound and isinstance(s, ast.Assign))
                for name in assigned_names(s)):
             return True
         if isinstance(s, ast.While) and rt.has_reverse_work(s):
             return True
         call = getattr(s, "value", None)
-        if isinstance(call, ast.Call) and call.nad_kind == "user" \
+        if isinstance(call, ast.Call) and anno.get(call, anno.KIND) == "user" \
                 and rt.call_needs_reverse(call) and rt.snapshot_arrays(call):
             return True
         if isinstance(s, ast.Assign) and any(rt.array_rule_snapshots(s)):
@@ -100,7 +104,7 @@ def loop_state(rt, loop: ast.For) -> LoopState:
     to a new array (allocated, copied) from one iteration to the next, or that uses an array
     variable which code after the loop binds to another array untracked.
     """
-    a = rt.a
+    a = rt.state.a
     members = [s for s, _ in walk_statements(loop.body)]
     member_ids = {id(s) for s in members}
     end = max([a.order[id(s)] for s in members] + [a.order[id(loop)]])
@@ -112,13 +116,13 @@ def loop_state(rt, loop: ast.For) -> LoopState:
         for target in assigned_names(s) if isinstance(s, ast.Assign) else []:
             if not (target in bound and target in fresh):
                 continue
-            raise rt.fs.error(
+            raise rt.state.fs.error(
                 f"array variable '{target}' is bound to a new array in an iteration of a "
                 "checkpointed loop and used in the next: checkpoints hold the loop's arrays, "
                 "not new ones (allocate it before the loop and write into it, e.g. "
                 f"'{target}[i] = ...'; swapping arrays, 'u, unew = unew, u', is fine)", s,
                 construct=CONSTRUCT)
-    later = [(s, site) for s, site in walk_statements(rt.tree.body)
+    later = [(s, site) for s, site in walk_statements(rt.state.tree.body)
              if a.order[id(s)] > end and id(s) not in member_ids]
     assigned_later = {name for s, _ in later for name in assigned_names(s)}
     written_later = {cls for s, cls in a.stores if a.order[id(s)] > end}
@@ -129,8 +133,8 @@ def loop_state(rt, loop: ast.For) -> LoopState:
         if not a.is_array(name) or name not in a.types or (name in assigned
                                                            and name not in bound):
             continue
-        if name in assigned_later and name not in rt.rebound:
-            raise rt.fs.error(
+        if name in assigned_later and name not in rt.state.rebound:
+            raise rt.state.fs.error(
                 f"array variable '{name}', used in a checkpointed loop, is bound to another "
                 "array after it: the loop's reverse sweep could not find its contents again "
                 "(use another name after the loop)", loop, construct=CONSTRUCT)
@@ -175,8 +179,9 @@ def _written_arrays(rt, s: ast.stmt) -> list[str]:
     if isinstance(s, ast.Assign) and isinstance(s.targets[0], ast.Subscript):
         return [s.targets[0].value.id]
     call = getattr(s, "value", None)
-    if isinstance(call, ast.Call) and call.nad_kind == "user":
-        return [atom_name(call.args[p]) for p in rt.callee_writes(call) if atom_name(call.args[p])]
+    if isinstance(call, ast.Call) and anno.get(call, anno.KIND) == "user":
+        return [atom_name(call.args[p]) for p in rt.state.callee_writes(call)
+                if atom_name(call.args[p])]
     return []
 
 
@@ -224,10 +229,10 @@ class CheckpointedLoop:
 
     def __init__(self, rt, loop: ast.For, schedule: Schedule):
         self.rt, self.loop, self.schedule = rt, loop, schedule
-        self.state = loop_state(rt, loop)
-        self.base = rt.fresh(naming.CHECKPOINT)
+        self.held = loop_state(rt, loop)            # what each checkpoint holds
+        self.base = rt.state.fresh(naming.CHECKPOINT)
         self.buffers = {name: f"{self.base}_s_{name}" for name in      # s_, bind_: never a
-                        self.state.arrays + self.state.scalars}         # control name (plan,
+                        self.held.arrays + self.held.scalars}         # control name (plan,
         self.bindings = {name: f"{self.base}_bind_{name}" for name in  # k, a...)
                          self.bound_names()}
 
@@ -237,9 +242,9 @@ class CheckpointedLoop:
     def bound_names(self) -> list[str]:
         """The rebound array variables and the shadows bound with them."""
         names = []
-        for name in self.state.bound:
+        for name in self.held.bound:
             names.append(name)
-            if self.rt.a.is_active(name):
+            if self.rt.state.a.is_active(name):
                 names.append(naming.shadow(name))
         return names
 
@@ -253,15 +258,15 @@ class CheckpointedLoop:
         rt, loop = self.rt, self.loop
         lo, hi, step = (ast.unparse(x) for x in loop.iter.args)
         plan, forward, slots = self.name("plan"), self.name("forward"), self.name("slots")
-        lines = [f"{name} = {typeinfer.zero_literal(rt.type_of(name))}"
-                 for name in self.state.scalars if not self.defined_before(name)]
+        lines = [f"{name} = {typeinfer.zero_literal(rt.state.type_of(name))}"
+                 for name in self.held.scalars if not self.defined_before(name)]
         lines.append(f"{plan}, {forward}, {slots} = {naming.CHECKPOINT_MODULE}.plan("
                      f"{naming.TAPE_MODULE}.trip_count({lo}, {hi}, {step}), "
                      f"{self.schedule.kind}, {self.schedule.parameter})")
         sizes = []
-        for name in self.state.arrays + self.state.scalars:
-            kind = typeinfer.element_kind(rt.type_of(name))
-            per_slot = f" * {name}.size" if name in self.state.arrays else ""
+        for name in self.held.arrays + self.held.scalars:
+            kind = typeinfer.element_kind(rt.state.type_of(name))
+            per_slot = f" * {name}.size" if name in self.held.arrays else ""
             lines.append(f"{self.buffers[name]} = {naming.CHECKPOINT_MODULE}.{kind}_buffer("
                          f"{slots}{per_slot})")
             sizes.append(f"{self.buffers[name]}.nbytes")
@@ -276,8 +281,8 @@ class CheckpointedLoop:
     def defined_before(self, name: str) -> bool:
         """Whether a value of ``name`` reaches the loop: a parameter, a variable the prologue
         sets, or one assigned earlier in the function."""
-        a = self.rt.a
-        return name in self.rt.params or name in a.restored or any(
+        a = self.rt.state.a
+        return name in self.rt.state.params or name in a.restored or any(
             a.order[id(s)] < a.order[id(self.loop)] for s in a.assignments.get(name, []))
 
     # -- reverse sweep --------------------------------------------------------------------------
@@ -314,19 +319,20 @@ class CheckpointedLoop:
     def save(self, slot: str) -> list[ast.stmt]:
         lines = [f"{binding}[{slot}] = {name}" for name, binding in self.bindings.items()]
         lines += [f"{self.buffers[name]} = {naming.CHECKPOINT_MODULE}.save_array("
-                 f"{self.buffers[name]}, {slot}, {name})" for name in self.state.arrays]
+                 f"{self.buffers[name]}, {slot}, {name})" for name in self.held.arrays]
         lines += [f"{self.buffers[name]}[{slot}] = "
-                  f"{typeinfer.to_tape_source(name, self.rt.type_of(name))}"
-                  for name in self.state.scalars]
+                  f"{typeinfer.to_tape_source(name, self.rt.state.type_of(name))}"
+                  for name in self.held.scalars]
         return parse("\n".join(lines) or "pass")
 
     def restore(self, slot: str) -> list[ast.stmt]:
         lines = [f"{name} = {binding}[{slot}]" for name, binding in self.bindings.items()]
         lines += [f"{naming.CHECKPOINT_MODULE}.load_array({self.buffers[name]}, {slot}, {name})"
-                 for name in self.state.arrays]
+                 for name in self.held.arrays]
+        type_of = self.rt.state.type_of
         lines += [f"{name} = "
-                  f"{typeinfer.from_tape_source(f'{self.buffers[name]}[{slot}]', self.rt.type_of(name))}"
-                  for name in self.state.scalars]
+                  f"{typeinfer.from_tape_source(f'{self.buffers[name]}[{slot}]', type_of(name))}"
+                  for name in self.held.scalars]
         return parse("\n".join(lines) or "pass")
 
     def iterations(self, body: list[ast.stmt], backwards: bool = False) -> ast.For:
@@ -384,16 +390,17 @@ def memory_source(rt) -> str:
     tapes' capacity (their peak: they only grow) plus the largest of a callee's calls."""
     tape = [f"{tape}.nbytes" for tape, kind in ((naming.FLOAT_TAPE, "float"),
                                                 (naming.INT_TAPE, "int"))
-            if kind in rt.tapes_used]
-    if rt.callee_bytes_used:
+            if kind in rt.state.tapes_used]
+    if rt.state.callee_bytes_used:
         tape.append(naming.CALLEE_BYTES)
-    return f"({' + '.join(tape) or '0'}, {naming.CHECKPOINT_BYTES if rt.checkpointed else '0'})"
+    checkpoints = naming.CHECKPOINT_BYTES if rt.state.checkpointed else "0"
+    return f"({' + '.join(tape) or '0'}, {checkpoints})"
 
 
 def prologue(rt) -> list[str]:
     """Lines the generated function starts with for its memory report."""
-    lines = [f"{naming.CHECKPOINT_BYTES} = 0"] if rt.checkpointed else []
-    if rt.callee_bytes_used:
+    lines = [f"{naming.CHECKPOINT_BYTES} = 0"] if rt.state.checkpointed else []
+    if rt.state.callee_bytes_used:
         lines.append(f"{naming.CALLEE_BYTES} = 0")
     return lines
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ast
 
+from nbautodiff import annotations as anno
 from nbautodiff.analysis.activity import (Analysis, assigned_names, atom_name, names_in,
                                           own_reads, walk_statements)
 
@@ -192,7 +193,7 @@ class _Check:
             if isinstance(s, ast.For) and s.target.id in a.restored:
                 return False
             call = getattr(s, "value", None)
-            if isinstance(call, ast.Call) and call.nad_kind == "user":
+            if isinstance(call, ast.Call) and anno.get(call, anno.KIND) == "user":
                 return False
             for name in assigned_names(s) if isinstance(s, ast.Assign) else []:
                 if name in a.restored or a.is_array(name) or name in loop_targets:

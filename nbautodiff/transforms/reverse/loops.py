@@ -16,7 +16,9 @@ from .loop_order import (accumulation_groups, accumulation_key, iteration_local_
 
 
 class LoopReversal:
-    """Methods of :class:`~nbautodiff.transforms.reverse.transform.ReverseTransform` for reversed loops."""
+    """Methods of :class:`~nbautodiff.transforms.reverse.transform.ReverseTransform` for reversed
+    loops; what they read and update is the transform's
+    :class:`~nbautodiff.transforms.reverse.state.ReverseState` (``self.state``)."""
 
     def loop_body_backward(self, loop: ast.stmt, statements: list | None = None,
                            after: ast.stmt | None = None) -> list[ast.stmt]:
@@ -24,13 +26,13 @@ class LoopReversal:
         nested loop ``after``), tracking which adjoints are known to be zero: at the start of
         each reversed iteration, those untouched by the loop and those local to one iteration;
         after the loop, those zero both before it and after an iteration."""
-        before = set(self.zero)
-        self.zero = (before - _touched(loop)) | iteration_local_scalars(self.tree, self.a, loop,
-                                                                        self.updates)
+        before = set(self.state.zero)
+        self.state.zero = (before - _touched(loop)) | iteration_local_scalars(
+            self.state.tree, self.state.a, loop, self.state.updates)
         if after is not None:
-            self.zero -= _touched(after)
+            self.state.zero -= _touched(after)
         body = self.backward(loop.body if statements is None else statements) or [ast.Pass()]
-        self.zero &= before
+        self.state.zero &= before
         return body
 
     def reverse_in_order(self, s: ast.For, fused: bool = False) -> list[ast.stmt]:
@@ -48,7 +50,7 @@ class LoopReversal:
         else:
             body = self.loop_body_backward(s)
         invariant, repeated = accumulation_groups(body, loop_assigned_names(s))
-        local = {key: self.fresh(naming.ACCUMULATOR) for key in sorted(invariant | repeated)}
+        local = {key: self.state.fresh(naming.ACCUMULATOR) for key in sorted(invariant | repeated)}
         new_body, started = [], set()
         for statement in body:
             key = accumulation_key(statement)
@@ -64,7 +66,7 @@ class LoopReversal:
         after = parse("\n".join(f"if {local[(array, index)]} != 0.0:\n"
                                 f"    {array}[{index}] += {local[(array, index)]}"
                                 for array, index in sorted(invariant)) or "pass")
-        if not fused and not invariant and self.a.sites[id(s)].loop_depth > 0:
+        if not fused and not invariant and self.state.a.sites[id(s)].loop_depth > 0:
             transposed = self.transposed_stencil(s, new_body)
             if transposed:
                 return before + transposed + after
@@ -86,13 +88,13 @@ class LoopReversal:
         matters) whose reversed body is straight code that only takes adjoints indexed by the
         loop variable, updates locals of the iteration and adds into stencils.
         """
-        stencils = stencil_offsets(s, body, self.a)
+        stencils = stencil_offsets(s, body, self.state.a)
         plan = _stencil_plan(s, body, stencils)
         if plan is None:
             return []
         dropped, zeroing = plan
         lo, hi, _ = (src(x) for x in s.iter.args)
-        i, j, total = s.target.id, self.fresh("_nad_j"), self.fresh("_nad_sum")
+        i, j, total = s.target.id, self.state.fresh("_nad_j"), self.state.fresh("_nad_sum")
         summed = sorted({x.target.id for x in body if isinstance(x, ast.AugAssign)
                          and isinstance(x.target, ast.Name)})
         reset = parse("\n".join(f"{name} = 0.0" for name in summed) or "pass")
