@@ -431,7 +431,8 @@ def copy_overlapping_stores(tree: ast.FunctionDef, types: dict, callee_returns=N
         taken.add(name)
         call = ast.Call(func=ast.Attribute(value=ast.Name(id=value, ctx=ast.Load()), attr="copy",
                                            ctx=ast.Load()), args=[], keywords=[])
-        call.nad_kind, call.nad_target = "copy", None
+        anno.set(call, anno.KIND, "copy")
+        anno.set(call, anno.TARGET, None)
         copied = ast.copy_location(ast.Assign(targets=[ast.Name(id=name, ctx=ast.Store())],
                                               value=call), statement)
         ast.fix_missing_locations(copied)
