@@ -242,8 +242,8 @@ def _contiguous_slices(prim, argtypes: tuple, axes: tuple, layout: str) -> tuple
     not write and whose slices are not C-contiguous for numba (``A[:, i]``; numba compiles
     ``reshape`` and other calls for contiguous arrays only), when the primal runs on such
     copies. Raises the located error of the slices as they are otherwise (numba cannot type the
-    function, or :func:`.program.check_compiled_primal` refuses it), and where copies are needed
-    but ``layout`` is "inner" (which reads the batch in place)."""
+    function, or :func:`nbautodiff.pipeline.program.check_compiled_primal` refuses it), and
+    where copies are needed but ``layout`` is "inner" (which reads the batch in place)."""
     key = (prim, tuple(argtypes), tuple(axes))
     if key not in _slice_copies:
         _slice_copies[key] = _slice_copies_for(prim, argtypes, axes)

@@ -100,7 +100,7 @@ def batched_variant(callee, argtypes: tuple, in_axes: tuple, out_axes, parallel:
     batched along another axis than the last, which the function does not write).
     ``contiguous``: positions of batched arrays whose slices are passed as C-contiguous copies
     (arrays the function does not write, whose slices' layout numba cannot compile it for,
-    see :func:`.batch_api.BatchedFunction._primal_variant`); the outer layout only."""
+    see :func:`nbautodiff.api.batch.BatchedFunction._primal_variant`); the outer layout only."""
     if layout not in LAYOUTS:
         raise BatchError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     if layout == "inner" and primal is None:
