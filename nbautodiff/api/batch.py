@@ -27,14 +27,13 @@ from dataclasses import dataclass, field
 import numpy as np
 from numba.extending import typeof_impl
 
-from nbautodiff import cache
+from nbautodiff import cache, memo
 from nbautodiff.analysis import typeinfer
-from nbautodiff.errors import AutodiffError
+from nbautodiff.errors import AutodiffError, BatchError
 from nbautodiff.frontend import declarations as custom
 from nbautodiff.frontend.source import function_source
 from nbautodiff.pipeline import program
 from nbautodiff.transforms import batching, lanes
-from nbautodiff.errors import BatchError
 from .derivative import check_value, typeof_value
 
 
@@ -258,7 +257,7 @@ def _contiguous_slices(prim, argtypes: tuple, axes: tuple, layout: str) -> tuple
     return copies
 
 
-_slice_copies: dict = {}     # (primal, argument types, axes) -> (positions or None, refusal)
+_slice_copies = memo.memo("slice copies")   # (primal, argument types, axes) -> (positions, refusal)
 
 
 def _slice_copies_for(prim, argtypes: tuple, axes: tuple) -> tuple:
