@@ -422,7 +422,7 @@ def copy_overlapping_stores(tree: ast.FunctionDef, types: dict, callee_returns=N
     if not found:
         return 0
     taken = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} | \
-        {a.arg for a in tree.args.args}
+        set(parameters(tree))
     number = 0
     for statement, site in found:
         value = statement.value.id
