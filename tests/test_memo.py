@@ -35,6 +35,11 @@ b = nad.batch(helper, in_axes=(0, None))(x0, 0.5)
 
 
 def _sizes() -> dict:
+    """Entries and owners of each memo, once what is unreachable is freed. numba keeps the last
+    dispatchers it serialised alive (its own bounded cache, ``_MemoMixin._recent``); that is
+    cleared first, so that the sizes show what nbautodiff keeps."""
+    from numba.core.dispatcher import _MemoMixin
+    _MemoMixin._recent.clear()
     gc.collect()
     return {name: (len(table), len(table.owners())) for name, table in memo.MEMOS.items()}
 
