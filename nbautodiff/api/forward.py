@@ -442,17 +442,18 @@ def _map_leaves(function, blocks):
 class GradOfDerivative(Derivative):
     """``grad(d, argnums)`` of a derivative ``d`` (``grad(grad(f))``): forward mode over the
     generated code of ``d`` (:meth:`Derivative.lower`), one vector-mode pass per ``width``
-    input elements; ``d`` must have a scalar output at the arguments given. Its options apply
-    to the whole: ``fastmath`` to the forward code and to ``d``, ``checkpoint`` to the reverse
-    sweep inside ``d`` (see :func:`with_inner_options`). It lowers in turn (one pass of all
-    directions), so ``grad(grad(grad(f)))`` and ``hessian(grad(f))`` are forward over forward
-    over reverse."""
+    input elements; ``d`` must have a scalar output at the arguments given (with
+    ``jacobian=True``, any output: the Jacobian, as ``jacfwd``, which ``hessian`` of a
+    derivative uses). Its options apply to the whole: ``fastmath`` to the forward code and to
+    ``d``, ``checkpoint`` to the reverse sweep inside ``d`` (see :func:`with_inner_options`).
+    It lowers in turn (one pass of all directions), so ``grad(grad(grad(f)))`` and
+    ``hessian(grad(f))`` are forward over forward over reverse."""
 
     offloadable = True
 
     def __init__(self, derived: Derivative, argnums=0, with_value=False, checkpoint=None,
-                 fastmath=False, has_aux=False):
-        self.kind = "value_and_grad" if with_value else "grad"
+                 fastmath=False, has_aux=False, jacobian=False):
+        self.kind = "jacfwd" if jacobian else "value_and_grad" if with_value else "grad"
         if has_aux:
             raise AutodiffError(f"has_aux applies to a function returning (output, aux); "
                                 f"{derived.__name__} is a derivative", construct="has_aux",
@@ -461,7 +462,7 @@ class GradOfDerivative(Derivative):
         inner = with_inner_options(derived, checkpoint, fastmath)
         super().__init__(inner, checkpoint=inner.checkpoint, fastmath=fastmath,
                          name_of=derived)
-        self.argnums, self.with_value = argnums, with_value
+        self.argnums, self.with_value, self.scalar = argnums, with_value, not jacobian
         self.latest = None
 
     @property
@@ -475,15 +476,20 @@ class GradOfDerivative(Derivative):
                                 "arguments: call it once, then read .source")
         return self.latest.source
 
+    def _refuse_output(self, value) -> None:
+        if self.scalar and (isinstance(value, tuple) or np.ndim(value) != 0):
+            raise AutodiffError(f"grad of {self.primal.__name__} needs a scalar output, got "
+                                f"{'a tuple' if isinstance(value, tuple) else np.shape(value)}; "
+                                "use jacfwd (or hessian) for a gradient that is an array",
+                                construct="non-scalar output", function=self.function_name)
+
     def __call__(self, *args):
         value, gradient = _jacobian(self.primal, args, self.argnums, 8, None, self.fastmath,
                                     self, run=self.runner)
-        if isinstance(value, tuple) or np.ndim(value) != 0:
-            raise AutodiffError(f"grad of {self.primal.__name__} needs a scalar output, got "
-                                f"{'a tuple' if isinstance(value, tuple) else np.shape(value)}; "
-                                "use jacfwd (or hessian) for a gradient that is an array")
-        gradient = tuple(map(_float_if_scalar, gradient)) if isinstance(gradient, tuple) \
-            else _float_if_scalar(gradient)
+        self._refuse_output(value)
+        if self.scalar:
+            gradient = tuple(map(_float_if_scalar, gradient)) \
+                if isinstance(gradient, tuple) else _float_if_scalar(gradient)
         return (value, gradient) if self.with_value else gradient
 
     def lower_refusal(self) -> str | None:
@@ -497,8 +503,8 @@ class GradOfDerivative(Derivative):
         wrt = resolved_argnums(self.argnums, len(primals), f"{len(primals)} arguments")
         for k in wrt:
             if not _differentiable(primals[k]):
-                raise TypeError(f"grad cannot differentiate with respect to argument {k} of "
-                                f"type {type(primals[k]).__name__}: pass a float or a float "
+                raise TypeError(f"{self.kind} cannot differentiate with respect to argument {k} "
+                                f"of type {type(primals[k]).__name__}: pass a float or a float "
                                 "array")
         sizes = [int(np.size(primals[k])) for k in wrt]
         offsets = [sum(sizes[:n]) for n in range(len(wrt))]
@@ -520,7 +526,7 @@ class GradOfDerivative(Derivative):
             origins.append(origin)
             if variant.duals[k]:
                 tangent_at[k] = []
-                for j, lane in enumerate(lanes):
+                for lane in lanes:
                     tangent_at[k].append(len(call))
                     if k in low.outputs:
                         outputs.append(len(call))
@@ -529,19 +535,25 @@ class GradOfDerivative(Derivative):
                                 if isinstance(value, np.ndarray) else float(lane[origin]))
                     origins.append(None)
         inner_assemble, argnums, with_value = low.assemble, self.argnums, self.with_value
-        shapes = [np.shape(primals[k]) for k in wrt]
+        shapes, scalar, refuse = [np.shape(primals[k]) for k in wrt], self.scalar, \
+            self._refuse_output
 
         def assemble(out, arguments):
             base = [arguments[p] for p in at]
             value = inner_assemble(out[0] if variant.result_dual else out, base)
+            refuse(value)
             columns = []
             for j in range(width):
                 lane_arguments = [arguments[tangent_at[k][j]] if k in tangent_at
                                   else _zero_tangent(v) for k, v in enumerate(base)]
                 tangent = out[1 + j] if variant.result_dual else _zero_tangent(out)
-                columns.append(float(inner_assemble(tangent, lane_arguments)))
-            blocks = tuple(_float_if_scalar(np.asarray(columns[o:o + n]).reshape(shape))
+                columns.append(np.asarray(inner_assemble(tangent, lane_arguments),
+                                          dtype=np.float64))
+            stacked = np.stack(columns, axis=-1)
+            blocks = tuple(stacked[..., o:o + n].reshape(np.shape(value) + shape)
                            for o, n, shape in zip(offsets, sizes, shapes))
+            if scalar:
+                blocks = tuple(map(_float_if_scalar, blocks))
             gradient = blocks if isinstance(argnums, (tuple, list)) else blocks[0]
             return (value, gradient) if with_value else gradient
 

@@ -708,8 +708,13 @@ def hessian(fun, argnums=0, checkpoint=None, fastmath=False) -> JacobianFunction
     over the generated reverse code. For an argument of shape ``A`` it has shape ``A + A``; a
     tuple ``argnums`` gives nested tuples ``H[i][j]`` (as JAX). ``checkpoint``, ``fastmath``:
     those of the gradient (see :func:`grad`; forward mode over a checkpointed loop is refused,
-    naming the loop). ``fun`` may be a derivative: ``hessian(grad(f))`` is third order."""
-    gradient = grad(fun, argnums, checkpoint=checkpoint, fastmath=fastmath)
+    naming the loop). ``fun`` may be a derivative: ``hessian(grad(f))`` is third order, forward
+    over forward over reverse (for an array argument of shape ``A``, of shape ``A + A + A``)."""
+    if isinstance(fun, Derivative) and not fun.source_level:     # its Jacobian, lowered
+        gradient = GradOfDerivative(fun, argnums, checkpoint=checkpoint, fastmath=fastmath,
+                                    jacobian=True)
+    else:
+        gradient = grad(fun, argnums, checkpoint=checkpoint, fastmath=fastmath)
     inner = jacfwd(gradient, argnums)
     return JacobianFunction(fun, "hessian", lambda owner, *args: inner(*args),
                             checkpoint=gradient.checkpoint, fastmath=fastmath,
