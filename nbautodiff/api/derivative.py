@@ -10,7 +10,8 @@ a derivative, ``batch`` of one, ``offload`` of one) and nothing else:
 * ``d.source``: the generated code of its latest compiled call;
 * ``d.options``: ``{"checkpoint": ..., "fastmath": ...}`` (also ``d.checkpoint``,
   ``d.fastmath``); ``d.with_options(checkpoint=..., fastmath=...)`` a copy with others;
-* ``d.parameters``, ``d.function_name``: the parameters and name of the user's function;
+* ``d.parameters``: the names of what it is called with (for ``reverse``, each argument and
+  its shadows, then the seeds); ``d.function_name``: the name of the user's function;
 * ``d.lower(args)``: a :class:`Lowered`, the compiled artifact that ``d(*args)`` calls once and
   the arguments converted for it (what forward mode over ``d`` and ``batch(d)`` differentiate or
   loop over); ``d.lower_refusal()`` says why a derivative has none (None when it has one);
@@ -299,6 +300,11 @@ class GeneratedDerivative(Derivative):
         return self._func.__name__
 
     @property
+    def primal_parameters(self) -> list[str]:
+        """The parameters of the user's function."""
+        return self._fs.parameters
+
+    @property
     def parameters(self) -> list[str]:
         return self._fs.parameters
 
@@ -316,7 +322,7 @@ class GeneratedDerivative(Derivative):
 
     def checked_arguments(self, args) -> list:
         """``args`` (one per parameter) as the engine takes them, or a TypeError."""
-        names = self.parameters
+        names = self.primal_parameters
         if len(args) != len(names):
             raise TypeError(f"{self._func.__name__}() takes {len(names)} arguments "
                             f"({', '.join(names)}), got {len(args)}")
@@ -329,7 +335,7 @@ class GeneratedDerivative(Derivative):
         """``activities`` as :class:`Activity` objects, one per parameter, each in ``allowed``
         (an AutodiffError naming the parameter otherwise; with a hint where one more than the
         parameters was given, Rust-style, as the return's)."""
-        names = self.parameters
+        names = self.primal_parameters
         if len(activities) != len(names):
             hint = ""
             if len(activities) == len(names) + 1:
@@ -374,7 +380,7 @@ class GeneratedDerivative(Derivative):
     def _guessed_types(self) -> tuple:
         """Argument types read off the source: arrays by their indexing rank, loop bounds as ints."""
         tree = self._fs.tree
-        rank = {p: 0 for p in self.parameters}
+        rank = {p: 0 for p in self.primal_parameters}
         integer = set()
         for node in ast.walk(tree):
             if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) \
@@ -390,7 +396,7 @@ class GeneratedDerivative(Derivative):
                     and node.func.id == "len" and node.args and isinstance(node.args[0], ast.Name):
                 rank[node.args[0].id] = max(rank.get(node.args[0].id, 0), 1)
         types = []
-        for p in self.parameters:
+        for p in self.primal_parameters:
             if rank[p]:
                 types.append(nbtypes.Array(nbtypes.float64, rank[p], "C"))
             else:

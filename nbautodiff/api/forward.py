@@ -42,8 +42,20 @@ class ForwardFunction(GeneratedDerivative):
         self.width = int(width)
         self.result_dual, self.returns_primal = _RETURNS[self.ret]
 
+    @property
+    def parameters(self) -> list[str]:
+        """What it is called with: each argument followed by its tangent(s)."""
+        names = []
+        for act, name in zip(self.activities, self.primal_parameters):
+            names.append(name)
+            if act is Dualv:
+                names.append(f"t_{name}")
+            elif act is not Const:
+                names += [f"t{k if self.width > 1 else ''}_{name}" for k in range(self.width)]
+        return names
+
     def _parsed(self, args) -> list:
-        names, fname, width = self.parameters, self._func.__name__, self.width
+        names, fname, width = self.primal_parameters, self._func.__name__, self.width
         counts = [0 if act is Const else 1 if act is Dualv else width for act in self.activities]
         expected = len(names) + sum(counts)
         if len(args) != expected:

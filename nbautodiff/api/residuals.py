@@ -106,6 +106,10 @@ def _split(variant) -> SplitVariant | None:
         return None
     assigned = {n.id for s in forward for n in ast.walk(s)
                 if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    stacks = _empty_stacks(forward)
+    if stacks is None:
+        return None
+    backward = [statement for name in sorted(stacks) for statement in stacks[name]] + backward
     live = _live_before(backward, set())
     residuals = sorted(live & assigned)
     if naming.RESULT in residuals and naming.RESULT in {
@@ -141,6 +145,32 @@ def _split(variant) -> SplitVariant | None:
                         residuals, arguments,
                         [k for k, kind in enumerate(kinds) if kind == "primal"], in_arguments,
                         extra, written, text, variant.name)
+
+
+def _empty_stacks(forward: list) -> dict | None:
+    """The lists the forward part makes (the reverse sweep's stacks of the arrays a name held,
+    typed by ``L = [x]`` then ``L.pop()``): name -> those two statements, to run again at the
+    start of the reverse part (the list is empty where the cut is, and numba gives lists back
+    to Python as copies). None where a list is used otherwise (pushed onto before the cut)."""
+    made = {}
+    for s in forward:
+        if isinstance(s, ast.Assign) and isinstance(s.value, ast.List) \
+                and len(s.targets) == 1 and isinstance(s.targets[0], ast.Name):
+            made[s.targets[0].id] = [s]
+    for name, statements in made.items():
+        for s in forward:
+            if s is statements[0]:
+                continue
+            if name in {n.id for n in ast.walk(s) if isinstance(n, ast.Name)}:
+                pop = isinstance(s, ast.Expr) and isinstance(s.value, ast.Call) \
+                    and ast.unparse(s.value) == f"{name}.pop()" and len(statements) == 1 \
+                    and len(statements[0].value.elts) == 1
+                if not pop:
+                    return None
+                statements.append(s)
+        if len(statements) != 2:
+            return None
+    return made
 
 
 def _argument_kinds(arguments: list, shadows: list) -> list | None:
@@ -240,9 +270,11 @@ def _may_write(body: list, name: str) -> bool:
     for node in parents:
         if not (isinstance(node, ast.Name) and node.id == name):
             continue
-        if isinstance(node.ctx, ast.Store):
-            continue                        # rebinding the name leaves the array as it is
         parent = parents[node]
+        if isinstance(node.ctx, ast.Store):
+            if isinstance(parent, ast.AugAssign):
+                return True                 # ``a += b`` adds into the array a holds
+            continue                        # rebinding the name leaves the array as it is
         if isinstance(parent, ast.Subscript) and parent.value is node \
                 and isinstance(parent.ctx, ast.Load):
             continue

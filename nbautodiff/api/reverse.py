@@ -68,7 +68,7 @@ class ReverseFunction(GeneratedDerivative):
 
     def _parsed(self, args) -> tuple[list, list, list]:
         """(primal values, per argument its shadows or None, the seeds) of a call."""
-        names, fname, width = self.parameters, self._func.__name__, self.width
+        names, fname, width = self.primal_parameters, self._func.__name__, self.width
         expected = len(names) + width * (sum(has_shadow(a) for a in self.activities)
                                          + self.seeded)
         if len(args) != expected:
@@ -109,6 +109,17 @@ class ReverseFunction(GeneratedDerivative):
         seeds = list(args[position:]) if self.seeded else []
         refuse_overlapping(self._func, primals)
         return primals, shadows, seeds
+
+    @property
+    def parameters(self) -> list[str]:
+        """What it is called with: each argument, its shadow(s), then the seed(s)."""
+        lanes = [""] if self.width == 1 else [str(k) for k in range(self.width)]
+        names = []
+        for act, name in zip(self.activities, self.primal_parameters):
+            names.append(name)
+            if has_shadow(act):
+                names += [f"d{lane}_{name}" for lane in lanes]
+        return names + ([f"seed{lane}" for lane in lanes] if self.seeded else [])
 
     def _flags(self) -> list[bool]:
         return [a is not Const for a in self.activities]
@@ -256,7 +267,7 @@ class GradFunction(GeneratedDerivative):
         self.kind = "value_and_grad" if with_value else "grad"
         super().__init__(fun, checkpoint, fastmath)
         self.tuple_result = isinstance(argnums, (tuple, list))
-        count = len(self.parameters)
+        count = len(self.primal_parameters)
         self.argnums = resolved_argnums(argnums, count,
                                          f"{self._func.__name__}() with {count} parameters")
         self.with_value = with_value
@@ -277,7 +288,7 @@ class GradFunction(GeneratedDerivative):
 
     def _activities(self, primals: list) -> list:
         """Per argument: Duplicated (a float array), Active (a float) or Const (not in argnums)."""
-        names, fname = self.parameters, self._func.__name__
+        names, fname = self.primal_parameters, self._func.__name__
         activities = []
         for i, value in enumerate(primals):
             if i not in self.argnums:
@@ -354,7 +365,7 @@ class GradFunction(GeneratedDerivative):
         return ((value, aux), gradient) if self.with_value else (gradient, aux)
 
     def _activity_signature(self) -> tuple[list[bool], bool, bool]:
-        return [i in self.argnums for i in range(len(self.parameters))], True, \
+        return [i in self.argnums for i in range(len(self.primal_parameters))], True, \
             self.with_value or self.has_aux
 
 
@@ -523,7 +534,7 @@ class Pullback(Derivative):
 
     @property
     def parameters(self) -> list[str]:
-        return self._derived.parameters
+        return ["cotangent"]
 
     @property
     def residuals_kept(self) -> bool:
@@ -540,7 +551,8 @@ class Pullback(Derivative):
 
     def batched(self, cotangents) -> list:
         """``[self(c) for c in cotangents]``: N seeds, each a reverse sweep from the residuals
-        kept (the forward sweep is not run again)."""
+        kept (the forward sweep is not run again); counted in ``residuals.SWEEPS["batches"]``."""
+        residuals.SWEEPS["batches"] += 1
         return [self(c) for c in cotangents]
 
     def lower_refusal(self) -> str:
