@@ -358,16 +358,14 @@ class KeptForward:
         """The variant's return for ``shadows`` (per primal argument, an array or None) and
         ``seeds`` (its seed arguments); shadows accumulate the adjoints of arrays."""
         split = self.split
-        if self._snapshots is None:
-            self._snapshots = [[a.copy() for a in _arrays_in(value)
-                                if a.flags.writeable and not self._shares_argument(a)]
+        if self._snapshots is None:              # as the forward sweep left them
+            self._snapshots = [[a.copy() for a in _arrays_in(value) if a.flags.writeable]
                                if written else []
                                for value, written in zip(self.residuals, split.written)]
-        else:
+        else:                                    # put back what the last sweep changed
             for value, kept, written in zip(self.residuals, self._snapshots, split.written):
                 if written:
-                    arrays = [a for a in _arrays_in(value)
-                              if a.flags.writeable and not self._shares_argument(a)]
+                    arrays = [a for a in _arrays_in(value) if a.flags.writeable]
                     for array, copy in zip(arrays, kept):
                         np.copyto(array, copy)
         call = _variant_call(self.arguments, shadows, seeds, split.arguments,
@@ -378,11 +376,6 @@ class KeptForward:
         out = split.reverse(*call)
         SWEEPS["reverse"] += 1
         return out
-
-    def _shares_argument(self, array: np.ndarray) -> bool:
-        return any(isinstance(a, np.ndarray) and np.may_share_memory(a, array)
-                   for a in self.arguments)
-
 
 class _Rerun(Exception):
     """The variant cannot be split: run it whole for each seed."""

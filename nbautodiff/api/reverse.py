@@ -6,6 +6,12 @@ signature, or of a signature guessed from the source before the first call) and 
 (the tape and checkpoint bytes of the last call, :class:`nbautodiff.transforms.reverse.checkpointing.MemoryReport`; its total is
 ``.tape_bytes``). ``checkpoint=`` checkpoints the function's outermost loops that need a tape
 (see :mod:`nbautodiff.transforms.reverse.checkpointing` and :func:`nbautodiff.frontend.checkpoint_markers.parse_option`).
+Each is a :class:`~nbautodiff.api.derivative.Derivative`.
+
+``vjp`` runs the forward sweep once and its pullback (:class:`Pullback`) the reverse sweep
+alone from the residuals kept (:mod:`.residuals`); ``jacrev``, ``grad(..., has_aux=True)`` and
+``reverse(..., width=N)`` are built on that. ``hessian`` and ``grad`` of a derivative are forward
+mode over its generated code (:mod:`.forward`).
 """
 from __future__ import annotations
 
@@ -393,7 +399,11 @@ class _Session:
         if not tuples.has_differentiable(self.seeded_type):
             value = prim.dispatcher(*work)       # no derivative: zero adjoints, no sweep
         else:
-            self.kept = residuals.keep_forward(variant, work, derived.runner)
+            try:
+                self.kept = residuals.keep_forward(variant, work, derived.runner)
+            except TapeMemoryError as error:
+                raise TapeMemoryError(error.message, construct=error.construct,
+                                      function=fname) from None
             if specializes(derived.target):      # a batch: its own call checks what the
                 value = prim.dispatcher(*[v.copy() if isinstance(v, np.ndarray) else v
                                           for v in primals])   # derivative does not (races)
