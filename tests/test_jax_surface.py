@@ -305,6 +305,28 @@ def test_reverse_width_with_array_seeds(x, rng):
         assert_grad_close(shadow, fd_vjp(recurrent, (x, 0.3), seed, 0), rtol=1e-6, atol=1e-9)
 
 
+def fused(x, a):
+    s = 0.0
+    for i in range(x.shape[0]):
+        s += math.sin(x[i]) * a * x[i]      # a loop whose reversal runs it again, fused
+    return s
+
+
+def test_reverse_width_where_the_reverse_part_computes_the_value(x):
+    vector = nad.reverse(fused, nad.Duplicated, nad.Active, width=2)
+    d1, d2 = np.zeros_like(x), np.zeros_like(x)
+    value, (a1, a2) = vector(x, d1, d2, 0.3, 1.0, -1.0)
+    assert math.isclose(value, fused(x, 0.3), rel_tol=1e-14)
+    reference = central_diff(fused, (x, 0.3), (0, 1))
+    assert_grad_close(d1, reference[0], rtol=1e-6, atol=1e-9)
+    assert_grad_close(d2, -reference[0], rtol=1e-6, atol=1e-9)
+    assert math.isclose(a1, reference[1], rel_tol=1e-6) and a2 == -a1
+    out, vjp_fn = nad.vjp(fused, x, 0.3)
+    assert math.isclose(out, value, rel_tol=1e-14)
+    for seed in (2.0, 1.0):
+        assert_grad_close(vjp_fn(seed)[0], seed * reference[0], rtol=1e-6, atol=1e-9)
+
+
 def test_jacrev_costs_one_forward_sweep_and_a_reverse_sweep_per_output(rng):
     """jacrev of n outputs: one forward sweep, then n reverse sweeps from its residuals, in
     ceil(n / width) batches of the pullback."""

@@ -21,6 +21,12 @@ but reading elements, shapes, or the read operand of a runtime helper) and puts 
 every sweep after the first. Scalars are passed by value. The cut is made on the generated text
 (after the pipeline has run), so the generated code of every other artifact is unchanged.
 
+:meth:`KeptForward.reverse_lanes` runs N seeds in one compiled call, ``<variant>__lanes``: a
+loop over the seeds, each a reverse sweep from the residuals (put back between them), with the
+shadows and seeds stacked along a first axis; it is what ``reverse(..., width=N)`` and
+``jacrev`` (``width`` cotangents per call) run. It is N reverse sweeps, not one sweep carrying
+N adjoints per statement (Enzyme's batched reverse): the transform is not changed here.
+
 Where a variant cannot be split (a residual numba cannot give back to Python unchanged, such as
 a list, or a result the forward part does not compute) :class:`KeptForward` keeps copies of the
 arguments instead and runs the whole variant for each seed (``residuals_kept`` is False).
@@ -64,6 +70,10 @@ class SplitVariant:
     written: list                 # per residual: whether __bwd may write it (an array)
     source: str                   # the text of both functions
     name: str
+    kinds: list = None            # per argument: "primal", "shadow" or "seed"
+    key: object = None            # the cache key of its artifact
+    namespace: dict = None        # the module both were loaded in
+    lanes: dict = None            # snapshot paths -> the compiled loop over seeds (see below)
 
 
 def split(variant) -> SplitVariant | None:
@@ -144,7 +154,7 @@ def _split(variant) -> SplitVariant | None:
     return SplitVariant(entry.njit(namespace[fwd_name]), entry.njit(namespace[bwd_name]),
                         residuals, arguments,
                         [k for k, kind in enumerate(kinds) if kind == "primal"], in_arguments,
-                        extra, written, text, variant.name)
+                        extra, written, text, variant.name, kinds, key, namespace, {})
 
 
 def _empty_stacks(forward: list) -> dict | None:
@@ -316,12 +326,6 @@ def _keepable_type(typ) -> bool:
                             nbtypes.Omitted))
 
 
-def _arrays_in(value) -> list:
-    if isinstance(value, tuple):
-        return [a for v in value for a in _arrays_in(v)]
-    return [value] if isinstance(value, np.ndarray) else []
-
-
 class KeptForward:
     """The forward sweep of reverse ``variant`` run once at ``arguments`` (the variant's primal
     arguments, copies of those it writes: they end as the function leaves them); then
@@ -359,15 +363,10 @@ class KeptForward:
         ``seeds`` (its seed arguments); shadows accumulate the adjoints of arrays."""
         split = self.split
         if self._snapshots is None:              # as the forward sweep left them
-            self._snapshots = [[a.copy() for a in _arrays_in(value) if a.flags.writeable]
-                               if written else []
-                               for value, written in zip(self.residuals, split.written)]
+            self.reverse_prepare()
         else:                                    # put back what the last sweep changed
-            for value, kept, written in zip(self.residuals, self._snapshots, split.written):
-                if written:
-                    arrays = [a for a in _arrays_in(value) if a.flags.writeable]
-                    for array, copy in zip(arrays, kept):
-                        np.copyto(array, copy)
+            for (index, path), (copy,) in zip(self._paths, self._snapshots):
+                np.copyto(_at(self.residuals[index], path), copy)
         call = _variant_call(self.arguments, shadows, seeds, split.arguments,
                              self.variant.shadows)
         for index, position in split.in_arguments.items():
@@ -376,6 +375,122 @@ class KeptForward:
         out = split.reverse(*call)
         SWEEPS["reverse"] += 1
         return out
+
+    def reverse_lanes(self, shadows: list, seeds: list) -> list:
+        """:meth:`reverse` for N seeds (``shadows[k]``, ``seeds[k]``: those of seed k) in ONE
+        compiled call: a loop over the seeds, each a reverse sweep from the residuals, put back
+        between them (:func:`_lanes_function`). Returns the N returns of the variant."""
+        count = len(seeds)
+        if count == 1:
+            return [self.reverse(shadows[0], seeds[0])]
+        split = self.split
+        first = self._snapshots is None
+        if first:
+            self.reverse_prepare()
+        paths = self._paths
+        function = _lanes_function(split, paths, len(self.variant.adjoint_positions))
+        primal = iter(range(len(self.arguments)))
+        stacked_shadows, call = [], []
+        seed_index = 0
+        position_of_primal = [k for k, kind in enumerate(split.kinds) if kind == "primal"]
+        for position, kind in enumerate(split.kinds):
+            if kind == "primal":
+                call.append(self.arguments[next(primal)])
+            elif kind == "shadow":
+                parameter = position_of_primal.index(position - 1)
+                lanes = [lane[parameter] for lane in shadows]
+                stacked = np.stack(lanes)
+                stacked_shadows.append((stacked, lanes))
+                call.append(stacked)
+            else:
+                call.append(np.stack([np.asarray(lane[seed_index]) for lane in seeds]))
+                seed_index += 1
+        for index, position in split.in_arguments.items():
+            call[position] = self.residuals[index]
+        call += [self.residuals[k] for k in split.extra]
+        call += [copy for kept in self._snapshots for copy in kept]
+        adjoints = [np.zeros(count) for _ in self.variant.adjoint_positions]
+        memory = np.zeros(2, np.int64)
+        value = function(*call, *adjoints, memory, not first, count)   # the last sweep's
+        for stacked, lanes in stacked_shadows:
+            for k, lane in enumerate(lanes):
+                np.copyto(lane, stacked[k])
+        SWEEPS["reverse"] += count
+        return [(value, *[float(a[k]) for a in adjoints], (int(memory[0]), int(memory[1])))
+                for k in range(count)]
+
+    def reverse_prepare(self) -> None:
+        """Keep copies of the residual arrays a reverse sweep may write, as they are now."""
+        self._paths = [(index, path) for index, (value, written)
+                       in enumerate(zip(self.residuals, self.split.written)) if written
+                       for path, array in _array_paths(value) if array.flags.writeable]
+        self._snapshots = [[_at(self.residuals[index], path).copy()]
+                           for index, path in self._paths]
+
+
+def _array_paths(value, path: tuple = ()) -> list:
+    if isinstance(value, tuple):
+        return [found for k, v in enumerate(value) for found in _array_paths(v, path + (k,))]
+    return [(path, value)] if isinstance(value, np.ndarray) else []
+
+
+def _at(value, path: tuple):
+    for k in path:
+        value = value[k]
+    return value
+
+
+def _lanes_function(split: SplitVariant, paths: list, adjoints: int):
+    """``<variant>__lanes(arguments with each shadow and seed stacked over N seeds, extra
+    residuals, copies of the residual arrays a sweep may write, one array per scalar adjoint,
+    memory, restore, N)``: for each seed k, the written residual arrays put back (from the
+    second seed on, or from the first when ``restore``), then ``__bwd`` with shadow and seed
+    k, its scalar adjoints stored at k; one compiled call for N reverse sweeps."""
+    key = tuple(paths)
+    made = split.lanes.get(key)
+    if made is not None:
+        return made
+    parameters, call = [], []
+    for position, kind in enumerate(split.kinds):
+        name = f"_nad_p{position}"
+        parameters.append(name)
+        replaced = position in split.in_arguments.values()
+        call.append(name if kind == "primal" or replaced else f"{name}[_nad_k]")
+    residual_name = {index: f"_nad_p{position}" for index, position
+                     in split.in_arguments.items()}
+    for j, index in enumerate(split.extra):
+        parameters.append(f"_nad_r{j}")
+        call.append(f"_nad_r{j}")
+        residual_name[index] = f"_nad_r{j}"
+    restores = []
+    for j, (index, path) in enumerate(paths):
+        parameters.append(f"_nad_s{j}")
+        target = residual_name[index] + "".join(f"[{k}]" for k in path)
+        restores.append(f"{naming.TAPE_MODULE}.copy_into({target}, _nad_s{j})")
+    parameters += [f"_nad_a{j}" for j in range(adjoints)] + ["_nad_m", "_nad_restore",
+                                                           "_nad_lanes"]
+    name = f"{split.name}__lanes"
+    body = [f"for _nad_k in range(_nad_lanes):"]
+    if restores:
+        body.append("    if _nad_k > 0 or _nad_restore:")
+        body += [f"        {line}" for line in restores]
+    body.append(f"    _nad_out = {split.name}__bwd({', '.join(call)})")
+    body += [f"    _nad_a{j}[_nad_k] = _nad_out[{j + 1}]" for j in range(adjoints)]
+    body += [f"    _nad_m[0] = _nad_out[{adjoints + 1}][0]",
+             f"    _nad_m[1] = _nad_out[{adjoints + 1}][1]",
+             "    _nad_value = _nad_out[0]",
+             "return _nad_value"]
+    text = (f"# the reverse sweep of {split.name} for N seeds, generated by nbautodiff\n\n\n"
+            f"def {name}({', '.join(parameters)}):\n"
+            + "\n".join(f"    {line}" for line in body) + "\n")
+    entry = cache.artifact(cache.key("reverse lanes", split.key, text),
+                           lambda: cache.Built(name, text))
+    namespace = {k: v for k, v in split.namespace.items()
+                 if not (k.startswith("__") and k.endswith("__"))}
+    namespace[f"{split.name}__bwd"] = split.reverse
+    made = split.lanes[key] = entry.njit(entry.load(namespace)[name])
+    return made
+
 
 class _Rerun(Exception):
     """The variant cannot be split: run it whole for each seed."""
@@ -407,6 +522,9 @@ class Rerun:
         SWEEPS["forward"] += 1
         SWEEPS["reverse"] += 1
         return out
+
+    def reverse_lanes(self, shadows: list, seeds: list) -> list:
+        return [self.reverse(s, z) for s, z in zip(shadows, seeds)]
 
 
 def keep_forward(variant, arguments: list, run=None, first_in_place: bool = False):

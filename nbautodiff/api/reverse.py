@@ -188,16 +188,16 @@ class ReverseFunction(GeneratedDerivative):
     def _run_lanes(self, primals, shadows, seeds):
         """Vector mode: one forward sweep, then a reverse sweep per seed from its residuals."""
         variant = self._variant_for(primals)
-        kept = residuals.keep_forward(variant, primals, self.runner, first_in_place=True)
-        outs = []
-        for lane in range(self.width):
-            seed = seed_call(seeds[lane], variant.result_type, self._func.__name__) \
-                if self.seeded else []
-            try:
-                outs.append(kept.reverse([s[lane] if s else None for s in shadows], seed))
-            except TapeMemoryError as error:
-                raise TapeMemoryError(error.message, construct=error.construct,
-                                      function=self._func.__name__) from None
+        lanes = range(self.width)
+        lane_seeds = [seed_call(seeds[lane], variant.result_type, self._func.__name__)
+                      if self.seeded else [] for lane in lanes]
+        try:
+            kept = residuals.keep_forward(variant, primals, self.runner, first_in_place=True)
+            outs = kept.reverse_lanes([[s[lane] if s else None for s in shadows]
+                                       for lane in lanes], lane_seeds)
+        except TapeMemoryError as error:
+            raise TapeMemoryError(error.message, construct=error.construct,
+                                  function=self._func.__name__) from None
         self.memory = MemoryReport(*outs[0][-1], tuple(variant.checkpointed))
         items = [tuple(out[k] for out in outs) for k in range(1, len(outs[0]) - 1)]
         if self.returns_primal and variant.result_type != nbtypes.none:
@@ -419,24 +419,35 @@ class _Session:
 
     def pullback(self, cotangent):
         """One adjoint per primal for ``cotangent`` (checked against the output)."""
-        cotangent = _cotangent_like(self.output, cotangent)
+        return self.pullbacks([cotangent])[0]
+
+    def pullbacks(self, cotangents: list) -> list:
+        """:meth:`pullback` of each of ``cotangents``: their reverse sweeps in one compiled
+        call (:meth:`.residuals.KeptForward.reverse_lanes`)."""
+        cotangents = [_cotangent_like(self.output, c) for c in cotangents]
         if self.kept is None:                    # only ints: no cotangent, zero adjoints
-            return tuple(np.zeros_like(v) if a is Duplicated else 0.0 if a is Active else None
-                         for v, a in zip(self.primals, self.activities))
-        seed = (cotangent, _zero_cotangent(self.full_value[1])) if self.has_aux else cotangent
+            return [tuple(np.zeros_like(v) if a is Duplicated else 0.0 if a is Active else None
+                          for v, a in zip(self.primals, self.activities)) for _ in cotangents]
         fname = self.derived.function_name
-        seeds = seed_call(seed, self.variant.result_type, fname)
-        shadows = [np.zeros_like(v) if a is Duplicated else None
-                   for v, a in zip(self.primals, self.activities)]
+        seeds = [seed_call((c, _zero_cotangent(self.full_value[1])) if self.has_aux else c,
+                           self.variant.result_type, fname) for c in cotangents]
+        shadows = [[np.zeros_like(v) if a is Duplicated else None
+                    for v, a in zip(self.primals, self.activities)] for _ in cotangents]
         try:
-            out = self.kept.reverse(shadows, seeds)
+            if len(cotangents) == 1:
+                outs = [self.kept.reverse(shadows[0], seeds[0])]
+            else:
+                outs = self.kept.reverse_lanes(shadows, seeds)
         except TapeMemoryError as error:
             raise TapeMemoryError(error.message, construct=error.construct,
                                   function=fname) from None
-        self.memory = MemoryReport(*out[-1], tuple(self.variant.checkpointed))
-        scalars = iter(out[1:-1])
-        return tuple(shadows[i] if a is Duplicated else next(scalars) if a is Active else None
-                     for i, a in enumerate(self.activities))
+        self.memory = MemoryReport(*outs[-1][-1], tuple(self.variant.checkpointed))
+        found = []
+        for out, lane in zip(outs, shadows):
+            scalars = iter(out[1:-1])
+            found.append(tuple(lane[i] if a is Duplicated else next(scalars) if a is Active
+                               else None for i, a in enumerate(self.activities)))
+        return found
 
     @property
     def residuals_kept(self) -> bool:
@@ -560,10 +571,13 @@ class Pullback(Derivative):
         return adjoints
 
     def batched(self, cotangents) -> list:
-        """``[self(c) for c in cotangents]``: N seeds, each a reverse sweep from the residuals
-        kept (the forward sweep is not run again); counted in ``residuals.SWEEPS["batches"]``."""
+        """``[self(c) for c in cotangents]`` in one compiled call: N seeds, each a reverse sweep
+        from the residuals kept (the forward sweep is not run again); counted in
+        ``residuals.SWEEPS["batches"]``."""
         residuals.SWEEPS["batches"] += 1
-        return [self(c) for c in cotangents]
+        adjoints = self._session.pullbacks(list(cotangents))
+        self.memory = self._session.memory
+        return adjoints
 
     def lower_refusal(self) -> str:
         return ("a pullback runs the reverse sweep alone, from residuals; forward mode over it "
