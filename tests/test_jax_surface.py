@@ -327,6 +327,27 @@ def test_reverse_width_where_the_reverse_part_computes_the_value(x):
         assert_grad_close(vjp_fn(seed)[0], seed * reference[0], rtol=1e-6, atol=1e-9)
 
 
+def fused_in_place(x, a):
+    s = 0.0
+    for i in range(x.shape[0]):
+        x[i] = x[i] * a
+        s += math.sin(x[i]) * a
+    return s
+
+
+def test_vjp_of_a_fused_loop_writing_its_argument(x):
+    saved = x.copy()
+    out, vjp_fn = nad.vjp(fused_in_place, x, 0.7)
+    expected = saved.copy()
+    assert math.isclose(out, fused_in_place(expected, 0.7), rel_tol=1e-14)
+    np.testing.assert_array_equal(x, expected)           # written once, not twice
+    reference = central_diff(fused_in_place, (saved, 0.7), (0, 1))
+    for seed in (1.0, -3.0):
+        dx, da = vjp_fn(seed)
+        assert_grad_close(dx, seed * reference[0], rtol=1e-6, atol=1e-9)
+        assert math.isclose(da, seed * reference[1], rel_tol=1e-6)
+
+
 def test_jacrev_costs_one_forward_sweep_and_a_reverse_sweep_per_output(rng):
     """jacrev of n outputs: one forward sweep, then n reverse sweeps from its residuals, in
     ceil(n / width) batches of the pullback."""

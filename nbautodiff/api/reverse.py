@@ -404,11 +404,13 @@ class _Session:
             except TapeMemoryError as error:
                 raise TapeMemoryError(error.message, construct=error.construct,
                                       function=fname) from None
-            if specializes(derived.target):      # a batch: its own call checks what the
+            if not self.kept.residuals_kept:    # nothing ran yet: the primal on the copies
+                value = prim.dispatcher(*work)
+            elif self.kept.has_value and not specializes(derived.target):
+                value = self.kept.value
+            else:       # the reverse part computes it (a fused loop), or a batch, whose own
                 value = prim.dispatcher(*[v.copy() if isinstance(v, np.ndarray) else v
-                                          for v in primals])   # derivative does not (races)
-            else:
-                value = self.kept.value if self.kept.has_value else prim.dispatcher(*work)
+                                          for v in primals])   # call checks for races
         for i in prim.writes:                    # the caller's arrays, as the function leaves them
             if isinstance(primals[i], np.ndarray) and work[i] is not primals[i]:
                 np.copyto(primals[i], work[i])
@@ -455,7 +457,7 @@ class _Session:
 
     @property
     def source(self) -> str:
-        split = getattr(self.kept, "split", None)
+        split = None if self.kept is None else self.kept.split
         return split.source if split is not None else self.variant.source
 
 
