@@ -436,8 +436,8 @@ import corpus  # noqa: E402
 
 @pytest.mark.parametrize("case", corpus.share(corpus.CORPUS, 12), ids=lambda c: c.name)
 def test_pullback_called_three_times_equals_the_gradient(case):
-    """The reverse sweep run again from the residuals (seeds 1, -2, 1) gives the gradient,
-    scaled, each time: the arrays it restores, accumulates into or writes its tape into are put
+    """The reverse sweep run again from the residuals (seeds 1, -2, then 0.5 and -1 in one
+    call, then 1 again) gives the gradient, scaled, each time: the arrays it restores, accumulates into or writes its tape into are put
     back between calls. A twelfth of the corpus (``NBAUTODIFF_FULL_CORPUS=1``: all of it)."""
     def fresh(args):
         return [a.copy() if isinstance(a, np.ndarray) else a for a in args]
@@ -447,8 +447,9 @@ def test_pullback_called_three_times_equals_the_gradient(case):
     gradient = gradient if isinstance(case.argnums, tuple) else (gradient,)
     out, vjp_fn = nad.vjp(case.fun, *fresh(args))
     tolerance = 1e-4 if case.is_float32(args) else 1e-10
-    for seed in (1.0, -2.0, 1.0):
-        adjoints = vjp_fn(seed)
+    lanes = vjp_fn.batched([0.5, -1.0])                 # both seeds in one compiled call
+    for seed, adjoints in [(1.0, vjp_fn(1.0)), (-2.0, vjp_fn(-2.0)), (0.5, lanes[0]),
+                           (-1.0, lanes[1]), (1.0, vjp_fn(1.0))]:
         for k, g in zip(case.wrt(), gradient):
             np.testing.assert_allclose(np.asarray(adjoints[k], dtype=np.float64),
                                        seed * np.asarray(g, dtype=np.float64),
