@@ -30,7 +30,8 @@ from nbautodiff.api.activities import (Active, Const, Dual, DualOnly, Dualv, Dup
                                        DuplicatedOnly)
 from nbautodiff.errors import AutodiffError
 from nbautodiff.api.derivative import Derivative
-from nbautodiff.api.reverse import grad, hessian, jacrev, reverse, value_and_grad, vjp
+from nbautodiff.api.reverse import grad, hessian, reverse, value_and_grad
+from nbautodiff.api.pullback import jacrev, vjp
 from nbautodiff.frontend.checkpoint_markers import checkpointed
 from nbautodiff.api.forward import forward, jacfwd, jvp
 from nbautodiff.api.batch import batch, vmap

@@ -35,7 +35,7 @@ from nbautodiff.frontend.source import function_source
 from nbautodiff.pipeline import program
 from nbautodiff.transforms import batching, lanes
 from nbautodiff.transforms.batching import BatchError
-from .derivative import Derivative, check_value, derived_name, typeof_value
+from .derivative import Derivative, check_value, typeof_value
 
 
 def _checked_axes(axes, what: str, allow_none: bool, nested: bool = False):

@@ -470,7 +470,7 @@ def _lanes_function(split: SplitVariant, paths: list, adjoints: int):
     parameters += [f"_nad_a{j}" for j in range(adjoints)] + ["_nad_m", "_nad_restore",
                                                            "_nad_lanes"]
     name = f"{split.name}__lanes"
-    body = [f"for _nad_k in range(_nad_lanes):"]
+    body = ["for _nad_k in range(_nad_lanes):"]
     if restores:
         body.append("    if _nad_k > 0 or _nad_restore:")
         body += [f"        {line}" for line in restores]
