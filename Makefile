@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench bench-checkpoint bench-second-order bench-batch bench-vector bench-gpu bench-cache bench-jax clean
+.PHONY: demo test bench bench-checkpoint bench-second-order bench-batch bench-vector bench-gpu bench-cache bench-jacrev bench-jax clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,9 @@ bench-gpu: $(STAMP)
 
 bench-cache: $(STAMP)
 	$(PY) benchmarks/cache.py
+
+bench-jacrev: $(STAMP)
+	$(PY) benchmarks/jacrev_sweeps.py
 
 # JAX is an optional extra (nbautodiff[jax]), installed into the venv on first use.
 JAX_STAMP := $(VENV)/.installed-jax

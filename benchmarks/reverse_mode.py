@@ -388,7 +388,7 @@ def _reverse_kernel_call(gradient, args):
     it with a preallocated shadow that is zeroed outside the timed region.
     """
     try:
-        variant = gradient._variant
+        variant = gradient.variant
         call, shadows = [], []
         for value, has in zip(args, variant.shadows):
             call.append(value)

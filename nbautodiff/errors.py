@@ -55,6 +55,11 @@ class BatchError(AutodiffError, ValueError):
     """Bad batch axes or batch sizes; the message names the argument (or result element)."""
 
 
+class ArgnumsError(AutodiffError, ValueError):
+    """``argnums`` that do not select among a function's arguments (also a ValueError, as the
+    gradient check raised before the API and the check shared one test)."""
+
+
 class OffloadError(AutodiffError):
     """Code that cannot run on the GPU as written; the message names the construct and line."""
 

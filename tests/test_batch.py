@@ -76,8 +76,7 @@ def _slice(value, axis, i):
 
 def looped(fun, args, in_axes, n):
     """The Python loop of single calls of nbautodiff's compiled primal (or of a derivative)."""
-    call = program.primal(fun).dispatcher if callable(fun) and not hasattr(fun, "_lowered") \
-        else fun
+    call = fun if isinstance(fun, nad.Derivative) else program.primal(fun).dispatcher
     axes = in_axes if isinstance(in_axes, tuple) else (in_axes,) * len(args)
     return [call(*[_slice(a, ax, i) for a, ax in zip(args, axes)]) for i in range(n)]
 

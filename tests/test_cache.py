@@ -54,7 +54,7 @@ PROBE = textwrap.dedent("""\
         "grad": value.tolist(), "entries": info.entries, "hits": info.hits,
         "misses": info.misses, "compiled_hits": info.compiled_hits,
         "compiled_misses": info.compiled_misses,
-        "numba_hits": sum(g._variant.dispatcher.stats.cache_hits.values()),
+        "numba_hits": sum(g.variant.dispatcher.stats.cache_hits.values()),
         "warnings": [str(w.message) for w in caught
                      if issubclass(w.category, nad.cache.CacheWarning)]}))
     """)

@@ -34,22 +34,42 @@ from nbautodiff.frontend import declarations as custom
 from nbautodiff.frontend.source import function_source
 from nbautodiff.pipeline import program
 from nbautodiff.transforms import batching, lanes
-from .derivative import check_value, typeof_value
+from .derivative import Derivative, check_value, typeof_value
 
 
-def _checked_axes(axes, what: str, allow_none: bool):
-    """``axes`` validated (an int, None where allowed, or a tuple/list of those) as given."""
+def _checked_axes(axes, what: str, allow_none: bool, nested: bool = False):
+    """``axes`` validated (an int, None where allowed, or a tuple/list of those) as given;
+    with ``nested`` an entry may itself be a tuple of entries (the axes of the elements of an
+    argument that is a tuple of arrays, as JAX's ``in_axes``)."""
     def valid(a):
         return (a is None and allow_none) or (isinstance(a, numbers.Integral)
                                                and not isinstance(a, bool))
+
+    def entry(a):
+        if isinstance(a, (tuple, list)) and nested:
+            return tuple(entry(x) for x in a)
+        return (None if a is None else int(a)) if valid(a) else _BAD
+
     if isinstance(axes, (tuple, list)):
-        bad = [a for a in axes if not valid(a)]
-        if not bad:
-            return tuple(None if a is None else int(a) for a in axes)
+        checked = tuple(entry(a) for a in axes)
+        if not any(_has_bad(a) for a in checked):
+            return checked
     elif valid(axes):
         return None if axes is None else int(axes)
     allowed = "an int, None" if allow_none else "an int"
-    raise BatchError(f"{what} must be {allowed} or a tuple of those, got {axes!r}")
+    nesting = " (nested for arguments that are tuples)" if nested else ""
+    raise BatchError(f"{what} must be {allowed} or a tuple of those{nesting}, got {axes!r}")
+
+
+_BAD = object()
+
+
+def _has_bad(entry) -> bool:
+    return entry is _BAD or (isinstance(entry, tuple) and any(_has_bad(e) for e in entry))
+
+
+def _all_none(entry) -> bool:
+    return entry is None or (isinstance(entry, tuple) and all(_all_none(e) for e in entry))
 
 
 @dataclass(eq=False)
@@ -62,17 +82,20 @@ class CalleePrimal:
     # its stand-in is made in this process (a numba overload): code calling it is not shared
 
 
-class BatchedFunction:
-    """``batch(fun, in_axes, out_axes, parallel)``; see the module docstring. Carries
-    ``.primal``, ``.source`` (the generated code of the latest call's signature),
-    ``.variant`` (that code compiled: ``.variant.dispatcher``, a plain numba function) and
-    ``.py_func`` (a stand-in with ``fun``'s parameters, which calls it; numba-compiled code
-    calls it as the batched code for the types of the call)."""
+class BatchedFunction(Derivative):
+    """``batch(fun, in_axes, out_axes, parallel)``; see the module docstring. A
+    :class:`~nbautodiff.api.derivative.Derivative`: carries ``.primal``, ``.source`` (the
+    generated code of the latest call's signature), ``.variant`` (that code compiled:
+    ``.variant.dispatcher``, a plain numba function) and ``.py_func`` (a stand-in with
+    ``fun``'s parameters, which calls it; numba-compiled code calls it as the batched code for
+    the types of the call)."""
+
+    kind = "batch"
+    offloadable = True
 
     def __init__(self, fun, in_axes=0, out_axes=0, parallel=False, layout="auto",
                  vector_math=False):
-        self.primal = fun
-        self.in_axes = _checked_axes(in_axes, "in_axes", allow_none=True)
+        self.in_axes = _checked_axes(in_axes, "in_axes", allow_none=True, nested=True)
         self.out_axes = _checked_axes(out_axes, "out_axes", allow_none=False)
         self.parallel = bool(parallel)
         if layout not in batching.LAYOUTS:
@@ -84,26 +107,54 @@ class BatchedFunction:
         # source for the GPU, keeps the plain primal
         self.in_place_primal = True
         self.vector_math = bool(vector_math)
-        self._derivative = hasattr(fun, "_lowered")
-        target = fun._func if self._derivative else custom.program_target(fun)
-        self._fname = target.__name__
-        self._parameters = function_source(target).parameters
+        self._derivative = isinstance(fun, Derivative) and not fun.source_level
+        if self._derivative:
+            fun.refuse_composition("batch")
+            self._fname, self._parameters = fun.function_name, fun.parameters
+        else:
+            target = custom.program_target(fun)
+            self._fname = target.__name__
+            self._parameters = function_source(target).parameters
+        super().__init__(fun, name_of=fun if self._derivative else self._fname)
         if isinstance(self.in_axes, tuple) and len(self.in_axes) != len(self._parameters):
             raise BatchError(f"in_axes has {len(self.in_axes)} entries but {self._fname}() has "
                              f"{len(self._parameters)} parameters "
                              f"({', '.join(self._parameters)})")
-        if self.in_axes is None or (isinstance(self.in_axes, tuple)
-                                    and all(a is None for a in self.in_axes)):
+        if _all_none(self.in_axes):
             raise BatchError(f"in_axes batches no argument of {self._fname}(): give at least "
                              "one argument a batch axis")
         self.variant: batching.BatchedVariant | None = None
-        self.__name__ = f"{self._fname}_batch"
-        self.__qualname__ = self.__name__
-        self.__doc__ = f"batch of {self._fname} (generated by nbautodiff)"
-        self.__wrapped__ = fun
+        self._flat: dict = {}          # structure of tuple arguments -> batch of a flat wrapper
 
     def __repr__(self) -> str:
         return f"<nbautodiff batch of {getattr(self.primal, '__qualname__', self._fname)}>"
+
+    @property
+    def function_name(self) -> str:
+        return self._fname
+
+    @property
+    def parameters(self) -> list[str]:
+        return self._parameters
+
+    @property
+    def source_level(self) -> bool:
+        """A batch of a plain function is read by the transforms as a callee (its batched code
+        for the argument types); a batch of a derivative is not differentiable."""
+        return not self._derivative
+
+    def lower_refusal(self) -> str | None:
+        if self._derivative:
+            return (f"the batch of a derivative of {self._fname}() cannot be differentiated or "
+                    "called from compiled code; batch the function, then differentiate")
+        return ("a batch of a function is differentiated as a callee (grad, jvp... of it read "
+                "its batched code), not lowered")
+
+    def _prepare_offload(self) -> None:
+        """On a GPU: one thread per slice (the outer layout), from the plain primal, whose
+        source is what the GPU code is made of."""
+        self.layout, self.vector_math = "outer", False
+        self.in_place_primal = False
 
     @property
     def source(self) -> str:
@@ -117,6 +168,9 @@ class BatchedFunction:
         if len(args) != len(names):
             raise TypeError(f"{fname}() takes {len(names)} arguments ({', '.join(names)}), got "
                             f"{len(args)}")
+        if any(isinstance(a, tuple) for a in args) or any(isinstance(a, tuple)
+                                                           for a in self._axes()):
+            return self._call_flat(args)
         values = [check_value(v, n, fname) for v, n in zip(args, names)]
         axes, size = _resolved_in_axes(values, self._axes(), names, fname)
         if self._derivative:
@@ -124,12 +178,29 @@ class BatchedFunction:
         variant = self._primal_variant(tuple(typeof_value(v) for v in values), axes,
                                        staged=_small_slices(values, axes))
         _refuse_empty(variant, size, fname)
-        return self._invoke(variant.dispatcher, values)
+        return self.run(variant.dispatcher, values)
 
-    @staticmethod
-    def _invoke(dispatcher, arguments):
-        """Run the generated code ``dispatcher`` (offload replaces this to run it on a GPU)."""
-        return dispatcher(*arguments)
+    def _call_flat(self, args):
+        """Arguments that are tuples of arrays (JAX's pytrees, one level of them or more):
+        the batch of a wrapper taking their elements one by one and calling the function with
+        the tuples rebuilt, each element with its own axis."""
+        if self._derivative:
+            raise BatchError(f"the derivatives of {self._fname}() take no tuple arguments")
+        leaves, axes, structure = [], [], []
+        for value, axis, name in zip(args, self._axes(), self._parameters):
+            structure.append(_flatten(value, axis, name, self._fname, leaves, axes))
+        key = tuple(structure)
+        flat = self._flat.get(key)
+        if flat is None:
+            wrapper = _flat_wrapper(self.primal, self._fname, self._parameters, key)
+            flat = BatchedFunction(wrapper, tuple(axes), self.out_axes, self.parallel,
+                                   self.layout, self.vector_math)
+            if self.runner is not None:
+                flat = flat.offloaded(self.runner)
+            self._flat[key] = flat
+        result = flat(*leaves)
+        self.variant = flat.variant
+        return result
 
     def _axes(self) -> tuple:
         """``in_axes`` with one entry per parameter."""
@@ -192,9 +263,7 @@ class BatchedFunction:
 
     def _refuse_derivative(self) -> None:
         if self._derivative:
-            raise AutodiffError(f"the batch of a derivative of {self._fname}() cannot be "
-                                "differentiated or called from compiled code; batch the "
-                                "function, then differentiate", construct="batch of a derivative",
+            raise AutodiffError(self.lower_refusal(), construct="batch of a derivative",
                                 function=self._fname)
 
     def _call_derivative(self, values, axes, size):
@@ -204,11 +273,9 @@ class BatchedFunction:
         if size == 0:
             raise BatchError(f"cannot batch the derivative of {fname}() over a batch of size 0")
         firsts = [v if a is None else _slice(v, a, 0) for v, a in zip(values, axes)]
-        derived = self.primal
-        primals = derived._arguments(firsts)
-        low = derived._lowered(primals, derived._activities(primals))
-        writes = program.primal(derived._func).writes
-        _refuse_shared_writes(writes, tuple(typeof_value(v) for v in values), axes,
+        low = self.primal.lower(firsts)
+        primals = low.primals
+        _refuse_shared_writes(low.writes, tuple(typeof_value(v) for v in values), axes,
                               self._parameters, fname,
                               "each slice's derivative needs the argument as it was passed")
         arguments, low_axes = [], []
@@ -227,7 +294,7 @@ class BatchedFunction:
                 low_axes.append(None)
         variant = self._variant(low.dispatcher, tuple(typeof_value(v) for v in arguments),
                                 tuple(low_axes), 0)
-        out = self._invoke(variant.dispatcher, arguments)
+        out = self.run(variant.dispatcher, arguments)
         for argument, origin in zip(arguments, low.origins):   # as the function leaves them
             if origin is not None and isinstance(argument, np.ndarray) \
                     and argument is not values[origin] and axes[origin] is not None:
@@ -278,6 +345,68 @@ def _slice_copies_for(prim, argtypes: tuple, axes: tuple) -> tuple:
     except AutodiffError:
         return None, refusal
     return copies, refusal
+
+
+def _flatten(value, axis, name: str, fname: str, leaves: list, axes: list):
+    """Append the leaves of argument ``value`` (a tuple of arrays, nested, or an array or
+    number) and their axes; return its structure (None for a leaf, else a tuple of those)."""
+    if isinstance(value, tuple):
+        if isinstance(axis, tuple) and len(axis) != len(value):
+            raise BatchError(f"in_axes entry {axis} of argument '{name}' of {fname}() has "
+                             f"{len(axis)} entries but the argument is a tuple of {len(value)}")
+        parts = axis if isinstance(axis, tuple) else (axis,) * len(value)
+        return tuple(_flatten(v, a, f"{name}[{k}]", fname, leaves, axes)
+                     for k, (v, a) in enumerate(zip(value, parts)))
+    if isinstance(axis, tuple):
+        raise BatchError(f"in_axes entry {axis} of argument '{name}' of {fname}() is a tuple "
+                         f"but the argument is a {type(value).__name__}, not a tuple")
+    leaves.append(value)
+    axes.append(axis)
+    return None
+
+
+def _flat_wrapper(fun, fname: str, parameters: list, structure: tuple):
+    """``def <fname>_flat(<leaves>): return <fname>(<the tuples rebuilt>)``, generated into
+    the artifact cache (so the transforms read its source) with ``fun`` bound to ``fname``."""
+    taken = set(parameters) | {fname}
+    names = []
+
+    def fresh(base: str) -> str:
+        candidate, k = base, 1
+        while candidate in taken:
+            candidate, k = f"{base}_{k}", k + 1
+        taken.add(candidate)
+        names.append(candidate)
+        return candidate
+
+    def rebuilt(name: str, shape) -> str:
+        if shape is None:
+            return fresh(name)
+        parts = [rebuilt(f"{name}_{k}", s) for k, s in enumerate(shape)]
+        return f"({', '.join(parts)}{',' if len(parts) == 1 else ''})"
+
+    call = [rebuilt(p, s) if s is not None else p for p, s in zip(parameters, structure)]
+    leaves = []
+    position = iter(names)
+    for p, s in zip(parameters, structure):
+        if s is None:
+            leaves.append(p)
+        else:
+            leaves += [next(position) for _ in range(_count(s))]
+    wrapper_name = f"{fname}_flat"
+    text = (f"# {fname} with its tuple arguments flattened, generated by nbautodiff (vmap)\n\n\n"
+            f"def {wrapper_name}({', '.join(leaves)}):\n"
+            f"    return {fname}({', '.join(call)})\n")
+    try:
+        key = cache.key("vmap flat wrapper", fun, text)
+    except Exception:                             # noqa: BLE001 - an object cache cannot hash
+        key = cache.private_key("vmap flat wrapper")
+    entry = cache.artifact(key, lambda: cache.Built(wrapper_name, text))
+    return entry.load({fname: fun})[wrapper_name]
+
+
+def _count(structure) -> int:
+    return 1 if structure is None else sum(_count(s) for s in structure)
 
 
 def _resolved_in_axes(values, axes, names, fname) -> tuple[tuple, int]:
@@ -350,3 +479,18 @@ def batch(fun, in_axes=0, out_axes=0, parallel=False, layout="auto",
           vector_math=False) -> BatchedFunction:
     """One compiled function evaluating ``fun`` on every slice; see :class:`BatchedFunction`."""
     return BatchedFunction(fun, in_axes, out_axes, parallel, layout, vector_math)
+
+
+def vmap(fun, in_axes=0, out_axes=0, *, axis_name=None, axis_size=None,
+         **options) -> BatchedFunction:
+    """JAX's name for :func:`batch`: ``in_axes`` an int, None, or a tuple with one entry per
+    argument, where an argument that is a tuple of arrays takes one entry (for all of them) or
+    a tuple of entries (one per element, nested alike); ``out_axes`` an int, or a tuple with
+    one per element of a tuple result.
+    ``axis_name`` (collectives) and ``axis_size`` (no batched argument) are not supported;
+    ``options`` are :func:`batch`'s (``parallel``, ``layout``, ``vector_math``)."""
+    for name, value in (("axis_name", axis_name), ("axis_size", axis_size)):
+        if value is not None:
+            raise BatchError(f"vmap: {name}= is not supported (there are no collective "
+                             "operations, and at least one argument must be batched)")
+    return BatchedFunction(fun, in_axes, out_axes, **options)

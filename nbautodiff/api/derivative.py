@@ -1,24 +1,48 @@
-"""What every derived function shares: :class:`Derivative`, and the checks of the values it takes.
+"""The derivative protocol: :class:`Derivative`, and the checks of the values derived functions take.
 
-A derived function (``grad``, ``vjp``, ``jvp``, ``reverse``, ``forward``...) is a
-:class:`Derivative`: it holds the user's function (``.primal``), reads its source once,
-compiles lazily once per argument types, and shows the generated code of its latest signature
-(``.source``). The helpers here check arguments the same way for every transform.
+Every derived function of the API is a :class:`Derivative`: what ``grad``, ``value_and_grad``,
+``vjp`` (its pullback), ``reverse``, ``forward``, ``jacfwd``, ``jacrev``, ``hessian``, ``batch``,
+``vmap`` and ``offload`` return. The protocol, which the transforms use to compose (``grad`` of
+a derivative, ``batch`` of one, ``offload`` of one) and nothing else:
+
+* ``d.primal``: the function it was made from; ``d.__name__``: ``<name>_<kind>`` (``f_grad``,
+  ``f_grad_offload``, ``f_batch``...); ``d.kind``;
+* ``d.source``: the generated code of its latest compiled call;
+* ``d.options``: ``{"checkpoint": ..., "fastmath": ...}`` (also ``d.checkpoint``,
+  ``d.fastmath``); ``d.with_options(checkpoint=..., fastmath=...)`` a copy with others;
+* ``d.parameters``: the names of what it is called with (for ``reverse``, each argument and
+  its shadows, then the seeds); ``d.function_name``: the name of the user's function;
+* ``d.lower(args)``: a :class:`Lowered`, the compiled artifact that ``d(*args)`` calls once and
+  the arguments converted for it (what forward mode over ``d`` and ``batch(d)`` differentiate or
+  loop over); ``d.lower_refusal()`` says why a derivative has none (None when it has one);
+* ``d.offloaded(runner)``: a copy whose compiled calls go through ``runner(dispatcher,
+  arguments)`` (``offload`` runs them on a GPU);
+* ``d.source_level``: True for a function whose own code the transforms read as a callee (a
+  batch of a plain function): ``grad`` of it differentiates that code, not a lowered call.
+
+A composition a derivative cannot take raises :class:`~nbautodiff.errors.AutodiffError` with
+the reason. :class:`GeneratedDerivative` is the common base of those made from the user's
+source (``reverse``, ``grad``, ``forward``): it reads the source once, compiles lazily once per
+argument types and shows the generated code of its latest signature.
 """
 from __future__ import annotations
 
 import ast
+import copy
 import numbers
+from dataclasses import dataclass, field
 
 import numba
 import numpy as np
 from numba import types as nbtypes
 
-from nbautodiff.errors import AutodiffError, SourceNotFoundError, UnsupportedConstructError
+from nbautodiff.errors import (AutodiffError, ArgnumsError, SourceNotFoundError,
+                               UnsupportedConstructError)
 from nbautodiff.frontend import checkpoint_markers, declarations as custom
 from nbautodiff.frontend.source import function_source
 from nbautodiff.pipeline import program
 from nbautodiff.transforms.reverse.checkpointing import MemoryReport
+from . import remat
 from .activities import as_activity
 
 
@@ -93,7 +117,7 @@ def share_memory(a: np.ndarray, b: np.ndarray) -> bool:
         return True
 
 
-def copy_back(primals: list, low) -> None:
+def copy_back(primals: list, low: "Lowered") -> None:
     """Leave the caller's arrays as the function leaves them: the generated code ran on copies
     of the arrays it writes and left their final contents there (``writeback``)."""
     for value, origin in zip(low.arguments, low.origins):
@@ -102,38 +126,199 @@ def copy_back(primals: list, low) -> None:
             np.copyto(primals[origin], value)
 
 
+def derived_name(fun, kind: str) -> str:
+    """The ``__name__`` of a derived function: ``<name of fun>_<kind>`` (``f_grad``,
+    ``f_grad_offload``, ``f_batch``): one scheme for every transform, nested ones included."""
+    base = fun if isinstance(fun, str) else getattr(fun, "__name__", None) or type(fun).__name__
+    return f"{base}_{kind}"
+
+
+@dataclass(eq=False)
+class Lowered:
+    """A derived function at given arguments as one call of its generated code: what a
+    transform of the derived function (forward mode over it, a batch of it) takes in turn."""
+    dispatcher: object            # the generated function, compiled (``.py_func`` has source)
+    arguments: list               # the values it is called with
+    origins: list                 # per argument: position of the derived function's argument it
+                                  # is, or None (an output buffer or a seed)
+    outputs: list                 # positions of the arguments the call writes its output into
+    assemble: object              # (returned value, arguments) -> the derived function's output
+    primals: list = field(default_factory=list)   # the derived function's arguments, checked
+    writes: frozenset = frozenset()   # positions among those that the function writes
+    variant: object = None        # the compiled artifact (a program.Variant or ForwardVariant)
+
+
+_UNSET = object()
+
+
 class Derivative:
-    """What every derived function shares: the primal, the source, a readable repr."""
+    """The protocol every derived function implements; see the module docstring."""
 
     kind = "derivative"
+    source_level = False          # see the module docstring
+    offloadable = False           # whether offloaded() can run its compiled calls elsewhere
 
-    def __init__(self, fun, checkpoint=None, fastmath=False):
+    def __init__(self, fun, *, checkpoint=None, fastmath=False, name_of=None):
         self.primal = fun
-        self._func = custom.program_target(fun)
-        self._fs = function_source(self._func)
-        self._variant: program.Variant | None = None
         self.checkpoint = checkpoint_markers.parse_option(checkpoint)
         self.fastmath = fastmath_option(fastmath)
         self.memory: MemoryReport | None = None
-        self.__name__ = f"{self._func.__name__}_{self.kind}"
+        self._runner = None
+        self.__name__ = derived_name(fun if name_of is None else name_of, self.kind)
         self.__qualname__ = self.__name__
-        self.__doc__ = f"{self.kind} of {self._func.__name__} (generated by nbautodiff)"
+        self.__doc__ = f"{self.kind} of {self.function_name} (generated by nbautodiff)"
         self.__wrapped__ = fun
+
+    # -- what it was made from, its options ------------------------------------------------------
+    @property
+    def options(self) -> dict:
+        return {"checkpoint": self.checkpoint, "fastmath": self.fastmath}
+
+    @property
+    def function_name(self) -> str:
+        """The name of the user's function at the bottom of the composition."""
+        inner = getattr(self.primal, "function_name", None)
+        return inner if isinstance(inner, str) else \
+            getattr(self.primal, "__name__", type(self.primal).__name__)
+
+    @property
+    def parameters(self) -> list[str]:
+        """The parameters of the user's function (what the derived function is called with,
+        for ``grad``, ``batch``... of it)."""
+        inner = getattr(self.primal, "parameters", None)
+        if isinstance(inner, list):
+            return inner
+        return function_source(custom.program_target(self.primal)).parameters
+
+    def __repr__(self) -> str:
+        return f"<nbautodiff {self.kind} of {self.function_name}>"
+
+    def with_options(self, checkpoint=_UNSET, fastmath=_UNSET) -> "Derivative":
+        """A copy of this derivative with other options (those not given kept)."""
+        clone = copy.copy(self)
+        if checkpoint is not _UNSET:
+            clone.checkpoint = checkpoint_markers.parse_option(checkpoint)
+        if fastmath is not _UNSET:
+            clone.fastmath = fastmath_option(fastmath)
+        clone._options_changed()
+        return clone
+
+    def _options_changed(self) -> None:
+        """Forget what was built with the previous options (a copy made by with_options)."""
+        self.memory = None
+
+    # -- composition ---------------------------------------------------------------------------
+    def lower_refusal(self) -> str | None:
+        """Why :meth:`lower` cannot give one compiled call of this derivative (None if it can)."""
+        return (f"a {self.kind} result runs several compiled calls, not one, so other "
+                "transforms cannot take its generated code: transform the function first, "
+                f"then take the {self.kind} (e.g. jacfwd(grad(f)), not grad of a Jacobian)")
+
+    def lower(self, args) -> Lowered:
+        """This derivative at ``args`` as one call of its compiled code (see :class:`Lowered`)."""
+        raise AutodiffError(f"{self.__name__}: {self.lower_refusal()}",
+                            construct=f"transform of a {self.kind} result",
+                            function=self.function_name)
+
+    def refuse_composition(self, transform: str) -> None:
+        """An AutodiffError naming ``transform`` when this derivative cannot be lowered."""
+        reason = self.lower_refusal()
+        if reason is not None:
+            raise AutodiffError(f"{transform} of {self.__name__} is not supported: {reason}",
+                                construct=f"{transform} of a {self.kind} result",
+                                function=self.function_name)
+
+    def offloaded(self, runner) -> "Derivative":
+        """A copy whose compiled calls run through ``runner(dispatcher, arguments)``."""
+        if not self.offloadable:
+            raise AutodiffError(f"offload of {self.__name__} is not supported: a {self.kind} "
+                                "result runs several compiled calls; offload the derivative it "
+                                "is made of, or the function", construct=f"offload of a {self.kind}",
+                                function=self.function_name)
+        clone = copy.copy(self)
+        clone._runner = runner
+        clone._prepare_offload()
+        return clone
+
+    def _prepare_offload(self) -> None:
+        """Adapt a copy made by :meth:`offloaded` (a batch runs one GPU thread per slice)."""
+
+    @property
+    def runner(self):
+        """What runs its compiled calls: None (here) or the runner given to :meth:`offloaded`."""
+        return self._runner
+
+    def run(self, dispatcher, arguments):
+        """Run the compiled code ``dispatcher`` on ``arguments`` (on a GPU once offloaded)."""
+        if self._runner is None:
+            return dispatcher(*arguments)
+        return self._runner(dispatcher, arguments)
+
+    @property
+    def source(self) -> str:
+        raise AutodiffError(f"{self.__name__} has no generated code of its own")
+
+    @property
+    def tape_bytes(self) -> int | None:
+        """Bytes of the tape and checkpoints of the last call (None before a first call)."""
+        return None if self.memory is None else self.memory.total_bytes
+
+
+def refuse_derivative(fun, transform: str, hint: str) -> None:
+    """An AutodiffError when ``fun`` is a derivative that ``transform`` cannot take as a
+    function of its own (``reverse`` of a gradient, say); ``hint`` says what to use."""
+    if isinstance(fun, Derivative) and not fun.source_level:
+        raise AutodiffError(f"{transform} of {fun.__name__} (a {fun.kind} result) is not "
+                            f"supported: {hint}", construct=f"{transform} of a {fun.kind}",
+                            function=fun.function_name)
+
+
+class GeneratedDerivative(Derivative):
+    """A derivative generated from the user's source (``reverse``, ``grad``, ``forward``)."""
+
+    offloadable = True
+
+    def __init__(self, fun, checkpoint=None, fastmath=False):
+        inner, checkpoint = remat.resolve(fun, checkpoint)
+        self._func = custom.program_target(inner)
+        self._fs = function_source(self._func)
+        self._variant: program.Variant | None = None
+        super().__init__(fun, checkpoint=checkpoint, fastmath=fastmath,
+                         name_of=self._func.__name__)
+
+    @property
+    def target(self):
+        """The function the pipeline reads (the user's, or its declared-derivative wrapper)."""
+        return self._func
+
+    @property
+    def function_name(self) -> str:
+        return self._func.__name__
+
+    @property
+    def primal_parameters(self) -> list[str]:
+        """The parameters of the user's function."""
+        return self._fs.parameters
 
     @property
     def parameters(self) -> list[str]:
         return self._fs.parameters
 
+    @property
+    def variant(self):
+        """The compiled artifact of the latest call (None before the first)."""
+        return self._variant
+
+    def _options_changed(self) -> None:
+        super()._options_changed()
+        self._variant = None
+
     def __repr__(self) -> str:
         return f"<nbautodiff {self.kind} of {self._func.__qualname__}>"
 
-    @staticmethod
-    def _invoke(dispatcher, arguments):
-        """Run the generated code ``dispatcher`` (offload replaces this to run it on a GPU)."""
-        return dispatcher(*arguments)
-
-    def _arguments(self, args) -> list:
-        names = self.parameters
+    def checked_arguments(self, args) -> list:
+        """``args`` (one per parameter) as the engine takes them, or a TypeError."""
+        names = self.primal_parameters
         if len(args) != len(names):
             raise TypeError(f"{self._func.__name__}() takes {len(names)} arguments "
                             f"({', '.join(names)}), got {len(args)}")
@@ -141,24 +326,28 @@ class Derivative:
         refuse_overlapping(self._func, values)
         return values
 
-    def _checked_activities(self, activities, allowed: tuple, mode: str) -> list:
+    def _checked_activities(self, activities, allowed: tuple, mode: str,
+                            ret_name: str | None = None) -> list:
         """``activities`` as :class:`Activity` objects, one per parameter, each in ``allowed``
-        (an AutodiffError naming the parameter otherwise)."""
-        names = self.parameters
+        (an AutodiffError naming the parameter otherwise; with a hint where one more than the
+        parameters was given, Rust-style, as the return's)."""
+        names = self.primal_parameters
         if len(activities) != len(names):
+            hint = ""
+            if len(activities) == len(names) + 1:
+                last = activities[-1]
+                last = last.name if hasattr(last, "name") else last
+                hint = (f"; if the last one is meant as the result's activity (Rust writes "
+                        f"#[autodiff_{mode}(df, ..., {last})]), pass it as ret={last!r}")
             raise AutodiffError(f"{self._func.__name__}() has {len(names)} parameters "
-                                f"({', '.join(names)}) but {len(activities)} activities were given")
+                                f"({', '.join(names)}) but {len(activities)} activities were "
+                                f"given{hint}")
         checked = [as_activity(a) for a in activities]
         for act, name in zip(checked, names):
             if act not in allowed:
                 raise AutodiffError(f"activity {act} of '{name}' is not a {mode}-mode activity "
                                     f"(use one of {', '.join(a.name for a in allowed)})")
         return checked
-
-    @property
-    def tape_bytes(self) -> int | None:
-        """Bytes of the tape and checkpoints of the last call (None before a first call)."""
-        return None if self.memory is None else self.memory.total_bytes
 
     @property
     def source(self) -> str:
@@ -187,7 +376,7 @@ class Derivative:
     def _guessed_types(self) -> tuple:
         """Argument types read off the source: arrays by their indexing rank, loop bounds as ints."""
         tree = self._fs.tree
-        rank = {p: 0 for p in self.parameters}
+        rank = {p: 0 for p in self.primal_parameters}
         integer = set()
         for node in ast.walk(tree):
             if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) \
@@ -203,13 +392,12 @@ class Derivative:
                     and node.func.id == "len" and node.args and isinstance(node.args[0], ast.Name):
                 rank[node.args[0].id] = max(rank.get(node.args[0].id, 0), 1)
         types = []
-        for p in self.parameters:
+        for p in self.primal_parameters:
             if rank[p]:
                 types.append(nbtypes.Array(nbtypes.float64, rank[p], "C"))
             else:
                 types.append(nbtypes.int64 if p in integer else nbtypes.float64)
         return tuple(types)
-
 
 def checked_return(ret, returns: dict, mode: str) -> str:
     """The name of return activity ``ret``, one of ``returns`` (an AutodiffError otherwise)."""
@@ -222,12 +410,15 @@ def checked_return(ret, returns: dict, mode: str) -> str:
 
 def resolved_argnums(argnums, count: int, what: str) -> tuple[int, ...]:
     """``argnums`` (an int or a sequence) as non-negative positions among ``count`` arguments;
-    an AutodiffError naming ``what`` for one out of range."""
+    an :class:`ArgnumsError` naming ``what`` for one out of range (the API and the gradient
+    check both use this)."""
     resolved = []
     for k in argnums if isinstance(argnums, (tuple, list)) else (argnums,):
-        if not isinstance(k, int) or not -count <= k < count:
-            raise AutodiffError(f"argnums {k!r} is out of range for {what}")
-        resolved.append(k % count)
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not -count <= k < count:
+            raise ArgnumsError(f"argnums {k!r} is out of range for {what}"
+                               if isinstance(k, (int, np.integer)) and not isinstance(k, bool)
+                               else f"argnums must be an int or a tuple of ints, got {argnums!r}")
+        resolved.append(int(k) % count)
     return tuple(resolved)
 
 

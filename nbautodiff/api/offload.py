@@ -24,7 +24,6 @@ the CPU: the function compiled by ``numba.njit(parallel=True)``, a derivative as
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import html
 import numbers
@@ -42,6 +41,7 @@ from nbautodiff.pipeline import program
 from nbautodiff.transforms import offloading
 from nbautodiff.errors import OffloadError
 from nbautodiff.transforms.offloading import ArgumentKind
+from .derivative import Derivative
 
 _warned_no_gpu = False
 
@@ -120,32 +120,43 @@ def _bytes(n: int) -> str:
     return str(n)
 
 
-class OffloadFunction:
+class OffloadFunction(Derivative):
     """``offload(fun, devices)``; see the module docstring. ``.plan`` is the latest call's
-    :class:`OffloadPlan`, ``.source`` the latest program's host code and kernels."""
+    :class:`OffloadPlan`, ``.source`` the latest program's host code and kernels. For a
+    derivative ``fun`` (any :class:`~nbautodiff.api.derivative.Derivative` that can run its
+    compiled calls elsewhere) its generated code runs here: ``fun.offloaded(runner)``."""
+
+    kind = "offload"
 
     def __init__(self, fun, devices=None):
-        self.primal = fun
         self.devices = _checked_devices(devices)
-        self.derived = hasattr(fun, "_invoke")
+        self.derived = isinstance(fun, Derivative)
+        super().__init__(fun)
         self._plan = None
         self.timed = False           # True: time each kernel with CUDA events (plan.kernel_seconds)
         self._programs: dict = {}
         self._latest = None
-        self.__name__ = f"offload_{getattr(fun, '__name__', 'function')}"
+        self._on_device = None
         self.__doc__ = f"{getattr(fun, '__name__', 'function')} offloaded to a CUDA GPU"
+
+    @property
+    def function_name(self) -> str:
+        inner = getattr(self.primal, "function_name", None)
+        return inner if isinstance(inner, str) else getattr(self.primal, "__name__", "function")
+
+    def lower_refusal(self) -> str:
+        return ("an offloaded function runs on a GPU; differentiate or batch the function, "
+                "then offload the result")
 
     def __call__(self, *args):
         if not gpu.available():
             return self._on_cpu(args)
         if self.derived:
-            clone = copy.copy(self.primal)
-            clone._invoke = lambda dispatcher, arguments: self._run(
-                python_function(dispatcher), arguments)
-            if hasattr(clone, "layout"):      # a batch: one GPU thread per slice, not lanes
-                clone.layout, clone.vector_math = "outer", False
-                clone.in_place_primal = False     # (its source is what the GPU code is made of)
-            return clone(*args)
+            if self._on_device is None:
+                self._on_device = self.primal.offloaded(
+                    lambda dispatcher, arguments: self._run(python_function(dispatcher),
+                                                            arguments))
+            return self._on_device(*args)
         return self._run(python_function(self.primal), args)
 
     # -- CPU fallback ------------------------------------------------------------------------------
@@ -197,6 +208,11 @@ class OffloadFunction:
     def source(self) -> str:
         """The host code and kernels of the latest call's program ("" before the first call)."""
         return "" if self._latest is None else self._latest.describe()
+
+    @property
+    def parameters(self) -> list[str]:
+        inner = getattr(self.primal, "parameters", None)
+        return inner if isinstance(inner, list) else function_source(self.primal).parameters
 
 
 class _Compiled:
@@ -443,4 +459,6 @@ def offload(fun, devices=None) -> OffloadFunction:
     """``fun`` with its parallel loops run on CUDA GPU(s); see the module docstring."""
     if isinstance(fun, OffloadFunction):
         raise AutodiffError("function is offloaded already")
+    if isinstance(fun, Derivative) and not fun.offloadable:
+        fun.offloaded(None)                  # the AutodiffError saying why
     return OffloadFunction(fun, devices)

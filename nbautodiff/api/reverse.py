@@ -6,33 +6,39 @@ signature, or of a signature guessed from the source before the first call) and 
 (the tape and checkpoint bytes of the last call, :class:`nbautodiff.transforms.reverse.checkpointing.MemoryReport`; its total is
 ``.tape_bytes``). ``checkpoint=`` checkpoints the function's outermost loops that need a tape
 (see :mod:`nbautodiff.transforms.reverse.checkpointing` and :func:`nbautodiff.frontend.checkpoint_markers.parse_option`).
+Each is a :class:`~nbautodiff.api.derivative.Derivative`.
+
+A :class:`Session` runs the forward sweep once and then the reverse sweep alone, per cotangent,
+from the residuals kept (:mod:`.residuals`): ``vjp``'s pullback and ``jacrev``
+(:mod:`.pullback`), ``grad(..., has_aux=True)`` and ``reverse(..., width=N)`` are built on it. ``hessian`` and ``grad`` of a derivative are forward
+mode over its generated code (:mod:`.forward`).
 """
 from __future__ import annotations
 
 import ast
 import numbers
-from dataclasses import dataclass
 
 import numpy as np
 from numba import types as nbtypes
 
 from nbautodiff.analysis import tuples, typeinfer
 from nbautodiff.errors import AutodiffError, TapeMemoryError
-from nbautodiff.frontend import declarations as custom
-from nbautodiff.frontend.source import function_source
+from nbautodiff.frontend.source import specializes
 from nbautodiff.pipeline import program
 from nbautodiff.transforms.reverse.checkpointing import MemoryReport
+from . import residuals
 from .activities import Active, Const, Duplicated, DuplicatedOnly, REVERSE_ARGUMENT, has_shadow
-from .derivative import (Derivative, check_value, checked_return, copy_back, is_float_array,
+from .derivative import (Derivative, GeneratedDerivative, Lowered, check_value, checked_return,
+                         copy_back, is_float_array, refuse_derivative,
                          refuse_overlapping, resolved_argnums, typeof_value)
-from .forward import GradOfDerivative, jacfwd
+from .forward import GradOfDerivative, JacobianFunction, jacfwd
 
 _RETURNS = {"Active": (True, True), "ActiveOnly": (True, False), "Const": (False, True),
             "DuplicatedOnly": (False, False)}
 
 
-class ReverseFunction(Derivative):
-    """``reverse(fun, *activities, ret=...)``: Rust ``#[autodiff_reverse]`` calling convention.
+class ReverseFunction(GeneratedDerivative):
+    """``reverse(fun, *activities, ret=..., width=1)``: Rust ``#[autodiff_reverse]`` calling convention.
 
     Call with each argument followed by its shadow where its activity is ``Duplicated`` or
     ``DuplicatedOnly``, and a seed last when ``ret`` is ``Active``/``ActiveOnly``. Returns the
@@ -40,24 +46,42 @@ class ReverseFunction(Derivative):
     a single item is returned bare. Adjoints of arrays are added into their shadows. For a
     function returning a tuple the seed is a tuple too, nested like the result: a float or an
     array per differentiable element, None (or 0) for an int.
+
+    ``width=N`` (vector mode, Enzyme's batched reverse): each Duplicated argument is followed by
+    N shadows and the call ends with N seeds; the forward sweep runs once and the reverse sweep
+    once per seed, from the residuals it kept (:mod:`.residuals`); each Active argument's
+    adjoint is a tuple of N.
     """
 
     kind = "reverse"
     scalar_output_for: str | None = None     # set by grad: a tuple or array result is refused
+    requires_seed = True                    # vjp: a result without a derivative is allowed
 
-    def __init__(self, fun, activities, ret="Active", checkpoint=None, fastmath=False):
+    def __init__(self, fun, activities, ret="Active", checkpoint=None, fastmath=False, width=1):
         super().__init__(fun, checkpoint, fastmath)
         self.activities = self._checked_activities(activities, REVERSE_ARGUMENT, "reverse")
         self.ret = checked_return(ret, _RETURNS, "reverse")
         self.seeded, self.returns_primal = _RETURNS[self.ret]
+        self.width = checked_width(width)
 
     def __call__(self, *args):
-        names, fname = self.parameters, self._func.__name__
-        expected = len(names) + sum(has_shadow(a) for a in self.activities) + self.seeded
+        primals, shadows, seeds = self._parsed(args)
+        if self.width == 1:
+            return self._run(primals, [s[0] if s else None for s in shadows],
+                             seeds[0] if seeds else None)
+        return self._run_lanes(primals, shadows, seeds)
+
+    def _parsed(self, args) -> tuple[list, list, list]:
+        """(primal values, per argument its shadows or None, the seeds) of a call."""
+        names, fname, width = self.primal_parameters, self._func.__name__, self.width
+        expected = len(names) + width * (sum(has_shadow(a) for a in self.activities)
+                                         + self.seeded)
         if len(args) != expected:
+            each = "its shadow" if width == 1 else f"its {width} shadows"
+            seeds = "" if not self.seeded else ", then the seed" if width == 1 else \
+                f", then {width} seeds"
             raise TypeError(f"{self.__name__}() takes {expected} arguments (each Duplicated "
-                            f"argument followed by its shadow{', then the seed' if self.seeded else ''}"
-                            f"), got {len(args)}")
+                            f"argument followed by {each}{seeds}), got {len(args)}")
         primals, shadows, position = [], [], 0
         for act, name in zip(self.activities, names):
             value = check_value(args[position], name, fname)
@@ -70,23 +94,37 @@ class ReverseFunction(Derivative):
                     raise TypeError(f"argument '{name}' of {fname}() is {type(value).__name__}"
                                     f"{'' if not isinstance(value, np.ndarray) else ' of ' + str(value.dtype)}: "
                                     "Duplicated needs a float32/float64 array")
-                shadow = args[position]
-                position += 1
-                if not is_float_array(shadow):
-                    got = str(shadow.dtype) if isinstance(shadow, np.ndarray) else \
-                        type(shadow).__name__
-                    raise TypeError(f"shadow of argument '{name}' of {fname}() must be a float "
-                                    f"array, got {got}")
-                if shadow.shape != value.shape:
-                    raise ValueError(f"shadow of argument '{name}' of {fname}() must have shape "
-                                     f"{value.shape}, got {shadow.shape}")
-                shadows.append(shadow)
+                lane_shadows = []
+                for _ in range(width):
+                    shadow = args[position]
+                    position += 1
+                    if not is_float_array(shadow):
+                        got = str(shadow.dtype) if isinstance(shadow, np.ndarray) else \
+                            type(shadow).__name__
+                        raise TypeError(f"shadow of argument '{name}' of {fname}() must be a "
+                                        f"float array, got {got}")
+                    if shadow.shape != value.shape:
+                        raise ValueError(f"shadow of argument '{name}' of {fname}() must have "
+                                         f"shape {value.shape}, got {shadow.shape}")
+                    lane_shadows.append(shadow)
+                shadows.append(lane_shadows)
             else:
                 shadows.append(None)
             primals.append(value)
-        seed = args[position] if self.seeded else None
+        seeds = list(args[position:]) if self.seeded else []
         refuse_overlapping(self._func, primals)
-        return self._run(primals, shadows, seed)
+        return primals, shadows, seeds
+
+    @property
+    def parameters(self) -> list[str]:
+        """What it is called with: each argument, its shadow(s), then the seed(s)."""
+        lanes = [""] if self.width == 1 else [str(k) for k in range(self.width)]
+        names = []
+        for act, name in zip(self.activities, self.primal_parameters):
+            names.append(name)
+            if has_shadow(act):
+                names += [f"d{lane}_{name}" for lane in lanes]
+        return names + ([f"seed{lane}" for lane in lanes] if self.seeded else [])
 
     def _flags(self) -> list[bool]:
         return [a is not Const for a in self.activities]
@@ -111,29 +149,34 @@ class ReverseFunction(Derivative):
                                 "for it, nad.vjp zero adjoints)", construct=f"{result} output",
                                 lineno=returns[-1].lineno if returns else None,
                                 filename=self._fs.filename, function=self._func.__name__)
-        if self.seeded and not tuples.has_differentiable(variant.result_type):
+        if self.requires_seed and self.seeded and not tuples.has_differentiable(result):
             raise TypeError(f"{self._func.__name__}() returns {variant.result_type}; ret=Active "
                             "needs a float (or float array) result: use ret='Const'")
         self._variant = variant
         return variant
 
-    def _run(self, primals, shadows, seed):
-        variant = self._variant_for(primals)
+    def _call_arguments(self, primals, shadows, seed, variant) -> list:
         call = []
         for value, shadow, has in zip(primals, shadows, variant.shadows):
             call.append(value)
             if has:
                 call.append(shadow)
-        if self.seeded and tuples.is_tuple(variant.result_type):
-            call += _seed_arguments(seed, variant.result_type, self._func.__name__)
-        elif self.seeded:
-            call.append(seed if isinstance(seed, np.ndarray) else float(seed))
+        if self.seeded:
+            call += seed_call(seed, variant.result_type, self._func.__name__)
+        return call
+
+    def _run(self, primals, shadows, seed):
+        variant = self._variant_for(primals)
+        call = self._call_arguments(primals, shadows, seed, variant)
         try:
-            out = self._invoke(variant.dispatcher, call)
+            out = self.run(variant.dispatcher, call)
         except TapeMemoryError as error:
             raise TapeMemoryError(error.message, construct=error.construct,
                                   function=self._func.__name__) from None
         self.memory = MemoryReport(*out[-1], tuple(variant.checkpointed))
+        return self._returned(out, variant)
+
+    def _returned(self, out, variant):
         items = list(out[1:-1])
         if self.returns_primal and variant.result_type != nbtypes.none:
             items.insert(0, out[0])
@@ -141,58 +184,116 @@ class ReverseFunction(Derivative):
             return None
         return items[0] if len(items) == 1 else tuple(items)
 
+    def _run_lanes(self, primals, shadows, seeds):
+        """Vector mode: one forward sweep, then a reverse sweep per seed from its residuals."""
+        variant = self._variant_for(primals)
+        lanes = range(self.width)
+        lane_seeds = [seed_call(seeds[lane], variant.result_type, self._func.__name__)
+                      if self.seeded else [] for lane in lanes]
+        try:
+            kept = residuals.keep_forward(variant, primals, self.runner, first_in_place=True)
+            outs = kept.reverse_lanes([[s[lane] if s else None for s in shadows]
+                                       for lane in lanes], lane_seeds)
+        except TapeMemoryError as error:
+            raise TapeMemoryError(error.message, construct=error.construct,
+                                  function=self._func.__name__) from None
+        self.memory = MemoryReport(*outs[0][-1], tuple(variant.checkpointed))
+        items = [tuple(out[k] for out in outs) for k in range(1, len(outs[0]) - 1)]
+        if self.returns_primal and variant.result_type != nbtypes.none:
+            items.insert(0, outs[0][0])
+        if not items:
+            return None
+        return items[0] if len(items) == 1 else tuple(items)
+
+    def lower_refusal(self) -> str | None:
+        return None if self.width == 1 else \
+            "with width > 1 it runs one reverse sweep per seed, not one compiled call"
+
+    def lower(self, args) -> Lowered:
+        """This derivative at ``args`` (values, shadows and seed, as it is called) as one call
+        of its reverse variant: the shadows are outputs (adjoints are added into them)."""
+        self.refuse_composition("a transform")
+        primals, shadows, seeds = self._parsed(args)
+        shadows = [s[0] if s else None for s in shadows]
+        seed = seeds[0] if seeds else None
+        variant = self._variant_for(primals)
+        call = self._call_arguments(primals, shadows, seed, variant)
+        origins, outputs, position, value_at = [], [], 0, []
+        for act, has in zip(self.activities, variant.shadows):
+            origins.append(position)
+            value_at.append(position)
+            position += 1
+            if has_shadow(act):
+                if has:
+                    outputs.append(len(origins))
+                    origins.append(position)
+                position += 1
+        seed_count = len(call) - len(origins)
+        origins += [position] * seed_count if seed_count == 1 and not isinstance(seed, tuple) \
+            else [None] * seed_count
+        converted = list(args)
+        for at, value in zip(value_at, primals):
+            converted[at] = value
+        returned = self._returned
+        return Lowered(variant.dispatcher, call, origins, outputs,
+                       lambda out, arguments: returned(out, variant), converted,
+                       frozenset(value_at[i] for i in program.primal(self._func).writes),
+                       variant)
+
     def _activity_signature(self) -> tuple[list[bool], bool, bool]:
         return self._flags(), self.seeded, self.returns_primal
 
 
-def reverse(fun, *activities, ret="Active", checkpoint=None, fastmath=False) -> ReverseFunction:
+def checked_width(width) -> int:
+    if not isinstance(width, numbers.Integral) or isinstance(width, bool) or width < 1:
+        raise AutodiffError(f"width must be a positive int, got {width!r}")
+    return int(width)
+
+
+def reverse(fun, *activities, ret="Active", checkpoint=None, fastmath=False,
+            width=1) -> ReverseFunction:
     """Reverse mode with Enzyme/Rust activities; see :class:`ReverseFunction`. ``checkpoint``:
     checkpoint the outermost loops that need a tape (True or 'sqrt', a segment length K,
-    'binomial' or ('binomial', S); see :func:`nbautodiff.frontend.checkpoint_markers.parse_option`). ``fastmath``: as for
-    :func:`grad`."""
-    return ReverseFunction(fun, activities, ret, checkpoint, fastmath)
+    'binomial' or ('binomial', S); see :func:`nbautodiff.frontend.checkpoint_markers.parse_option`).
+    ``fastmath``: as for :func:`grad`. ``width``: N seeds per call (vector mode)."""
+    refuse_derivative(fun, "reverse", "reverse mode over a derivative is not supported; "
+                      "differentiate a derivative in forward mode (nad.jvp, nad.jacfwd, "
+                      "nad.hessian, nad.grad of it)")
+    return ReverseFunction(fun, activities, ret, checkpoint, fastmath, width)
 
 
-@dataclass(eq=False)
-class Lowered:
-    """A derived function at given arguments as one call of its generated code: what a
-    transform of the derived function (forward over reverse) differentiates in turn."""
-    dispatcher: object            # the generated function, compiled (``.py_func`` has source)
-    arguments: list               # the values it is called with
-    origins: list                 # per argument: position of the derived function's argument it
-                                  # is, or None (an output buffer or a seed)
-    outputs: list                 # positions of the arguments the call writes its output into
-    assemble: object              # (returned value, arguments) -> the derived function's output
+class GradFunction(GeneratedDerivative):
+    """``grad(fun, argnums)`` (and ``value_and_grad``): the gradient of a scalar-valued ``fun``.
+    With ``has_aux`` ``fun`` returns ``(value, aux)``: the result is ``(gradient, aux)``
+    (``((value, aux), gradient)`` for ``value_and_grad``), aux as ``fun`` returned it."""
 
-
-class GradFunction(Derivative):
-    """``grad(fun, argnums)`` (and ``value_and_grad``): the gradient of a scalar-valued ``fun``."""
-
-    def __init__(self, fun, argnums=0, with_value=False, checkpoint=None, fastmath=False):
+    def __init__(self, fun, argnums=0, with_value=False, checkpoint=None, fastmath=False,
+                 has_aux=False):
         self.kind = "value_and_grad" if with_value else "grad"
         super().__init__(fun, checkpoint, fastmath)
         self.tuple_result = isinstance(argnums, (tuple, list))
-        count = len(self.parameters)
+        count = len(self.primal_parameters)
         self.argnums = resolved_argnums(argnums, count,
                                          f"{self._func.__name__}() with {count} parameters")
         self.with_value = with_value
+        self.has_aux = bool(has_aux)
 
     def __call__(self, *args):
-        primals = self._arguments(args)
-        activities = self._activities(primals)
-        low = self._lowered(primals, activities)
+        if self.has_aux:
+            return self._call_with_aux(args)
+        low = self.lower(args)
         try:
-            out = self._invoke(low.dispatcher, low.arguments)
+            out = self.run(low.dispatcher, low.arguments)
         except TapeMemoryError as error:
             raise TapeMemoryError(error.message, construct=error.construct,
                                   function=self._func.__name__) from None
-        self.memory = MemoryReport(*out[-1], tuple(self._variant.checkpointed))
-        copy_back(primals, low)
+        self.memory = MemoryReport(*out[-1], tuple(low.variant.checkpointed))
+        copy_back(low.primals, low)
         return low.assemble(out, low.arguments)
 
     def _activities(self, primals: list) -> list:
         """Per argument: Duplicated (a float array), Active (a float) or Const (not in argnums)."""
-        names, fname = self.parameters, self._func.__name__
+        names, fname = self.primal_parameters, self._func.__name__
         activities = []
         for i, value in enumerate(primals):
             if i not in self.argnums:
@@ -208,8 +309,15 @@ class GradFunction(Derivative):
                                 ": pass a float or a float array")
         return activities
 
-    def _lowered(self, primals: list, activities: list) -> Lowered:
-        """This gradient at ``primals`` as one call of its generated reverse variant."""
+    def lower_refusal(self) -> str | None:
+        return "with has_aux it returns a pair, not one compiled call's result" \
+            if self.has_aux else None
+
+    def lower(self, args) -> Lowered:
+        """This gradient at ``args`` as one call of its generated reverse variant."""
+        self.refuse_composition("a transform")
+        primals = self.checked_arguments(args)
+        activities = self._activities(primals)
         derived = ReverseFunction(self._func, activities,
                                   "Active" if self.with_value else "ActiveOnly", self.checkpoint,
                                   self.fastmath)
@@ -238,13 +346,129 @@ class GradFunction(Derivative):
             return (out[0], gradient) if with_value else gradient
 
         return Lowered(variant.dispatcher, arguments, origins, sorted(shadow_at.values()),
-                       assemble)
+                       assemble, primals, frozenset(prim.writes), variant)
+
+    def _call_with_aux(self, args):
+        primals = self.checked_arguments(args)
+        activities = self._activities(primals)
+        derived = ReverseFunction(self._func, activities, "Active", self.checkpoint,
+                                  self.fastmath)
+        if self.runner is not None:
+            derived = derived.offloaded(self.runner)
+        session = Session(derived, primals, activities, has_aux=self.kind)
+        self._variant = session.variant
+        value, aux = session.value
+        if not isinstance(value, (float, np.floating)):
+            raise AutodiffError(f"{self.kind} with has_aux requires {self._func.__name__}() to "
+                                f"return (a float, aux), got a {type(value).__name__} first",
+                                construct="non-scalar output", function=self._func.__name__)
+        adjoints = session.pullback(1.0)
+        self.memory = session.memory
+        grads = {i: adjoints[i] for i in self.argnums}
+        gradient = tuple(grads[i] for i in self.argnums) if self.tuple_result \
+            else grads[self.argnums[0]]
+        return ((value, aux), gradient) if self.with_value else (gradient, aux)
 
     def _activity_signature(self) -> tuple[list[bool], bool, bool]:
-        return [i in self.argnums for i in range(len(self.parameters))], True, self.with_value
+        return [i in self.argnums for i in range(len(self.primal_parameters))], True, \
+            self.with_value or self.has_aux
 
 
-def _seed_arguments(seed, typ, fname: str, where: str = "the seed") -> list:
+class Session:
+    """A reverse variant's forward sweep run once at some arguments (the caller's arrays left
+    as the function leaves them), and its pullback: a reverse sweep per cotangent."""
+
+    def __init__(self, derived: ReverseFunction, primals: list, activities: list,
+                 has_aux: str | None = None):
+        derived.requires_seed = False
+        self.derived, self.activities, self.has_aux = derived, activities, has_aux
+        fname = derived.function_name
+        self.variant = variant = derived._variant_for(primals)
+        result = variant.result_type
+        if has_aux and not (tuples.is_tuple(result) and len(result.types) == 2):
+            raise AutodiffError(f"{has_aux} with has_aux=True requires {fname}() to return a "
+                                f"pair (output, aux), but it returns {result}",
+                                construct="has_aux", function=fname)
+        self.seeded_type = result.types[0] if has_aux else result
+        prim = program.primal(derived.target)
+        work = [v.copy() if i in prim.writes and isinstance(v, np.ndarray) else v
+                for i, v in enumerate(primals)]
+        self.memory = None
+        self.kept = None
+        if not tuples.has_differentiable(self.seeded_type):
+            value = prim.dispatcher(*work)       # no derivative: zero adjoints, no sweep
+        else:
+            try:
+                self.kept = residuals.keep_forward(variant, work, derived.runner)
+            except TapeMemoryError as error:
+                raise TapeMemoryError(error.message, construct=error.construct,
+                                      function=fname) from None
+            if not self.kept.residuals_kept:    # nothing ran yet: the primal on the copies
+                value = prim.dispatcher(*work)
+            elif self.kept.has_value and not specializes(derived.target):
+                value = self.kept.value
+            else:       # the reverse part computes it (a fused loop), or a batch, whose own
+                value = prim.dispatcher(*[v.copy() if isinstance(v, np.ndarray) else v
+                                          for v in primals])   # call checks for races
+        for i in prim.writes:                    # the caller's arrays, as the function leaves them
+            if isinstance(primals[i], np.ndarray) and work[i] is not primals[i]:
+                np.copyto(primals[i], work[i])
+        self.full_value = value
+        self.value = value
+        self.output = value[0] if has_aux else value
+        self.primals = primals
+
+    def pullback(self, cotangent):
+        """One adjoint per primal for ``cotangent`` (checked against the output)."""
+        return self.pullbacks([cotangent])[0]
+
+    def pullbacks(self, cotangents: list) -> list:
+        """:meth:`pullback` of each of ``cotangents``: their reverse sweeps in one compiled
+        call (:meth:`.residuals.KeptForward.reverse_lanes`)."""
+        cotangents = [cotangent_like(self.output, c) for c in cotangents]
+        if self.kept is None:                    # only ints: no cotangent, zero adjoints
+            return [tuple(np.zeros_like(v) if a is Duplicated else 0.0 if a is Active else None
+                          for v, a in zip(self.primals, self.activities)) for _ in cotangents]
+        fname = self.derived.function_name
+        seeds = [seed_call((c, zero_cotangent(self.full_value[1])) if self.has_aux else c,
+                           self.variant.result_type, fname) for c in cotangents]
+        shadows = [[np.zeros_like(v) if a is Duplicated else None
+                    for v, a in zip(self.primals, self.activities)] for _ in cotangents]
+        try:
+            if len(cotangents) == 1:
+                outs = [self.kept.reverse(shadows[0], seeds[0])]
+            else:
+                outs = self.kept.reverse_lanes(shadows, seeds)
+        except TapeMemoryError as error:
+            raise TapeMemoryError(error.message, construct=error.construct,
+                                  function=fname) from None
+        self.memory = MemoryReport(*outs[-1][-1], tuple(self.variant.checkpointed))
+        found = []
+        for out, lane in zip(outs, shadows):
+            scalars = iter(out[1:-1])
+            found.append(tuple(lane[i] if a is Duplicated else next(scalars) if a is Active
+                               else None for i, a in enumerate(self.activities)))
+        return found
+
+    @property
+    def residuals_kept(self) -> bool:
+        return self.kept is None or self.kept.residuals_kept
+
+    @property
+    def source(self) -> str:
+        split = None if self.kept is None else self.kept.split
+        return split.source if split is not None else self.variant.source
+
+
+def seed_call(seed, typ, fname: str) -> list:
+    """The seed arguments of a reverse variant whose result has type ``typ``: for a tuple see
+    :func:`seed_arguments`; otherwise the seed itself (an array, or as a float)."""
+    if tuples.is_tuple(typ):
+        return seed_arguments(seed, typ, fname)
+    return [seed if isinstance(seed, np.ndarray) else float(seed)]
+
+
+def seed_arguments(seed, typ, fname: str, where: str = "the seed") -> list:
     """The seed arguments of a reverse variant whose result has tuple type ``typ``: one per
     differentiable element (see :func:`nbautodiff.analysis.tuples.seeded_leaves`), taken from ``seed``, nested
     like the result, where the elements that are not differentiable take None or 0."""
@@ -256,7 +480,7 @@ def _seed_arguments(seed, typ, fname: str, where: str = "the seed") -> list:
             raise TypeError(f"{where} of {fname}() must be a tuple of {count} entries, one per "
                             f"element of its result ({typ}), got {got}")
         return [argument for k, (part, element) in enumerate(zip(seed, typ.types))
-                for argument in _seed_arguments(part, element, fname, f"{where}[{k}]")]
+                for argument in seed_arguments(part, element, fname, f"{where}[{k}]")]
     typ = nbtypes.unliteral(typ)
     if not typeinfer.is_differentiable(typ):
         if seed is not None and not (np.ndim(seed) == 0 and seed == 0):
@@ -274,70 +498,43 @@ def _seed_arguments(seed, typ, fname: str, where: str = "the seed") -> list:
     return [float(seed)]
 
 
-def grad(fun, argnums=0, checkpoint=None, fastmath=False) -> GradFunction:
+def grad(fun, argnums=0, checkpoint=None, fastmath=False, has_aux=False) -> Derivative:
     """Gradient of scalar-valued ``fun`` w.r.t. ``args[argnums]`` (a tuple for tuple ``argnums``).
 
     ``checkpoint``: checkpoint the outermost loops that need a tape, so that T iterations of an
     N-element state take O(N sqrt(T)) memory instead of O(N T): True or 'sqrt' (segments of
     sqrt(T) iterations), an int K (segments of K), 'binomial' (revolve) or ('binomial', S) for
-    S snapshots. ``.memory`` reports the bytes of the last call. ``fun`` may itself be a
-    derivative (``grad(grad(f))``): then forward mode over its generated code.
+    S snapshots. ``.memory`` reports the bytes of the last call. A function marked with
+    ``nad.checkpoint`` (``nad.remat``) is differentiated with ``checkpoint=True``.
 
     ``fastmath=True`` allows the derivative to reassociate floating-point sums: reduction loops
     that are dot products or matrix-vector/matrix-matrix products (``z += W[i, j] * h[j]``) are
     computed by BLAS, in both sweeps (see :mod:`nbautodiff.transforms.raising`). Results change in the last bits
-    (the value, and the gradient, of a differently ordered sum); off by default."""
-    if hasattr(fun, "_lowered"):
-        return GradOfDerivative(fun, argnums)
-    return GradFunction(fun, argnums, checkpoint=checkpoint, fastmath=fastmath)
+    (the value, and the gradient, of a differently ordered sum); off by default.
+
+    ``has_aux``: ``fun`` returns ``(value, aux)``; the result is ``(gradient, aux)`` (JAX).
+
+    ``fun`` may itself be a derivative (``grad(grad(f))``): then forward mode over its
+    generated code (see :class:`nbautodiff.api.forward.GradOfDerivative`; its options apply to
+    the whole: ``fastmath`` to both, ``checkpoint`` to the reverse sweep inside)."""
+    if isinstance(fun, Derivative) and not fun.source_level:
+        return GradOfDerivative(fun, argnums, checkpoint=checkpoint, fastmath=fastmath,
+                                has_aux=has_aux)
+    return GradFunction(fun, argnums, checkpoint=checkpoint, fastmath=fastmath, has_aux=has_aux)
 
 
-def value_and_grad(fun, argnums=0, checkpoint=None, fastmath=False) -> GradFunction:
-    """Like :func:`grad`, returning ``(fun(*args), gradient)``."""
-    if hasattr(fun, "_lowered"):
-        return GradOfDerivative(fun, argnums, with_value=True)
-    return GradFunction(fun, argnums, with_value=True, checkpoint=checkpoint, fastmath=fastmath)
+def value_and_grad(fun, argnums=0, checkpoint=None, fastmath=False,
+                   has_aux=False) -> Derivative:
+    """Like :func:`grad`, returning ``(fun(*args), gradient)`` (with ``has_aux``,
+    ``((value, aux), gradient)``)."""
+    if isinstance(fun, Derivative) and not fun.source_level:
+        return GradOfDerivative(fun, argnums, with_value=True, checkpoint=checkpoint,
+                                fastmath=fastmath, has_aux=has_aux)
+    return GradFunction(fun, argnums, with_value=True, checkpoint=checkpoint, fastmath=fastmath,
+                        has_aux=has_aux)
 
 
-def vjp(fun, *primals, checkpoint=None, fastmath=False):
-    """``(fun(*primals), vjp_fn)``; ``vjp_fn(cotangent)`` returns one adjoint per primal.
-
-    The adjoint of an argument that cannot be differentiated (an int, an int array) is None.
-    The output may be a scalar or an array (then the cotangent is an array of its shape), or a
-    tuple of those, nested to any depth: then the cotangent is a tuple with one entry per
-    output, nested the same way, where outputs that cannot be differentiated (ints) take None
-    (or 0). ``checkpoint``, ``fastmath``: as for :func:`grad`.
-    """
-    func = custom.program_target(fun)
-    checked = ReverseFunction(func, [Const] * len(function_source(func).parameters))._arguments(primals)
-    activities = [Duplicated if is_float_array(v) else
-                  Active if isinstance(v, (float, np.floating)) else Const for v in checked]
-    derived = ReverseFunction(func, activities, "ActiveOnly", checkpoint, fastmath)
-    prim = program.primal(func)
-    refuse_overlapping(func, checked)
-    saved = [v.copy() if isinstance(v, np.ndarray) and i in prim.writes else v
-             for i, v in enumerate(checked)]
-    out = prim.dispatcher(*checked)        # the caller's arrays end as the function leaves them
-
-    def vjp_fn(cotangent):
-        cotangent = _cotangent_like(out, cotangent)
-        if not _any_differentiable(out):           # only ints: no cotangent, zero adjoints
-            return tuple(np.zeros_like(v) if a is Duplicated else 0.0 if a is Active else None
-                         for v, a in zip(checked, activities))
-        inputs = [v.copy() if isinstance(v, np.ndarray) else v for v in saved]
-        shadows = [np.zeros_like(v) if a is Duplicated else None
-                   for v, a in zip(inputs, activities)]
-        result = derived._run(inputs, shadows, cotangent)
-        scalars = iter(result if isinstance(result, tuple) else (result,))
-        return tuple(shadows[i] if a is Duplicated else next(scalars) if a is Active else None
-                     for i, a in enumerate(activities))
-
-    vjp_fn.primal = fun
-    vjp_fn.source = property(lambda: derived.source)
-    return out, vjp_fn
-
-
-def _cotangent_like(out, cotangent, where: str = "cotangent"):
+def cotangent_like(out, cotangent, where: str = "cotangent"):
     """``cotangent`` checked against the output ``out`` and converted: a float64 array of its
     shape for an array, a float for a float, for a tuple a tuple of those (None where an
     element has no derivative)."""
@@ -347,9 +544,9 @@ def _cotangent_like(out, cotangent, where: str = "cotangent"):
                              f"got {type(cotangent).__name__}"
                              + (f" of {len(cotangent)}" if isinstance(cotangent, (tuple, list))
                                 else ""))
-        return tuple(_cotangent_like(o, c, f"{where}[{k}]")
+        return tuple(cotangent_like(o, c, f"{where}[{k}]")
                      for k, (o, c) in enumerate(zip(out, cotangent)))
-    if not _differentiable_output(out):
+    if not differentiable_output(out):
         if cotangent is not None and not (np.ndim(cotangent) == 0 and cotangent == 0):
             raise ValueError(f"{where} belongs to an output of type "
                              f"{getattr(out, 'dtype', type(out).__name__)}, which has no "
@@ -364,86 +561,39 @@ def _cotangent_like(out, cotangent, where: str = "cotangent"):
     return float(cotangent)
 
 
-def _any_differentiable(out) -> bool:
+def any_differentiable(out) -> bool:
     """Whether output ``out`` (a tuple nested to any depth) has a float or float array."""
     if isinstance(out, tuple):
-        return any(_any_differentiable(o) for o in out)
-    return _differentiable_output(out)
+        return any(any_differentiable(o) for o in out)
+    return differentiable_output(out)
 
 
-def _differentiable_output(value) -> bool:
+def differentiable_output(value) -> bool:
     return is_float_array(value) or (isinstance(value, (float, np.floating))
                                       and not isinstance(value, bool))
 
 
-def jacrev(fun, argnums=0):
-    """The Jacobian of ``fun`` by reverse mode: ``jacrev(fun, argnums)(*args)``.
-
-    One reverse sweep per element of the output (the derivative is compiled once). For an
-    output of shape ``S`` and an argument of shape ``A`` (``()`` for a float) the Jacobian has
-    shape ``S + A``; a tuple ``argnums`` gives a tuple of Jacobians. A function returning a
-    tuple (nested to any depth) gives a tuple of Jacobians, one per output, nested the same way
-    (as in JAX), each of them a tuple for a tuple ``argnums``; an output that cannot be
-    differentiated (an int) has None. Arguments that are not differentiated may be anything
-    ``fun`` accepts; differentiated ones must be floats or float arrays.
-    """
-    def jacobian(*args):
-        wrt = resolved_argnums(argnums, len(args), f"{len(args)} arguments")
-        for k in wrt:
-            value = args[k]
-            if not (is_float_array(value) or isinstance(value, (float, np.floating))):
-                raise TypeError(f"jacrev cannot differentiate with respect to argument {k} of "
-                                f"type {type(value).__name__}: pass a float or a float array")
-        out, pullback = vjp(fun, *args)
-
-        def of_output(value, path):
-            if isinstance(value, tuple):
-                return tuple(of_output(v, path + (k,)) for k, v in enumerate(value))
-            if not _differentiable_output(value):          # an int output: no Jacobian
-                return None
-            blocks = _jacobian_blocks(np.shape(value), lambda basis: _placed(out, path, basis),
-                                      pullback, args, wrt)
-            return tuple(blocks) if isinstance(argnums, (tuple, list)) else blocks[0]
-
-        return of_output(out, ())
-
-    jacobian.__name__ = f"{getattr(fun, '__name__', 'fun')}_jacrev"
-    return jacobian
-
-
-def _jacobian_blocks(shape: tuple, cotangent_with, pullback, args, wrt) -> list[np.ndarray]:
-    """The Jacobians of one output of ``shape`` w.r.t. ``args[k]`` for k in ``wrt``: one
-    pullback per element of the output, of ``cotangent_with(basis vector)``."""
-    blocks = [np.empty(shape + np.shape(args[k])) for k in wrt]
-    for flat_index in range(int(np.prod(shape))):
-        index = np.unravel_index(flat_index, shape)
-        basis = np.zeros(shape)
-        basis[index] = 1.0
-        adjoints = pullback(cotangent_with(basis if shape else 1.0))
-        for block, k in zip(blocks, wrt):
-            block[index] = adjoints[k]
-    return blocks
-
-
-def _placed(out, path: tuple, value):
-    """A cotangent for output ``out`` that is ``value`` at ``path`` and zero elsewhere."""
-    if not path:
-        return value
-    return tuple(_placed(o, path[1:], value) if k == path[0] else _zero_cotangent(o)
-                 for k, o in enumerate(out))
-
-
-def _zero_cotangent(out):
+def zero_cotangent(out):
     if isinstance(out, tuple):
-        return tuple(_zero_cotangent(o) for o in out)
-    if not _differentiable_output(out):
+        return tuple(zero_cotangent(o) for o in out)
+    if not differentiable_output(out):
         return None
     return np.zeros(out.shape) if isinstance(out, np.ndarray) else 0.0
 
 
-def hessian(fun, argnums=0, fastmath=False):
+def hessian(fun, argnums=0, checkpoint=None, fastmath=False) -> JacobianFunction:
     """The Hessian of scalar ``fun``: ``jacfwd(grad(fun, argnums), argnums)``, forward mode
     over the generated reverse code. For an argument of shape ``A`` it has shape ``A + A``; a
-    tuple ``argnums`` gives nested tuples ``H[i][j]`` (as JAX). ``fastmath``: that of the
-    gradient (see :func:`.grad`)."""
-    return jacfwd(grad(fun, argnums, fastmath=fastmath), argnums)
+    tuple ``argnums`` gives nested tuples ``H[i][j]`` (as JAX). ``checkpoint``, ``fastmath``:
+    those of the gradient (see :func:`grad`; forward mode over a checkpointed loop is refused,
+    naming the loop). ``fun`` may be a derivative: ``hessian(grad(f))`` is third order, forward
+    over forward over reverse (for an array argument of shape ``A``, of shape ``A + A + A``)."""
+    if isinstance(fun, Derivative) and not fun.source_level:     # its Jacobian, lowered
+        gradient = GradOfDerivative(fun, argnums, checkpoint=checkpoint, fastmath=fastmath,
+                                    jacobian=True)
+    else:
+        gradient = grad(fun, argnums, checkpoint=checkpoint, fastmath=fastmath)
+    inner = jacfwd(gradient, argnums)
+    return JacobianFunction(fun, "hessian", lambda owner, *args: inner(*args),
+                            checkpoint=gradient.checkpoint, fastmath=fastmath,
+                            source_of=gradient)

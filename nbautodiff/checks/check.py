@@ -38,6 +38,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from nbautodiff.api.derivative import resolved_argnums
 from nbautodiff.codegen import parameters
 from nbautodiff.errors import AutodiffError, NotReplayable
 from . import probes, replay
@@ -180,7 +181,9 @@ def check_grad(fun: Callable, *args, argnums=0, gradient: Callable | None = None
     branch boundary or rounding jump counts as near the point (default
     :data:`nbautodiff.checks.pitfalls.NEAR`).
     """
-    argnums_tuple = _normalize_argnums(argnums, len(args))
+    argnums_tuple = resolved_argnums(argnums, len(args), f"check_grad of "
+                                     f"{getattr(fun, '__name__', 'the function')}() with "
+                                     f"{len(args)} argument{'s' * (len(args) != 1)}")
     names = _argument_names(fun, len(args))
     for k in argnums_tuple:
         _require_differentiable(args[k], names[k])
@@ -444,16 +447,6 @@ def _evaluate(fun, args) -> float:
         raise TypeError(f"check_grad needs a scalar-valued function; "
                         f"{getattr(fun, '__name__', fun)!s} returned shape {np.shape(result)}")
     return float(result)
-
-
-def _normalize_argnums(argnums, nargs: int) -> tuple:
-    items = argnums if isinstance(argnums, tuple) else (argnums,)
-    result = []
-    for k in items:
-        if not isinstance(k, (int, np.integer)) or not -nargs <= k < nargs:
-            raise ValueError(f"argnums={argnums!r} does not select among {nargs} arguments")
-        result.append(int(k) % nargs)
-    return tuple(result)
 
 
 def _argument_names(fun, nargs: int) -> list:

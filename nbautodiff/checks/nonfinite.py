@@ -59,9 +59,8 @@ _instrumented = memo.memo("instrumented variants")   # (variant,) -> instrumente
 def first_nonfinite(gradient, args) -> NonFinite | None:
     """Run ``gradient`` (an ``nbautodiff.grad`` function) instrumented at ``args``; the first
     non-finite adjoint written, or None when every adjoint stays finite."""
-    primals = gradient._arguments(args)
-    lowered = gradient._lowered(primals, gradient._activities(primals))
-    variant = gradient._variant
+    lowered = gradient.lower(args)
+    variant = lowered.variant
     run = _instrumented.get((variant,))
     if run is None:
         run = _instrumented[(variant,)] = _instrument(variant)
@@ -70,7 +69,7 @@ def first_nonfinite(gradient, args) -> NonFinite | None:
     line = int(record[0])
     if line == 0:
         return None
-    fs = function_source(gradient._func)
+    fs = function_source(gradient.target)
     user_line = _user_lines(variant, fs)[line - 1]
     text = linecache.getline(fs.filename, user_line).strip() if user_line else ""
     written = variant.source.splitlines()[line - 1].strip().split("=")[0].strip(" +-*/")

@@ -90,11 +90,17 @@ class CustomVJP(Wrapper):
         if rule is not None:
             self.defvjp(rule)
 
-    def defvjp(self, rule):
+    def defvjp(self, rule, bwd=None):
         """Set ``rule(g, z, *args)`` as the reverse rule; returns ``rule`` (usable as a decorator).
+
+        JAX's form ``defvjp(fwd, bwd)`` is accepted too: ``fwd(*args)`` returns ``(result,
+        residuals)`` and ``bwd(residuals, g)`` one adjoint per argument; the rule made of them
+        runs ``fwd`` again in the reverse sweep for its residuals (:func:`fwd_bwd_rule`).
 
         Raises AutodiffError naming the rule when it does not take ``2 + len(args)`` positional
         parameters, or when derivatives were already built with another rule."""
+        if bwd is not None:
+            rule = fwd_bwd_rule(self, rule, bwd)
         self._set("rule", rule, 2 + len(self.parameters),
                   "g (the adjoint of the result), z (the result), then the arguments")
         return rule
@@ -128,6 +134,39 @@ class NonDifferentiable(Wrapper):
     """``fun`` whose calls from differentiated code contribute no derivative."""
 
     __nad_derivative__ = "nondiff"
+
+
+def fwd_bwd_rule(wrapper: CustomVJP, fwd, bwd):
+    """The rule ``rule(g, z, *args) = bwd(fwd(*args)[1], g)`` of JAX's ``defvjp(fwd, bwd)``
+    (``bwd`` returns a tuple of one adjoint per argument, which rules may return), with
+    ``fwd`` and ``bwd`` compiled by numba; an AutodiffError naming them when they do not take
+    ``len(args)`` and 2 positional parameters."""
+    import linecache
+    import numba
+
+    count = len(wrapper.parameters)
+    for func, expected, what in ((fwd, count, f"the {count} arguments of {wrapper.__name__}"),
+                                 (bwd, 2, "the residuals fwd returned, then g")):
+        plain = python_function(func)
+        kinds = [p.kind for p in inspect.signature(plain).parameters.values()]
+        if len(kinds) != expected or any(k not in (inspect.Parameter.POSITIONAL_ONLY,
+                                                   inspect.Parameter.POSITIONAL_OR_KEYWORD)
+                                         for k in kinds):
+            raise rule_error(plain, wrapper, f"takes ({signature_text(plain)}) but defvjp(fwd, "
+                             f"bwd) needs {expected} positional parameters: {what}",
+                             line=plain.__code__.co_firstlineno)
+    names = ", ".join(f"_nad_a{k}" for k in range(count))
+    fwd_name, bwd_name = python_function(fwd).__name__, python_function(bwd).__name__
+    fname = "".join(c if c.isalnum() else "_" for c in f"{fwd_name}_{bwd_name}").lstrip("_")
+    fname = fname if fname and not fname[0].isdigit() else f"rule_{fname}"
+    text = (f"def {fname}(_nad_g, _nad_z, {names}):\n"
+            f"    return _nad_bwd(_nad_fwd({names})[1], _nad_g)\n")
+    filename = f"<nbautodiff defvjp({fwd_name}, {bwd_name}) of {wrapper.__name__}>"
+    linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
+    namespace = {"_nad_fwd": fwd if hasattr(fwd, "py_func") else numba.njit(fwd),
+                 "_nad_bwd": bwd if hasattr(bwd, "py_func") else numba.njit(bwd)}
+    exec(compile(text, filename, "exec"), namespace)
+    return namespace[fname]
 
 
 def custom_vjp(fun, rule=None) -> CustomVJP:
