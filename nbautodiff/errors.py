@@ -9,6 +9,7 @@ Every module imports its error classes from here.
 from __future__ import annotations
 
 import linecache
+import re
 
 
 class AutodiffError(Exception):
@@ -97,6 +98,27 @@ class CellAutodiffError(AutodiffError):
         if source.strip():
             lines.append(f"{self.lineno:>6} | {source.rstrip()}")
         return lines
+
+
+def numba_reason(exc: Exception) -> str:
+    """The reason numba gives for failing to compile, in one line: its first line (colours
+    removed), with the signature that had no implementation where it names one."""
+    lines = [ln.strip() for ln in numba_text(exc).splitlines() if ln.strip()]
+    reason = lines[0] if lines else type(exc).__name__
+    if reason.startswith("No implementation") and len(lines) > 1 and lines[1].startswith(">>>"):
+        reason += " " + lines[1][3:].strip()
+    return reason
+
+
+def numba_text(exc: Exception) -> str:
+    """``str(exc)`` without the terminal colours numba may add."""
+    return re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+
+
+def numba_locations(exc: Exception) -> list[tuple[str, int]]:
+    """The (file, line) pairs numba's message names, in its order."""
+    return [(m.group(1), int(m.group(2)))
+            for m in re.finditer(r'File "([^"]+)", line (\d+)', numba_text(exc))]
 
 
 # ---- raised by one pass, caught by another ----------------------------------------------------

@@ -272,8 +272,8 @@ def dot(g, z, a, b): return _nad_arrays.matmul_left(g, a, b), _nad_arrays.matmul
 # np.outer flattens operands of any rank: each adjoint is computed flat, then given its shape.
 @array_primitive("np.outer", np.outer)
 def outer(g, z, a, b):
-    return (np.reshape(g @ np.reshape(np.ascontiguousarray(b), (b.size,)), a.shape),
-            np.reshape(np.reshape(np.ascontiguousarray(a), (a.size,)) @ g, b.shape))
+    return (np.reshape(g @ np.reshape(np.ascontiguousarray(b), (b.size,)).astype(g.dtype), a.shape),
+            np.reshape(np.reshape(np.ascontiguousarray(a), (a.size,)).astype(g.dtype) @ g, b.shape))
 @array_primitive("np.transpose", np.transpose)
 def transpose(g, z, x): return np.transpose(g)
 @array_primitive("np.reshape", np.reshape)

@@ -707,6 +707,62 @@ def f(A, s):
 def test_array_from_inactive_array_and_dual_scalar_is_right_in_every_mode(src, args, argnums):
     assert_sound(check_program(src, args, argnums), allow=(RIGHT,))
 
+# --- arrays of different float widths -----------------------------------------------------------
+# numba computes float32 with float64 in float64; an adjoint of float64 then meets a float32
+# operand. The adjoint of ``np.outer`` multiplied them with ``@``, which numba types for one
+# dtype only: a raw TypingError from generated code.
+
+F32 = np.float32
+MIXED_PRECISION = [
+    case("outer-of-float32-and-float64", """
+def f(a, b):
+    return np.sum(np.outer(a, b) ** 2)
+""", (V5[:3].astype(F32), X6[:4] * 0.3), (0, 1)),
+    case("outer-of-float64-and-float32", """
+def f(a, b):
+    return np.sum(np.sin(np.outer(a, b)))
+""", (X6[:4] * 0.3, V5[:3].astype(F32)), (0, 1)),
+    case("loop-of-float32-with-float64", """
+def f(a, b):
+    c = a.copy()
+    s = 0.0
+    for i in range(a.shape[0]):
+        c[i] = c[i] * b[i] + math.exp(a[i])
+        s += c[i] * b[i]
+    return s + np.sum(c * c)
+""", (V5.astype(F32), POS5), (0, 1)),
+    case("where-and-cumsum-of-mixed-widths", """
+def f(a, b):
+    return np.sum(np.where(a > 0.0, a, b) ** 2) + np.sum(np.cumsum(a) * b)
+""", (V5.astype(F32), POS5), (0, 1)),
+]
+
+
+@pytest.mark.parametrize("src, args, argnums", MIXED_PRECISION)
+def test_mixed_float_widths_are_right_in_every_mode(src, args, argnums):
+    assert_sound(check_program(src, args, argnums, rtol=1e-4, atol=1e-4), allow=(RIGHT,))
+
+
+def test_generated_code_numba_cannot_compile_is_a_located_autodiff_error():
+    """The net under every compiled call: numba failing on generated code (here a stand-in that
+    cannot type) is an AutodiffError naming the user's function, never numba's TypingError."""
+    import numba
+
+    def f(x):
+        return x * x
+
+    gradient = nad.grad(f)
+
+    @numba.njit
+    def untypable(x):
+        return x.no_such_attribute
+
+    with pytest.raises(nad.AutodiffError, match="numba cannot compile the generated code of "
+                                                "f_grad") as info:
+        gradient.run(untypable, [1.0])
+    assert info.value.construct == "numba typing" and info.value.function == "f"
+
+
 def test_masked_store_of_overlapping_value_is_refused_in_every_mode():
     """NumPy does not read the value whole before a boolean-mask store (its result depends on
     how it buffers), so the compiled primal and the derivatives would differ from it: refused

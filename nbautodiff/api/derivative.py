@@ -37,9 +37,9 @@ import numpy as np
 from numba import types as nbtypes
 
 from nbautodiff.errors import (AutodiffError, ArgnumsError, SourceNotFoundError,
-                               UnsupportedConstructError)
+                               UnsupportedConstructError, numba_locations, numba_reason)
 from nbautodiff.frontend import checkpoint_markers, declarations as custom
-from nbautodiff.frontend.source import function_source
+from nbautodiff.frontend.source import function_source, user_location
 from nbautodiff.pipeline import program
 from nbautodiff.transforms.reverse.checkpointing import MemoryReport
 from . import remat
@@ -249,10 +249,27 @@ class Derivative:
         return self._runner
 
     def run(self, dispatcher, arguments):
-        """Run the compiled code ``dispatcher`` on ``arguments`` (on a GPU once offloaded)."""
-        if self._runner is None:
-            return dispatcher(*arguments)
-        return self._runner(dispatcher, arguments)
+        """Run the compiled code ``dispatcher`` on ``arguments`` (on a GPU once offloaded).
+        Generated code numba cannot compile for these arguments raises an AutodiffError at
+        the user's line it was generated from, never numba's error about generated code."""
+        try:
+            if self._runner is None:
+                return dispatcher(*arguments)
+            return self._runner(dispatcher, arguments)
+        except numba.core.errors.NumbaError as exc:
+            raise self._compile_failure(exc) from None
+
+    def _compile_failure(self, exc: Exception) -> AutodiffError:
+        for path, line in numba_locations(exc):
+            origin = user_location(path, line)
+            if origin is not None:
+                filename, lineno, function = origin
+                break
+        else:
+            filename, lineno, function = None, None, self.function_name
+        return AutodiffError(f"numba cannot compile the generated code of {self.__name__} for "
+                             f"these arguments: {numba_reason(exc)}", construct="numba typing",
+                             lineno=lineno, filename=filename, function=function)
 
     @property
     def source(self) -> str:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import ast
 import inspect
-import re
 import textwrap
 import threading
 
@@ -26,7 +25,7 @@ from numba.extending import typeof_impl
 from nbautodiff import cache, emit, naming
 from nbautodiff.analysis import tuples, typeinfer
 from nbautodiff.codegen import parameters
-from nbautodiff.errors import AutodiffError
+from nbautodiff.errors import AutodiffError, numba_locations, numba_reason
 from nbautodiff.frontend.source import python_function
 from nbautodiff.kernels import tape as tape_module
 
@@ -408,18 +407,14 @@ def _return_line(func) -> int:
 
 def _numba_error(func, exc: Exception, what: str) -> AutodiffError:
     """``exc`` (numba failing on ``func``) as an AutodiffError at the line of ``func`` it names."""
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
     filename = func.__code__.co_filename
     loc = getattr(exc, "loc", None)
     line = getattr(loc, "line", None) if str(getattr(loc, "filename", "")) == filename else None
-    for match in re.finditer(r'File "([^"]+)", line (\d+)', text):
-        if line is None and match.group(1).endswith(filename.rsplit("/", 1)[-1]):
-            line = int(match.group(2))
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    reason = lines[0] if lines else type(exc).__name__
-    if reason.startswith("No implementation") and len(lines) > 1 and lines[1].startswith(">>>"):
-        reason += " " + lines[1][3:].strip()
-    return AutodiffError(f"numba cannot compile the {what}: {reason}", construct="numba typing",
+    if line is None:
+        line = next((n for path, n in numba_locations(exc)
+                     if path.endswith(filename.rsplit("/", 1)[-1])), None)
+    return AutodiffError(f"numba cannot compile the {what}: {numba_reason(exc)}",
+                         construct="numba typing",
                          lineno=line if line is not None else func.__code__.co_firstlineno,
                          filename=filename, function=func.__name__)
 

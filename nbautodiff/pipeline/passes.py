@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import ast
 import copy
-import re
 import types
 from dataclasses import dataclass, field
 from typing import Callable, NamedTuple
@@ -37,7 +36,8 @@ from nbautodiff import annotations as anno, cache, emit, naming
 from nbautodiff.analysis import activity as analysis_mod
 from nbautodiff.analysis import aliasing, arrayfence, tuples, typeinfer
 from nbautodiff.codegen import parameters
-from nbautodiff.errors import AutodiffError, UnsupportedConstructError
+from nbautodiff.errors import (AutodiffError, UnsupportedConstructError, numba_locations,
+                               numba_reason)
 from nbautodiff.frontend import declarations, fence, lifting
 from nbautodiff.frontend.normalize import Normalized, normalize
 from nbautodiff.frontend.source import FunctionSource, function_source
@@ -539,14 +539,11 @@ def _check_range_bounds(prim: Primal, found: dict) -> None:
 
 
 def _located(prim: Primal, exc: Exception) -> AutodiffError:
-    text = str(exc)
-    line = None
-    for match in re.finditer(r'File "([^"]+)", line (\d+)', text):
-        if match.group(1).endswith(prim.path.rsplit("/", 1)[-1]):
-            line = prim.rendered.user_line(int(match.group(2)))
-    first = next((ln.strip() for ln in text.splitlines() if ln.strip()), text)
-    first = re.sub(r"\x1b\[[0-9;]*m", "", first)
-    return prim.fs.error(f"numba cannot compile this code: {first}",
+    generated = prim.path.rsplit("/", 1)[-1]
+    lines = [prim.rendered.user_line(n) for path, n in numba_locations(exc)
+             if path.endswith(generated)]
+    line = lines[-1] if lines else None
+    return prim.fs.error(f"numba cannot compile this code: {numba_reason(exc)}",
                          types.SimpleNamespace(lineno=line) if line else None,
                          construct="numba typing")
 
