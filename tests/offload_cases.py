@@ -157,3 +157,14 @@ def transpose_into(A, B):
     for i in prange(A.shape[0]):
         for j in range(A.shape[1]):
             B[j, i] = 2.0 * A[i, j]
+
+
+def scale_then_sum(x, y):
+    """Writes ``y``, then reads ``x`` and ``y``: called with one array twice (or overlapping
+    views), the CPU sees the write through ``x``."""
+    for i in prange(len(y)):
+        y[i] = 2.0 * y[i]
+    s = 0.0
+    for i in prange(len(x)):
+        s += x[i] * x[i] + y[i]
+    return s

@@ -288,3 +288,26 @@ def test_out_of_device_memory_is_a_clear_error(rng, monkeypatch):
     monkeypatch.setattr(gpu, "to_device", full_device)
     with pytest.raises(OffloadError, match="axpy\\(\\): the GPU ran out of memory \\(1.6 KiB"):
         nad.offload(cases.axpy)(1.0, rng.random(100), rng.random(100))
+
+
+@pytest.mark.parametrize("arguments", [
+    lambda z: (z, z),
+    lambda z: (z[1:], z[:-1]),
+    lambda z: (z[::2], z.reshape(3, 4)[0]),
+], ids=["same-array", "overlapping-views", "strided-and-reshaped-views"])
+def test_arguments_sharing_memory_with_a_written_one_are_refused(arguments, rng):
+    """Each argument gets a device copy of its own: a write through one would not be seen
+    through the other, so sharing is refused (naming both), never a silently different result."""
+    z = rng.random(12)
+    before = z.copy()
+    with pytest.raises(OffloadError, match="arguments 'x' and 'y' share memory .* writes 'y'"):
+        nad.offload(cases.scale_then_sum)(*arguments(z))
+    assert np.array_equal(z, before)
+
+
+def test_disjoint_views_of_one_array_run_as_on_the_cpu(rng):
+    z = rng.random(12)
+    expected_z = z.copy()
+    expected = cases.scale_then_sum(expected_z[:6], expected_z[6:])
+    close(nad.offload(cases.scale_then_sum)(z[:6], z[6:]), expected)
+    close(z, expected_z)

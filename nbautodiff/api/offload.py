@@ -303,6 +303,7 @@ class _Compiled:
         runtime = (gpu.Runtime(self, device, timed) if len(self.devices) == 1 else
                    multigpu.MultiRuntime(self, device, timed, devices=self.devices))
         self.host.__globals__[naming.OFFLOAD_RUNTIME] = runtime
+        self._refuse_shared_memory(args)
         moved_arrays, leaves, write_back = [], [], []
         all_on_device = True
         for name, value in zip(self.fs.parameters, args):
@@ -326,6 +327,24 @@ class _Compiled:
         kernel_seconds = runtime.kernel_seconds() if timed else None
         return result, lambda: self._plan(device, moved_arrays, runtime.launches, kernel_seconds,
                                           getattr(runtime, "merges", []))
+
+    def _refuse_shared_memory(self, args) -> None:
+        """An OffloadError when two host arrays passed share memory and the function writes
+        one: each gets a device copy of its own, so a write through one would not be seen
+        through the other, as it is on the CPU."""
+        arrays = [(leaf, item) for name, value in zip(self.fs.parameters, args)
+                  for leaf, item in _leaves(name, value, self.program)
+                  if isinstance(item, np.ndarray)]
+        for k, (leaf, item) in enumerate(arrays):
+            for other, other_item in arrays[k + 1:]:
+                written = [x for x in (leaf, other) if x in self.program.writes]
+                if written and _overlap(item, other_item):
+                    raise OffloadError(
+                        f"arguments '{_label(leaf)}' and '{_label(other)}' "
+                        f"share memory and the function writes '{_label(written[0])}': on the "
+                        "GPU each is a copy of its own, so the write would not be seen through "
+                        f"the other; pass a copy ('{_label(other)}.copy()')",
+                        construct="arguments sharing memory", function=self.fs.name)
 
     def _plan(self, device, moved_arrays, launches, kernel_seconds, merges) -> OffloadPlan:
         kernels = self.program.kernels
@@ -355,6 +374,14 @@ class _Compiled:
             return gpu.empty_like(value, device), "allocated (shape only)"
         moved = gpu.to_device(value, device)
         return moved, "copied in and out" if written else "copied in"
+
+
+def _overlap(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether ``a`` and ``b`` share memory (True when NumPy cannot tell cheaply)."""
+    try:
+        return bool(np.shares_memory(a, b, max_work=10_000))
+    except np.exceptions.TooHardError:
+        return True
 
 
 def _artifact(artifact_key, stem: str, text: str):
