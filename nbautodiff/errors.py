@@ -138,6 +138,11 @@ class NotReplayable(Exception):
     the message says why, and the gradient check reports it."""
 
 
+class NotSplittable(Exception):
+    """A reverse variant cannot be split in its two sweeps
+    (:class:`nbautodiff.api.residuals.KeptForward`): it is run whole for each seed."""
+
+
 class PrivateKeyPart(Exception):
     """A part of an artifact's cache key that cannot be hashed faithfully
     (:mod:`nbautodiff.cache`): the artifact then stays in this process."""

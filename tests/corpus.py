@@ -19,7 +19,6 @@ from __future__ import annotations
 import ast
 import inspect
 import math
-import os
 import textwrap
 import zlib
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ import numba
 import numpy as np
 
 import corpus_helpers as ch
+from budget import FULL_CORPUS, share  # noqa: F401 (the corpus tests read them here)
 from corpus_helpers import nj_gauss, sigmoid, softplus
 
 
@@ -3393,11 +3393,4 @@ def case_by_name(name):
     raise KeyError(name)
 
 
-FULL_CORPUS = "NBAUTODIFF_FULL_CORPUS"
-
-
-def share(cases: list, every: int) -> list:
-    """Every ``every``-th of ``cases`` (the suite's time budget), or all of them when the
-    environment variable ``NBAUTODIFF_FULL_CORPUS`` is set (to 1)."""
-    return list(cases) if os.environ.get(FULL_CORPUS) else list(cases)[::every]
 

@@ -2,7 +2,7 @@
 
 Each run of a cell defines new function objects; what was built for the old ones must be freed
 with them. The memos of :mod:`nbautodiff.memo` keep each entry on its owner, so re-running a
-cell 50 times leaves each table as large as one run leaves it.
+cell 25 times leaves each table as large as one run leaves it.
 """
 from __future__ import annotations
 
@@ -44,23 +44,23 @@ def _sizes() -> dict:
     return {name: (len(table), len(table.owners())) for name, table in memo.MEMOS.items()}
 
 
-def test_re_running_a_cell_50_times_leaves_the_tables_bounded(ip):
+def test_re_running_a_cell_25_times_leaves_the_tables_bounded(ip):
     """One run of CELL builds two primals (energy, helper), their variants and a batched
     variant. The functions of earlier runs are freed, with what was built for them, so the
-    tables do not grow from the 10th run to the 50th (beyond a few entries whose owner numba or
+    tables do not grow from the 5th run to the 25th (beyond a few entries whose owner numba or
     IPython still holds for a while); other tests' entries may be there too."""
     ip.user_ns["x0"] = np.linspace(0.1, 1.0, 6)
     defined = []
-    for run in range(50):
+    for run in range(25):
         assert ip.run_cell(CELL).success
         defined.append(weakref.ref(ip.user_ns["energy"]))
-        if run == 9:
-            after_ten = _sizes()
-    after_fifty = _sizes()
+        if run == 4:
+            after_five = _sizes()
+    after_last = _sizes()
     assert sum(ref() is not None for ref in defined) <= 3
-    grown = {name: (after_ten.get(name, (0, 0))[0], entries)
-             for name, (entries, _) in after_fifty.items()
-             if entries > after_ten.get(name, (0, 0))[0] + 4}
+    grown = {name: (after_five.get(name, (0, 0))[0], entries)
+             for name, (entries, _) in after_last.items()
+             if entries > after_five.get(name, (0, 0))[0] + 4}
     assert grown == {}
     assert {"primals", "reverse variants", "forward variants", "batched variants",
             "sources"} <= set(memo.MEMOS)

@@ -44,7 +44,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from nbautodiff import cache, naming
-from nbautodiff.errors import AutodiffError
+from nbautodiff.codegen import parameters
+from nbautodiff.errors import AutodiffError, NotSplittable
 
 #: forward and reverse sweeps run since the process started (or since :func:`reset_sweeps`)
 SWEEPS: collections.Counter = collections.Counter()
@@ -101,7 +102,7 @@ def _split(variant) -> SplitVariant | None:
                      and node.name == variant.name), None)
     if function is None:
         return None
-    arguments = [a.arg for a in function.args.args]
+    arguments = parameters(function)
     kinds = _argument_kinds(arguments, variant.shadows)
     if kinds is None:
         return None
@@ -339,7 +340,7 @@ class KeptForward:
             refuse_split(variant)
             self.split = None
         if self.split is None:
-            raise _Rerun()
+            raise NotSplittable()
         self.residuals = tuple(self.split.forward(*self.arguments))
         SWEEPS["forward"] += 1
         self._snapshots = None
@@ -492,10 +493,6 @@ def _lanes_function(split: SplitVariant, paths: list, adjoints: int):
     return made
 
 
-class _Rerun(Exception):
-    """The variant cannot be split: run it whole for each seed."""
-
-
 class Rerun:
     """The fallback of :class:`KeptForward`: copies of the arguments kept, the whole variant
     run for each seed (a forward sweep each time). With ``first_in_place`` the first run takes
@@ -534,7 +531,7 @@ def keep_forward(variant, arguments: list, run=None, first_in_place: bool = Fals
     if run is None:
         try:
             return KeptForward(variant, arguments)
-        except _Rerun:
+        except NotSplittable:
             pass
     return Rerun(variant, arguments, run, first_in_place)
 

@@ -562,11 +562,11 @@ def copy_tree(tree: ast.FunctionDef) -> ast.FunctionDef:
 
 
 def atom_type(node: ast.expr, found: dict):
-    """The numba type of an atom (a name, a tuple display of ints, a constant)."""
+    """The numba type of an atom (a name, a constant, or a tuple display of atoms)."""
     if isinstance(node, ast.Name):
         return found[node.id]
     if isinstance(node, ast.Tuple):
-        return nbtypes.UniTuple(nbtypes.int64, len(node.elts))
+        return nbtypes.BaseTuple.from_types([atom_type(e, found) for e in node.elts])
     return numba.typeof(node.value)
 
 
