@@ -184,12 +184,27 @@ class _Vectorizer:
         self.parameters = [a.arg for a in function.args.args]
         self.hoisted = 0
         self.regions = []
+        self._refuse_writing_calls()
         crossing = sorted(self.lanes & primal_names)
         if crossing:
             raise NotVectorizable(f"an adjoint flows into the primal name {crossing[0]}")
         self.arrays, self.scalars = set(), {}
         for name in sorted(self.lanes):
             self._classify(name)
+
+    def _refuse_writing_calls(self) -> None:
+        """Refuse where an adjoint is passed to a call that is neither known pure nor a helper
+        writing into its first argument (a callee's reverse variant, say)."""
+        for s in _simple_statements(self.function.body):
+            if isinstance(s, (ast.For, ast.While, ast.If)):
+                continue
+            for node in ast.walk(s):
+                if not isinstance(node, ast.Call) or not (_names(node) & self.lanes):
+                    continue
+                func = ast.unparse(node.func)
+                if not (_pure_call(node, func) or func in INTO_HELPERS):
+                    raise NotVectorizable(f"an adjoint is passed to {func}(), which is not "
+                                          "known to write nothing")
 
     def _classify(self, name: str) -> None:
         typ = self.types.get(name)
@@ -245,6 +260,8 @@ class _Vectorizer:
     def _kind(self, s: ast.stmt) -> str:
         """"lane" (a lane statement), "whole" (an adjoint array rebound, for all lanes at once)
         or "primal"; raises where the statement cannot be shown right."""
+        if isinstance(s, ast.If) and _names(s.test) & self.lanes and self._lane_branch(s):
+            return "lane"
         if isinstance(s, (ast.For, ast.While, ast.If)):
             header = s.iter if isinstance(s, ast.For) else s.test
             if _names(header) & self.lanes:
@@ -266,6 +283,17 @@ class _Vectorizer:
                 and s.targets[0].id in self.arrays:
             return "whole"
         return "lane"
+
+    def _lane_branch(self, s: ast.If) -> bool:
+        """Whether branch ``s`` (on an adjoint) only writes adjoints, in simple statements:
+        then it runs per lane, inside a lane loop (``if acc != 0.0: d_x[i] += acc``)."""
+        for t in s.body + s.orelse:
+            if isinstance(t, ast.Pass):
+                continue
+            if isinstance(t, (ast.For, ast.While, ast.If, ast.Return, ast.Break, ast.Continue)) \
+                    or self._kind(t) != "lane":
+                return False
+        return True
 
     @staticmethod
     def _check_calls(s: ast.stmt) -> None:
@@ -317,7 +345,8 @@ class _Vectorizer:
         for loop in self.regions:
             seen = set()
             for s in loop.body:
-                read = _value_reads(s) if not isinstance(s, ast.Expr) else _names(s)
+                read = _value_reads(s) if isinstance(s, (ast.Assign, ast.AugAssign)) \
+                    else _names(s)
                 if isinstance(s, ast.Assign) and not isinstance(s.targets[0], ast.Name):
                     read = read | {_base(s.targets[0])}
                 candidates -= read - seen
@@ -328,6 +357,9 @@ class _Vectorizer:
     def _hoist(self, s: ast.stmt, hoists: list) -> None:
         """Replace in ``s`` the maximal primal sub-expressions it always evaluates by
         temporaries assigned in ``hoists``."""
+        if isinstance(s, ast.If):                # its branches run per lane, as they are
+            self._hoist_in(s, "test", None, s.test, hoists)
+            return
         for parent, field, index, node in list(_unconditional_children(s)):
             self._hoist_in(parent, field, index, node, hoists)
 
