@@ -21,18 +21,21 @@ but reading elements, shapes, or the read operand of a runtime helper) and puts 
 every sweep after the first. Scalars are passed by value. The cut is made on the generated text
 (after the pipeline has run), so the generated code of every other artifact is unchanged.
 
-:meth:`KeptForward.reverse_lanes` runs N seeds in one compiled call, ``<variant>__lanes``: a
-loop over the seeds, each a reverse sweep from the residuals (put back between them), with the
-shadows and seeds stacked along a first axis; it is what ``reverse(..., width=N)`` and
-``jacrev`` (``width`` cotangents per call) run. It is N reverse sweeps, not one sweep carrying
-N adjoints per statement (Enzyme's batched reverse): the transform is not changed here.
+:meth:`KeptForward.reverse_lanes` runs N seeds in one compiled call, with the shadows and seeds
+stacked along a first axis; it is what ``reverse(..., width=N)`` and ``jacrev`` (``width``
+cotangents per call) run. That call is ``<variant>__vec``, ONE reverse sweep carrying N
+adjoint lanes (Enzyme's batched reverse): ``__bwd`` rewritten so that its primal work runs once
+and its adjoint statements once per lane (:mod:`nbautodiff.transforms.reverse.vector`; the
+adjoint residuals get one copy per lane, the others are put back once before it). Where the
+sweep cannot be rewritten (``vector_refused`` says why), it is ``<variant>__lanes``: a loop over
+the seeds, each a reverse sweep from the residuals (put back between them).
 
 Where a variant cannot be split (a residual numba cannot give back to Python unchanged, such as
 a list, or a result the forward part does not compute) :class:`KeptForward` keeps copies of the
 arguments instead and runs the whole variant for each seed (``residuals_kept`` is False).
 
-:data:`SWEEPS` counts the forward and reverse sweeps run here (the instrumentation behind
-``benchmarks/jacrev_sweeps.py``).
+:data:`SWEEPS` counts the forward and reverse sweeps run here, a vector sweep as one (the
+instrumentation behind ``benchmarks/jacrev_sweeps.py``).
 """
 from __future__ import annotations
 
