@@ -184,6 +184,7 @@ class _Vectorizer:
         self.parameters = [a.arg for a in function.args.args]
         self.hoisted = 0
         self.regions = []
+        self.outside = set()                  # lane scalars read outside the lane loops
         self._refuse_writing_calls()
         crossing = sorted(self.lanes & primal_names)
         if crossing:
@@ -341,7 +342,7 @@ class _Vectorizer:
         next), neither parameters nor returned nor used outside the regions."""
         outside = _names(ast.Module(body=[s for s in self.function.body
                                           if isinstance(s, ast.Return)], type_ignores=[]))
-        candidates = set(self.scalars) - set(self.parameters) - outside
+        candidates = set(self.scalars) - set(self.parameters) - outside - self.outside
         for loop in self.regions:
             seen = set()
             for s in loop.body:
@@ -409,7 +410,30 @@ class _Vectorizer:
                              f"{target} = np.empty(({LANES},) + {temp}.shape, np.{dtype})\n"
                              f"for {LANE} in range({LANES}):\n"
                              f"    {target}[{LANE}] = {temp}\n").body
+        if _fresh(value):
+            return self._fresh_lanes(s)
         raise NotVectorizable(f"the adjoint array {target} is rebound by `{ast.unparse(s)}`")
+
+    def _fresh_lanes(self, s: ast.Assign) -> list:
+        """``A = E``, E a new array per lane (NumPy arithmetic, a copy): A allocated with a lane
+        axis at the first lane (the shape is primal: the same in every lane), each lane's E
+        stored into it."""
+        s = copy.deepcopy(s)
+        hoists = []
+        self._hoist(s, hoists)
+        self._check_calls(s)
+        self.outside |= _names(s) & self.lanes
+        target, dtype = s.targets[0].id, _dtype(self.types[s.targets[0].id].dtype)
+        self.hoisted += 1
+        temp = f"{HOISTED}{self.hoisted}"
+        value = _LaneRewriter(set(self.scalars) | self.arrays, self.arrays).visit(s.value)
+        loop = ast.parse(f"for {LANE} in range({LANES}):\n"
+                         f"    {temp} = VALUE\n"
+                         f"    if {LANE} == 0:\n"
+                         f"        {target} = np.empty(({LANES},) + {temp}.shape, np.{dtype})\n"
+                         f"    {target}[{LANE}] = {temp}\n").body[0]
+        loop.body[0].value = value
+        return hoists + [loop]
 
     def _returned(self, s: ast.Return) -> ast.Return:
         if s.value is None:
@@ -453,6 +477,30 @@ def _unconditional_children(node: ast.AST):
                     yield node, field, k, item
         elif isinstance(value, ast.AST):
             yield node, field, None, value
+
+
+#: NumPy functions that may return a view of (or the same array as) an argument
+NUMPY_VIEWS = frozenset({"reshape", "transpose", "ravel", "squeeze", "expand_dims", "swapaxes",
+                         "moveaxis", "diagonal", "broadcast_to", "asarray", "asanyarray",
+                         "ascontiguousarray", "asfortranarray", "atleast_1d", "atleast_2d",
+                         "atleast_3d", "real", "imag", "flip", "fliplr", "flipud", "rot90"})
+
+
+def _fresh(value: ast.expr) -> bool:
+    """Whether ``value`` always makes a new array (never a view of, or the array of, a name):
+    NumPy arithmetic, ``.copy()``, a NumPy function that is not a view, ``unbroadcast`` of a
+    new array."""
+    if isinstance(value, (ast.BinOp, ast.UnaryOp)):
+        return True
+    if not isinstance(value, ast.Call):
+        return False
+    func = ast.unparse(value.func)
+    if isinstance(value.func, ast.Attribute) and value.func.attr == "copy" and not value.args:
+        return True
+    if func == f"{naming.ARRAY_MODULE}.unbroadcast" and value.args:
+        return _fresh(value.args[0])            # the contribution itself, or a new sum of it
+    module, _, name = func.rpartition(".")
+    return module == "np" and name not in NUMPY_VIEWS and name not in NUMPY_WRITERS
 
 
 def _is_module_attribute(node: ast.expr) -> bool:
