@@ -54,6 +54,9 @@ from nbautodiff.transforms.reverse import vector
 #: forward and reverse sweeps run since the process started (or since :func:`reset_sweeps`)
 SWEEPS: collections.Counter = collections.Counter()
 
+#: False: N seeds always run as a loop of N sweeps (``benchmarks/jacrev_sweeps.py`` times both)
+VECTOR_SWEEPS = True
+
 _lock = threading.RLock()
 _splits: dict = {}
 
@@ -433,6 +436,9 @@ class KeptForward:
 
     def _vector(self, shadows: list, seeds: list, call: list):
         """The vector sweep for this call's types, or None (``vector_refused`` says why)."""
+        if not VECTOR_SWEEPS:
+            self.vector_refused = "vector sweeps are turned off (residuals.VECTOR_SWEEPS)"
+            return None
         single = _variant_call(self.arguments, shadows[0], seeds[0], None, self.variant.shadows)
         for index, position in self.split.in_arguments.items():
             single[position] = self.residuals[index]
