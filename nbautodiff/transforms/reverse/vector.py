@@ -30,7 +30,7 @@ It works on the generated code after the pipeline ran, so no other artifact chan
   headers, branches, the tape.
 
 Each lane then computes exactly what its own sweep computes, in the same order, so the results
-equal a loop of sweeps bit for bit. Where that cannot be shown from the code, the sweep is not
+equal a loop of sweeps (bit for bit where LLVM does not reassociate: without fastmath). Where that cannot be shown from the code, the sweep is not
 rewritten and :class:`NotVectorizable` says why (the caller then runs a loop of sweeps): an
 adjoint steering control flow, flowing into a primal or residual name or into a call that is
 not known to be pure, an adjoint of a type that has no lanes (a tuple, a list), an adjoint
