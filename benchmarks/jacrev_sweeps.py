@@ -1,11 +1,14 @@
 """What ``nad.jacrev`` costs, in sweeps and in time (issue 19, item 5): ``make bench-jacrev``.
 
 ``jacrev`` of a function with n outputs runs ``vjp`` once (ONE forward sweep, whose residuals
-the pullback keeps: ``nbautodiff/api/residuals.py``), then one reverse sweep per output from
-those residuals, ``width`` cotangents per call of the pullback (``Pullback.batched``), so
-ceil(n / width) calls. The sweeps are counted by the instrumentation counter
-``nbautodiff.api.residuals.SWEEPS`` (``forward``, ``reverse``, ``batches``), and checked here
-against that formula. Before issue 19 the pullback re-ran the whole generated derivative for
+the pullback keeps: ``nbautodiff/api/residuals.py``), then ceil(n / width) calls of the
+pullback (``Pullback.batched``), each ONE reverse sweep carrying ``width`` cotangents as adjoint
+lanes (reverse vector mode, ``nbautodiff/transforms/reverse/vector.py``): 1 forward + ceil(n /
+width) reverse sweeps. The "loop" columns time and count the same calls with vector sweeps
+turned off (``residuals.VECTOR_SWEEPS = False``): each call then loops over its ``width``
+cotangents, a whole reverse sweep each, so 1 + n sweeps. The sweeps are counted by the
+instrumentation counter ``nbautodiff.api.residuals.SWEEPS`` (``forward``, ``reverse``,
+``batches``), and checked here against those formulas. Before issue 19 the pullback re-ran the whole generated derivative for
 each cotangent: n forward sweeps and n reverse sweeps; the "rerun" column times that (one
 call of the whole reverse variant per output, ``nad.reverse(f, ...)`` seeded with each basis
 vector), the "jacfwd" column vector-mode forward (ceil(n / 8) passes).
@@ -77,8 +80,8 @@ def main(argv=None) -> None:
     a, inner = 0.8, options.inner
     print(f"jacrev of recurrence(x, a, inner={inner}): n outputs, n inputs; median of "
           f"{options.repeats} calls")
-    header = ("n", "width", "forward", "reverse", "batches", "expected", "jacrev ms",
-              "rerun ms", "jacfwd ms", "rerun / jacrev")
+    header = ("n", "width", "forward", "reverse", "loop rev", "batches", "vector ms",
+              "loop ms", "rerun ms", "jacfwd ms", "loop/vec")
     print("  ".join(f"{h:>10}" for h in header))
     for n in sizes:
         x = rng.uniform(-1, 1, n)
@@ -89,21 +92,38 @@ def main(argv=None) -> None:
         jacfwd_ms = 1e3 * timed(lambda: forward(x, a, inner), options.repeats)
         for width in widths:
             jacobian = nad.jacrev(recurrence, width=width)
-            residuals.reset_sweeps()
-            J = jacobian(x, a, inner)
-            counts = dict(residuals.SWEEPS)
-            expected = {"forward": 1, "reverse": n, "batches": math.ceil(n / width)}
-            if counts != expected:
-                raise SystemExit(f"n={n}, width={width}: sweeps {counts}, expected {expected}")
-            np.testing.assert_allclose(J, reference, rtol=1e-12, atol=1e-12)
-            jacrev_ms = 1e3 * timed(lambda: jacobian(x, a, inner), options.repeats)
-            row = (n, width, counts["forward"], counts["reverse"], counts["batches"],
-                   f"1+{n}/{math.ceil(n / width)}", f"{jacrev_ms:.2f}", f"{rerun_ms:.2f}",
-                   f"{jacfwd_ms:.2f}", f"{rerun_ms / jacrev_ms:.2f}x")
+            batches = math.ceil(n / width)
+            measured = {}
+            for vector in (True, False):
+                residuals.VECTOR_SWEEPS = vector
+                try:
+                    measured[vector] = measure(jacobian, (x, a, inner), reference,
+                                               options.repeats)
+                finally:
+                    residuals.VECTOR_SWEEPS = True
+            expected = {True: {"forward": 1, "reverse": batches, "batches": batches},
+                        False: {"forward": 1, "reverse": n, "batches": batches}}
+            for vector, (counts, _) in measured.items():
+                if counts != expected[vector]:
+                    raise SystemExit(f"n={n}, width={width}, vector={vector}: sweeps {counts}, "
+                                     f"expected {expected[vector]}")
+            (counts, vector_ms), (loop_counts, loop_ms) = measured[True], measured[False]
+            row = (n, width, counts["forward"], counts["reverse"], loop_counts["reverse"],
+                   counts["batches"], f"{vector_ms:.2f}", f"{loop_ms:.2f}", f"{rerun_ms:.2f}",
+                   f"{jacfwd_ms:.2f}", f"{loop_ms / vector_ms:.2f}x")
             print("  ".join(f"{str(c):>10}" for c in row))
     print("forward/reverse: sweeps counted by nbautodiff.api.residuals.SWEEPS in one jacrev "
-          "call; batches: calls of the pullback (width cotangents each); expected: 1 forward + "
-          "n reverse sweeps in ceil(n / width) batches")
+          "call (vector: 1 + ceil(n / width); loop: 1 + n); batches: calls of the pullback "
+          "(width cotangents each)")
+
+
+def measure(jacobian, args, reference, repeats: int) -> tuple[dict, float]:
+    """(the sweeps of one call, its median time in ms), the Jacobian checked first."""
+    residuals.reset_sweeps()
+    J = jacobian(*args)
+    counts = dict(residuals.SWEEPS)
+    np.testing.assert_allclose(J, reference, rtol=1e-12, atol=1e-12)
+    return counts, 1e3 * timed(lambda: jacobian(*args), repeats)
 
 
 if __name__ == "__main__":

@@ -143,6 +143,16 @@ class NotSplittable(Exception):
     (:class:`nbautodiff.api.residuals.KeptForward`): it is run whole for each seed."""
 
 
+class NotVectorizable(Exception):
+    """The reverse sweep cannot carry its adjoints in lanes
+    (:mod:`nbautodiff.transforms.reverse.vector`); ``reason`` says why, and the caller runs a
+    loop of sweeps instead."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+        super().__init__(reason)
+
+
 class PrivateKeyPart(Exception):
     """A part of an artifact's cache key that cannot be hashed faithfully
     (:mod:`nbautodiff.cache`): the artifact then stays in this process."""

@@ -3,7 +3,7 @@
 ``vjp(fun, *primals)`` runs the forward sweep once (a :class:`~.reverse.Session`) and returns
 the pullback (:class:`Pullback`), which runs the reverse sweep alone from the residuals kept
 (:mod:`.residuals`), as many times as asked; ``jacrev`` is one ``vjp`` and ``width``
-cotangents per compiled call of its pullback.
+cotangents per reverse sweep of its pullback (reverse vector mode).
 """
 from __future__ import annotations
 
@@ -51,15 +51,22 @@ class Pullback(Derivative):
     def source(self) -> str:
         return self._session.source
 
+    @property
+    def vector_refused(self) -> str | None:
+        """Why :meth:`batched` ran one reverse sweep per cotangent rather than one sweep
+        carrying them all (reverse vector mode); None where it did not."""
+        return self._session.vector_refused
+
     def __call__(self, cotangent):
         adjoints = self._session.pullback(cotangent)
         self.memory = self._session.memory
         return adjoints
 
     def batched(self, cotangents) -> list:
-        """``[self(c) for c in cotangents]`` in one compiled call: N seeds, each a reverse sweep
-        from the residuals kept (the forward sweep is not run again); counted in
-        ``residuals.SWEEPS["batches"]``."""
+        """``[self(c) for c in cotangents]`` in one compiled call from the residuals kept (the
+        forward sweep is not run again): one reverse sweep carrying the N cotangents as adjoint
+        lanes, or where :attr:`vector_refused` says it cannot, N reverse sweeps in a loop;
+        counted in ``residuals.SWEEPS["batches"]``."""
         residuals.SWEEPS["batches"] += 1
         adjoints = self._session.pullbacks(list(cotangents))
         self.memory = self._session.memory
@@ -105,9 +112,10 @@ def jacrev(fun, argnums=0, has_aux=False, width=8, checkpoint=None,
            fastmath=False) -> JacobianFunction:
     """The Jacobian of ``fun`` by reverse mode: ``jacrev(fun, argnums)(*args)``.
 
-    One forward sweep (:func:`vjp`), then one reverse sweep per element of the output from
-    the residuals it kept, ``width`` cotangents per call of the pullback
-    (:meth:`Pullback.batched`). For an output of shape ``S`` and an argument of shape ``A``
+    One forward sweep (:func:`vjp`), then from the residuals it kept ceil(n / ``width``)
+    reverse sweeps for an output of n elements, each carrying ``width`` cotangents
+    (:meth:`Pullback.batched`, reverse vector mode; where the sweep cannot carry lanes,
+    ``.latest.vector_refused`` says why and each call runs ``width`` sweeps). For an output of shape ``S`` and an argument of shape ``A``
     (``()`` for a float) the Jacobian has shape ``S + A``; a tuple ``argnums`` gives a tuple of
     Jacobians. A function returning a tuple (nested to any depth) gives a tuple of Jacobians,
     one per output, nested the same way (as in JAX), each of them a tuple for a tuple

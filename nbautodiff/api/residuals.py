@@ -21,18 +21,21 @@ but reading elements, shapes, or the read operand of a runtime helper) and puts 
 every sweep after the first. Scalars are passed by value. The cut is made on the generated text
 (after the pipeline has run), so the generated code of every other artifact is unchanged.
 
-:meth:`KeptForward.reverse_lanes` runs N seeds in one compiled call, ``<variant>__lanes``: a
-loop over the seeds, each a reverse sweep from the residuals (put back between them), with the
-shadows and seeds stacked along a first axis; it is what ``reverse(..., width=N)`` and
-``jacrev`` (``width`` cotangents per call) run. It is N reverse sweeps, not one sweep carrying
-N adjoints per statement (Enzyme's batched reverse): the transform is not changed here.
+:meth:`KeptForward.reverse_lanes` runs N seeds in one compiled call, with the shadows and seeds
+stacked along a first axis; it is what ``reverse(..., width=N)`` and ``jacrev`` (``width``
+cotangents per call) run. That call is ``<variant>__vec``, ONE reverse sweep carrying N
+adjoint lanes (Enzyme's batched reverse): ``__bwd`` rewritten so that its primal work runs once
+and its adjoint statements once per lane (:mod:`nbautodiff.transforms.reverse.vector`; the
+adjoint residuals get one copy per lane, the others are put back once before it). Where the
+sweep cannot be rewritten (``vector_refused`` says why), it is ``<variant>__lanes``: a loop over
+the seeds, each a reverse sweep from the residuals (put back between them).
 
 Where a variant cannot be split (a residual numba cannot give back to Python unchanged, such as
 a list, or a result the forward part does not compute) :class:`KeptForward` keeps copies of the
 arguments instead and runs the whole variant for each seed (``residuals_kept`` is False).
 
-:data:`SWEEPS` counts the forward and reverse sweeps run here (the instrumentation behind
-``benchmarks/jacrev_sweeps.py``).
+:data:`SWEEPS` counts the forward and reverse sweeps run here, a vector sweep as one (the
+instrumentation behind ``benchmarks/jacrev_sweeps.py``).
 """
 from __future__ import annotations
 
@@ -44,11 +47,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from nbautodiff import cache, naming
+from nbautodiff.analysis import typeinfer
 from nbautodiff.codegen import parameters
-from nbautodiff.errors import AutodiffError, NotSplittable
+from nbautodiff.errors import AutodiffError, NotSplittable, NotVectorizable
+from nbautodiff.transforms.reverse import vector
 
 #: forward and reverse sweeps run since the process started (or since :func:`reset_sweeps`)
 SWEEPS: collections.Counter = collections.Counter()
+
+#: False: N seeds always run as a loop of N sweeps (``benchmarks/jacrev_sweeps.py`` times both)
+VECTOR_SWEEPS = True
 
 _lock = threading.RLock()
 _splits: dict = {}
@@ -75,6 +83,7 @@ class SplitVariant:
     key: object = None            # the cache key of its artifact
     namespace: dict = None        # the module both were loaded in
     lanes: dict = None            # snapshot paths -> the compiled loop over seeds (see below)
+    vectors: dict = None          # argument types -> its VectorSweep, or why there is none
 
 
 def split(variant) -> SplitVariant | None:
@@ -155,7 +164,7 @@ def _split(variant) -> SplitVariant | None:
     return SplitVariant(entry.njit(namespace[fwd_name]), entry.njit(namespace[bwd_name]),
                         residuals, arguments,
                         [k for k, kind in enumerate(kinds) if kind == "primal"], in_arguments,
-                        extra, written, text, variant.name, kinds, key, namespace, {})
+                        extra, written, text, variant.name, kinds, key, namespace, {}, {})
 
 
 def _empty_stacks(forward: list) -> dict | None:
@@ -344,6 +353,7 @@ class KeptForward:
         self.residuals = tuple(self.split.forward(*self.arguments))
         SWEEPS["forward"] += 1
         self._snapshots = None
+        self.vector_refused = None
 
     @property
     def residuals_kept(self) -> bool:
@@ -366,8 +376,7 @@ class KeptForward:
         if self._snapshots is None:              # as the forward sweep left them
             self.reverse_prepare()
         else:                                    # put back what the last sweep changed
-            for (index, path), (copy,) in zip(self._paths, self._snapshots):
-                np.copyto(_at(self.residuals[index], path), copy)
+            self._restore()
         call = _variant_call(self.arguments, shadows, seeds, split.arguments,
                              self.variant.shadows)
         for index, position in split.in_arguments.items():
@@ -379,17 +388,32 @@ class KeptForward:
 
     def reverse_lanes(self, shadows: list, seeds: list) -> list:
         """:meth:`reverse` for N seeds (``shadows[k]``, ``seeds[k]``: those of seed k) in ONE
-        compiled call: a loop over the seeds, each a reverse sweep from the residuals, put back
-        between them (:func:`_lanes_function`). Returns the N returns of the variant."""
+        compiled call: one reverse sweep carrying N adjoint lanes (:func:`_vector_sweep`), or
+        where the sweep cannot be rewritten (``vector_refused`` says why) a loop over the seeds,
+        each a reverse sweep from the residuals, put back between them
+        (:func:`_lanes_function`). Returns the N returns of the variant."""
         count = len(seeds)
         if count == 1:
             return [self.reverse(shadows[0], seeds[0])]
-        split = self.split
         first = self._snapshots is None
         if first:
             self.reverse_prepare()
-        paths = self._paths
-        function = _lanes_function(split, paths, len(self.variant.adjoint_positions))
+        call, stacked_shadows = self._stacked_call(shadows, seeds)
+        vector = self._vector(shadows, seeds, call)
+        if vector is not None:
+            outs = self._vector_call(vector, call, first, count)
+        else:
+            outs = self._lanes_call(call, first, count)
+        for stacked, lanes in stacked_shadows:
+            for k, lane in enumerate(lanes):
+                np.copyto(lane, stacked[k])
+        return outs
+
+    def _stacked_call(self, shadows: list, seeds: list) -> tuple[list, list]:
+        """The arguments of the sweep with each shadow and seed stacked over the N seeds, and
+        the residuals in place (without the copies the loop of sweeps restores from); with the
+        stacked shadows and the caller's lanes of each."""
+        split = self.split
         primal = iter(range(len(self.arguments)))
         stacked_shadows, call = [], []
         seed_index = 0
@@ -409,16 +433,52 @@ class KeptForward:
         for index, position in split.in_arguments.items():
             call[position] = self.residuals[index]
         call += [self.residuals[k] for k in split.extra]
-        call += [copy for kept in self._snapshots for copy in kept]
+        return call, stacked_shadows
+
+    def _vector(self, shadows: list, seeds: list, call: list):
+        """The vector sweep for this call's types, or None (``vector_refused`` says why)."""
+        if not VECTOR_SWEEPS:
+            self.vector_refused = "vector sweeps are turned off (residuals.VECTOR_SWEEPS)"
+            return None
+        single = _variant_call(self.arguments, shadows[0], seeds[0], None, self.variant.shadows)
+        for index, position in self.split.in_arguments.items():
+            single[position] = self.residuals[index]
+        single += [self.residuals[k] for k in self.split.extra]
+        found = _vector_sweep(self.split, single)
+        if isinstance(found, str):
+            self.vector_refused = found
+            return None
+        shared = _shared_lane_residual(self.split, found, call)
+        if shared is not None:
+            self.vector_refused = f"the adjoint {shared} shares memory with another argument"
+            return None
+        self.vector_refused = None
+        return found
+
+    def _vector_call(self, vector, call: list, first: bool, count: int) -> list:
+        if not first:
+            self._restore()
+        call = list(call)
+        for position in vector.lane_positions:
+            call[position] = _lanes_of(call[position], count)
+        out = vector.function(*call, count)
+        SWEEPS["reverse"] += 1
+        return [tuple(_lane(value, k) if lanes else value
+                      for value, lanes in zip(out, vector.returned)) for k in range(count)]
+
+    def _lanes_call(self, call: list, first: bool, count: int) -> list:
+        function = _lanes_function(self.split, self._paths, len(self.variant.adjoint_positions))
+        call = call + [copy for kept in self._snapshots for copy in kept]
         adjoints = [np.zeros(count) for _ in self.variant.adjoint_positions]
         memory = np.zeros(2, np.int64)
         value = function(*call, *adjoints, memory, not first, count)   # the last sweep's
-        for stacked, lanes in stacked_shadows:
-            for k, lane in enumerate(lanes):
-                np.copyto(lane, stacked[k])
         SWEEPS["reverse"] += count
         return [(value, *[float(a[k]) for a in adjoints], (int(memory[0]), int(memory[1])))
                 for k in range(count)]
+
+    def _restore(self) -> None:
+        for (index, path), (copy,) in zip(self._paths, self._snapshots):
+            np.copyto(_at(self.residuals[index], path), copy)
 
     def reverse_prepare(self) -> None:
         """Keep copies of the residual arrays a reverse sweep may write, as they are now."""
@@ -493,6 +553,96 @@ def _lanes_function(split: SplitVariant, paths: list, adjoints: int):
     return made
 
 
+@dataclass(eq=False)
+class VectorSweep:
+    """The reverse sweep of a split variant for N seeds at once (reverse vector mode,
+    :mod:`nbautodiff.transforms.reverse.vector`): called like ``__bwd`` with each shadow and
+    seed stacked over the lanes, the residuals at ``lane_positions`` given one copy per lane
+    (:func:`_lanes_of`), and the lane count last."""
+    function: object              # compiled
+    lane_positions: list          # positions in the call of the adjoint residuals
+    returned: list                # per element of the return: one value per lane?
+    source: str
+
+
+def _vector_sweep(split: SplitVariant, single: list):
+    """The :class:`VectorSweep` of ``split`` for the types of ``single`` (the arguments of one
+    sweep), or why there is none (memoised per types)."""
+    import numba
+    argtypes = tuple(numba.typeof(v) for v in single)
+    with _lock:
+        if argtypes not in split.vectors:
+            try:
+                split.vectors[argtypes] = _made_vector_sweep(split, argtypes)
+            except NotVectorizable as refusal:
+                split.vectors[argtypes] = refusal.reason
+        return split.vectors[argtypes]
+
+
+def _made_vector_sweep(split: SplitVariant, argtypes: tuple) -> VectorSweep:
+    from numba.core import errors as numba_errors
+    bwd_name = f"{split.name}__bwd"
+    module = ast.parse(split.source)
+    function = next(node for node in module.body
+                    if isinstance(node, ast.FunctionDef) and node.name == bwd_name)
+    try:
+        types, _ = typeinfer.infer(split.reverse.py_func, argtypes)
+    except numba_errors.NumbaError as error:
+        raise NotVectorizable(f"numba could not type the reverse sweep: "
+                                     f"{str(error).splitlines()[0]}") from None
+    parameters = [a.arg for a in function.args.args]
+    lane_parameters = {a for a, kind in zip(split.arguments, split.kinds) if kind != "primal"}
+    residual_names = set(split.residuals)
+    adjoint = (naming.ADJOINT, naming.SHADOW)
+    primal_names = {a for a, kind in zip(split.arguments, split.kinds) if kind == "primal"} \
+        | {r for r in residual_names if not r.startswith(adjoint)}
+    name = f"{split.name}__vec"
+    made, returned, lanes = vector.vector_sweep(function, name, lane_parameters, primal_names,
+                                                types)
+    for index in split.in_arguments:
+        if split.residuals[index] in lanes:
+            raise NotVectorizable(f"the adjoint {split.residuals[index]} is also an "
+                                         "argument")
+    lane_positions = [k for k, p in enumerate(parameters)
+                      if p in lanes and p in residual_names and k >= len(split.arguments)]
+    text = (f"# the reverse sweep of {split.name} for N seeds at once, generated by "
+            "nbautodiff\nimport math\nimport numpy as np\n\n"
+            + ast.unparse(made) + "\n")
+    entry = cache.artifact(cache.key("reverse vector", split.key, text),
+                           lambda: cache.Built(name, text))
+    namespace = {k: v for k, v in split.namespace.items()
+                 if not (k.startswith("__") and k.endswith("__"))}
+    return VectorSweep(entry.njit(entry.load(namespace)[name]), lane_positions, returned, text)
+
+
+def _shared_lane_residual(split: SplitVariant, vector_sweep: VectorSweep,
+                          call: list) -> str | None:
+    """The name of an adjoint residual array that shares memory with another argument of the
+    sweep (its lanes would be copies, no longer views of it), or None."""
+    arrays = [(k, v) for k, v in enumerate(call) if isinstance(v, np.ndarray)]
+    for position in vector_sweep.lane_positions:
+        value = call[position]
+        if not isinstance(value, np.ndarray):
+            continue
+        if any(k != position and np.may_share_memory(value, other) for k, other in arrays):
+            return split.residuals[split.extra[position - len(split.arguments)]]
+    return None
+
+
+def _lanes_of(value, count: int):
+    """``count`` copies of residual ``value`` stacked along a first axis (a scalar: an array)."""
+    if isinstance(value, np.ndarray):
+        return np.stack([value] * count)
+    return np.full(count, value)
+
+
+def _lane(value, k: int):
+    """Lane ``k`` of a value the vector sweep returns one of per lane (a number as a Python
+    number)."""
+    item = value[k]
+    return item.item() if np.ndim(item) == 0 else item
+
+
 class Rerun:
     """The fallback of :class:`KeptForward`: copies of the arguments kept, the whole variant
     run for each seed (a forward sweep each time). With ``first_in_place`` the first run takes
@@ -502,6 +652,7 @@ class Rerun:
     residuals_kept = False
     has_value = False
     split = None
+    vector_refused = "the forward sweep is not kept (the variant cannot be split)"
 
     def __init__(self, variant, arguments: list, run=None, first_in_place: bool = False):
         self.variant = variant

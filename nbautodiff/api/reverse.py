@@ -48,10 +48,14 @@ class ReverseFunction(GeneratedDerivative):
     array per differentiable element, None (or 0) for an int.
 
     ``width=N`` (vector mode, Enzyme's batched reverse): each Duplicated argument is followed by
-    N shadows and the call ends with N seeds; the forward sweep runs once and the reverse sweep
-    once per seed, from the residuals it kept (:mod:`.residuals`); each Active argument's
-    adjoint is a tuple of N.
+    N shadows and the call ends with N seeds; the forward sweep runs once, then ONE reverse
+    sweep from the residuals it kept carries the N adjoints, its primal work done once
+    (:mod:`nbautodiff.transforms.reverse.vector`); where that sweep cannot be rewritten,
+    ``.vector_refused`` says why after a call, and the reverse sweep runs once per seed
+    (:mod:`.residuals`). Each Active argument's adjoint is a tuple of N.
     """
+
+    vector_refused: str | None = None       # why the last width > 1 call ran N reverse sweeps
 
     kind = "reverse"
     scalar_output_for: str | None = None     # set by grad: a tuple or array result is refused
@@ -198,6 +202,7 @@ class ReverseFunction(GeneratedDerivative):
             raise TapeMemoryError(error.message, construct=error.construct,
                                   function=self._func.__name__) from None
         self.memory = MemoryReport(*outs[0][-1], tuple(variant.checkpointed))
+        self.vector_refused = kept.vector_refused
         items = [tuple(out[k] for out in outs) for k in range(1, len(outs[0]) - 1)]
         if self.returns_primal and variant.result_type != nbtypes.none:
             items.insert(0, outs[0][0])
@@ -207,7 +212,8 @@ class ReverseFunction(GeneratedDerivative):
 
     def lower_refusal(self) -> str | None:
         return None if self.width == 1 else \
-            "with width > 1 it runs one reverse sweep per seed, not one compiled call"
+            ("with width > 1 it runs the forward sweep, then one reverse sweep carrying the N "
+             "seeds: two compiled calls, not one call of a variant")
 
     def lower(self, args) -> Lowered:
         """This derivative at ``args`` (values, shadows and seed, as it is called) as one call
@@ -453,6 +459,12 @@ class Session:
     @property
     def residuals_kept(self) -> bool:
         return self.kept is None or self.kept.residuals_kept
+
+    @property
+    def vector_refused(self) -> str | None:
+        """Why N cotangents ran as N reverse sweeps, not one sweep carrying N adjoint lanes
+        (None where the vector sweep ran, or none was asked for yet)."""
+        return None if self.kept is None else self.kept.vector_refused
 
     @property
     def source(self) -> str:
