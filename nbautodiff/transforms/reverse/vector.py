@@ -44,6 +44,7 @@ import copy
 from numba import types as nbtypes
 
 from nbautodiff import naming
+from nbautodiff.codegen import parameters
 from nbautodiff.errors import NotVectorizable
 
 LANE = "_nad_vl"           # the lane of a lane loop
@@ -123,7 +124,7 @@ def _value_reads(s: ast.stmt) -> set[str]:
 
 def adjoint_names(function: ast.FunctionDef, lane_parameters: set[str]) -> set[str]:
     """The adjoint-carrying names of ``function`` (see the module docstring)."""
-    every = _names(function) | {a.arg for a in function.args.args}
+    every = _names(function) | set(parameters(function))
     found = set(lane_parameters) | {n for n in every
                                     if n.startswith((naming.ADJOINT, naming.SHADOW))}
     statements = list(_simple_statements(function.body))
@@ -174,7 +175,7 @@ class _Vectorizer:
         self.function = function
         self.lanes = adjoint_names(function, lane_parameters)
         self.types = types
-        self.parameters = [a.arg for a in function.args.args]
+        self.parameters = parameters(function)
         self.hoisted = 0
         self.regions = []
         self.outside = set()                  # lane scalars read outside the lane loops
