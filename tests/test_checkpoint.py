@@ -7,7 +7,8 @@ inner ``while``, helper calls that write arrays, whole-array operations, state c
 the loop; trip counts 0, 1, 2 and ones that are not
 a multiple of the segment length; every schedule (segments of sqrt(T), of K, binomial). The
 schedules themselves are simulated on their own: each iteration is reversed once, in order,
-from the state it had in the forward sweep.
+from the state it had in the forward sweep. Within the suite's time budget (tests/budget.py)
+each list of trip counts runs every other one; ``NBAUTODIFF_FULL_CORPUS=1`` runs all.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import nbautodiff as nad
 from nbautodiff.kernels import checkpoint as runtime
 from nbautodiff.errors import TapeMemoryError
 
+import budget
 from fd import assert_grad_close, central_diff, max_abs
 
 RTOL, ATOL = 1e-6, 1e-8
@@ -376,7 +378,7 @@ def in_place(u, steps):
 
 # -- equal to the plain gradient and to central differences --------------------------------------
 
-@pytest.mark.parametrize("steps", [0, 1, 2, 7, 10])
+@pytest.mark.parametrize("steps", budget.share([0, 1, 2, 7, 10], 2))
 @pytest.mark.parametrize("checkpoint", SCHEDULES)
 def test_heat_function_option(rng, steps, checkpoint):
     args = (rng.uniform(-1.0, 1.0, 7), 0.2, 0.3, steps)
@@ -384,14 +386,14 @@ def test_heat_function_option(rng, steps, checkpoint):
 
 
 @pytest.mark.parametrize("fun", [heat_marked, heat_every_three, heat_binomial])
-@pytest.mark.parametrize("steps", [0, 1, 2, 5, 11])
+@pytest.mark.parametrize("steps", budget.share([0, 1, 2, 5, 11], 2))
 def test_heat_marked_loop(rng, fun, steps):
     args = (rng.uniform(-1.0, 1.0, 6), 0.2, 0.3, steps)
     derived = check(fun, args, (0, 1, 2), checkpoint=None)
     assert "_nad_ckpt.plan" in derived.source
 
 
-@pytest.mark.parametrize("steps", [0, 1, 2, 9])
+@pytest.mark.parametrize("steps", budget.share([0, 1, 2, 9], 2))
 @pytest.mark.parametrize("checkpoint", SCHEDULES)
 def test_scalar_recurrence(rng, steps, checkpoint):
     check(recurrence, (rng.uniform(0.2, 1.0), rng.uniform(0.5, 2.0), steps), (0, 1), checkpoint)
@@ -399,20 +401,20 @@ def test_scalar_recurrence(rng, steps, checkpoint):
 
 @pytest.mark.parametrize("fun,extra", [(branchy, 0.7), (nested, 0.6), (with_helper, 0.3),
                                        (changed_after, 0.8)])
-@pytest.mark.parametrize("steps", [1, 2, 8])
+@pytest.mark.parametrize("steps", budget.share([1, 2, 8], 2))
 @pytest.mark.parametrize("checkpoint", [True, ("binomial", 2)])
 def test_loop_shapes(rng, fun, extra, steps, checkpoint):
     args = (rng.uniform(-0.9, 0.9, 6), extra, steps)
     check(fun, args, (0, 1), checkpoint)
 
 
-@pytest.mark.parametrize("steps", [0, 1, 2, 5, 8])
+@pytest.mark.parametrize("steps", budget.share([0, 1, 2, 5, 8], 2))
 @pytest.mark.parametrize("checkpoint", SCHEDULES)
 def test_swapped_arrays(rng, steps, checkpoint):
     check(swapping, (rng.uniform(-1.0, 1.0, 7), steps), 0, checkpoint)
 
 
-@pytest.mark.parametrize("steps", [1, 2, 7])
+@pytest.mark.parametrize("steps", budget.share([1, 2, 7], 2))
 @pytest.mark.parametrize("checkpoint", [True, ("binomial", 2)])
 def test_rotated_arrays_and_arrays_allocated_in_each_step(rng, steps, checkpoint):
     check(rotating, (rng.uniform(-1.0, 1.0, 5), 0.7, steps), (0, 1), checkpoint)
@@ -447,7 +449,7 @@ def test_vjp_takes_the_option(rng):
                       atol=ATOL)
 
 
-@pytest.mark.parametrize("steps", [0, 1, 2, 7])
+@pytest.mark.parametrize("steps", budget.share([0, 1, 2, 7], 2))
 @pytest.mark.parametrize("checkpoint", [True, "binomial"])
 def test_continue_in_the_loop(rng, steps, checkpoint):
     check(with_continue, (rng.uniform(-1.0, 1.0, 4), steps), 0, checkpoint)
@@ -472,13 +474,13 @@ def test_written_argument_is_written_back(rng, checkpoint):
     assert rev.memory.checkpointed
 
 
-@pytest.mark.parametrize("steps", [0, 3, 8])
+@pytest.mark.parametrize("steps", budget.share([0, 3, 8], 2))
 @pytest.mark.parametrize("checkpoint", [True, "binomial"])
 def test_inactive_integer_state(rng, steps, checkpoint):
     check(int_state, (rng.uniform(0.1, 0.9, 5), steps), 0, checkpoint)
 
 
-@pytest.mark.parametrize("steps", [0, 1, 5])
+@pytest.mark.parametrize("steps", budget.share([0, 1, 5], 2))
 def test_every_outermost_loop_is_checkpointed(rng, steps):
     derived = check(two_loops, (rng.uniform(0.1, 0.9, 5), steps), 0, True)
     assert len(derived.memory.checkpointed) == 3
