@@ -247,6 +247,29 @@ def f(x):
     B[0] = B[0] + p[1]
     return np.sum(W) + x[1]
 """, (X,), inner=False),
+    # -- a callee returning a tuple that holds its argument (or a view of it): the tuple's
+    #    elements name the argument's memory (differential tester, seed 30000090077)
+    case("callee-returns-argument-in-tuple-then-written", """
+def h(a):
+    a[-1] = a[0] + a[-1] * 0.5
+    return a, np.sum(a * a)
+
+def f(x):
+    y = x * 1.0
+    Z1, c2 = h(y)
+    y += y[-1]
+    return np.sum(Z1 * Z1) + c2
+""", (X,), inner=False),
+    case("callee-returns-view-in-tuple-then-written", """
+def h(a):
+    return a[1:], a[0]
+
+def f(x):
+    y = x * 1.0
+    V, c = h(y)
+    y[2] = y[2] * c
+    return np.sum(V * V)
+""", (X,), inner=False),
     # -- sound programs the inner layout keeps -------------------------------------------------
     case("copy-then-write-kept-inner", """
 def f(x):

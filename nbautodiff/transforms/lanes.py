@@ -282,8 +282,9 @@ class _Lanes:
         if isinstance(value, ast.Subscript) and isinstance(value.value, ast.Name) \
                 and self._is_tuple(value.value.id):  # ... and gives them back: B = p[0]
             return [value.value.id]
-        if not (isinstance(value, ast.Call) and self._is_array(target.id)):
-            return []
+        if not (isinstance(value, ast.Call)
+                and (self._is_array(target.id) or self._is_tuple(target.id))):
+            return []                 # (a callee may return a tuple holding its argument)
         kind = anno.get(value, anno.KIND, None)
         if kind == "array" and ast.unparse(value.func).rsplit(".", 1)[-1] not in VIEW_CALLS:
             return []
