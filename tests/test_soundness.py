@@ -779,6 +779,37 @@ def f(x, m):
     assert_sound(fresh, allow=(RIGHT,))
 
 
+# --- a store through a slice of another step than the slice of the same array it stores ------
+# ``y[::2] = y[0:3]``: NumPy copies element by element (here y[4] gets the y[2] it has just
+# overwritten), numba and the derivatives read the value whole first: every mode differed from
+# the function (differential tester, seeds 30000090157 and 30000090196). Refused with the line;
+# steps of the same size (``y[1:] = y[:-1]``, ``y[:] = y[::-1]``), where NumPy reads the value
+# whole, stay right, and so does a copy.
+
+@pytest.mark.parametrize("store, line_ok", [
+    ("y[::2] = y[0:3]", False),
+    ("y[1:4] = y[0:6:2]", False),
+    ("y[::2] = y[0:3].copy()", True),
+    ("y[1:] = y[:-1]", True),
+    ("y[:] = y[::-1]", True),
+    ("y[::-2] = y[1::2]", True),
+])
+def test_store_of_overlapping_slice_of_another_step(store, line_ok):
+    src = f"""
+def f(x):
+    y = x * 1.0
+    {store}
+    return np.sum(y * y * np.arange(6.0))
+"""
+    result = check_program(src, (X6 * 0.3,), 0)
+    if line_ok:
+        assert_sound(result, allow=(RIGHT,))
+    else:
+        assert_sound(result, allow=(REFUSED,))
+        assert all("line 5" in o.detail and "step" in o.detail
+                   for o in result.outcomes.values()), result.report()
+
+
 # --- vjp of an array result -------------------------------------------------------------------
 
 @pytest.mark.parametrize("src, args", [

@@ -19,8 +19,10 @@ write they would get wrong:
 * a write to an array while a view of it of another kind, made before, is read after;
 * (reverse mode) a call that passes arrays that may share memory to a function that writes
   one of them: its derivative assumes distinct arrays;
-* a store through a boolean mask of a value that may share memory with the array written
-  (NumPy does not read that value whole first: :func:`refuse_overlapping_mask_stores`).
+* a store through a boolean mask of a value that may share memory with the array written,
+  or through a slice whose step differs from the step of the slice of that array it stores
+  (``y[::2] = y[0:3]``): NumPy does not read that value whole first, and what it stores then
+  depends on the order it copies in (:func:`refuse_overlapping_mask_stores`).
 
 Other stores of such a value (``x[1:] = x[:-1]``, ``x[idx] = x[0:4]``) read it whole before
 storing, in NumPy and numba; :func:`copy_overlapping_stores` makes the derivatives do so
@@ -390,26 +392,77 @@ def _masked(index: ast.expr, types: dict) -> str | None:
 
 def refuse_overlapping_mask_stores(normalized, types: dict, callee_returns=None,
                                    tree: ast.FunctionDef | None = None) -> None:
-    """Refuse, with the user's line, a store through a boolean mask whose right-hand side may
-    share memory with the array written (``x[m] = x[0:3]``): NumPy does not read such a
-    right-hand side whole before storing (its result depends on how it buffers), so neither a
-    compiled primal nor a derivative can follow it. Other stores read it whole first (see
-    :func:`copy_overlapping_stores`). Generated code is not checked."""
+    """Refuse, with the user's line, a store whose right-hand side may share memory with the
+    array written where NumPy does not read that right-hand side whole before storing (its
+    result depends on how it buffers the copy), so neither a compiled primal nor a derivative
+    can follow it: a store through a boolean mask (``x[m] = x[0:3]``), and a store through a
+    1-D slice whose step differs in size from that of the slice it stores (``y[::2] = y[0:3]``:
+    NumPy copies element by element, reading values it has already overwritten). Other stores read
+    it whole first (see :func:`copy_overlapping_stores`). Generated code is not checked."""
     fs = normalized.source
     if fs.generated:
         return
-    for statement, _ in overlapping_stores(tree or normalized.tree, types, callee_returns):
+    tree = tree or normalized.tree
+    bindings = _single_bindings(tree)
+    for statement, _ in overlapping_stores(tree, types, callee_returns):
         target = statement.targets[0]
-        mask = _masked(target.slice, types)
-        if mask is None:
-            continue
         array = target.value.id
-        raise fs.error(f"store into '{array}' through the boolean mask '{mask}' of a value "
-                       f"that may share memory with '{array}' is not supported (NumPy's result "
-                       f"depends on how it buffers the copy): store a copy, "
-                       f"{array}[{mask}] = (...).copy()", statement,
-                       construct="masked store of an overlapping value",
-                       kind=UnsupportedConstructError)
+        mask = _masked(target.slice, types)
+        if mask is not None:
+            raise fs.error(f"store into '{array}' through the boolean mask '{mask}' of a value "
+                           f"that may share memory with '{array}' is not supported (NumPy's "
+                           f"result depends on how it buffers the copy): store a copy, "
+                           f"{array}[{mask}] = (...).copy()", statement,
+                           construct="masked store of an overlapping value",
+                           kind=UnsupportedConstructError)
+        stored, steps = _slice_step(target.slice), None
+        bound = bindings.get(statement.value.id)
+        if isinstance(bound, ast.Subscript):
+            steps = (stored, _slice_step(bound.slice))
+        elif isinstance(bound, ast.Name):
+            steps = (stored, 1)
+        if steps is not None and steps[0] is not False and steps[1] is not False \
+                and (None in steps or abs(steps[0]) != abs(steps[1])):
+            raise fs.error(f"store into '{array}' through a slice of step {_step_text(steps[0])} "
+                           f"of a slice of step {_step_text(steps[1])} that may share memory "
+                           f"with '{array}' is not supported (NumPy copies element by element "
+                           f"and may read values it has already overwritten): store a copy, "
+                           f"{array}[{ast.unparse(target.slice)}] = (...).copy()", statement,
+                           construct="strided store of an overlapping value",
+                           kind=UnsupportedConstructError)
+
+
+def _single_bindings(tree: ast.FunctionDef) -> dict:
+    """name -> the value it is bound to, for names bound once (by a plain assignment)."""
+    counts: dict = {}
+    values: dict = {}
+    for statement, _ in walk_statements(tree.body):
+        for node in ast.walk(statement) if not isinstance(statement, ast.Assign) else [statement]:
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                counts[node.id] = counts.get(node.id, 0) + 1
+        if isinstance(statement, ast.Assign) and isinstance(statement.targets[0], ast.Name):
+            name = statement.targets[0].id
+            counts[name] = counts.get(name, 0) + 1
+            values[name] = statement.value
+    return {name: value for name, value in values.items() if counts.get(name) == 1}
+
+
+def _slice_step(index: ast.expr):
+    """The step of a 1-D slice index (1 where omitted), None where it is not a constant
+    (unknown), False where the index is not a 1-D slice."""
+    if not isinstance(index, ast.Slice):
+        return False
+    if index.step is None:
+        return 1
+    step = index.step
+    if isinstance(step, ast.UnaryOp) and isinstance(step.op, ast.USub) \
+            and isinstance(step.operand, ast.Constant):
+        return -step.operand.value
+    return step.value if isinstance(step, ast.Constant) else None
+
+
+def _step_text(step) -> str:
+    return "unknown" if step is None else str(step)
 
 
 def copy_overlapping_stores(tree: ast.FunctionDef, types: dict, callee_returns=None) -> int:
