@@ -1223,8 +1223,8 @@ def loadavg():
 def section(data, opts, load_before, load_after, plot_path):
     import numba
     cpu, cores = machine()
-    versions = (f"numba {numba.__version__}, NumPy {np.__version__}, "
-                f"Python {platform.python_version()}")
+    versions = (f"numba {numba.__version__} (`NUMBA_OPT={int(numba.config.OPT)}`), NumPy "
+                f"{np.__version__}, Python {platform.python_version()}")
     if data["with_jax"]:
         import jax
         import jaxlib
