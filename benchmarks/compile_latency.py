@@ -24,15 +24,18 @@ depends on the types). Every measurement compiles a never-seen copy of the funct
 executed again under a new name, from a file of its own), so that nothing is reused from another
 measurement, in memory or in nbautodiff's artifact cache. Two settings:
 
-* **warm**: one fresh process per kernel (and repeat) that first compiles *another* kernel
-  (``warmup_kernel`` below: its numba primal, gradient, forward modes, HVP, batch and JAX
-  gradient), then every kind of this kernel, each on its own copy: the edit-a-cell loop.
-* **fresh**: one fresh process per kernel, kind and repeat, imports done (timed apart), the first
-  call of that one kind: what the first cell after a kernel restart pays, numba's one-off start-up
-  included. Each with an empty ``NBAUTODIFF_CACHE_DIR`` and ``NUMBA_CACHE_DIR``: *fully cold*.
-  For ``grad`` also *helpers cached*: ``NUMBA_CACHE_DIR`` filled beforehand by one process that
-  computed the same gradient (nbautodiff's runtime helpers, ``cache=True`` in
-  ``nbautodiff.kernels``, are then loaded from numba's cache; the artifact cache still empty).
+* **warm**: one process per kernel (``--warm-repeats``), with empty caches, that first compiles
+  *another* kernel every way (``warmup_kernel`` below, whose loops use the tape: its numba primal,
+  gradient, forward modes, HVP, batch and JAX gradient), then each kind of this kernel once, and
+  the primal and gradient once more (the next edit of the cell): the edit-a-cell loop.
+* **fresh**: one fresh process per kernel, kind and repeat (``--repeats`` for numba, ``grad`` and
+  JAX, ``--repeats-other`` for the other kinds; width 28 is measured warm only), imports done
+  (timed apart), the first call of that one kind: what the first cell after a kernel restart
+  pays, numba's one-off start-up included. Each with an empty ``NBAUTODIFF_CACHE_DIR`` and
+  ``NUMBA_CACHE_DIR``: *fully cold*. For ``grad`` also *helpers cached*
+  (``--repeats-helpers``): ``NUMBA_CACHE_DIR`` as the first fully cold process of the same
+  gradient left it (nbautodiff's runtime helpers, ``cache=True`` in ``nbautodiff.kernels``, are
+  then loaded from numba's cache), the artifact cache empty.
 
 Every process of ours also meters numba's own work: the outermost time inside numba's front end,
 type inference and dispatcher compilations, and the dispatchers compiled (one per new signature:
@@ -40,7 +43,7 @@ nbautodiff's runtime helpers, the generated code, numba's own). "Ours beyond num
 nbautodiff's passes, emit, cache and API.
 
 Beside the table: a plot of compile time against a loop's trip count, the trip count a Python
-constant in the code (``trip_kernel`` below, an RNN-like recurrence), for ours, numba's primal
+constant in the code (``TRIP_TEMPLATE`` below, an RNN-like recurrence), for ours, numba's primal
 and JAX with a Python loop (unrolled at trace time), ``lax.fori_loop`` and ``lax.scan``
 (``benchmarks/compile_latency.png``), and a profile of one fully cold gradient (GMM) grouped by
 where the time goes. All of it, with the acceptance verdicts of issue 20, replaces the section of
@@ -50,10 +53,14 @@ BLAS and XLA run on one thread (as in ``jax_compare.py``); processes are not pin
 Each measurement records wall time (the verdicts) and the process's CPU time (less inflated by
 other processes on a shared machine).
 
-Options: ``--quick`` (two kernels, one repeat, three trip counts, for development), ``--only
-NAME[,NAME]``, ``--repeats N`` (fresh processes per kernel and kind, default 3), ``--warm-repeats
-N`` (default 2), ``--no-jax``, ``--no-profile``, ``--no-trip``, ``--no-write``, ``--results PATH``,
-``--plot PATH``.
+Options: ``--quick`` (two kernels, one process each, three trip counts: a few minutes, for
+development), ``--only NAME[,NAME]`` (substrings of kernel names), ``--kinds KIND[,KIND]``,
+``--repeats N`` (default 3), ``--repeats-other N`` (default 1), ``--repeats-helpers N`` (default
+1), ``--warm-repeats N`` (default 1), ``--no-jax``, ``--no-warm``, ``--no-fresh``,
+``--no-profile``, ``--no-trip``, ``--no-write``, ``--results PATH``, ``--plot PATH``, ``--json
+PATH`` (the raw data) and ``--from-json PATH`` (the report of such data, measuring nothing). The
+full run is about 20 minutes of CPU time: on the shared 2-core machine, loaded by other work, it
+takes longer in wall time.
 """
 from __future__ import annotations
 
@@ -539,13 +546,14 @@ def child_warm(name, with_jax):
                 results[kind]["layout_note"] = getattr(variant, "layout_note", None)
         except Exception as exc:  # noqa: BLE001 - reported in the table
             results[kind] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"}
-    # The edit-a-cell loop once more: the same kernel's gradient again (a new copy).
-    if "grad" not in results:
-        return results
-    try:
-        results["grad again"] = measure(build("grad", case, rng), meter)
-    except Exception as exc:  # noqa: BLE001
-        results["grad again"] = {"error": f"{type(exc).__name__}: {exc}"}
+    # The edit-a-cell loop once more: the same kernel's primal and gradient again (new copies).
+    for kind in ("numba", "grad"):
+        if kind not in results:
+            continue
+        try:
+            results[f"{kind} again"] = measure(build(kind, case, rng), meter)
+        except Exception as exc:  # noqa: BLE001
+            results[f"{kind} again"] = {"error": f"{type(exc).__name__}: {exc}"}
     return results
 
 
@@ -794,6 +802,7 @@ def run_all(opts):
     if opts.quick and not opts.only:
         selected = [c for c in selected if c.name in QUICK]
     data = {"kernels": [c.name for c in selected], "with_jax": with_jax, "warm": {},
+            "load_before": loadavg(),
             "fresh": {}, "helpers_cached": {}, "errors": [],
             "options": {"repeats": opts.repeats, "repeats_other": opts.repeats_other,
                         "repeats_helpers": opts.repeats_helpers,
@@ -887,6 +896,7 @@ def run_all(opts):
     data["elapsed"] = time.perf_counter() - t0
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     data["children_cpu"] = usage.ru_utime + usage.ru_stime
+    data["load_after"] = loadavg()
     return data
 
 
@@ -1052,7 +1062,7 @@ def detail_table(data):
     """Per kernel: warm gradient beside numba's work in it, dispatchers compiled; fresh firsts."""
     lines = ["| kernel | warm `grad` | of it inside numba | ours beyond numba (ms) | "
              "dispatchers compiled: helpers / generated / numba's (+ loaded from numba's cache) "
-             "| warm, the next edit of the cell | "
+             "| warm, the next edit of the cell: `njit(f)` / `grad` | "
              "fresh: 1st `njit(f)` call | fresh: 1st `grad` call, fully cold | fresh: helpers "
              "cached | fresh: 1st JAX `jit(grad)` call | imports: numba + nbautodiff / JAX |",
              "|---|--:|--:|--:|:-:|--:|--:|--:|--:|--:|--:|"]
@@ -1066,6 +1076,7 @@ def detail_table(data):
         beyond = None if g is None or n is None else 1e3 * (g - n)
         lines.append(
             f"| {name} | {_s(g)} | {_s(n)} | {_s(beyond, 0)} | {comp_s} | "
+            f"{_s(warm_value(data, name, 'numba again'))} / "
             f"{_s(warm_value(data, name, 'grad again'))} | "
             f"{_s(fresh_value(data, name, 'numba', 'first'))} | "
             f"{_s(fresh_value(data, name, 'grad', 'first'))} | "
@@ -1279,8 +1290,8 @@ def section(data, opts, load_before, load_after, plot_path):
         "**The gradient in detail.** Warm: the share inside numba (metered at its entry points: "
         "front end, type inference, dispatcher compilations, nested calls counted once), the "
         "rest is nbautodiff's own work; the dispatchers compiled in it; the same kernel's "
-        "gradient compiled once more in that process (a new copy: what the next edit of the "
-        "cell costs). Fresh: the whole first call (not minus the steady call), numba's "
+        "primal and gradient compiled once more in that process (new copies: what the next "
+        "edit of the cell costs). Fresh: the whole first call (not minus the steady call), numba's "
         "start-up included, fully cold and with numba's cache holding nbautodiff's runtime "
         "helpers (`NUMBA_CACHE_DIR` as the first fully cold process of the same gradient left "
         f"it, the artifact cache empty; median of {opts.repeats_helpers}).",
@@ -1325,11 +1336,10 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3, help="fresh processes per kernel/kind")
     parser.add_argument("--repeats-other", type=int, default=1,
                         help="fresh processes for fwd/hvp/batch (default 1)")
-    parser.add_argument("--repeats-helpers", type=int, default=2,
-                        help="fresh gradients with the helpers in numba's cache (default 2)")
+    parser.add_argument("--repeats-helpers", type=int, default=1,
+                        help="fresh gradients with the helpers in numba's cache (default 1)")
     parser.add_argument("--warm-repeats", type=int, default=1,
-                        help="warm processes per kernel with the helpers cached (default 1; "
-                             "one more compiles them first)")
+                        help="warm processes per kernel (default 1)")
     parser.add_argument("--kinds", default="",
                         help=f"comma-separated subset of {','.join(KINDS)} (development)")
     parser.add_argument("--no-warm", action="store_true")
@@ -1341,6 +1351,8 @@ def main(argv=None):
     parser.add_argument("--results", default=str(HERE / "RESULTS.md"))
     parser.add_argument("--plot", default=str(HERE / "compile_latency.png"))
     parser.add_argument("--json", default="", help="also write the raw data here")
+    parser.add_argument("--from-json", default="",
+                        help="measure nothing: the report of raw data written by --json")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     opts = parser.parse_args(argv)
     if opts.child:
@@ -1368,9 +1380,13 @@ def main(argv=None):
         os.environ[KINDS_VARIABLE] = opts.kinds
     if not cases(opts.only):
         parser.error(f"no kernel matches --only {opts.only!r}")
-    load_before = loadavg()
-    data = run_all(opts)
-    load_after = loadavg()
+    if opts.from_json:
+        data = json.loads(Path(opts.from_json).read_text())
+        for key, value in data["options"].items():
+            setattr(opts, key, value)
+    else:
+        data = run_all(opts)
+    load_before, load_after = data["load_before"], data["load_after"]
     if opts.json:
         Path(opts.json).write_text(json.dumps(data, indent=1))
     plot_path = plot(data, opts.plot)
