@@ -11,6 +11,7 @@ import numba
 import numpy as np
 
 from . import memory
+from .compiled import helper
 
 _jit = numba.njit(cache=True, inline="always")
 
@@ -25,13 +26,17 @@ def new_int(capacity):
     return np.empty(max(capacity, 16), np.int64)
 
 
-@numba.njit(cache=True)
+@helper
 def _grown(tape, top, extra):
+    """A copy of ``tape``'s ``top`` values with room for ``extra`` more: twice as long, or as
+    long as the limit allows. The copy is a loop, not a slice assignment, which would compile
+    numba's broadcasting checks and their messages (string formatting) into every first use."""
     length, needed, itemsize = max(2 * tape.shape[0], top + extra), top + extra, tape.itemsize
     if length * itemsize >= memory.CHECKED_FROM:
         length = memory.affordable(length, needed, itemsize)
     new = np.empty(length, tape.dtype)
-    new[:top] = tape[:top]
+    for i in range(top):
+        new[i] = tape[i]
     return new
 
 
