@@ -3,7 +3,8 @@
 The tape is a pair (array, top) per element kind: float64 for floating values, int64 for
 integers and booleans. Generated code keeps both in local variables, so nothing here allocates
 Python objects: every helper is a numba ``njit`` function, compiled into the caller. A tape
-that would outgrow the memory limit raises :class:`nbautodiff.errors.TapeMemoryError` before allocating.
+that would outgrow the memory limit raises :class:`nbautodiff.errors.TapeMemoryError` before
+allocating.
 """
 from __future__ import annotations
 
