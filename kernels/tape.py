@@ -96,9 +96,12 @@ def pop_array(tape, top, array):
             array.flat[i] = tape[k + i]
 
 
-@_jit
+@helper
 def trip_count(start, stop, step):
-    """Number of iterations of ``range(start, stop, step)``."""
+    """Number of iterations of ``range(start, stop, step)``. A helper compiled once, not inlined
+    into the caller by numba: generated code counts every taped loop's trips (to reserve tape
+    room, to run the reverse sweep), and each of numba's inlinings added the branches to the
+    caller's type inference, SSA and lowering; LLVM still inlines the compiled helper."""
     if step > 0:
         return max(0, (stop - start + step - 1) // step)
     return max(0, (start - stop - step - 1) // (-step))
