@@ -41,7 +41,7 @@ from .compiled import helper
 SAVE, RESTORE, ADVANCE, REVERSE = 0, 1, 2, 3
 SEGMENTS, BINOMIAL = 0, 1
 
-_jit = numba.njit(cache=True, inline="always")
+_jit = helper(inline="always")
 
 
 # -- schedules (plain Python, cached; called from compiled code through objmode) ---------------

@@ -6,8 +6,10 @@ compiled again for every distinct constant the caller passes (the tape's growth 
 for a running top, a product for each constant size...), each a full numba compilation.
 :func:`helper` is ``numba.njit`` whose dispatcher types every call from compiled code with
 its arguments' real types (:func:`numba.core.types.unliteral`): a helper compiles once per
-real signature, and the caller converts its constants. Helpers inlined into their caller
-(``inline="always"``) are typed with the caller and need none of this.
+real signature, and the caller converts its constants. A helper with ``inline="always"`` is
+inlined where numba's untyped inliner resolves the call and compiled as a dispatcher where it
+does not (the tape's helpers called from forward mode over generated reverse code, in
+``nad.hessian``): it is a :class:`HelperDispatcher` too.
 """
 from __future__ import annotations
 

@@ -8,13 +8,12 @@ allocating.
 """
 from __future__ import annotations
 
-import numba
 import numpy as np
 
 from . import memory
 from .compiled import helper
 
-_jit = numba.njit(cache=True, inline="always")
+_jit = helper(inline="always")
 
 
 @_jit

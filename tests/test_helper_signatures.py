@@ -147,6 +147,10 @@ def test_gradient_matches_central_differences(name, fun, make_args, options):
 def test_no_helper_is_compiled_for_a_literal():
     for _, fun, make_args, options in CASES:
         nad.grad(fun, **options)(*make_args())
+    x = _rng_array(3, 9)
+    hessian = nad.hessian(fixed_reserves)(x)          # forward mode over the reverse code
+    assert np.allclose(hessian[1], central_diff(lambda y: nad.grad(fixed_reserves)(y)[1], (x,)),
+                       rtol=1e-5, atol=1e-7)
     dispatchers = kernel_dispatchers()
     literal = {name: [str(sig) for sig in dispatcher.signatures
                       if any(isinstance(t, types.Literal) for t in sig)]
