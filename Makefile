@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench bench-checkpoint bench-second-order bench-batch bench-vector bench-gpu bench-cache bench-jacrev bench-jax clean
+.PHONY: demo test bench bench-checkpoint bench-second-order bench-batch bench-vector bench-gpu bench-cache bench-jacrev bench-jax bench-compile clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,11 @@ $(JAX_STAMP): $(STAMP) pyproject.toml
 
 bench-jax: $(JAX_STAMP)
 	$(PY) benchmarks/jax_compare.py $(BENCH_ARGS)
+
+# Compile latency of every derivative kind beside numba's primal and JAX's jit(grad) (issue 20);
+# JAX through the same optional extra. BENCH_ARGS e.g. "--quick" or "--only gmm,rnn".
+bench-compile: $(JAX_STAMP)
+	$(PY) benchmarks/compile_latency.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build

@@ -20,7 +20,9 @@ import numpy as np
 from numba import types
 from numba.extending import overload
 
-_jit = numba.njit(cache=True)
+from .compiled import helper
+
+_jit = helper
 
 
 def _loops(rank: int, body: str, shape: str, indent: str = "    ") -> str:
@@ -90,7 +92,7 @@ def _unbroadcast(contribution, like):
     index = ", ".join(f"i{lead + k} * keep{k}" for k in range(t)) or "0"
     keeps = "\n".join(f"    keep{k} = 0 if like.shape[{k}] == 1 else 1" for k in range(t))
     same = " and ".join(f"contribution.shape[{lead + k}] == like.shape[{k}]" for k in range(t))
-    source = (f"def impl(contribution, like):\n"
+    source = ("def impl(contribution, like):\n"
               + (f"    if {same}:\n        return contribution\n" if lead == 0 and t else "")
               + f"    out = np.zeros(like.shape, contribution.dtype)\n{keeps}\n"
               + _loops(g, f"out[{index}] += contribution[{', '.join(f'i{k}' for k in range(g))}]",

@@ -36,11 +36,12 @@ import numba
 import numpy as np
 
 from . import memory, tape
+from .compiled import helper
 
 SAVE, RESTORE, ADVANCE, REVERSE = 0, 1, 2, 3
 SEGMENTS, BINOMIAL = 0, 1
 
-_jit = numba.njit(cache=True, inline="always")
+_jit = helper(inline="always")
 
 
 # -- schedules (plain Python, cached; called from compiled code through objmode) ---------------
@@ -131,7 +132,7 @@ def _plan_for_numba(trips, kind, parameter):
 
 # -- compiled helpers called by generated code --------------------------------------------------
 
-@numba.njit(cache=True)
+@helper
 def plan(trips, kind, parameter):
     """``(rows, forward, slots)`` of :func:`schedule`, from compiled code."""
     with numba.objmode(rows="int64[:, :]", forward="int64", slots="int64"):

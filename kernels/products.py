@@ -17,11 +17,12 @@ a 1-D operand is ignored everywhere.
 """
 from __future__ import annotations
 
-import numba
 import numpy as np
 from numba.extending import overload
 
-_jit = numba.njit(cache=True)
+from .compiled import helper
+
+_jit = helper
 
 
 def _stub(name: str, doc: str):
@@ -68,7 +69,7 @@ def dot_rows(a, ra, b, rb, M):
 SMALL = 4096     # products of fewer multiplications: loops (a BLAS call costs more)
 
 
-@numba.njit(cache=True, fastmath={"reassoc", "contract"})
+@helper(fastmath={"reassoc", "contract"})
 def _matvec_loops(A, x, N, M):
     out = np.empty(N)
     for i in range(N):

@@ -3,16 +3,17 @@
 The tape is a pair (array, top) per element kind: float64 for floating values, int64 for
 integers and booleans. Generated code keeps both in local variables, so nothing here allocates
 Python objects: every helper is a numba ``njit`` function, compiled into the caller. A tape
-that would outgrow the memory limit raises :class:`.memory.TapeMemoryError` before allocating.
+that would outgrow the memory limit raises :class:`nbautodiff.errors.TapeMemoryError` before
+allocating.
 """
 from __future__ import annotations
 
-import numba
 import numpy as np
 
 from . import memory
+from .compiled import helper
 
-_jit = numba.njit(cache=True, inline="always")
+_jit = helper(inline="always")
 
 
 @_jit
@@ -25,13 +26,17 @@ def new_int(capacity):
     return np.empty(max(capacity, 16), np.int64)
 
 
-@numba.njit(cache=True)
+@helper
 def _grown(tape, top, extra):
+    """A copy of ``tape``'s ``top`` values with room for ``extra`` more: twice as long, or as
+    long as the limit allows. The copy is a loop, not a slice assignment, which would compile
+    numba's broadcasting checks and their messages (string formatting) into every first use."""
     length, needed, itemsize = max(2 * tape.shape[0], top + extra), top + extra, tape.itemsize
     if length * itemsize >= memory.CHECKED_FROM:
         length = memory.affordable(length, needed, itemsize)
     new = np.empty(length, tape.dtype)
-    new[:top] = tape[:top]
+    for i in range(top):
+        new[i] = tape[i]
     return new
 
 
@@ -90,9 +95,12 @@ def pop_array(tape, top, array):
             array.flat[i] = tape[k + i]
 
 
-@_jit
+@helper
 def trip_count(start, stop, step):
-    """Number of iterations of ``range(start, stop, step)``."""
+    """Number of iterations of ``range(start, stop, step)``. A helper compiled once, not inlined
+    into the caller by numba: generated code counts every taped loop's trips (to reserve tape
+    room, to run the reverse sweep), and each of numba's inlinings added the branches to the
+    caller's type inference, SSA and lowering; LLVM still inlines the compiled helper."""
     if step > 0:
         return max(0, (stop - start + step - 1) // step)
     return max(0, (start - stop - step - 1) // (-step))

@@ -12,12 +12,14 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
+from .compiled import helper
+
 # forceinline: LLVM's ``alwaysinline``, since its inliner alone leaves the larger functions as
 # calls, which keeps the caller's loop scalar. fastmath=False is explicit because numba
 # otherwise inherits the caller's fastmath flag, which would break the error-free
 # transformations below. error_model="numpy": no zero-division checks.
 _OPTIONS = dict(cache=True, error_model="numpy", fastmath=False, forceinline=True)
-_jit = numba.njit(**_OPTIONS)
+_jit = helper(**_OPTIONS)
 _public = numba.njit("float64(float64)", **_OPTIONS)   # float32/int arguments are converted
 
 

@@ -9,6 +9,7 @@ Every module imports its error classes from here.
 from __future__ import annotations
 
 import linecache
+import os
 import re
 
 
@@ -50,6 +51,40 @@ class UnsupportedConstructError(AutodiffError):
 class TapeMemoryError(AutodiffError, MemoryError):
     """A reverse pass's tape or checkpoint buffers would not fit in memory (raised before
     allocating them; see :mod:`nbautodiff.kernels.memory`)."""
+
+
+#: The environment variable that sets the memory limit of tapes and checkpoints (bytes, or with a
+#: binary suffix ``K``, ``M``, ``G``, ``T``); :mod:`nbautodiff.kernels.memory` reads it.
+MEMORY_LIMIT_VARIABLE = "NBAUTODIFF_MEMORY_LIMIT"
+
+
+def human_bytes(nbytes: float) -> str:
+    """``nbytes`` written for people, in binary units: ``812.3 MiB``."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(nbytes) < 1024 or unit == "GiB":
+            return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
+        nbytes /= 1024
+    return f"{nbytes:.1f} GiB"
+
+
+class TapeMemoryRefused(TapeMemoryError):
+    """The :class:`TapeMemoryError` of an allocation over the limit, built from numbers only, so
+    that compiled code raises it without formatting text: ``nbytes`` more bytes for ``what`` (0 a
+    tape, 1 checkpoint buffers) exceed ``limit`` bytes. The message names both sizes, where the
+    limit comes from (:data:`MEMORY_LIMIT_VARIABLE` when set, else the available memory) and
+    the remedy (checkpointing for a tape, fewer checkpoints for checkpoint buffers)."""
+
+    def __init__(self, nbytes: int, what: int, limit: int):
+        kind = "a tape" if what == 0 else "checkpoint buffers"
+        hint = ("checkpoint the long loops: nad.grad(f, checkpoint=True) (or value_and_grad/"
+                "reverse with checkpoint=...), %%autodiff --checkpoint, or mark one loop with "
+                "'for t in nad.checkpointed(range(T)):'") if what == 0 else \
+            "use fewer checkpoints: checkpoint='binomial' (or nad.checkpointed(..., snapshots=S))"
+        setting = os.environ.get(MEMORY_LIMIT_VARIABLE, "").strip()
+        source = f"{MEMORY_LIMIT_VARIABLE}={setting}" if setting else "available memory"
+        super().__init__(f"the reverse pass needs {kind} of {human_bytes(nbytes)} but only "
+                         f"{human_bytes(limit)} can be allocated ({source}); {hint}",
+                         construct="tape memory")
 
 
 class BatchError(AutodiffError, ValueError):
