@@ -21,7 +21,6 @@ without a complex extension) raise :class:`NotReplayable`.
 from __future__ import annotations
 
 import ast
-import copy
 import threading
 import warnings
 from dataclasses import dataclass, field
