@@ -72,14 +72,15 @@ FOLDER_VARIABLE = "NBAUTODIFF_CACHE_DIR"
 LIMIT_VARIABLE = "NBAUTODIFF_CACHE_SIZE"
 DEFAULT_LIMIT = 1 << 30
 LOCK_TIMEOUT_S = 600.0
-STALE_TEMPORARY_S = 3600.0
-RESCAN_EVERY = 200                        # additions between scans of the folder's size                # a temporary folder this old belongs to a dead writer
+STALE_TEMPORARY_S = 3600.0                # a temporary folder this old belongs to a dead writer
+RESCAN_EVERY = 200                        # additions between scans of the folder's size
+EVICT_TO = 0.8                            # eviction leaves the cache at this share of its limit
 NUMBA_FROZEN_ARRAY_BYTES = 10 ** 6        # numba freezes smaller global arrays into the code
 
 LIBRARIES = ("builtins", "math", "cmath", "numpy", "numba")   # callables known by name
 
 MANIFEST, DATA, NUMBA_SUMS = "manifest.json", "data.pkl", "numba-sums.json"
-ENTRIES, LOCKS = "entries", "locks"
+ENTRIES, LOCKS, USAGE = "entries", "locks", "usage.json"
 
 
 class CacheWarning(UserWarning):
@@ -843,7 +844,8 @@ def clear() -> int:
     for _, _, path in _entries(root, every=True):
         _discard(root, path)
         removed += not os.path.basename(path).startswith(".")
-    _state.estimate = None
+    _state.estimate, _state.additions = 0, 0
+    _record_usage(root, 0)
     return removed
 
 
@@ -868,8 +870,7 @@ def set_limit(nbytes: int | None) -> None:
     """Set the size limit (None: back to ``NBAUTODIFF_CACHE_SIZE`` or 1 GiB); entries used least
     recently are evicted when the cache grows beyond it."""
     _state.limit = None if nbytes is None else int(nbytes)
-    _state.estimate = None
-    _evict(folder())
+    _evict(folder(), scan=True)
 
 
 def _entries(root: str, every: bool = False) -> list[tuple[float, int, str]]:
@@ -892,20 +893,28 @@ def _entries(root: str, every: bool = False) -> list[tuple[float, int, str]]:
 
 def _folder_bytes(path: str) -> int:
     total = 0
-    for base, _, names in os.walk(path):
-        for name in names:
+    with contextlib.suppress(OSError), os.scandir(path) as items:
+        for item in items:
             with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(base, name)).st_size
+                if item.is_dir(follow_symlinks=False):
+                    total += _folder_bytes(item.path)
+                else:
+                    total += item.stat(follow_symlinks=False).st_size
     return total
 
 
-def _evict(root: str, added: int = 0) -> None:
-    """Remove least recently used entries until the cache fits its limit (entries this process
-    uses are kept), and temporary folders of writers that died. Scanning the folder costs a
-    walk of every entry, so after a scan the total is estimated from this process's additions
-    (``added`` bytes now), and scanned again when the estimate passes the limit or after
-    ``RESCAN_EVERY`` additions."""
-    if _state.estimate is not None and _state.estimate + added <= limit() \
+def _evict(root: str, added: int = 0, scan: bool = False) -> None:
+    """Remove least recently used entries when the cache outgrows its limit, down to
+    ``EVICT_TO`` of it after an addition and to the limit when ``scan`` (entries this process
+    uses are kept), and temporary folders of writers that died. Scanning the folder walks every entry (seconds for a full cache), so it is rare:
+    the total a scan found is kept in the folder's ``usage.json``, which a new process starts
+    from; after that the total is estimated from this process's additions (``added`` bytes
+    now), and scanned again when the estimate passes the limit, after ``RESCAN_EVERY``
+    additions, or when ``scan``. Other processes' additions since the last scan are not
+    counted: the limit is kept within what several processes add between their scans."""
+    if _state.estimate is None and not scan:
+        _state.estimate, _state.additions = _recorded_usage(root), 0
+    if not scan and _state.estimate is not None and _state.estimate + added <= limit() \
             and _state.additions < RESCAN_EVERY:
         _state.estimate += added
         _state.additions += 1
@@ -915,15 +924,39 @@ def _evict(root: str, added: int = 0) -> None:
         if os.path.basename(path).startswith(".") and now - used > STALE_TEMPORARY_S:
             shutil.rmtree(path, ignore_errors=True)
     listed = sorted(_entries(root))
-    total, allowed = sum(size for _, size, _ in listed), limit()
-    for _, size, path in listed:
-        if total <= allowed:
-            break
-        if os.path.basename(path) in _state.in_use:
-            continue
-        _discard(root, path)
-        total -= size
+    total = sum(size for _, size, _ in listed)
+    if total > limit():
+        allowed = limit() if scan else int(limit() * EVICT_TO)
+        for _, size, path in listed:
+            if total <= allowed:
+                break
+            if os.path.basename(path) in _state.in_use:
+                continue
+            _discard(root, path)
+            total -= size
     _state.estimate, _state.additions = total, 0
+    _record_usage(root, total)
+
+
+def _recorded_usage(root: str) -> int | None:
+    """The folder's bytes at its last scan, from ``usage.json`` (None if absent or damaged)."""
+    try:
+        with open(os.path.join(root, USAGE)) as handle:
+            recorded = json.load(handle)["bytes"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return recorded if isinstance(recorded, int) and recorded >= 0 else None
+
+
+def _record_usage(root: str, total: int) -> None:
+    """Write ``usage.json`` atomically (best effort: a read-only folder keeps the old one)."""
+    temporary = os.path.join(root, f".{USAGE}.{uuid.uuid4().hex[:12]}")
+    try:
+        _write_file(temporary, json.dumps({"bytes": total}).encode())
+        os.replace(temporary, os.path.join(root, USAGE))
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
 
 
 def _discard(root: str, path: str) -> None:

@@ -280,6 +280,40 @@ def test_info_clear_and_least_recently_used_eviction(fresh):
     assert cache.clear() == 2 and cache.info().entries == 0
 
 
+def test_a_new_process_starts_from_the_recorded_usage_and_eviction_leaves_headroom(fresh,
+                                                                                 monkeypatch):
+    calls = []
+    for name in ("a", "b", "c"):
+        _artifact(name, calls, size=6000)
+    scanned = cache.info().bytes
+    cache.set_limit(10 * scanned)                    # a scan, recorded in the folder
+    assert cache._recorded_usage(str(fresh)) == scanned
+    cache._state.estimate, cache._state.in_use = None, set()      # as in a later process
+    scans = []
+    real_entries = cache._entries
+    monkeypatch.setattr(cache, "_entries", lambda *a, **k: scans.append(1) or real_entries(*a, **k))
+    _artifact("d", calls, size=6000)
+    assert not scans                                 # the first save did not walk the folder
+    assert cache._state.estimate > scanned
+    cache._state.in_use = set()
+    cache._state.limit = scanned                     # now over the limit: the next save scans
+    _artifact("e", calls, size=6000)
+    assert scans
+    assert real_entries(str(fresh)) and cache.info().bytes <= cache.EVICT_TO * scanned
+    assert cache._recorded_usage(str(fresh)) == cache.info().bytes
+
+
+def test_a_damaged_usage_record_means_a_scan(fresh):
+    calls = []
+    _artifact("a", calls, size=6000)
+    with open(fresh / cache.USAGE, "w") as handle:
+        handle.write("{not json")
+    assert cache._recorded_usage(str(fresh)) is None
+    cache._state.estimate = None
+    _artifact("b", calls, size=6000)
+    assert cache._recorded_usage(str(fresh)) == cache.info().bytes
+
+
 def test_an_interrupted_build_leaves_no_entry(fresh, monkeypatch):
     calls = []
     with pytest.raises(KeyboardInterrupt):
