@@ -16,21 +16,15 @@ from .compiled import helper
 _jit = helper(inline="always")
 
 
-@_jit
-def new_float(capacity):
-    return np.empty(max(capacity, 16), np.float64)
-
-
-@_jit
-def new_int(capacity):
-    return np.empty(max(capacity, 16), np.int64)
-
-
 @helper
-def _grown(tape, top, extra):
+def grown(tape, top, extra):
     """A copy of ``tape``'s ``top`` values with room for ``extra`` more: twice as long, or as
     long as the limit allows. The copy is a loop, not a slice assignment, which would compile
-    numba's broadcasting checks and their messages (string formatting) into every first use."""
+    numba's broadcasting checks and their messages (string formatting) into every first use.
+
+    Generated code checks the room itself and calls this only when it runs out
+    (``if top >= tape.shape[0]: tape = _nad_tape.grown(tape, top, 1)`` before a push): an
+    inlined helper would cost numba a pass over its body at every call site."""
     length, needed, itemsize = max(2 * tape.shape[0], top + extra), top + extra, tape.itemsize
     if length * itemsize >= memory.CHECKED_FROM:
         length = memory.affordable(length, needed, itemsize)
@@ -44,16 +38,7 @@ def _grown(tape, top, extra):
 def reserve(tape, top, extra):
     """``tape`` with room for ``extra`` more values above ``top`` (reallocated if needed)."""
     if top + extra > tape.shape[0]:
-        return _grown(tape, top, extra)
-    return tape
-
-
-@_jit
-def push(tape, top, value):
-    """Store ``value`` at ``top``, growing the tape when it is full; returns the tape."""
-    if top >= tape.shape[0]:
-        tape = _grown(tape, top, 1)
-    tape[top] = value
+        return grown(tape, top, extra)
     return tape
 
 

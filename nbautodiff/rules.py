@@ -212,7 +212,6 @@ NON_DIFFERENTIABLE = {id(f): name for f, name in [
 
 # Array constructors: the result's values do not depend on the (integer) arguments.
 ARRAY_CONSTRUCTORS = {id(f): name for f, name in [
-    (_nad_tape.new_float, "_nad_tape.new_float"), (_nad_tape.new_int, "_nad_tape.new_int"),
     (_nad_arrays.zeros_like, "_nad_arrays.zeros_like"),
     (np.zeros, "np.zeros"), (np.ones, "np.ones"), (np.empty, "np.empty"),
     (np.zeros_like, "np.zeros_like"), (np.ones_like, "np.ones_like"),
@@ -461,10 +460,8 @@ def helper(spelling: str, obj, writes: int | None = None, accumulates: bool = Fa
     return deco
 
 
-@helper("_nad_tape.reserve", _nad_tape.reserve)
-def reserve_tangent(tape, top, extra, d_tape): return _nad_tape.reserve(d_tape, top, extra)
-@helper("_nad_tape.push", _nad_tape.push)
-def push_tangent(tape, top, value, d_tape, d_value): return _nad_tape.push(d_tape, top, d_value)
+@helper("_nad_tape.grown", _nad_tape.grown)
+def grown_tangent(tape, top, extra, d_tape): return _nad_tape.grown(d_tape, top, extra)
 @helper("_nad_tape.push_array", _nad_tape.push_array)
 def push_array_tangent(tape, top, array, d_tape, d_array):
     return _nad_tape.push_array(d_tape, top, d_array)

@@ -28,7 +28,7 @@ def _layouts(rng):
 
 @numba.njit
 def _round_trip(array, into):
-    stack = tape.new_float(4)
+    stack = np.empty(4, np.float64)
     stack = tape.push_array(stack, 0, array)
     tape.pop_array(stack, 0, into)
     return stack[:array.size].copy()

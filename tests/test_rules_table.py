@@ -802,15 +802,12 @@ PROGRAMS = {case.id: case for case in [
 # Spelling in generated code -> the cases whose generated reverse code calls it (or, for a
 # "calls ..." program, whose own code does).
 GENERATED_CODE_CASES = {
-    "_nad_tape.reserve": ["loop: a scalar overwritten"],
-    "_nad_tape.push": ["loop: a scalar overwritten", "loop: an integer overwritten"],
+    "_nad_tape.grown": ["loop: a scalar overwritten", "loop: an integer overwritten"],
     "_nad_tape.push_array": ["loop: an array written in place"],
     "_nad_tape.pop_array": ["loop: an array written in place"],
     "_nad_tape.add_into": ["index arrays"],
     "_nad_tape.copy_into": ["writes its argument"],
     "_nad_tape.trip_count": ["loop: a scalar overwritten"],
-    "_nad_tape.new_float": ["loop: a scalar overwritten"],
-    "_nad_tape.new_int": ["loop: an integer overwritten"],
     "_nad_arrays.unbroadcast": ["elementwise sin: np.sin(a)"],
     "_nad_arrays.zeros_like": ["elementwise sin: np.sin(a)"],
     "_nad_arrays.expand_axis": ["np.sum[axis]"],

@@ -24,12 +24,23 @@ from nbautodiff.analysis.activity import (Analysis, array_index_names, assigned_
                                           own_read_nodes, rule_of, target_names, walk_statements)
 from nbautodiff.analysis.tuples import flat_names
 from nbautodiff.codegen import expr, index_src, parse, src
+from nbautodiff.transforms.copies import propagate_copies, remove_dead_stores
 from nbautodiff.transforms.deadcode import remove_dead_assignments
 from . import checkpointing as checkpoint
 from .arrays import ArrayAdjoints
 from .loop_order import accumulator_updates, any_order_loops, fused_loops, loop_assigned_names
 from .loops import LoopReversal
 from .state import ReverseState
+
+INITIAL_TAPE_LENGTH = 64
+
+
+def room_on_tape(tape: str, top: str, extra: str) -> str:
+    """Source that gives ``tape`` room for ``extra`` more values above ``top``. The check is
+    written out, not a call of an inlined helper: numba would run its passes over the helper's
+    body again at every push."""
+    return (f"if {top} + {extra} > {tape}.shape[0]:\n"
+            f"    {tape} = {naming.TAPE_MODULE}.grown({tape}, {top}, {extra})")
 
 
 @dataclass
@@ -67,11 +78,8 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
     def push(self, name: str, checked: bool) -> list[ast.stmt]:
         tape, top = self.tape(self.state.type_of(name))
         value = typeinfer.to_tape_source(name, self.state.type_of(name))
-        if checked:
-            code = f"{tape} = {naming.TAPE_MODULE}.push({tape}, {top}, {value})\n{top} += 1"
-        else:
-            code = f"{tape}[{top}] = {value}\n{top} += 1"
-        return parse(code)
+        room = parse(room_on_tape(tape, top, "1")) if checked else []
+        return room + parse(f"{tape}[{top}] = {value}\n{top} += 1")
 
     def pop(self, name: str) -> list[ast.stmt]:
         typ = self.state.type_of(name)
@@ -130,10 +138,10 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
         prologue.append(f"{naming.RESULT} = 0.0")
         prologue += checkpoint.prologue(self)
         if "float" in self.state.tapes_used:
-            prologue.append(f"{naming.FLOAT_TAPE} = {naming.TAPE_MODULE}.new_float(64)")
+            prologue.append(f"{naming.FLOAT_TAPE} = np.empty({INITIAL_TAPE_LENGTH}, np.float64)")
             prologue.append(f"{naming.FLOAT_TOP} = 0")
         if "int" in self.state.tapes_used:
-            prologue.append(f"{naming.INT_TAPE} = {naming.TAPE_MODULE}.new_int(64)")
+            prologue.append(f"{naming.INT_TAPE} = np.empty({INITIAL_TAPE_LENGTH}, np.int64)")
             prologue.append(f"{naming.INT_TOP} = 0")
         middle = []
         if self.state.writeback:
@@ -157,7 +165,8 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
                                kwonlyargs=[], kw_defaults=[], defaults=[]),
             body=body, decorator_list=[], returns=None, type_params=[])
         ast.copy_location(function, self.state.tree)
-        return ast.fix_missing_locations(remove_dead_assignments(function))
+        return ast.fix_missing_locations(remove_dead_assignments(
+            remove_dead_stores(propagate_copies(function))))
 
     def values_taped_after(self) -> dict[int, list[str]]:
         """Restored scalars pushed after their assignment rather than before it: id(loop body)
@@ -259,8 +268,7 @@ class ReverseTransform(ArrayAdjoints, LoopReversal):
                 tape, top = (naming.FLOAT_TAPE, naming.FLOAT_TOP) if kind == "float" \
                     else (naming.INT_TAPE, naming.INT_TOP)
                 self.state.tapes_used.add(kind)
-                out += parse(f"{tape} = {naming.TAPE_MODULE}.reserve({tape}, {top}, "
-                             f"{trips} * {count})")
+                out += parse(room_on_tape(tape, top, f"{trips} * {count}"))
         return out
 
     def forward(self, body: list, depth: int, reserved: bool) -> list[ast.stmt]:
