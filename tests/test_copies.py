@@ -123,6 +123,23 @@ def test_a_lambda_ends_every_copy():
     assert run(out, 1.0) == 2.0
 
 
+def test_an_expression_shared_by_two_statements_is_read_through_at_each():
+    function = ast.parse("def f(b, c):\n    a = b\n    if a:\n        pass\n    a = c\n"
+                         "    if a:\n        pass\n    return a").body[0]
+    function.body[3].test = function.body[1].test      # as the reverse sweep shares tests
+    out = ast.unparse(propagate_copies(function))
+    assert "if b:" in out and "if c:" in out, out
+
+
+def test_a_loop_that_occurs_twice_gets_a_body_of_its_own_at_each():
+    function = ast.parse("def f(n):\n    s = 0.0\n    t = 1.0\n    for i in range(n):\n"
+                         "        t = s\n        s = 2.0\n    return t").body[0]
+    loop = function.body[2]
+    function.body.append(loop)                        # the same loop object, after the return
+    out = ast.unparse(remove_dead_stores(propagate_copies(function)))
+    assert out.count("t = s") == 1 and out.count("for i in range(n)") == 2, out
+
+
 # ---- random programs --------------------------------------------------------------------------
 
 NAMES = ("a", "b", "c", "d", "e")

@@ -112,7 +112,7 @@ def test_grad_skips_the_primal_value_and_value_and_grad_keeps_it():
     value, gradient = both(pos.copy(), eps)
     assert value == pytest.approx(energy(pos, eps), rel=1e-13)
     assert_grad_close(gradient, fd, rtol=1e-6, atol=1e-9, label="value_and_grad")
-    assert "_nad_result = e" in both.source
+    assert "return (None," not in both.source
 
     shadow = np.zeros_like(pos)
     value = nad.reverse(energy, nad.Duplicated, nad.Const, ret="Active")(pos.copy(), shadow,

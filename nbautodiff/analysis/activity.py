@@ -139,6 +139,18 @@ class Analysis:
     order: dict = field(default_factory=dict)            # id(statement) -> position
     loop_members: dict = field(default_factory=dict)     # id(loop) -> ids of its statements
     assignments: dict = field(default_factory=dict)      # name -> [statements assigning it]
+    touching: dict = field(default_factory=dict)         # id(tree) -> name -> [statements]
+
+    def statements_touching(self, tree: ast.FunctionDef, name: str) -> list[ast.stmt]:
+        """The statements of ``tree`` that read ``name`` themselves or bind it, in program
+        order (an index of the tree built on first use: the analysed tree does not change)."""
+        index = self.touching.get(id(tree))
+        if index is None:
+            index = self.touching[id(tree)] = {}
+            for statement, _ in walk_statements(tree.body):
+                for touched in own_reads(statement) | set(assigned_names(statement)):
+                    index.setdefault(touched, []).append(statement)
+        return index.get(name, [])
 
     def rep(self, name: str) -> str:
         while name in self.alias and self.alias[name] != name:

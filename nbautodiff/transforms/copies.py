@@ -28,6 +28,7 @@ are and end every copy.
 from __future__ import annotations
 
 import ast
+import copy
 
 from nbautodiff.transforms.deadcode import _is_pure, _names_read
 
@@ -37,48 +38,84 @@ _COMPOUND = (ast.For, ast.While, ast.If, ast.With, ast.Try)
 
 
 def propagate_copies(function: ast.FunctionDef) -> ast.FunctionDef:
-    """``function`` with its copies read through and its overwritten stores deleted (changed
-    in place; see the module docstring)."""
-    function.body = _block(function.body)
+    """``function`` with its copies read through (changed in place; see the module docstring).
+    Generated code may share expression nodes between statements (a test of the forward sweep
+    and of the reverse sweep): a statement or expression that changes is a copy."""
+    scoped = any(isinstance(node, _SCOPES) for node in ast.walk(function) if node is not function)
+    function.body = _block(_unshared(function).body, scoped)
     return function
 
 
-def _block(body: list[ast.stmt]) -> list[ast.stmt]:
+def _block(body: list[ast.stmt], scoped: bool) -> list[ast.stmt]:
+    """``scoped``: the function has statements with a scope of their own inside."""
     copies: dict[str, str] = {}
+    out = []
     for statement in body:
-        if any(isinstance(node, _SCOPES) for node in ast.walk(statement)):
+        if scoped and any(isinstance(node, _SCOPES) for node in ast.walk(statement)):
             copies.clear()
+            out.append(statement)
             continue
         if isinstance(statement, _COMPOUND):
             if isinstance(statement, ast.If):
-                _read_through(statement.test, copies)
+                statement.test = _read_through(statement.test, copies)
             elif isinstance(statement, ast.For):
-                _read_through(statement.iter, copies)
+                statement.iter = _read_through(statement.iter, copies)
             for field in ("body", "orelse", "finalbody"):
                 inner = getattr(statement, field, None)
                 if inner:
-                    setattr(statement, field, _block(inner))
+                    setattr(statement, field, _block(inner, scoped))
             for handler in getattr(statement, "handlers", ()):
-                handler.body = _block(handler.body)
+                handler.body = _block(handler.body, scoped)
             copies.clear()
+            out.append(statement)
             continue
-        _read_through(statement, copies)
+        statement = _read_through(statement, copies)
         bound = _bound_names(statement)
         for name in [n for n, source in copies.items() if n in bound or source in bound]:
             del copies[name]
-        copy = _copy(statement)
-        if copy is not None:
-            copies[copy[0]] = copy[1]
-    return body
+        pair = _copy(statement)
+        if pair is not None:
+            copies[pair[0]] = pair[1]
+        out.append(statement)
+    return out
 
 
-def _read_through(node: ast.AST, copies: dict[str, str]) -> None:
-    """Replace every read of a copy's target in ``node`` by its source (in place)."""
-    if not copies:
-        return
+def _read_through(node: ast.AST, copies: dict[str, str]) -> ast.AST:
+    """``node`` with every read of a copy's target replaced by its source: a new node when
+    one is read, ``node`` itself otherwise."""
+    if not copies or not any(isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
+                             and n.id in copies for n in ast.walk(node)):
+        return node
+    node = copy.deepcopy(node)
     for name in ast.walk(node):
         if isinstance(name, ast.Name) and isinstance(name.ctx, ast.Load) and name.id in copies:
             name.id = copies[name.id]
+    return node
+
+
+def _unshared(function: ast.FunctionDef) -> ast.FunctionDef:
+    """``function``, with every compound statement that occurs in it more than once replaced
+    by a copy at each further occurrence (both passes give each occurrence a body of its own)."""
+    seen: set[int] = set()
+
+    def visit(body: list[ast.stmt]) -> list[ast.stmt]:
+        out = []
+        for statement in body:
+            if isinstance(statement, _COMPOUND):
+                if id(statement) in seen:
+                    statement = copy.deepcopy(statement)
+                seen.add(id(statement))
+                for field in ("body", "orelse", "finalbody"):
+                    inner = getattr(statement, field, None)
+                    if inner:
+                        setattr(statement, field, visit(inner))
+                for handler in getattr(statement, "handlers", ()):
+                    handler.body = visit(handler.body)
+            out.append(statement)
+        return out
+
+    function.body = visit(function.body)
+    return function
 
 
 def _copy(statement: ast.stmt) -> tuple[str, str] | None:
@@ -119,6 +156,7 @@ def remove_dead_stores(function: ast.FunctionDef) -> ast.FunctionDef:
     its exit and, to a fixed point, its body need; ``break``, ``continue`` and a ``try`` make
     every name of the function live there (they are left to numba's own analysis); a name a
     nested function reads is live everywhere."""
+    function = _unshared(function)
     everything = {n.id for n in ast.walk(function) if isinstance(n, ast.Name)}
     captured = {n.id for scope in ast.walk(function) if scope is not function
                 and isinstance(scope, (ast.Lambda, ast.FunctionDef, ast.AsyncFunctionDef))
@@ -132,24 +170,40 @@ class _Liveness:
     def __init__(self, everything: set[str], captured: set[str]):
         self.everything = everything
         self.captured = captured            # read by a nested function: live everywhere
+        self.facts = {}                     # id(statement) -> (statement, plain store, reads)
+        self.analysed = {}                  # (id(body), live after) -> (body, live before)
 
     def block(self, body, live, apply):
         """(``body`` with dead stores dropped if ``apply``, names live before it)."""
-        kept = []
+        key = (id(body), frozenset(live))
+        if not apply and key in self.analysed:
+            return body, self.analysed[key][1]
+        kept, after = [], live
         for statement in reversed(body):
             keep, live = self.statement(statement, live, apply)
             if keep:
                 kept.append(statement)
         kept.reverse()
+        if not apply:                       # the body is kept alive with its key's id
+            self.analysed[(id(body), frozenset(after))] = (body, live)
         return (kept or [ast.Pass()]) if apply else body, live
+
+    def fact(self, statement):
+        """(plain store target or None, names read) of ``statement``, computed once."""
+        known = self.facts.get(id(statement))
+        if known is None:
+            target = _plain_store(statement)
+            reads = _reads(statement.value if target is not None else statement)
+            known = self.facts[id(statement)] = (statement, target, reads)
+        return known[1], known[2]
 
     def statement(self, statement, live, apply):
         """(whether to keep ``statement``, names live before it), given those live after."""
-        target = _plain_store(statement)
+        target, reads = self.fact(statement)
         if target is not None and target not in self.captured:
             if target not in live or _is_self_copy(statement):
                 return False, live
-            return True, (live - {target}) | _reads(statement.value)
+            return True, (live - {target}) | reads
         if isinstance(statement, (ast.Break, ast.Continue, ast.Try, ast.With)):
             return True, set(self.everything)
         if isinstance(statement, ast.If):
@@ -162,8 +216,8 @@ class _Liveness:
         if isinstance(statement, (ast.For, ast.While)):
             return True, self.loop(statement, live, apply)
         if isinstance(statement, ast.Return):
-            return True, _reads(statement)
-        return True, (live - _plain_bound(statement)) | _reads(statement)
+            return True, reads
+        return True, (live - _plain_bound(statement)) | reads
 
     def loop(self, loop, live, apply):
         """Names live before ``loop``: its header's, to a fixed point over the back edge."""

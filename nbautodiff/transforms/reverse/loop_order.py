@@ -212,14 +212,10 @@ class _Check:
                 return False
         return True
 
-    def statements_touching(self, name: str) -> list[ast.stmt]:
-        return [s for s, _ in walk_statements(self.tree.body)
-                if name in own_reads(s) or name in assigned_names(s)]
-
     def iteration_local(self, name: str) -> bool:
         """Assigned at the top of some loop's body (this loop or one inside it) before any read,
         and neither read nor assigned outside that loop."""
-        touching = self.statements_touching(name)
+        touching = self.a.statements_touching(self.tree, name)
         loops = [self.loop] + [s for s, _ in self.members if isinstance(s, (ast.For, ast.While))]
         for loop in loops:
             inside = self.a.loop_members[id(loop)]
