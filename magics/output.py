@@ -107,7 +107,9 @@ class HighlightedSource:
         if self.source is None:
             return f"<p>{title}: {html.escape(self._pending())}</p>"
         code = highlight(self.source, PythonLexer(), HtmlFormatter(noclasses=True))
-        return f"<details open><summary>{title}</summary>{code}</details>"
+        lines = self.source.count("\n")
+        return (f"<details><summary>{title} ({lines} lines; click to read)</summary>{code}"
+                "</details>")
 
     def _repr_pretty_(self, printer, cycle) -> None:
         printer.text(f"# generated source of {self.name}\n{self.source or '# ' + self._pending()}")

@@ -27,24 +27,39 @@ class Rendered:
         return None
 
 
-def render(functions: list[ast.FunctionDef], header: str = "") -> Rendered:
-    """Source of ``functions``; one statement per line, with the user's line of each."""
+def render(functions: list[ast.FunctionDef], header: str = "", user_text=None) -> Rendered:
+    """Source of ``functions``; one statement per line, with the user's line of each.
+
+    ``pass`` appears only where a block would be empty. With ``user_text`` (user line number ->
+    the text of that line, or None), each run of statements generated from one line of the
+    user's code starts with a comment quoting it (``# 12: q += prec[c, j] * diff``)."""
     lines: list[str] = []
     origin: list[int | None] = []
     for line in header.splitlines():
         lines.append(line)
         origin.append(None)
+    marked = [None]                     # the user's line the last comment quoted
+
+    def mark(line: int | None, pad: str) -> None:
+        text = user_text(line) if user_text is not None and line is not None else None
+        if text and line != marked[0]:
+            lines.append(f"{pad}# {line}: {text.strip()}")
+            origin.append(line)
+            marked[0] = line
 
     def block(statements: list[ast.stmt], depth: int) -> None:
-        for statement in statements:
+        kept = [s for s in statements if not isinstance(s, ast.Pass)] or statements[:1]
+        for statement in kept:
             line = getattr(statement, "lineno", None)
             pad = INDENT * depth
+            if not isinstance(statement, ast.Pass):
+                mark(line, pad)
             if isinstance(statement, (ast.If, ast.For, ast.While)):
                 head = ast.unparse(_header_only(statement)).splitlines()[0]
                 lines.append(pad + head)
                 origin.append(line)
                 block(statement.body, depth + 1)
-                if statement.orelse:
+                if statement.orelse and not all(isinstance(s, ast.Pass) for s in statement.orelse):
                     lines.append(pad + "else:")
                     origin.append(line)
                     block(statement.orelse, depth + 1)

@@ -22,7 +22,8 @@ RTOL, ATOL = 1e-6, 1e-8
 
 
 def check(fun, args, argnums):
-    """Gradient of ``fun`` w.r.t. ``argnums`` against central differences; returns the source."""
+    """Gradient of ``fun`` w.r.t. ``argnums`` against central differences; returns the generated
+    code (its comments, which quote the user's lines, left out)."""
     derived = nad.grad(fun, argnums=argnums)
     ad = derived(*[a.copy() if isinstance(a, np.ndarray) else a for a in args])
     ad = ad if isinstance(argnums, tuple) else (ad,)
@@ -31,7 +32,8 @@ def check(fun, args, argnums):
     scale = max(1.0, max_abs(*fd))
     for k, (a, f) in enumerate(zip(ad, fd)):
         assert_grad_close(a, f, rtol=RTOL, atol=ATOL * scale, label=f"{fun.__name__} arg {k}")
-    return derived.source
+    return "\n".join(line for line in derived.source.splitlines()
+                     if not line.lstrip().startswith("#")) + "\n"
 
 
 # -- loops run in their original order ----------------------------------------------------------

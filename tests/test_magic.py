@@ -128,6 +128,14 @@ def test_show_displays_highlighted_source(ip, ns):
     assert len(shown) == 1 and shown[0].source == ns["energy_grad"].source
     html = shown[0]._repr_html_()
     assert "energy_grad" in html and "<span style=" in html
+    assert html.startswith("<details><summary>")            # collapsed until opened
+    source = shown[0].source
+    assert "pass" not in [line.strip() for line in source.splitlines()]
+    user_lines = [line for line in CELL.splitlines() if line.strip()
+                  and not line.lstrip().startswith(("def ", "@", "#"))]
+    quoted = [line.split(": ", 1)[1] for line in source.splitlines()
+              if line.lstrip().startswith("# ") and ": " in line and line.lstrip()[2].isdigit()]
+    assert quoted and all(any(q == u.strip() for u in user_lines) for q in quoted), quoted
 
 
 def test_check_displays_a_table_and_a_png(ip, ns):

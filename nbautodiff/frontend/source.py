@@ -17,6 +17,7 @@ import os
 import re
 import threading
 import textwrap
+import linecache
 import types
 from dataclasses import dataclass, field
 
@@ -49,6 +50,13 @@ class FunctionSource:
     @property
     def parameters(self) -> list[str]:
         return parameters(self.tree)
+
+    def line_text(self, lineno: int) -> str | None:
+        """The text of the user's line ``lineno`` when it is a line of this function's body."""
+        first, last = self.tree.lineno, getattr(self.tree, "end_lineno", None) or self.tree.lineno
+        if not first < lineno <= last:
+            return None
+        return linecache.getline(self.filename, lineno).rstrip("\n") or None
 
     def error(self, message: str, node: ast.AST | None = None, *, construct: str | None = None,
               kind: type[AutodiffError] = AutodiffError) -> AutodiffError:

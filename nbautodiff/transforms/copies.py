@@ -150,7 +150,8 @@ def _reads(node: ast.AST) -> set[str]:
 
 def remove_dead_stores(function: ast.FunctionDef) -> ast.FunctionDef:
     """``function`` without the plain stores ``name = <pure expression>`` whose value no path
-    reads before ``name`` is bound again, and without self-copies (changed in place).
+    reads before ``name`` is bound again, without self-copies, and without the branches and
+    ``for`` loops left with nothing to do (changed in place).
 
     A backward liveness analysis over the structured code: a loop's header is live with what
     its exit and, to a fixed point, its body need; ``break``, ``continue`` and a ``try`` make
@@ -212,9 +213,16 @@ class _Liveness:
                 else (statement.orelse, live)
             if apply:
                 statement.body, statement.orelse = body, orelse
+                if _empty(body) and _empty(orelse) and _is_pure(statement.test):
+                    return False, live
             return True, body_live | else_live | _reads(statement.test)
         if isinstance(statement, (ast.For, ast.While)):
-            return True, self.loop(statement, live, apply)
+            before = self.loop(statement, live, apply)
+            if apply and isinstance(statement, ast.For) and _empty(statement.body) \
+                    and not statement.orelse and _is_pure(statement.iter) \
+                    and not _bound_names(statement.target) & live:
+                return False, live
+            return True, before
         if isinstance(statement, ast.Return):
             return True, reads
         return True, (live - _plain_bound(statement)) | reads
@@ -246,6 +254,10 @@ def _plain_bound(statement: ast.stmt) -> set[str]:
                 if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
                 and (t is n or isinstance(t, (ast.Tuple, ast.List)))}
     return set()
+
+
+def _empty(body: list[ast.stmt]) -> bool:
+    return all(isinstance(statement, ast.Pass) for statement in body)
 
 
 def _is_self_copy(statement: ast.Assign) -> bool:
