@@ -57,8 +57,12 @@ def check_grad(fun, *args, argnums=0, **options):
 
 
 def load_ipython_extension(ipython):
-    """``%load_ext nbautodiff``: register the cell magics."""
+    """``%load_ext nbautodiff``: register the cell magics, and start the background warm-up
+    (:mod:`nbautodiff.warmup`: numba's initialisation and the runtime helpers, so that the
+    first derivative does not wait for them; ``NBAUTODIFF_WARMUP=0`` turns it off)."""
+    from nbautodiff import warmup
     from nbautodiff.magics import load_ipython_extension as _load
+    warmup.start()
     _load(ipython)
 
 
