@@ -8,14 +8,13 @@ when ``--activities`` are given): ``f_grad``, ``f_rev``; with ``--mode forward``
 """
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 
 import numpy as np
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.core.magic_arguments import argument, magic_arguments
 
 from nbautodiff import progress
 from nbautodiff.api import forward as forward_api, reverse as api
@@ -24,7 +23,7 @@ from nbautodiff.api.activities import (REVERSE_ARGUMENT, REVERSE_RETURN, Active,
 from nbautodiff.checks.check import check_grad, gradient_of_reverse
 from nbautodiff.errors import AutodiffError, SourceNotFoundError, UnsupportedConstructError
 from nbautodiff.frontend import checkpoint_markers as checkpoint, declarations as custom
-from .cell import (DEFAULT_TEMPLATE, cell_objects, derived_name, example_arguments, forced_if,
+from .cell import (DEFAULT_TEMPLATE, parse_options, cell_objects, derived_name, example_arguments, forced_if,
                    parameters, run_cell_body, short_errors, split, user_function)
 from .output import AutodiffResult, Derived
 from .progress_bar import display_for
@@ -101,7 +100,7 @@ class AutodiffMagics(Magics):
             def loss(p, t, y):
                 ...
         """
-        args = parse_argstring(self.autodiff, line)
+        args = parse_options(self.autodiff, line)
         if args.help:
             from IPython.display import Pretty
             return Pretty(self.autodiff.parser.format_help())

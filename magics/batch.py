@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.core.magic_arguments import argument, magic_arguments
 
 from nbautodiff import progress
 from nbautodiff.transforms.batching import LAYOUTS
 from .batch_compare import DEFAULT_SIZES, METHODS, compare
-from .cell import (DEFAULT_TEMPLATE, cell_objects, derived_name, example_arguments, forced_if,
+from .cell import (DEFAULT_TEMPLATE, parse_options, cell_objects, derived_name, example_arguments, forced_if,
                    parameters, run_cell_body, short_errors, split, user_function)
 from .progress_bar import display_for
 
@@ -87,7 +87,7 @@ class BatchMagics(Magics):
             def predict(x, w):
                 ...
         """
-        args = parse_argstring(self.batch, line)
+        args = parse_options(self.batch, line)
         if args.help:
             from IPython.display import Pretty
             return Pretty(self.batch.parser.format_help())

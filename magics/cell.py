@@ -11,16 +11,42 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import difflib
 import inspect
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from IPython.core.error import UsageError
+from IPython.core.magic_arguments import parse_argstring
 
 from nbautodiff import cache
 from nbautodiff.errors import AutodiffError, CellAutodiffError
 
 DEFAULT_TEMPLATE = "{name}_{kind}"        # --name: the derivative of f is f_grad, its batch f_batch
+
+
+def parse_options(magic, line: str):
+    """``parse_argstring(magic, line)``, with an unknown option answered by the nearest ones
+    the magic has: ``UsageError: %%autodiff: unknown option --chek; did you mean --check?``."""
+    try:
+        return parse_argstring(magic, line)
+    except UsageError as error:
+        message = str(error)
+        if not message.startswith("unrecognized arguments:"):
+            raise
+        known = sorted(magic.parser._option_string_actions)
+        unknown = [token for token in message.split(":", 1)[1].split()
+                   if token.startswith("-") and token not in known]
+        if not unknown:
+            raise
+        name = magic.__name__
+        hints = []
+        for token in unknown:
+            close = difflib.get_close_matches(token.split("=", 1)[0], known, n=1, cutoff=0.75)
+            hints.append(f"unknown option {token}" + (
+                f"; did you mean {close[0]}?" if close else ""))
+        raise UsageError(f"%%{name}: " + "; ".join(hints)
+                         + f" (%%{name} --help lists the options)") from None
 
 
 @dataclass(frozen=True)

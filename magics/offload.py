@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.core.magic_arguments import argument, magic_arguments
 
 from nbautodiff import progress
-from .cell import (DEFAULT_TEMPLATE, cell_objects, derived_name, example_arguments, forced_if,
+from .cell import (DEFAULT_TEMPLATE, parse_options, cell_objects, derived_name, example_arguments, forced_if,
                    parameters, run_cell_body, short_errors, split, user_function)
 from .offload_compare import DEFAULT_SIZES, SIMULATOR_SIZES, compare
 from .progress_bar import display_for
@@ -67,7 +67,7 @@ class OffloadMagics(Magics):
             def smooth(u, alpha):
                 ...
         """
-        args = parse_argstring(self.offload, line)
+        args = parse_options(self.offload, line)
         if args.help:
             from IPython.display import Pretty
             return Pretty(self.offload.parser.format_help())
@@ -186,7 +186,7 @@ def _check(fun, offloaded, example: tuple) -> str:
             x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
             scale = np.maximum(np.abs(x), np.finfo(float).tiny)
             worst = max(worst, float(np.max(np.abs(x - y) / scale, initial=0.0)))
-    return (f"the offloaded call equals the CPU call exactly" if worst == 0.0 else
+    return ("the offloaded call equals the CPU call exactly" if worst == 0.0 else
             f"the offloaded call differs from the CPU call by a relative {worst:.2g} at most")
 
 

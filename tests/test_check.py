@@ -147,8 +147,23 @@ def test_plot_summarises_many_components():
     check = check_grad(rosen, np.random.default_rng(4).normal(size=40), gradient=rosen_grad)
     labels = [line.get_label() for line in check.plot(max_curves=10).axes[0].get_lines()]
     assert "median" in labels and len(labels) < 10
-    assert "showing the 50 worst" not in check._repr_html_()
-    assert "showing the 20 worst of 40" in str(check)
+    assert check.ok
+    for report in (check._repr_html_(), str(check)):
+        assert "all 40 components agree; the 5 with the largest errors shown" in report
+    assert str(check).count(" ok") == 5
+
+
+def test_a_failing_check_shows_every_failing_component():
+    x = np.random.default_rng(5).normal(size=60)
+    wrong = rosen_grad(x)
+    wrong[[3, 17, 41]] += 1.0                          # three wrong components
+    check = check_grad(rosen, x, gradient=lambda y: np.where(
+        np.isin(np.arange(y.size), [3, 17, 41]), rosen_grad(y) + 1.0, rosen_grad(y)))
+    assert not check.ok
+    text = str(check)
+    assert text.count("FAIL") >= 3 and "3 outside the tolerance, every one shown" in text
+    for label in ("[3]", "[17]", "[41]"):
+        assert label in text
 
 
 def test_gradient_of_reverse_follows_the_rust_signature():

@@ -97,7 +97,7 @@ def test_help(ip):
 
 
 @pytest.mark.parametrize("line, message", [
-    ("--no-such-option", "unrecognized"),
+    ("--no-such-option", "unknown option --no-such-option"),
     ("--mode forward --checkpoint", "applies to reverse mode"),
     ("--mode forward -f energy --activities Active Const", "not one of forward mode's"),
     ("--mode forward -f energy --activities Dual Const --ret Active", "not one of forward"),
@@ -244,3 +244,16 @@ def test_unsupported_construct_in_an_earlier_cell_names_that_cell(ip):
     error = info.value
     assert error.lineno == 3 and error.function == "helper_with_try"
     assert "line 3 of In[" in error._render_traceback_()[0]
+
+
+@pytest.mark.parametrize("magic,line,expected", [
+    ("autodiff", "--chek (x0, k0)", "unknown option --chek; did you mean --check?"),
+    ("batch", "--sizez 10 100", "unknown option --sizez; did you mean --sizes?"),
+    ("offload", "--comapre (u0, 0.1)", "unknown option --comapre; did you mean --compare?"),
+    ("autodiff", "--frobnicate", "unknown option --frobnicate (%%autodiff --help"),
+])
+def test_a_mistyped_option_is_answered_with_the_nearest_one(ip, magic, line, expected):
+    with pytest.raises(UsageError) as raised:
+        ip.run_cell_magic(magic, line, "def typo_cell_function(x):\n    return x * x\n")
+    assert expected in str(raised.value)
+    assert "typo_cell_function" not in ip.user_ns           # nothing ran

@@ -149,7 +149,7 @@ def test_help(ip, batch_api):
 
 
 @pytest.mark.parametrize("line, message", [
-    ("--no-such-option", "unrecognized"),
+    ("--no-such-option", "unknown option --no-such-option"),
     ("--in-axes zero", "'zero' is not an axis"),
     ("--out-axes 0.5", "not an axis"),
     ("-f predict --in-axes 0 None 0", "3 axes for predict"),

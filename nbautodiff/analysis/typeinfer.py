@@ -10,17 +10,21 @@ from types import SimpleNamespace
 
 from numba import types as nbtypes
 from numba.core import compiler, errors as nberrors, typed_passes
+from numba.core.compiler_lock import global_compiler_lock
 from numba.core.rewrites import rewrite_registry
 from numba.core.registry import cpu_target
 
 _refreshed = False
 
 
+@global_compiler_lock
 def infer(py_func, argtypes: tuple) -> tuple[dict[str, nbtypes.Type], nbtypes.Type]:
     """(variable name -> numba type, return type) of ``py_func`` for ``argtypes``.
 
     Raises numba's ``TypingError`` when the function does not type (the caller locates it).
-    """
+    Like every use of numba's typing machinery here, it holds numba's compiler lock: typing
+    fills numba's registries lazily (``refresh``), and another thread compiling at the same time
+    (the background warm-up, a user's thread) would see them half filled."""
     if not _refreshed:
         refresh()
     ir = compiler.run_frontend(py_func)
@@ -39,6 +43,7 @@ def infer(py_func, argtypes: tuple) -> tuple[dict[str, nbtypes.Type], nbtypes.Ty
     return names, result.return_type
 
 
+@global_compiler_lock
 def refresh() -> None:
     """Make numba's typing see the extensions registered so far (an ``overload`` made after a
     first inference, such as the stand-in of a batched function)."""
@@ -48,11 +53,13 @@ def refresh() -> None:
     _refreshed = True
 
 
+@global_compiler_lock
 def function_type(func):
     """The numba type of Python function ``func`` (one with an ``overload``) as a value."""
     return cpu_target.typing_context.resolve_value_type(func)
 
 
+@global_compiler_lock
 def _unify(a, b):
     if a == b:
         return a

@@ -15,6 +15,7 @@ import numpy as np
 #: Rows shown before a table is cut down to its worst components.
 MAX_ROWS_HTML = 50
 MAX_ROWS_TEXT = 20
+PASSING_ROWS = 5                # rows of a passing check (its worst components)
 #: Errors of exactly zero are drawn at this value on the log scale.
 ZERO_ERROR = 1e-17
 
@@ -266,9 +267,21 @@ def _join(items: list) -> str:
 
 
 def _shown_rows(check, max_rows: int):
-    if len(check.rows) <= max_rows:
+    """The rows a report shows: a passing check's few worst (its agreement is the news), a
+    failing check's every failing component, then its worst passing ones up to ``max_rows``."""
+    total = len(check.rows)
+    failing = [row for row in check.worst(total) if not row.ok]
+    if not failing:
+        if total <= PASSING_ROWS:
+            return list(check.rows), ""
+        return check.worst(PASSING_ROWS), (f"all {total} components agree; the "
+                                           f"{PASSING_ROWS} with the largest errors shown")
+    if total <= max_rows:
         return list(check.rows), ""
-    return check.worst(max_rows), f"showing the {max_rows} worst of {len(check.rows)} components"
+    shown = failing + [row for row in check.worst(max_rows) if row.ok][:max(0, max_rows
+                                                                            - len(failing))]
+    return shown, (f"showing the {len(shown)} worst of {total} components "
+                   f"({len(failing)} outside the tolerance, every one shown)")
 
 
 def _drawable(errors: np.ndarray) -> np.ndarray:
