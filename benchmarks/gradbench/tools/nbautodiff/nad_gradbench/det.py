@@ -69,5 +69,5 @@ def gradient(A, ell):
 
 
 FUNCTIONS = {"primal": primal, "gradient": gradient}
-EXAMPLE = {"A": [2.0, 1.0, 0.5, 1.0, 3.0, 0.25, 0.5, 0.25, 4.0], "ell": 3,
-           "min_runs": 1, "min_seconds": 0}
+EXAMPLES = [{"A": [2.0, 1.0, 0.5, 1.0, 3.0, 0.25, 0.5, 0.25, 4.0], "ell": 3,
+            "min_runs": 1, "min_seconds": 0}]

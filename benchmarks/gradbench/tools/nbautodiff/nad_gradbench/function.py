@@ -2,9 +2,10 @@
 
 Each eval module (``lse.py``, ``gmm.py``, ...) defines ``FUNCTIONS``, a dict from the function
 names the eval sends (``"primal"``, ``"gradient"``, ``"objective"``, ...) to :class:`Function`
-values, and ``EXAMPLE``, a tiny input of the eval's JSON shape. ``define`` runs every function
-once on ``EXAMPLE``: that compiles every derivative (numba compiles once per argument types,
-and the example has the types of the real inputs), so no evaluate message pays for compilation.
+values, and ``EXAMPLES``, tiny inputs of the eval's JSON shape (one per variant of the input, such
+as ``ht``'s simple and complicated ones). ``define`` runs every function once on each example:
+that compiles every derivative (numba compiles once per argument types, and the examples have
+the types of the real inputs), so no evaluate message pays for compilation.
 
 :func:`evaluate` follows GradBench's ``Runs`` contract (``gradbench.wrap.multiple_runs``): the
 input is converted once (not timed), then the computation runs at least ``min_runs`` times and

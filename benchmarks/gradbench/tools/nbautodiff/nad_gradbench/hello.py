@@ -27,4 +27,4 @@ def double(x):
 
 
 FUNCTIONS = {"square": square, "double": double}
-EXAMPLE = 1.0
+EXAMPLES = [1.0]

@@ -52,5 +52,5 @@ def dir(points, centroids):  # noqa: A001  (the eval's name for it)
 
 
 FUNCTIONS = {"cost": cost_function, "dir": dir}
-EXAMPLE = {"points": [[0.0, 0.1], [1.0, 0.9], [0.2, 0.0], [0.9, 1.0]],
-           "centroids": [[0.2, 0.0], [0.9, 1.0]], "min_runs": 1, "min_seconds": 0}
+EXAMPLES = [{"points": [[0.0, 0.1], [1.0, 0.9], [0.2, 0.0], [0.9, 1.0]],
+            "centroids": [[0.2, 0.0], [0.9, 1.0]], "min_runs": 1, "min_seconds": 0}]

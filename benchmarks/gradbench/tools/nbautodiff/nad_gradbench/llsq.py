@@ -49,4 +49,4 @@ def gradient(x, n):
 
 
 FUNCTIONS = {"primal": primal, "gradient": gradient}
-EXAMPLE = {"x": [0.5, 0.25, 1.0], "n": 5, "min_runs": 1, "min_seconds": 0}
+EXAMPLES = [{"x": [0.5, 0.25, 1.0], "n": 5, "min_runs": 1, "min_seconds": 0}]

@@ -90,8 +90,8 @@ def jacobian(*args):
 
 
 FUNCTIONS = {"objective": objective_function, "jacobian": jacobian}
-EXAMPLE = {"main_params": [[0.1 * (i + j) for j in range(8)] for i in range(4)],
-           "extra_params": [[0.2, 0.3], [0.4, 0.5], [0.1, 0.2]],
-           "state": [[0.1, 0.2], [0.3, 0.4], [0.5, 0.6], [0.7, 0.8]],
-           "sequence": [[0.0, 1.0], [1.0, 0.0], [1.0, 1.0]],
-           "min_runs": 1, "min_seconds": 0}
+EXAMPLES = [{"main_params": [[0.1 * (i + j) for j in range(8)] for i in range(4)],
+            "extra_params": [[0.2, 0.3], [0.4, 0.5], [0.1, 0.2]],
+            "state": [[0.1, 0.2], [0.3, 0.4], [0.5, 0.6], [0.7, 0.8]],
+            "sequence": [[0.0, 1.0], [1.0, 0.0], [1.0, 1.0]],
+            "min_runs": 1, "min_seconds": 0}]

@@ -68,4 +68,4 @@ def gradient(x, s):
 
 
 FUNCTIONS = {"primal": primal, "gradient": gradient}
-EXAMPLE = {"x": [0.5, 0.25, 1.0], "s": 2, "min_runs": 1, "min_seconds": 0}
+EXAMPLES = [{"x": [0.5, 0.25, 1.0], "s": 2, "min_runs": 1, "min_seconds": 0}]

@@ -28,7 +28,7 @@ is ``python/gradbench/gradbench/eval.py``, the intermediary ``crates/gradbench/s
   the loop stops there.
 
 This module answers those messages for the eval modules of :data:`EVALS` (one module of this
-package per eval, each exporting ``FUNCTIONS`` and ``EXAMPLE``: see ``function.py``).
+package per eval, each exporting ``FUNCTIONS`` and ``EXAMPLES``: see ``function.py``).
 :func:`respond` answers one message and :func:`serve` runs the loop over any pair of text
 streams, so the tests run it in-process; ``run.py`` next to this package runs it on
 stdin/stdout.
@@ -76,8 +76,9 @@ class Tool:
         start = time.perf_counter_ns()
         try:
             module = importlib.import_module(f"{__package__}.{name}")
-            for fn in module.FUNCTIONS.values():        # compile every derivative now
-                fn.compute(*fn.prepare(module.EXAMPLE))
+            for example in module.EXAMPLES:            # compile every derivative now
+                for fn in module.FUNCTIONS.values():
+                    fn.compute(*fn.prepare(example))
         except Exception as error:                      # an AutodiffError names the construct
             return {"success": False, "error": describe(error)}
         self.modules[name] = module
