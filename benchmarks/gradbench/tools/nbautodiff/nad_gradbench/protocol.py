@@ -76,11 +76,22 @@ class Tool:
         start = time.perf_counter_ns()
         try:
             module = importlib.import_module(f"{__package__}.{name}")
-            for example in module.EXAMPLES:            # compile every derivative now
-                for fn in module.FUNCTIONS.values():
-                    fn.compute(*fn.prepare(example))
-        except Exception as error:                      # an AutodiffError names the construct
+        except Exception as error:
             return {"success": False, "error": describe(error)}
+        failures = {}                                   # compile every derivative now
+        for example in module.EXAMPLES:
+            for function, fn in module.FUNCTIONS.items():
+                if function in failures:
+                    continue
+                try:
+                    fn.compute(*fn.prepare(example))
+                except Exception as error:              # an AutodiffError names the construct
+                    failures[function] = error
+        if failures:
+            summary = "\n".join(f"{function}: {type(error).__name__}: {error}"
+                                for function, error in failures.items())
+            first = next(iter(failures.values()))
+            return {"success": False, "error": f"{summary}\n\n" + describe(first)}
         self.modules[name] = module
         return {"success": True,
                 "timings": [{"name": "compile", "nanoseconds": time.perf_counter_ns() - start}]}
