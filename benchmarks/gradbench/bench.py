@@ -101,6 +101,39 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
+def render(header: str, notes: list[str], results: dict[str, dict]) -> list[str]:
+    """The report: the run, the notes, the per-eval table, nbautodiff's refusals and failures,
+    the per-workload tables."""
+    lines = [header, ""] + [f"Note: {note}" for note in notes]
+    lines += ["", "Per eval:", ""]
+    summary = [report.summary_row(spec, sessions) for spec, sessions in results.items()]
+    lines += report.summary_table(summary)
+    unsupported = [(spec, s["nbautodiff"]) for spec, s in results.items()
+                   if "nbautodiff" in s and s["nbautodiff"].defined is False]
+    if unsupported:
+        lines += ["", "nbautodiff refused:"]
+        for spec, session in unsupported:
+            first = (session.define_error or "").split("\n\n")[0]
+            lines += [f"- {spec}:"] + [f"  - {line}" for line in first.splitlines()]
+    failures = [(spec, e) for spec, s in results.items() if "nbautodiff" in s
+                for e in s["nbautodiff"].evaluations if not e.success or e.valid is False]
+    if failures:
+        lines += ["", "nbautodiff failures and invalid outputs:"]
+        for spec, e in failures:
+            lines.append(f"- {spec} {e.function} {e.description}: "
+                         f"{(e.error or '').strip().splitlines()[:3]}")
+    incomplete = [f"{spec} x {tool}: {s.outcome}" for spec, sessions in results.items()
+                  for tool, s in sessions.items() if s.outcome in ("timeout", "tool exited")]
+    if incomplete:
+        lines += ["", "Sessions cut short (the later workloads of these tools are missing): "
+                  + "; ".join(incomplete)]
+    lines += ["", "Per workload:", ""]
+    for spec, sessions in results.items():
+        if any(s.evaluations for s in sessions.values()):
+            lines += report.workload_header(sessions) + report.workload_rows(spec, sessions) + [""]
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -114,7 +147,14 @@ def main() -> int:
                         help="seconds a tool may take to answer one message")
     parser.add_argument("--cpu", type=int, default=0, help="the CPU every tool is pinned to")
     parser.add_argument("--out", default=str(HERE.parents[1] / "build/gradbench"))
+    parser.add_argument("--report-only", action="store_true",
+                        help="print the tables of the run saved in --out/results.json")
     args = parser.parse_args()
+    if args.report_only:
+        saved = json.loads((Path(args.out) / "results.json").read_text())
+        print("\n".join(render(saved["header"], saved["notes"],
+                               report.sessions_from_json(saved["sessions"]))))
+        return 0
 
     def log(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
@@ -155,39 +195,19 @@ def main() -> int:
             log(f"  {session.outcome}: {valid}/{len(session.evaluations)} valid, "
                 f"{session.seconds:.1f} s")
 
-    lines = [f"GradBench run of {datetime.date.today().isoformat()} on {machine()}; "
-             f"checkout {root}; {'GradBench workloads' if args.full else 'quick workloads'}, "
-             f"min_runs={args.min_runs}, min_seconds={args.min_seconds}; every tool on one "
-             f"thread, pinned to CPU {cpu}. Times: medians of each message's runs.", ""]
-    lines += [f"Note: {note}" for note in notes]
-    lines += ["", "Per eval:", ""]
-    summary = [report.summary_row(spec, sessions) for spec, sessions in results.items()]
-    lines += report.summary_table(summary)
-    unsupported = [(spec, s["nbautodiff"]) for spec, s in results.items()
-                   if "nbautodiff" in s and s["nbautodiff"].defined is False]
-    if unsupported:
-        lines += ["", "nbautodiff refused:"]
-        for spec, session in unsupported:
-            first = (session.define_error or "").split("\n\n")[0]
-            lines += [f"- {spec}:"] + [f"  - {line}" for line in first.splitlines()]
-    failures = [(spec, e) for spec, s in results.items() if "nbautodiff" in s
-                for e in s["nbautodiff"].evaluations if not e.success or e.valid is False]
-    if failures:
-        lines += ["", "nbautodiff failures and invalid outputs:"]
-        for spec, e in failures:
-            lines.append(f"- {spec} {e.function} {e.description}: "
-                         f"{(e.error or '').strip().splitlines()[:3]}")
-    lines += ["", "Per workload:", ""]
-    for spec, sessions in results.items():
-        if sessions:
-            lines += report.workload_header(sessions) + report.workload_rows(spec, sessions) + [""]
+    header = (f"GradBench run of {datetime.date.today().isoformat()} on {machine()}; checkout "
+              f"{root}; {'GradBench workloads' if args.full else 'quick workloads'}, "
+              f"min_runs={args.min_runs}, min_seconds={args.min_seconds}; every tool on one "
+              f"thread, pinned to CPU {cpu}. Times: medians of each message's runs.")
+    lines = render(header, notes, results)
     text = "\n".join(lines)
     print(text)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.md").write_text(text + "\n")
     (out / "results.json").write_text(json.dumps(
-        {spec: {tool: asdict(s) for tool, s in sessions.items()}
-         for spec, sessions in results.items()}, indent=1))
+        {"header": header, "notes": notes,
+         "sessions": {spec: {tool: asdict(s) for tool, s in sessions.items()}
+                      for spec, sessions in results.items()}}, indent=1))
     log(f"written: {out / 'results.md'}, {out / 'results.json'}, logs in {out / 'logs'}")
     return 0
 

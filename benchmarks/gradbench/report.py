@@ -5,7 +5,7 @@ averages them; the median keeps a compilation in the first run, JAX's, and the n
 shared machine out). A ratio is ours over the peer's, so below 1 means nbautodiff was faster.
 The per-eval line sums each tool's times over the workloads every compared tool finished
 (GradBench's score is the inverse of such a sum), and gives the geometric mean of the ratios
-per workload of the derivative function.
+per workload of the derivative function ("derivative: r").
 """
 from __future__ import annotations
 
@@ -30,7 +30,10 @@ def seconds(value: float | None) -> str:
 
 
 def ratio(a: float | None, b: float | None) -> str:
-    return "—" if a is None or b is None or b == 0 else f"{a / b:.2f}"
+    if a is None or b is None or b == 0:
+        return "—"
+    r = a / b
+    return f"{r:.2f}" if r >= 0.1 else f"{r:.2g}"
 
 
 def _mark(evaluation) -> str:
@@ -110,12 +113,25 @@ def summary_row(eval_name: str, sessions: dict[str, Session]) -> dict:
     return row
 
 
+def sessions_from_json(data: dict) -> dict[str, dict[str, Session]]:
+    """``results.json`` (``bench.py``'s) back into sessions."""
+    from intermediary import Evaluation
+    out = {}
+    for spec, tools in data.items():
+        out[spec] = {}
+        for tool, fields in tools.items():
+            fields = dict(fields)
+            fields["evaluations"] = [Evaluation(**e) for e in fields["evaluations"]]
+            out[spec][tool] = Session(**fields)
+    return out
+
+
 def summary_table(rows: list[dict]) -> list[str]:
     head = ["eval", "nbautodiff valid", "ours (all workloads)", "manual", "ours/manual",
             "JAX", "ours/JAX", "PyTorch", "ours/PyTorch"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
-        cells = [row["eval"], row.get("valid", "not run"), seconds(row.get("ours_total"))]
+        cells = [row["eval"], row.get("valid", "not run"), seconds(row.get("ours_total") or None)]
         for tool in ("manual", "jax", "pytorch"):
             info = row.get(tool)
             if not info:
@@ -124,7 +140,7 @@ def summary_table(rows: list[dict]) -> list[str]:
             geo = info["derivative_geomean"]
             cells += [f"{seconds(info['peer'])} (ours {seconds(info['ours'])}, "
                       f"{info['workloads']} msgs)",
-                      f"{info['ours'] / info['peer']:.2f}"
-                      + (f" (deriv. geomean {geo:.2f})" if geo else "")]
+                      ratio(info["ours"], info["peer"])
+                      + (f" (derivative: {ratio(geo, 1.0)})" if geo else "")]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
