@@ -129,9 +129,24 @@ def prepare(raw):
     return cams, X, w, obs, feats
 
 
-@function(prepare=prepare, output=lambda errs: {
-    "reproj_error": {"elements": errs[0][0].tolist(), "repeated": errs[0].shape[0]},
-    "w_err": {"element": float(errs[1][0]), "repeated": errs[1].shape[0]}})
+def objective_output(errors):
+    """The eval's deduplicated form: the first observation's errors and how many there are."""
+    reproj_err, w_err = errors
+    return {"reproj_error": {"elements": reproj_err[0].tolist(), "repeated": reproj_err.shape[0]},
+            "w_err": {"element": float(w_err[0]), "repeated": w_err.shape[0]}}
+
+
+def dedup(a) -> list:
+    return [*a[:30].tolist(), a[-1].item()]
+
+
+def jacobian_output(jac):
+    """The first 30 and the last element of ``rows``, ``cols`` and ``vals``."""
+    rows, cols, vals = jac
+    return {"rows": dedup(rows), "cols": dedup(cols), "vals": dedup(vals)}
+
+
+@function(prepare=prepare, output=objective_output)
 def objective_function(cams, X, w, obs, feats):
     reproj_err = np.empty((obs.shape[0], 2))
     w_err = np.empty(w.shape[0])
@@ -139,12 +154,7 @@ def objective_function(cams, X, w, obs, feats):
     return reproj_err, w_err
 
 
-def dedup(a) -> list:
-    return [*a[:30].tolist(), a[-1].item()]
-
-
-@function(prepare=prepare, output=lambda jac: {
-    "rows": dedup(jac[0]), "cols": dedup(jac[1]), "vals": dedup(jac[2])})
+@function(prepare=prepare, output=jacobian_output)
 def jacobian(cams, X, w, obs, feats):
     n, m, p = cams.shape[0], X.shape[0], w.shape[0]
     d_cams = np.zeros((WIDTH, n, N_CAM))          # the seeds: one colour per lane
