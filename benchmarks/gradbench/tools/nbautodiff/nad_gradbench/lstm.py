@@ -17,7 +17,7 @@ import numpy as np
 
 import nbautodiff as nad
 
-from .function import as_float, as_list, function
+from .function import as_float, function
 
 
 @numba.njit
