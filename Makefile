@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench bench-checkpoint bench-second-order bench-batch bench-vector bench-gpu bench-cache bench-jacrev bench-jax bench-compile clean
+.PHONY: demo test bench bench-checkpoint bench-second-order bench-batch bench-vector bench-gpu bench-cache bench-jacrev bench-jax bench-compile bench-gradbench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,23 @@ bench-jax: $(JAX_STAMP)
 # JAX through the same optional extra. BENCH_ARGS e.g. "--quick" or "--only gmm,rnn".
 bench-compile: $(JAX_STAMP)
 	$(PY) benchmarks/compile_latency.py $(BENCH_ARGS)
+
+# nbautodiff as a GradBench tool (benchmarks/gradbench/), run against GradBench's own evals and
+# their validation, beside GradBench's manual C++, JAX and PyTorch tools, through pipes (no
+# Docker). GRADBENCH=<a checkout of github.com/gradbench/gradbench>; the manual tool needs g++
+# and nlohmann's json.hpp (its cpp/json.hpp, nlohmann-json3-dev or JSON_HPP_DIR). The extra
+# nbautodiff[gradbench] installs what GradBench's evals and its JAX tool import; PyTorch is
+# used when it imports (e.g. pip install torch --index-url https://download.pytorch.org/whl/cpu).
+# BENCH_ARGS e.g. "--evals lse,gmm --full --min-seconds 1" (see benchmarks/gradbench/bench.py).
+GRADBENCH_STAMP := $(VENV)/.installed-gradbench
+
+$(GRADBENCH_STAMP): $(STAMP) pyproject.toml
+	$(PY) -m pip install --quiet -e ".[gradbench]"
+	touch $(GRADBENCH_STAMP)
+
+bench-gradbench: $(GRADBENCH_STAMP)
+	@test -n "$(GRADBENCH)" || { echo "usage: make bench-gradbench GRADBENCH=<gradbench checkout>"; exit 2; }
+	$(PY) benchmarks/gradbench/bench.py --gradbench "$(GRADBENCH)" $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build
