@@ -30,7 +30,7 @@ from __future__ import annotations
 import ast
 import copy
 
-from nbautodiff.transforms.deadcode import _is_pure, _names_read
+from nbautodiff.transforms.deadcode import is_pure, names_read, plain_store
 
 _SCOPES = (ast.Lambda, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.ListComp,
            ast.SetComp, ast.DictComp, ast.GeneratorExp)
@@ -133,16 +133,8 @@ def _bound_names(statement: ast.stmt) -> set[str]:
             if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del))}
 
 
-def _plain_store(statement: ast.stmt) -> str | None:
-    """The name of ``statement = name = <pure expression>``, else None."""
-    if isinstance(statement, ast.Assign) and len(statement.targets) == 1 \
-            and isinstance(statement.targets[0], ast.Name) and _is_pure(statement.value):
-        return statement.targets[0].id
-    return None
-
-
 def _reads(node: ast.AST) -> set[str]:
-    names = _names_read(node)
+    names = names_read(node)
     if isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name):
         names.add(node.target.id)
     return names
@@ -193,7 +185,7 @@ class _Liveness:
         """(plain store target or None, names read) of ``statement``, computed once."""
         known = self.facts.get(id(statement))
         if known is None:
-            target = _plain_store(statement)
+            target = plain_store(statement)
             reads = _reads(statement.value if target is not None else statement)
             known = self.facts[id(statement)] = (statement, target, reads)
         return known[1], known[2]
@@ -213,13 +205,13 @@ class _Liveness:
                 else (statement.orelse, live)
             if apply:
                 statement.body, statement.orelse = body, orelse
-                if _empty(body) and _empty(orelse) and _is_pure(statement.test):
+                if _empty(body) and _empty(orelse) and is_pure(statement.test):
                     return False, live
             return True, body_live | else_live | _reads(statement.test)
         if isinstance(statement, (ast.For, ast.While)):
             before = self.loop(statement, live, apply)
             if apply and isinstance(statement, ast.For) and _empty(statement.body) \
-                    and not statement.orelse and _is_pure(statement.iter) \
+                    and not statement.orelse and is_pure(statement.iter) \
                     and not _bound_names(statement.target) & live:
                 return False, live
             return True, before

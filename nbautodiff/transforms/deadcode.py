@@ -38,18 +38,19 @@ def _is_pure_call(call: ast.Call) -> bool:
     return False
 
 
-def _is_pure(expression: ast.expr) -> bool:
+def is_pure(expression: ast.expr) -> bool:
     return all(_is_pure_call(node) for node in ast.walk(expression) if isinstance(node, ast.Call))
 
 
-def _names_read(node: ast.AST) -> set[str]:
+def names_read(node: ast.AST) -> set[str]:
     return {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
 
 
-def _removable_target(statement: ast.stmt) -> str | None:
-    """The name ``statement`` assigns when it is a candidate for removal, else None."""
+def plain_store(statement: ast.stmt) -> str | None:
+    """The name of ``statement`` when it is ``name = <pure expression>`` (a candidate for
+    removal), else None."""
     if isinstance(statement, ast.Assign) and len(statement.targets) == 1 \
-            and isinstance(statement.targets[0], ast.Name) and _is_pure(statement.value):
+            and isinstance(statement.targets[0], ast.Name) and is_pure(statement.value):
         return statement.targets[0].id
     return None
 
@@ -57,10 +58,10 @@ def _removable_target(statement: ast.stmt) -> str | None:
 def _own_reads(statement: ast.stmt) -> set[str]:
     """Names ``statement`` reads itself (for compound statements: their header only)."""
     if isinstance(statement, (ast.If, ast.While)):
-        return _names_read(statement.test)
+        return names_read(statement.test)
     if isinstance(statement, ast.For):
-        return _names_read(statement.iter)
-    names = _names_read(statement)
+        return names_read(statement.iter)
+    names = names_read(statement)
     if isinstance(statement, ast.AugAssign) and isinstance(statement.target, ast.Name):
         names.add(statement.target.id)
     return names
@@ -71,7 +72,7 @@ def needed_names(function: ast.FunctionDef) -> set[str]:
     reads_of: dict[str, set[str]] = {}
     needed: set[str] = set()
     for statement, _ in walk_statements(function.body):
-        target = _removable_target(statement)
+        target = plain_store(statement)
         if target is None:
             needed |= _own_reads(statement)
         else:
@@ -92,7 +93,7 @@ def remove_dead_assignments(function: ast.FunctionDef) -> ast.FunctionDef:
     def prune(body: list[ast.stmt]) -> list[ast.stmt]:
         kept = []
         for statement in body:
-            target = _removable_target(statement)
+            target = plain_store(statement)
             if target is not None and target not in needed:
                 continue
             for field in ("body", "orelse"):
