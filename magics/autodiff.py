@@ -23,8 +23,8 @@ from nbautodiff.api.activities import (REVERSE_ARGUMENT, REVERSE_RETURN, Active,
 from nbautodiff.checks.check import check_grad, gradient_of_reverse
 from nbautodiff.errors import AutodiffError, SourceNotFoundError, UnsupportedConstructError
 from nbautodiff.frontend import checkpoint_markers as checkpoint, declarations as custom
-from .cell import (DEFAULT_TEMPLATE, parse_options, cell_objects, derived_name, example_arguments, forced_if,
-                   parameters, run_cell_body, short_errors, split, user_function)
+from .cell import (DEFAULT_TEMPLATE, cell_objects, derived_name, example_arguments, forced_if,
+                   parameters, parse_options, run_cell_body, short_errors, split, user_function)
 from .output import AutodiffResult, Derived
 from .progress_bar import display_for
 

@@ -18,8 +18,8 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from nbautodiff import progress
 from nbautodiff.transforms.batching import LAYOUTS
 from .batch_compare import DEFAULT_SIZES, METHODS, compare
-from .cell import (DEFAULT_TEMPLATE, parse_options, cell_objects, derived_name, example_arguments, forced_if,
-                   parameters, run_cell_body, short_errors, split, user_function)
+from .cell import (DEFAULT_TEMPLATE, cell_objects, derived_name, example_arguments, forced_if,
+                   parameters, parse_options, run_cell_body, short_errors, split, user_function)
 from .progress_bar import display_for
 
 KIND = "batch"

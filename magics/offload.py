@@ -17,8 +17,8 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_exp
 from IPython.core.magic_arguments import argument, magic_arguments
 
 from nbautodiff import progress
-from .cell import (DEFAULT_TEMPLATE, parse_options, cell_objects, derived_name, example_arguments, forced_if,
-                   parameters, run_cell_body, short_errors, split, user_function)
+from .cell import (DEFAULT_TEMPLATE, cell_objects, derived_name, example_arguments, forced_if,
+                   parameters, parse_options, run_cell_body, short_errors, split, user_function)
 from .offload_compare import DEFAULT_SIZES, SIMULATOR_SIZES, compare
 from .progress_bar import display_for
 

@@ -906,12 +906,13 @@ def _folder_bytes(path: str) -> int:
 def _evict(root: str, added: int = 0, scan: bool = False) -> None:
     """Remove least recently used entries when the cache outgrows its limit, down to
     ``EVICT_TO`` of it after an addition and to the limit when ``scan`` (entries this process
-    uses are kept), and temporary folders of writers that died. Scanning the folder walks every entry (seconds for a full cache), so it is rare:
-    the total a scan found is kept in the folder's ``usage.json``, which a new process starts
-    from; after that the total is estimated from this process's additions (``added`` bytes
-    now), and scanned again when the estimate passes the limit, after ``RESCAN_EVERY``
-    additions, or when ``scan``. Other processes' additions since the last scan are not
-    counted: the limit is kept within what several processes add between their scans."""
+    uses are kept), and temporary folders of writers that died. Scanning the folder walks every
+    entry (seconds for a full cache), so it is rare: the total a scan found is kept in the
+    folder's ``usage.json``, which a new process starts from; after that the total is estimated
+    from this process's additions (``added`` bytes now), and scanned again when the estimate
+    passes the limit, after ``RESCAN_EVERY`` additions, or when ``scan``. Other processes'
+    additions since the last scan are not counted: the limit is kept within what several
+    processes add between their scans."""
     if _state.estimate is None and not scan:
         _state.estimate, _state.additions = _recorded_usage(root), 0
     if not scan and _state.estimate is not None and _state.estimate + added <= limit() \

@@ -121,7 +121,8 @@ def _unshared(function: ast.FunctionDef) -> ast.FunctionDef:
 def _copy(statement: ast.stmt) -> tuple[str, str] | None:
     """(target, source) when ``statement`` is ``target = source`` of two different names."""
     if isinstance(statement, ast.Assign) and len(statement.targets) == 1 \
-            and isinstance(statement.targets[0], ast.Name) and isinstance(statement.value, ast.Name) \
+            and isinstance(statement.targets[0], ast.Name) \
+            and isinstance(statement.value, ast.Name) \
             and statement.targets[0].id != statement.value.id:
         return statement.targets[0].id, statement.value.id
     return None
