@@ -23,7 +23,7 @@ def grown(tape, top, extra):
     numba's broadcasting checks and their messages (string formatting) into every first use.
 
     Generated code checks the room itself and calls this only when it runs out
-    (``if top >= tape.shape[0]: tape = _nad_tape.grown(tape, top, 1)`` before a push): an
+    (``if top + 1 > tape.shape[0]: tape = _nad_tape.grown(tape, top, 1)`` before a push): an
     inlined helper would cost numba a pass over its body at every call site."""
     length, needed, itemsize = max(2 * tape.shape[0], top + extra), top + extra, tape.itemsize
     if length * itemsize >= memory.CHECKED_FROM:
